@@ -1,0 +1,48 @@
+"""manualgrad: hand-derived backward propagation for dense networks, in jax.numpy.
+
+The formulas (examples are columns, m examples, per-example loss L):
+
+    (1) dW[l] = dz[l] a[l-1]ᵀ                          one example
+    (2) dW[l] = (1/m) dZ[l] A[l-1]ᵀ, db[l] = (1/m) Σ_i dZ[l](i)
+    (3) dZ[l] = W[l+1]ᵀ dZ[l+1] ⊙ g[l]'(Z[l])
+    (4) dA[l-1] = W[l]ᵀ dZ[l]
+    (5) dZ[l] = dA[l] ⊙ g[l]'(Z[l])
+"""
+
+from manualgrad._errors import ConfigError, DTypeError, ManualgradError, ShapeError
+from manualgrad.activations import ACTIVATIONS
+from manualgrad.losses import LOSSES
+from manualgrad.network import (
+    INIT_METHODS,
+    STATIC_ARGNAMES,
+    LayerCache,
+    backward,
+    cost,
+    forward,
+    init_params,
+    predict,
+    value_and_grad,
+)
+from manualgrad.precision import PRECISIONS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "INIT_METHODS",
+    "LOSSES",
+    "PRECISIONS",
+    "STATIC_ARGNAMES",
+    "ConfigError",
+    "DTypeError",
+    "LayerCache",
+    "ManualgradError",
+    "ShapeError",
+    "__version__",
+    "backward",
+    "cost",
+    "forward",
+    "init_params",
+    "predict",
+    "value_and_grad",
+]

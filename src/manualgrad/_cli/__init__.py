@@ -1,0 +1,1 @@
+"""Sub-commands of the `manualgrad` CLI, one module each (see `manualgrad.cli`)."""

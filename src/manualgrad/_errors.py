@@ -1,0 +1,26 @@
+"""The error types manualgrad raises.
+
+Every public entry point checks its inputs at trace time and raises one of these,
+never a raw XLA or ``TypeError`` from deep inside JAX. All of them derive from
+:class:`ManualgradError`, so ``except manualgrad.ManualgradError`` catches them all,
+and from the matching built-in (``ValueError`` or ``TypeError``), so existing
+``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+
+class ManualgradError(Exception):
+    """Base class of every error manualgrad raises on bad input."""
+
+
+class ShapeError(ManualgradError, ValueError):
+    """An array's shape does not fit the conventions (X: (n_x, m), W[l]: (n_l, n_{l-1}), ...)."""
+
+
+class ConfigError(ManualgradError, ValueError):
+    """An option is unknown or out of range (activation or loss name, keep_prob, l2, ...)."""
+
+
+class DTypeError(ManualgradError, TypeError):
+    """An array has a dtype the formulas cannot use (integer X, mixed float widths, ...)."""

@@ -1,0 +1,135 @@
+r"""Activation functions g and their hand-written derivatives g'.
+
+Each activation sits next to its derivative, micrograd-style. The derivative is a
+function of the pre-activation Z *and* the activation A = g(Z), because for several
+activations the cheapest exact form uses A (σ' = A(1 − A), tanh' = 1 − A²). All
+functions are elementwise and work on any shape: (n_l, m) in the batched formulas,
+(n_l,) in the single-example ones.
+
+| name         | g(z)                       | g'(z)                          |
+|--------------|----------------------------|--------------------------------|
+| `relu`       | max(z, 0)                  | 1 if z > 0 else 0 (g'(0) = 0)  |
+| `leaky_relu` | z if z > 0 else 0.01 z     | 1 if z > 0 else 0.01           |
+| `tanh`       | tanh z                     | 1 − tanh² z                    |
+| `sigmoid`    | 1 / (1 + e^{−z})           | σ(z)(1 − σ(z))                 |
+| `linear`     | z                          | 1                              |
+| `softmax`    | e^{z_k} / Σ_j e^{z_j}      | not elementwise: see below     |
+
+`softmax` normalises over axis 0 (the classes of each example column) and is meant
+for the output layer. Its Jacobian is diag(a) − a aᵀ, so formula (5) becomes the
+Jacobian-vector product dz = a ⊙ (da − ⟨da, a⟩) (:func:`softmax_backward`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+LEAKY_SLOPE = 0.01
+
+
+def relu(Z: Array) -> Array:
+    """g(z) = max(z, 0)."""
+    return jnp.maximum(Z, 0)
+
+
+def relu_derivative(Z: Array, A: Array) -> Array:
+    """g'(z) = 1 for z > 0, else 0; g'(0) = 0 as in the course."""
+    del A
+    return (Z > 0).astype(Z.dtype)
+
+
+def leaky_relu(Z: Array) -> Array:
+    """g(z) = z for z > 0, else 0.01 z."""
+    return jnp.where(Z > 0, Z, LEAKY_SLOPE * Z)
+
+
+def leaky_relu_derivative(Z: Array, A: Array) -> Array:
+    """g'(z) = 1 for z > 0, else 0.01."""
+    del A
+    return jnp.where(Z > 0, jnp.ones_like(Z), jnp.full_like(Z, LEAKY_SLOPE))
+
+
+def tanh(Z: Array) -> Array:
+    """g(z) = tanh z."""
+    return jnp.tanh(Z)
+
+
+def tanh_derivative(Z: Array, A: Array) -> Array:
+    """g'(z) = 1 − tanh² z = 1 − a²."""
+    del Z
+    return 1 - A * A
+
+
+def sigmoid(Z: Array) -> Array:
+    """g(z) = 1 / (1 + e^{−z}), evaluated without overflow for large |z|."""
+    return jax.nn.sigmoid(Z)
+
+
+def sigmoid_derivative(Z: Array, A: Array) -> Array:
+    """g'(z) = σ(z)(1 − σ(z)) = a(1 − a)."""
+    del Z
+    return A * (1 - A)
+
+
+def linear(Z: Array) -> Array:
+    """g(z) = z (identity; for regression outputs)."""
+    return Z
+
+
+def linear_derivative(Z: Array, A: Array) -> Array:
+    """g'(z) = 1."""
+    del A
+    return jnp.ones_like(Z)
+
+
+def softmax(Z: Array) -> Array:
+    """a_k = e^{z_k} / Σ_j e^{z_j} over axis 0, shifted by max_k z_k so it never overflows."""
+    return jax.nn.softmax(Z, axis=0)
+
+
+def softmax_backward(dA: Array, A: Array) -> Array:
+    """Formula (5) for softmax: dz = (diag(a) − a aᵀ) da = a ⊙ (da − Σ_k da_k a_k), per column."""
+    return A * (dA - jnp.sum(dA * A, axis=0, keepdims=True))
+
+
+class Activation(NamedTuple):
+    """An activation g with its hand-written derivative.
+
+    `derivative(Z, A)` returns g'(Z) elementwise; it is `None` for `softmax`, whose
+    backward is the Jacobian-vector product :func:`softmax_backward`.
+    """
+
+    name: str
+    forward: Callable[[Array], Array]
+    derivative: Callable[[Array, Array], Array] | None
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "relu": Activation("relu", relu, relu_derivative),
+    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_derivative),
+    "tanh": Activation("tanh", tanh, tanh_derivative),
+    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative),
+    "linear": Activation("linear", linear, linear_derivative),
+    "softmax": Activation("softmax", softmax, None),
+}
+
+#: Activations allowed on hidden layers (softmax is for the output layer only).
+HIDDEN_ACTIVATIONS = tuple(name for name in ACTIVATIONS if name != "softmax")
+
+
+def get_activation(name: str) -> Activation:
+    """Look up an activation by name, with an error that lists the valid names."""
+    try:
+        return ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        from manualgrad._errors import ConfigError
+
+        raise ConfigError(
+            f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}"
+        ) from None

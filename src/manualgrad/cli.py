@@ -1,0 +1,54 @@
+"""The `manualgrad` command line: wires options to library calls, nothing more.
+
+Each sub-command lives in its own module under `manualgrad._cli` and provides
+`add_arguments(parser)` and `run(args) -> int`. Bad input raises a
+:class:`manualgrad.ManualgradError` (or `OSError` for files), which becomes one line
+on stderr and exit code 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from manualgrad._errors import ManualgradError
+
+#: sub-command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("manualgrad._cli.check", "compare the hand-written gradients with jax.grad"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="manualgrad",
+        description="Hand-derived backpropagation formulas in jax.numpy, proven against jax.grad.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(importlib.import_module(args._module).run(args))
+    except (ManualgradError, OSError) as err:
+        print(f"manualgrad {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"manualgrad {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

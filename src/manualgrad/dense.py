@@ -1,0 +1,124 @@
+r"""The dense-layer formulas, one small function each, cited by number.
+
+Notation (examples are columns; m examples):
+
+| symbol      | shape            | meaning                                       |
+|-------------|------------------|-----------------------------------------------|
+| `W`         | (n_l, n_{l-1})   | weights of layer l                            |
+| `b`         | (n_l, 1)         | biases of layer l                             |
+| `A_prev`    | (n_{l-1}, m)     | activations of layer l−1 (A[0] = X)           |
+| `Z`         | (n_l, m)         | pre-activations Z[l] = W A_prev + b           |
+| `A`         | (n_l, m)         | activations A[l] = g(Z[l])                    |
+| `dZ`, `dA`  | as Z, A          | ∂L_i/∂z, ∂L_i/∂a of each example's loss L_i   |
+
+dZ and dA are derivatives of the per-example loss L, not of the cost C, which is why
+1/m appears only in dW and db (formula (2)). The same functions accept one example
+as vectors of shape (n_l,), except the batched formula (2) and its one-example form
+(1), which are separate functions.
+
+    (1)  dW[l] = dz[l] a[l-1]ᵀ,          db[l] = dz[l]                 (one example)
+    (2)  dW[l] = (1/m) dZ[l] A[l-1]ᵀ,    db[l] = (1/m) Σ_i dZ[l](i)     (m examples)
+    (3)  dZ[l] = W[l+1]ᵀ dZ[l+1] ⊙ g[l]'(Z[l])   = (4) followed by (5)
+    (4)  dA[l-1] = W[l]ᵀ dZ[l]
+    (5)  dZ[l] = dA[l] ⊙ g[l]'(Z[l])
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from manualgrad.activations import Activation, softmax_backward
+from manualgrad.losses import Loss, fused_dZ
+from manualgrad.precision import matmul
+
+Array = jax.Array
+
+
+def linear_forward(W: Array, b: Array, A_prev: Array, *, precision: str = "default") -> Array:
+    """Z[l] = W[l] A[l-1] + b[l].
+
+    Shapes: W (n_l, n_{l-1}), b (n_l, 1), A_prev (n_{l-1}, m) -> Z (n_l, m).
+    For one example, A_prev (n_{l-1},) and b (n_l,) give z (n_l,).
+    """
+    return matmul(W, A_prev, 1, 0, precision) + b
+
+
+def weight_grad(dZ: Array, A_prev: Array, *, precision: str = "default") -> Array:
+    """Formula (2): dW[l] = (1/m) dZ[l] A[l-1]ᵀ.
+
+    Shapes: dZ (n_l, m), A_prev (n_{l-1}, m) -> dW (n_l, n_{l-1}). The contraction is
+    over the example axis of both, so A_prevᵀ is never formed.
+    """
+    m = dZ.shape[1]
+    return matmul(dZ, A_prev, 1, 1, precision) / m  # (2)
+
+
+def bias_grad(dZ: Array) -> Array:
+    """Formula (2) for b: db[l] = (1/m) Σ_i dZ[l](i) = (1/m) sum(dZ, axis=1, keepdims=True).
+
+    Shapes: dZ (n_l, m) -> db (n_l, 1).
+    """
+    m = dZ.shape[1]
+    return jnp.sum(dZ, axis=1, keepdims=True) / m  # (2)
+
+
+def example_weight_grad(dz: Array, a_prev: Array) -> Array:
+    """Formula (1): dW[l]_ij = dz[l]_i · a[l-1]_j, i.e. dW[l] = dz[l] a[l-1]ᵀ (outer product).
+
+    Shapes: dz (n_l,), a_prev (n_{l-1},) -> dW (n_l, n_{l-1}). No 1/m: this is the
+    gradient of one example's loss L.
+    """
+    return jnp.outer(dz, a_prev)  # (1)
+
+
+def example_bias_grad(dz: Array) -> Array:
+    """Formula (1) for b: db[l] = dz[l], returned with the params' shape (n_l, 1)."""
+    return dz[:, None]  # (1)
+
+
+def prev_activation_grad(W: Array, dZ: Array, *, precision: str = "default") -> Array:
+    """Formula (4): dA[l-1] = W[l]ᵀ dZ[l].
+
+    Shapes: W (n_l, n_{l-1}), dZ (n_l, m) -> dA_prev (n_{l-1}, m); or dz (n_l,) ->
+    da_prev (n_{l-1},). Contracts axis 0 of W with axis 0 of dZ (no transpose formed).
+    """
+    return matmul(W, dZ, 0, 0, precision)  # (4)
+
+
+def activation_backward(dA: Array, Z: Array, A: Array, activation: Activation) -> Array:
+    """Formula (5): dZ[l] = dA[l] ⊙ g[l]'(Z[l]).
+
+    Shapes: dA, Z, A all (n_l, m) or all (n_l,). For softmax the Jacobian is not
+    diagonal and (5) becomes the product with diag(a) − a aᵀ (see
+    :func:`manualgrad.activations.softmax_backward`).
+    """
+    if activation.derivative is None:
+        return softmax_backward(dA, A)  # (5), softmax's Jacobian-vector product
+    return dA * activation.derivative(Z, A)  # (5)
+
+
+def linear_backward(
+    dZ: Array, A_prev: Array, W: Array, *, precision: str = "default"
+) -> tuple[Array, Array, Array]:
+    """Formulas (2) and (4) for one layer: (dW, db, dA_prev) from dZ[l].
+
+    Shapes: dZ (n_l, m), A_prev (n_{l-1}, m), W (n_l, n_{l-1}) ->
+    dW (n_l, n_{l-1}), db (n_l, 1), dA_prev (n_{l-1}, m).
+    """
+    dW = weight_grad(dZ, A_prev, precision=precision)
+    db = bias_grad(dZ)
+    dA_prev = prev_activation_grad(W, dZ, precision=precision)
+    return dW, db, dA_prev
+
+
+def output_backward(ZL: Array, AL: Array, Y: Array, activation: Activation, loss: Loss) -> Array:
+    """dZ[L] of the output layer.
+
+    For sigmoid + bce and softmax + ce this is the fused, stable dZ[L] = A[L] − Y
+    (it never forms Y/AL). Otherwise it is formula (5) applied to the loss's dA[L].
+    Shapes: (n_L, m) or (n_L,).
+    """
+    if loss.fused_with == activation.name:
+        return fused_dZ(AL, Y)
+    return activation_backward(loss.dA(AL, Y), ZL, AL, activation)  # (5) at layer L
