@@ -25,6 +25,21 @@ from manualgrad.network import (
 )
 from manualgrad.precision import PRECISIONS
 
+# data parallelism (issue 6)
+from manualgrad.parallel import (
+    AllReduceStats,
+    all_reduce_stats,
+    batch_sharding,
+    data_mesh,
+    data_parallel_step,
+    data_parallel_value_and_grad,
+    replicate,
+    replicated,
+    shard_batch,
+    shard_batch_from_local,
+    shard_map_value_and_grad,
+)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -45,4 +60,16 @@ __all__ = [
     "init_params",
     "predict",
     "value_and_grad",
+    # data parallelism (issue 6)
+    "AllReduceStats",
+    "all_reduce_stats",
+    "batch_sharding",
+    "data_mesh",
+    "data_parallel_step",
+    "data_parallel_value_and_grad",
+    "replicate",
+    "replicated",
+    "shard_batch",
+    "shard_batch_from_local",
+    "shard_map_value_and_grad",
 ]

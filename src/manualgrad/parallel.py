@@ -1,0 +1,412 @@
+r"""Data parallelism: the sums over examples in formula (2) become all-reduces.
+
+Split the m columns of X (the examples) over N devices, device d holding the set
+S_d of m_d columns, and keep every W[l], b[l] replicated. The forward pass and
+formulas (3)-(5) act column by column, so each device runs them on its own columns
+with no communication. Only the sums over examples need the other devices:
+
+    dW[l] = (1/m) Σ_i dZ[l](i) A[l-1](i)ᵀ = (1/m) Σ_d [ Σ_{i∈S_d} dZ[l](i) A[l-1](i)ᵀ ]     (2)
+    db[l] = (1/m) Σ_d [ Σ_{i∈S_d} dZ[l](i) ]                                                 (2)
+    C     = (1/m) Σ_d [ Σ_{i∈S_d} L_i ]  (+ (λ/2m) Σ_l ‖W[l]‖_F², computed on every device)
+
+The bracket is formula (2) applied to a device's own columns *as a sum* (no 1/m_d);
+the outer Σ_d is one `lax.psum` (an all-reduce), and the 1/m is the global m. No
+1/m_d ever appears, so nothing has to be rescaled by m_d/m: the result differs from
+the single-device one only by the order of the floating-point additions.
+
+| function                          | how                                                        |
+|-----------------------------------|------------------------------------------------------------|
+| :func:`data_parallel_value_and_grad` | `jax.jit` of :func:`manualgrad.value_and_grad` on sharded |
+|                                   | inputs; XLA's partitioner inserts the all-reduces          |
+| :func:`shard_map_value_and_grad`  | the readable reference: `shard_map`, local sums, a visible |
+|                                   | `lax.psum`, division by the global m                       |
+| :func:`data_parallel_step`        | a jitted optax training step on sharded batches            |
+
+Shardings: X (n_x, m) and Y (n_L, m) use `NamedSharding(mesh, P(None, "batch"))`
+(:func:`batch_sharding`), params use `P()` (:func:`replicated`). jax requires the
+sharded axis to divide evenly: :func:`data_parallel_value_and_grad`,
+:func:`data_parallel_step` and :func:`shard_batch` raise a :class:`ShapeError` when
+m is not a multiple of the device count, while :func:`shard_map_value_and_grad`
+pads X and Y with masked zero columns (exact: a masked column's dZ[L] is 0, so by
+the linearity of (4), (5) and (2) it adds exactly 0 to every sum, and it is left
+out of the cost and of m).
+
+Nothing here assumes one process: with `jax.distributed.initialize()` the mesh from
+:func:`data_mesh` spans every host's devices, :func:`shard_batch_from_local` builds
+the global X, Y from each process's own columns, and the same jitted functions run
+on every process (see the README's "Many devices").
+
+>>> import jax, jax.numpy as jnp, manualgrad as mg
+>>> mesh = mg.data_mesh()
+>>> params = mg.init_params([2, 4, 1], jax.random.key(0))
+>>> X = jnp.ones((2, 4 * len(jax.devices())))
+>>> Y = jnp.ones((1, 4 * len(jax.devices())))
+>>> cost, grads = mg.data_parallel_value_and_grad(params, X, Y, mesh, activations=("relu", "sigmoid"))
+>>> sorted(grads) == sorted(params)
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from manualgrad._errors import ConfigError, ShapeError
+from manualgrad.dense import activation_backward, linear_backward, output_backward
+from manualgrad.network import STATIC_ARGNAMES, _forward, _prepare, value_and_grad
+from manualgrad.regularization import l2_cost, l2_weight_grad
+
+# The public `jax.shard_map` (jax ≥ 0.7); the experimental one before that.
+if hasattr(jax, "shard_map"):
+    shard_map = jax.shard_map
+else:  # pragma: no cover - older jax
+    from jax.experimental.shard_map import shard_map
+
+Array = jax.Array
+Params = dict[str, Array]
+
+
+# --------------------------------------------------------------------------- meshes
+
+
+def data_mesh(devices: int | Sequence[Any] | None = None, axis_name: str = "batch") -> Mesh:
+    """A 1-D device mesh whose one axis, `axis_name`, splits the examples.
+
+    `devices`: None for all devices (`jax.devices()`, every host's under
+    `jax.distributed`), an int N for the first N of them, or a sequence of devices.
+    """
+    all_devices = jax.devices()
+    if devices is None:
+        chosen = all_devices
+    elif isinstance(devices, int):
+        if not 1 <= devices <= len(all_devices):
+            raise ConfigError(
+                f"expected 1 ≤ `devices` ≤ {len(all_devices)} (the devices jax sees), got "
+                f"{devices} — for N virtual CPU devices set "
+                "XLA_FLAGS=--xla_force_host_platform_device_count=N before importing jax"
+            )
+        chosen = all_devices[:devices]
+    else:
+        chosen = list(devices)
+        if not chosen:
+            raise ConfigError("`devices` is empty: pass None for all devices, or a count")
+    return Mesh(np.asarray(chosen), (axis_name,))
+
+
+def _axis(mesh: Mesh) -> str:
+    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
+        raise ConfigError(
+            "expected a 1-D `jax.sharding.Mesh` over the examples (see `data_mesh`), got "
+            f"{getattr(mesh, 'shape', mesh)!r}"
+        )
+    return mesh.axis_names[0]
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """`NamedSharding(mesh, P(None, axis))`: rows whole, columns (examples) split."""
+    return NamedSharding(mesh, P(None, _axis(mesh)))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """`NamedSharding(mesh, P())`: a full copy on every device (params, keys, the cost)."""
+    return NamedSharding(mesh, P())
+
+
+def _check_divisible(m: int, n_devices: int, what: str = "m") -> None:
+    if m % n_devices:
+        lo, hi = m // n_devices * n_devices, -(-m // n_devices) * n_devices
+        raise ShapeError(
+            f"expected the number of examples {what} = {m} to be a multiple of the "
+            f"{n_devices} devices of the mesh (each gets an equal block of columns), got "
+            f"{m} = {m // n_devices}·{n_devices} + {m % n_devices} — use a batch of "
+            f"{lo or n_devices} or {hi} examples, or `shard_map_value_and_grad`, which pads "
+            "with masked columns"
+        )
+
+
+# --------------------------------------------------------------------------- placing data
+
+
+def shard_batch(X: Array, Y: Array, mesh: Mesh) -> tuple[Array, Array]:
+    """Place X (n_x, m) and Y (n_L, m) with their columns split over the mesh.
+
+    X and Y are the *global* arrays (every process passes all of them, or they are
+    already global `jax.Array`s); on many hosts prefer :func:`shard_batch_from_local`.
+    Raises :class:`ShapeError` unless m is a multiple of the mesh's device count.
+    """
+    for name, arr in (("X", X), ("Y", Y)):
+        if np.ndim(arr) != 2:
+            raise ShapeError(
+                f"expected `{name}` of shape (rows, m) with examples as columns, got "
+                f"{np.shape(arr)}"
+            )
+    if np.shape(X)[1] != np.shape(Y)[1]:
+        raise ShapeError(
+            f"expected X and Y to have the same number of columns m, got X {np.shape(X)} "
+            f"and Y {np.shape(Y)}"
+        )
+    _check_divisible(np.shape(X)[1], mesh.size)
+    sharding = batch_sharding(mesh)
+    return jax.device_put(X, sharding), jax.device_put(Y, sharding)
+
+
+def shard_batch_from_local(X_local: Any, Y_local: Any, mesh: Mesh) -> tuple[Array, Array]:
+    """Build the global, column-sharded X and Y from this process's own columns.
+
+    Each process passes X_local (n_x, m_p) and Y_local (n_L, m_p), the examples it
+    loaded; the global arrays have m = Σ_p m_p columns, process p's block lying on
+    its own devices (`jax.make_array_from_process_local_data`). With one process
+    this is :func:`shard_batch`. m_p must be a multiple of this process's devices
+    in the mesh.
+    """
+    sharding = batch_sharding(mesh)
+    n_local = len(mesh.local_devices)
+    n_processes = mesh.size // n_local
+    out = []
+    for name, arr in (("X_local", X_local), ("Y_local", Y_local)):
+        arr = np.asarray(arr)
+        if arr.ndim != 2:
+            raise ShapeError(f"expected `{name}` of shape (rows, m_p), got {arr.shape}")
+        _check_divisible(arr.shape[1], n_local, what=f"{name}.shape[1] (this process's m_p)")
+        global_shape = (arr.shape[0], arr.shape[1] * n_processes)
+        out.append(jax.make_array_from_process_local_data(sharding, arr, global_shape))
+    if out[0].shape[1] != out[1].shape[1]:
+        raise ShapeError(
+            f"expected X_local and Y_local to have the same number of columns, got "
+            f"{np.shape(X_local)} and {np.shape(Y_local)}"
+        )
+    return out[0], out[1]
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Put every leaf of `tree` (params, an optimizer state, a key) on every device."""
+    return jax.device_put(tree, replicated(mesh))
+
+
+# --------------------------------------------------------------------------- automatic sharding
+
+
+@functools.lru_cache(maxsize=None)
+def _jit_value_and_grad(mesh: Mesh) -> Callable:
+    rep = replicated(mesh)
+    return jax.jit(value_and_grad, static_argnames=STATIC_ARGNAMES, out_shardings=(rep, rep))
+
+
+def data_parallel_value_and_grad(
+    params: Mapping[str, Array],
+    X: Array,
+    Y: Array,
+    mesh: Mesh,
+    *,
+    activations: Sequence[str],
+    loss: str = "bce",
+    l2: float | Array = 0.0,
+    keep_prob: float = 1.0,
+    key: Array | None = None,
+    precision: str = "default",
+) -> tuple[Array, Params]:
+    """:func:`manualgrad.value_and_grad` with X, Y split by columns over `mesh`.
+
+    The same cost and grads as the single-device call (up to the order of the
+    additions), replicated on every device. This is `jax.jit` of the core function
+    on inputs sharded as `P(None, "batch")` with params replicated: XLA partitions
+    the forward and formulas (3)-(5) by columns and turns the example sums of (2)
+    and of the cost into all-reduces. Dropout masks are drawn for the global
+    (n_l, m) shapes, so they are the single-device masks too.
+
+    m must be a multiple of `mesh.size` (:class:`ShapeError` otherwise).
+    """
+    X, Y = shard_batch(X, Y, mesh)
+    params, key = replicate((dict(params), key), mesh)
+    return _jit_value_and_grad(mesh)(
+        params, X, Y, activations=tuple(activations), loss=loss, l2=l2, keep_prob=keep_prob,
+        key=key, precision=precision,
+    )
+
+
+# --------------------------------------------------------------------------- explicit shard_map
+
+
+def _local_sums(params, X, Y, mask, acts, loss_spec, precision):
+    """Σ over this device's columns of L_i, and formula (2) as a sum, for every layer.
+
+    X (n_x, m_d), Y (n_L, m_d), mask (m_d,) False on padding columns. Returns
+    (Σ_i L_i, {"W1": Σ_i dz[1](i) a[0](i)ᵀ, "b1": Σ_i dz[1](i), …}); no 1/m anywhere.
+    The loop is :func:`manualgrad.network.backward`'s, minus dropout and L2 (which
+    act on the replicated params, after the reduction).
+    """
+    n_layers = len(acts)
+    _, caches = _forward(params, X, acts, 1.0, None, precision)
+    last = caches[-1]
+    loss_sum = jnp.sum(jnp.where(mask, loss_spec.per_example(last.Z, last.A, Y), 0))
+    dZ = output_backward(last.Z, last.A, Y, acts[-1], loss_spec)  # (5) at layer L
+    dZ = jnp.where(mask[None, :], dZ, 0)  # padding columns: dZ[L] = 0, hence 0 in every sum
+    sums: Params = {}
+    for l in range(n_layers, 0, -1):
+        cache = caches[l - 1]
+        # m=1: formula (2) as the plain sum over this device's columns; (4) for dA[l-1]
+        dW, db, dA_prev = linear_backward(
+            dZ, cache.A_prev, params[f"W{l}"], precision=precision, m=1
+        )
+        sums[f"W{l}"], sums[f"b{l}"] = dW, db
+        if l > 1:
+            prev = caches[l - 2]
+            dZ = activation_backward(dA_prev, prev.Z, prev.A, acts[l - 2])  # (5)
+    return loss_sum, {k: sums[k] for k in params}
+
+
+@functools.lru_cache(maxsize=None)
+def _shard_map_fn(mesh: Mesh, activations: tuple[str, ...], loss: str, precision: str):
+    axis = _axis(mesh)
+    n_devices = mesh.size
+
+    def run(params, X, Y, l2):
+        X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, 1.0, None,
+                                         precision)
+        m = X.shape[1]  # the global m: the real examples, not the padding
+        m_pad = -(-m // n_devices) * n_devices
+        X = jnp.pad(X, ((0, 0), (0, m_pad - m)))
+        Y = jnp.pad(Y, ((0, 0), (0, m_pad - m)))
+        mask = jnp.arange(m_pad) < m
+
+        def per_device(params, X, Y, mask):  # X: (n_x, m_pad / N), this device's columns
+            loss_sum, grad_sums = _local_sums(params, X, Y, mask, acts, loss_spec, precision)
+            loss_sum, grad_sums = lax.psum((loss_sum, grad_sums), axis)  # Σ_d over devices
+            C = loss_sum / m  # C = (1/m) Σ_i L_i
+            grads = {k: g / m for k, g in grad_sums.items()}  # (2): the 1/m of the global m
+            if not (isinstance(l2, int | float) and l2 == 0):
+                C = C + l2_cost(params, l2, m)
+                for k in grads:
+                    if k.startswith("W"):
+                        grads[k] = grads[k] + l2_weight_grad(params[k], l2, m)
+            return C, grads
+
+        return shard_map(
+            per_device,
+            mesh=mesh,
+            in_specs=(P(), P(None, axis), P(None, axis), P(axis)),
+            out_specs=(P(), P()),
+        )(params, X, Y, mask)
+
+    return jax.jit(run)
+
+
+def shard_map_value_and_grad(
+    params: Mapping[str, Array],
+    X: Array,
+    Y: Array,
+    mesh: Mesh,
+    *,
+    activations: Sequence[str],
+    loss: str = "bce",
+    l2: float | Array = 0.0,
+    precision: str = "default",
+) -> tuple[Array, Params]:
+    """(C, ∂C/∂params) with the cross-device sums written out: `shard_map` + `lax.psum`.
+
+    Each device runs the forward pass and formulas (5), (4) on its own columns and
+    applies formula (2) to them as a *sum*, Σ_{i∈S_d} dZ(i) A_prev(i)ᵀ and
+    Σ_{i∈S_d} dZ(i), together with Σ_{i∈S_d} L_i; one `lax.psum` adds these over the
+    devices, and only then is everything divided by the global m. The L2 terms use
+    the replicated params and the global m.
+
+    Any m works: X and Y are padded to a multiple of `mesh.size` with zero columns
+    that are masked out of every sum (dZ[L] = 0 there). Dropout is not offered here
+    (use :func:`data_parallel_value_and_grad`); X and Y may be ordinary or already
+    sharded arrays.
+    """
+    return _shard_map_fn(mesh, tuple(activations), loss, precision)(dict(params), X, Y, l2)
+
+
+# --------------------------------------------------------------------------- training step
+
+
+def data_parallel_step(
+    optimizer: Any,
+    mesh: Mesh,
+    *,
+    activations: Sequence[str],
+    loss: str = "bce",
+    l2: float = 0.0,
+    keep_prob: float = 1.0,
+    precision: str = "default",
+) -> Callable[..., tuple[Params, Any, Array]]:
+    """A jitted data-parallel training step for an optax `GradientTransformation`.
+
+    Returns `step(params, opt_state, X, Y, key=None) -> (params, opt_state, cost)`:
+    X, Y are split by columns over `mesh` (:class:`ShapeError` unless the batch size
+    m is a multiple of `mesh.size`), params and opt_state are replicated, the grads
+    are :func:`manualgrad.value_and_grad`'s (all-reduced by XLA), and the optax update
+    runs identically on every device, so the new params stay replicated. Use
+    `init_state(params)` on the returned function to build a replicated opt_state.
+    """
+    import optax
+
+    acts = tuple(activations)
+    rep = replicated(mesh)
+
+    def step(params, opt_state, X, Y, key):
+        C, grads = value_and_grad(params, X, Y, activations=acts, loss=loss, l2=l2,
+                                  keep_prob=keep_prob, key=key, precision=precision)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, C
+
+    jitted = jax.jit(step, out_shardings=(rep, rep, rep))
+
+    def data_parallel(params, opt_state, X, Y, key=None):
+        X, Y = shard_batch(X, Y, mesh)
+        params, opt_state, key = replicate((dict(params), opt_state, key), mesh)
+        return jitted(params, opt_state, X, Y, key)
+
+    data_parallel.init_state = lambda params: replicate(optimizer.init(dict(params)), mesh)
+    return data_parallel
+
+
+# --------------------------------------------------------------------------- inspecting HLO
+
+_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2,
+                "f32": 4, "s32": 4, "u32": 4, "f64": 8, "s64": 8, "u64": 8, "c64": 8,
+                "c128": 16}
+_ALL_REDUCE = re.compile(r"=\s*(.*?)\s*all-reduce(?:-start)?\(")
+_ARRAY = re.compile(r"\b(pred|[a-z]+\d+)\[([\d,]*)\]")
+
+
+class AllReduceStats(NamedTuple):
+    """The all-reduces of a compiled computation.
+
+    `ops`: all-reduce instructions (XLA may combine several arrays into one tuple
+    all-reduce, so this can be less than `arrays`); `arrays`: the arrays they
+    reduce; `bytes`: their total size, i.e. what each device contributes per call.
+    """
+
+    ops: int
+    arrays: int
+    bytes: int
+
+
+def all_reduce_stats(compiled: Any) -> AllReduceStats:
+    """Count the all-reduces in `jitted.lower(...).compile()` (or its `.as_text()`).
+
+    Asynchronous pairs (`all-reduce-start` / `all-reduce-done`) count once.
+    """
+    text = compiled if isinstance(compiled, str) else compiled.as_text()
+    ops = arrays = nbytes = 0
+    for line in text.splitlines():
+        match = _ALL_REDUCE.search(line)
+        if match is None or "all-reduce-done" in line:
+            continue
+        ops += 1
+        for dtype, dims in _ARRAY.findall(match.group(1)):
+            arrays += 1
+            size = int(np.prod([int(d) for d in dims.split(",") if d] or [1]))
+            nbytes += size * _DTYPE_BYTES.get(dtype, 0)
+    return AllReduceStats(ops, arrays, nbytes)
