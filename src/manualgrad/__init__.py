@@ -23,10 +23,7 @@ from manualgrad.network import (
     predict,
     value_and_grad,
 )
-from manualgrad.precision import PRECISIONS
-
-# data parallelism (issue 6)
-from manualgrad.parallel import (
+from manualgrad.parallel import (  # data parallelism (issue 6)
     AllReduceStats,
     all_reduce_stats,
     batch_sharding,
@@ -39,6 +36,7 @@ from manualgrad.parallel import (
     shard_batch_from_local,
     shard_map_value_and_grad,
 )
+from manualgrad.precision import PRECISIONS
 
 __version__ = "0.1.0"
 
@@ -48,28 +46,27 @@ __all__ = [
     "LOSSES",
     "PRECISIONS",
     "STATIC_ARGNAMES",
+    "AllReduceStats",
     "ConfigError",
     "DTypeError",
     "LayerCache",
     "ManualgradError",
     "ShapeError",
     "__version__",
-    "backward",
-    "cost",
-    "forward",
-    "init_params",
-    "predict",
-    "value_and_grad",
-    # data parallelism (issue 6)
-    "AllReduceStats",
     "all_reduce_stats",
+    "backward",
     "batch_sharding",
+    "cost",
     "data_mesh",
     "data_parallel_step",
     "data_parallel_value_and_grad",
+    "forward",
+    "init_params",
+    "predict",
     "replicate",
     "replicated",
     "shard_batch",
     "shard_batch_from_local",
     "shard_map_value_and_grad",
+    "value_and_grad",
 ]

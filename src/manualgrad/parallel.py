@@ -41,7 +41,8 @@ on every process (see the README's "Many devices").
 >>> params = mg.init_params([2, 4, 1], jax.random.key(0))
 >>> X = jnp.ones((2, 4 * len(jax.devices())))
 >>> Y = jnp.ones((1, 4 * len(jax.devices())))
->>> cost, grads = mg.data_parallel_value_and_grad(params, X, Y, mesh, activations=("relu", "sigmoid"))
+>>> cost, grads = mg.data_parallel_value_and_grad(
+...     params, X, Y, mesh, activations=("relu", "sigmoid"))
 >>> sorted(grads) == sorted(params)
 True
 """
@@ -195,7 +196,7 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 # --------------------------------------------------------------------------- automatic sharding
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jit_value_and_grad(mesh: Mesh) -> Callable:
     rep = replicated(mesh)
     return jax.jit(value_and_grad, static_argnames=STATIC_ARGNAMES, out_shardings=(rep, rep))
@@ -228,8 +229,15 @@ def data_parallel_value_and_grad(
     X, Y = shard_batch(X, Y, mesh)
     params, key = replicate((dict(params), key), mesh)
     return _jit_value_and_grad(mesh)(
-        params, X, Y, activations=tuple(activations), loss=loss, l2=l2, keep_prob=keep_prob,
-        key=key, precision=precision,
+        params,
+        X,
+        Y,
+        activations=tuple(activations),
+        loss=loss,
+        l2=l2,
+        keep_prob=keep_prob,
+        key=key,
+        precision=precision,
     )
 
 
@@ -264,14 +272,13 @@ def _local_sums(params, X, Y, mask, acts, loss_spec, precision):
     return loss_sum, {k: sums[k] for k in params}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shard_map_fn(mesh: Mesh, activations: tuple[str, ...], loss: str, precision: str):
     axis = _axis(mesh)
     n_devices = mesh.size
 
     def run(params, X, Y, l2):
-        X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, 1.0, None,
-                                         precision)
+        X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, 1.0, None, precision)
         m = X.shape[1]  # the global m: the real examples, not the padding
         m_pad = -(-m // n_devices) * n_devices
         X = jnp.pad(X, ((0, 0), (0, m_pad - m)))
@@ -355,8 +362,17 @@ def data_parallel_step(
     rep = replicated(mesh)
 
     def step(params, opt_state, X, Y, key):
-        C, grads = value_and_grad(params, X, Y, activations=acts, loss=loss, l2=l2,
-                                  keep_prob=keep_prob, key=key, precision=precision)
+        C, grads = value_and_grad(
+            params,
+            X,
+            Y,
+            activations=acts,
+            loss=loss,
+            l2=l2,
+            keep_prob=keep_prob,
+            key=key,
+            precision=precision,
+        )
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, C
 
@@ -373,9 +389,23 @@ def data_parallel_step(
 
 # --------------------------------------------------------------------------- inspecting HLO
 
-_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2,
-                "f32": 4, "s32": 4, "u32": 4, "f64": 8, "s64": 8, "u64": 8, "c64": 8,
-                "c128": 16}
+_DTYPE_BYTES = {
+    "pred": 1,
+    "s8": 1,
+    "u8": 1,
+    "bf16": 2,
+    "f16": 2,
+    "s16": 2,
+    "u16": 2,
+    "f32": 4,
+    "s32": 4,
+    "u32": 4,
+    "f64": 8,
+    "s64": 8,
+    "u64": 8,
+    "c64": 8,
+    "c128": 16,
+}
 _ALL_REDUCE = re.compile(r"=\s*(.*?)\s*all-reduce(?:-start)?\(")
 _ARRAY = re.compile(r"\b(pred|[a-z]+\d+)\[([\d,]*)\]")
 

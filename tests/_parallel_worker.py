@@ -1,0 +1,166 @@
+"""Run every data-parallel check on 4 virtual CPU devices and print one JSON line.
+
+Started by tests/test_parallel.py in a subprocess (jax's device count is fixed when
+its backend starts, so it cannot be changed inside the pytest process). Each entry
+is a measured number or fact; the pytest side asserts on it. The references are
+single-device: `manualgrad.value_and_grad` and `jax.grad` of `manualgrad.cost`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import jax
+
+jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+
+import manualgrad as mg  # noqa: E402
+from manualgrad import parallel  # noqa: E402
+
+N_DEVICES = 4
+DIMS = {"bce": [3, 5, 4, 1], "ce": [3, 6, 3], "mse": [3, 4, 2]}
+ACTS = {
+    "bce": ("relu", "tanh", "sigmoid"),
+    "ce": ("leaky_relu", "softmax"),
+    "mse": ("tanh", "linear"),
+}
+
+
+def problem(loss: str, m: int, seed: int = 0):
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    params = mg.init_params(DIMS[loss], k1, dtype=jnp.float64)
+    params = {k: v + 0.1 * jax.random.normal(k3, v.shape, v.dtype) for k, v in params.items()}
+    X = jax.random.normal(k2, (DIMS[loss][0], m), jnp.float64)
+    n_L = DIMS[loss][-1]
+    if loss == "bce":
+        Y = (jax.random.uniform(k3, (1, m)) > 0.5).astype(jnp.float64)
+    elif loss == "ce":
+        Y = jax.nn.one_hot(jax.random.randint(k3, (m,), 0, n_L), n_L, dtype=jnp.float64).T
+    else:
+        Y = jax.random.normal(k3, (n_L, m), jnp.float64)
+    return params, X, Y
+
+
+def rel_err(got, want) -> float:
+    """max over leaves of max|got − want| / max|want|."""
+    errs = jax.tree.map(
+        lambda g, w: float(jnp.max(jnp.abs(g - w)) / jnp.maximum(jnp.max(jnp.abs(w)), 1e-300)),
+        got,
+        want,
+    )
+    return max(jax.tree.leaves(errs))
+
+
+_single = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
+
+
+def vs_single(fn, loss, m, **kw):
+    """fn's (C, grads) against the single-device value_and_grad and jax.grad(cost)."""
+    params, X, Y = problem(loss, m)
+    opts = dict(activations=ACTS[loss], loss=loss, **kw)
+    got = fn(params, X, Y, **opts)
+    ref = _single(params, X, Y, **opts)
+    oracle = jax.jit(jax.value_and_grad(lambda p: mg.cost(p, X, Y, **opts)))(params)
+    return max(rel_err(got, ref), rel_err(got, oracle))
+
+
+def main() -> dict:
+    assert len(jax.devices()) == N_DEVICES, jax.devices()
+    mesh = mg.data_mesh()
+    out: dict = {"n_devices": len(jax.devices())}
+
+    auto = lambda p, X, Y, **kw: mg.data_parallel_value_and_grad(p, X, Y, mesh, **kw)  # noqa: E731
+    smap = lambda p, X, Y, **kw: mg.shard_map_value_and_grad(p, X, Y, mesh, **kw)  # noqa: E731
+    key = jax.random.key(7)
+    out["agreement"] = {
+        "auto_bce_m12": vs_single(auto, "bce", 12),
+        "auto_ce_m16": vs_single(auto, "ce", 16),
+        "auto_mse_l2_m8": vs_single(auto, "mse", 8, l2=0.3),
+        "auto_bce_dropout_m12": vs_single(auto, "bce", 12, keep_prob=0.7, key=key),
+        "shard_map_bce_m12": vs_single(smap, "bce", 12),
+        "shard_map_bce_m10_padded": vs_single(smap, "bce", 10),
+        "shard_map_ce_m13_padded": vs_single(smap, "ce", 13),
+        "shard_map_mse_l2_m9_padded": vs_single(smap, "mse", 9, l2=0.3),
+        "shard_map_bce_m3_fewer_than_devices": vs_single(smap, "bce", 3),
+    }
+
+    # --- a training step: 3 Adam steps, data-parallel vs single device
+    params, X, Y = problem("bce", 12)
+    opt = optax.adam(0.05)
+    step = mg.data_parallel_step(opt, mesh, activations=ACTS["bce"], l2=0.1)
+    p_dp, s_dp = params, step.init_state(params)
+    p_1, s_1 = params, opt.init(params)
+    costs_dp, costs_1 = [], []
+    for _ in range(3):
+        p_dp, s_dp, c_dp = step(p_dp, s_dp, X, Y)
+        C, g = _single(p_1, X, Y, activations=ACTS["bce"], l2=0.1)
+        updates, s_1 = opt.update(g, s_1, p_1)
+        p_1 = optax.apply_updates(p_1, updates)
+        costs_dp.append(c_dp)
+        costs_1.append(C)
+    out["agreement"]["train_step_adam_3_steps"] = max(
+        rel_err(p_dp, p_1), rel_err(jnp.stack(costs_dp), jnp.stack(costs_1))
+    )
+    out["step_params_sharding"] = str(p_dp["W1"].sharding.spec)
+
+    # --- placement
+    params, X, Y = problem("bce", 12)
+    Xs, Ys = mg.shard_batch(X, Y, mesh)
+    out["x_shard_shapes"] = sorted({tuple(s.data.shape) for s in Xs.addressable_shards})
+    out["x_spec"] = str(Xs.sharding.spec)
+    Xl, Yl = mg.shard_batch_from_local(X, Y, mesh)  # one process: local = global
+    out["from_local_equal"] = bool(
+        Xl.shape == X.shape and jnp.array_equal(Xl, X) and jnp.array_equal(Yl, Y)
+    )
+    out["from_local_spec"] = str(Xl.sharding.spec)
+    _, grads = mg.data_parallel_value_and_grad(params, X, Y, mesh, activations=ACTS["bce"])
+    out["grads_spec"] = str(grads["W1"].sharding.spec)
+    out["grads_on_every_device"] = len(grads["W1"].sharding.device_set) == N_DEVICES
+
+    # --- clear errors when m does not divide
+    errors = {}
+    for name, call in {
+        "auto_m10": lambda: mg.data_parallel_value_and_grad(
+            params, X[:, :10], Y[:, :10], mesh, activations=ACTS["bce"]
+        ),
+        "step_m10": lambda: step(params, step.init_state(params), X[:, :10], Y[:, :10]),
+        "shard_batch_m10": lambda: mg.shard_batch(X[:, :10], Y[:, :10], mesh),
+    }.items():
+        try:
+            call()
+            errors[name] = None
+        except Exception as err:
+            errors[name] = [type(err).__name__, str(err)]
+    out["errors"] = errors
+
+    # --- all-reduces in the compiled HLO
+    n_params = sum(v.size for v in params.values())
+    out["param_bytes"] = int(n_params * 8)
+    out["n_param_arrays"] = len(params)
+    rep = mg.replicate(params, mesh)
+    stats = {
+        "single_device": parallel.all_reduce_stats(
+            _single.lower(params, X, Y, activations=ACTS["bce"]).compile()
+        ),
+        "auto": parallel.all_reduce_stats(
+            parallel._jit_value_and_grad(mesh).lower(rep, Xs, Ys, activations=ACTS["bce"]).compile()
+        ),
+        "shard_map": parallel.all_reduce_stats(
+            parallel._shard_map_fn(mesh, ACTS["bce"], "bce", "default")
+            .lower(rep, Xs, Ys, 0.0)
+            .compile()
+        ),
+    }
+    out["all_reduce"] = {k: v._asdict() for k, v in stats.items()}
+    return out
+
+
+if __name__ == "__main__":
+    result = main()
+    sys.stdout.write(json.dumps(result) + "\n")

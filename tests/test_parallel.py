@@ -1,0 +1,94 @@
+"""Data parallelism on 4 virtual CPU devices, checked against single-device results.
+
+jax fixes its device count when the backend starts, so the checks run once, in a
+subprocess (tests/_parallel_worker.py, with `jax_num_cpu_devices = 4`), which prints
+a JSON dict of measurements; each test below asserts one property of that dict.
+The pytest process itself keeps its single device, so other tests are unaffected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).with_name("_parallel_worker.py")
+
+# (C, grads) vs the single-device value_and_grad and jax.grad(cost), float64.
+AGREEMENT = [
+    "auto_bce_m12",
+    "auto_ce_m16",
+    "auto_mse_l2_m8",
+    "auto_bce_dropout_m12",
+    "shard_map_bce_m12",
+    "shard_map_bce_m10_padded",
+    "shard_map_ce_m13_padded",
+    "shard_map_mse_l2_m9_padded",
+    "shard_map_bce_m3_fewer_than_devices",
+    "train_step_adam_3_steps",
+]
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run(
+        [sys.executable, str(WORKER)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_worker_sees_four_devices(results):
+    assert results["n_devices"] == 4
+
+
+@pytest.mark.parametrize("case", AGREEMENT)
+def test_data_parallel_equals_single_device_float64(results, case):
+    assert results["agreement"][case] <= 1e-12
+
+
+def test_shard_batch_splits_columns_into_equal_blocks(results):
+    # m = 12 examples over 4 devices: each holds all 3 rows and 3 columns
+    assert (results["x_spec"], results["x_shard_shapes"]) == ("P(None, 'batch')", [[3, 3]])
+
+
+def test_shard_batch_from_local_builds_the_global_array(results):
+    assert results["from_local_equal"] and results["from_local_spec"] == "P(None, 'batch')"
+
+
+def test_grads_and_stepped_params_are_replicated(results):
+    assert (
+        results["grads_spec"],
+        results["grads_on_every_device"],
+        results["step_params_sharding"],
+    ) == ("P()", True, "P()")
+
+
+@pytest.mark.parametrize("call", ["auto_m10", "step_m10", "shard_batch_m10"])
+def test_m_not_a_multiple_of_devices_is_a_clear_shape_error(results, call):
+    kind, message = results["errors"][call]
+    assert kind == "ShapeError" and "m = 10" in message and "multiple of the 4 devices" in message
+
+
+def test_single_device_jit_has_no_all_reduce(results):
+    assert results["all_reduce"]["single_device"]["arrays"] == 0
+
+
+@pytest.mark.parametrize("variant", ["auto", "shard_map"])
+def test_all_reduce_moves_every_gradient_and_the_cost_once(results, variant):
+    # one array per W[l], b[l] plus the scalar cost: 2L + 1, however XLA combines them
+    stats = results["all_reduce"][variant]
+    assert stats["arrays"] == results["n_param_arrays"] + 1
+
+
+@pytest.mark.parametrize("variant", ["auto", "shard_map"])
+def test_all_reduced_bytes_equal_the_parameter_bytes_plus_the_cost(results, variant):
+    assert results["all_reduce"][variant]["bytes"] == results["param_bytes"] + 8
