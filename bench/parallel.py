@@ -1,0 +1,283 @@
+"""Data parallelism on N virtual CPU devices: agreement, bytes all-reduced, step times.
+
+    python bench/parallel.py                      # 4 virtual devices, JSON to stdout + table
+    python bench/parallel.py --json out.json      # also write the JSON to a file
+    python bench/parallel.py --model --tflops 400 # the paper model of docs/scaling.md
+
+What it reports:
+- agreement: max relative difference of the data-parallel (`jit` on sharded inputs)
+  and `shard_map` cost and grads from the single-device `jit(value_and_grad)`;
+- communication per step: the bytes all-reduced, counted from the parameter shapes
+  (every W[l], b[l] once, plus the scalar cost) and read from the all-reduce
+  instructions of the compiled HLO; and what a ring all-reduce sends per device,
+  2(N-1)/N times that;
+- median step times. The virtual devices share this machine's cores, so the times
+  show overhead, not speed-up: the scaling on real GPUs is worked out on paper in
+  docs/scaling.md (`--model`).
+
+Every variant is compiled ahead of time, warmed up, and timed with
+`block_until_ready`; agreement is checked before timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--devices", type=int, default=4, help="virtual CPU devices (default 4)")
+    p.add_argument("--dims", type=int, nargs="+", default=[256, 512, 512, 1])
+    p.add_argument("--m", type=int, default=2048, help="global batch (examples)")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--json", type=Path, help="also write the JSON result here")
+    p.add_argument("--model", action="store_true", help="print the paper scaling model only")
+    p.add_argument("--model-dims", type=int, nargs="+", default=[1024, 4096, 4096, 4096, 1])
+    p.add_argument(
+        "--tflops",
+        type=float,
+        default=400.0,
+        help="sustained single-GPU TFLOP/s for the model (placeholder: see docs)",
+    )
+    p.add_argument(
+        "--link-gbps",
+        type=float,
+        default=450.0,
+        help="NVLink GB/s per direction per GPU (H100 NVLink 4: 450)",
+    )
+    p.add_argument("--batches", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
+    return p.parse_args(argv)
+
+
+# --------------------------------------------------------------------------- paper model
+
+
+def model_counts(dims: list[int]) -> dict:
+    """Parameters, gradient bytes (float32) and training FLOPs per example.
+
+    Per example and layer l: forward Z = W A_prev is 2 n_l n_{l-1} FLOPs; backward
+    (2) dW is 2 n_l n_{l-1}, (4) dA[l-1] another 2 n_l n_{l-1} except at l = 1,
+    where dA[0] = dX is never needed. Elementwise work is ignored (O(n_l)).
+    """
+    weights = sum(dims[l] * dims[l - 1] for l in range(1, len(dims)))
+    biases = sum(dims[1:])
+    flops = 6 * weights - 2 * dims[1] * dims[0]
+    return {
+        "params": weights + biases,
+        "grad_bytes": 4 * (weights + biases),
+        "flops_per_example": flops,
+    }
+
+
+def paper_model(dims, batches, tflops, link_gbps, devices=(1, 2, 4, 8)) -> list[dict]:
+    """Step time vs devices: compute (B/N)·flops/F; ring all-reduce 2(N-1)/N·S/BW."""
+    c = model_counts(dims)
+    rows = []
+    for B in batches:
+        t1 = B * c["flops_per_example"] / (tflops * 1e12)
+        for N in devices:
+            t_comp = t1 / N
+            t_comm = 2 * (N - 1) / N * c["grad_bytes"] / (link_gbps * 1e9)
+            serial, overlap = t_comp + t_comm, max(t_comp, t_comm)
+            rows.append(
+                {
+                    "batch": B,
+                    "devices": N,
+                    "per_device": B // N,
+                    "compute_ms": 1e3 * t_comp,
+                    "allreduce_ms": 1e3 * t_comm,
+                    "step_ms_no_overlap": 1e3 * serial,
+                    "step_ms_full_overlap": 1e3 * overlap,
+                    "speedup_no_overlap": t1 / serial,
+                    "speedup_full_overlap": t1 / overlap,
+                }
+            )
+    return rows
+
+
+def print_model(args) -> dict:
+    from rich.console import Console
+    from rich.table import Table
+
+    c = model_counts(args.model_dims)
+    rows = paper_model(args.model_dims, args.batches, args.tflops, args.link_gbps)
+    table = Table(
+        title=f"{args.model_dims}: {c['params']:,} params, "
+        f"{c['grad_bytes'] / 1e6:.1f} MB of fp32 grads, "
+        f"{c['flops_per_example'] / 1e6:.1f} MFLOP/example; "
+        f"F = {args.tflops:g} TFLOP/s, link {args.link_gbps:g} GB/s"
+    )
+    for col in (
+        "B",
+        "N",
+        "B/N",
+        "compute ms",
+        "all-reduce ms",
+        "step ms (serial)",
+        "speed-up",
+        "step ms (overlap)",
+        "speed-up",
+    ):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r["batch"]),
+            str(r["devices"]),
+            str(r["per_device"]),
+            f"{r['compute_ms']:.3f}",
+            f"{r['allreduce_ms']:.3f}",
+            f"{r['step_ms_no_overlap']:.3f}",
+            f"{r['speedup_no_overlap']:.2f}",
+            f"{r['step_ms_full_overlap']:.3f}",
+            f"{r['speedup_full_overlap']:.2f}",
+        )
+    Console(stderr=True, width=120).print(table)
+    return {
+        "model": {
+            "dims": args.model_dims,
+            **c,
+            "tflops": args.tflops,
+            "link_gbps": args.link_gbps,
+            "rows": rows,
+        }
+    }
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def median_time(fn, *args, repeats: int) -> float:
+    import jax
+
+    jax.block_until_ready(fn(*args))  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure(args) -> dict:
+    import jax
+
+    jax.config.update("jax_num_cpu_devices", args.devices)
+    import jax.numpy as jnp
+
+    import manualgrad as mg
+    from manualgrad import parallel
+
+    n = len(jax.devices())
+    if n != args.devices:
+        raise SystemExit(f"expected {args.devices} devices, jax sees {n}")
+    acts = ("relu",) * (len(args.dims) - 2) + ("sigmoid",)
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    params = mg.init_params(args.dims, k1)
+    X = jax.random.normal(k2, (args.dims[0], args.m))
+    Y = (jax.random.uniform(k3, (1, args.m)) > 0.5).astype(jnp.float32)
+    mesh = mg.data_mesh()
+    Xs, Ys = mg.shard_batch(X, Y, mesh)
+    rep = mg.replicate(params, mesh)
+    kw = {"activations": acts, "precision": "highest"}
+
+    single = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
+    variants = {
+        "single device": single.lower(params, X, Y, **kw).compile(),
+        "jit on sharded inputs": parallel._jit_value_and_grad(mesh)
+        .lower(rep, Xs, Ys, **kw)
+        .compile(),
+        "shard_map + psum": parallel._shard_map_fn(mesh, acts, "bce", "highest")
+        .lower(rep, Xs, Ys, 0.0)
+        .compile(),
+    }
+    inputs = {
+        "single device": (params, X, Y),
+        "jit on sharded inputs": (rep, Xs, Ys),
+        "shard_map + psum": (rep, Xs, Ys, 0.0),
+    }
+    ref = variants["single device"](*inputs["single device"])
+
+    def rel(got) -> float:
+        errs = jax.tree.map(
+            lambda g, w: float(jnp.max(jnp.abs(g - w)) / jnp.max(jnp.abs(w))), got, ref
+        )
+        return max(jax.tree.leaves(errs))
+
+    param_bytes = sum(v.size * v.dtype.itemsize for v in params.values())
+    counted = param_bytes + 4  # every W, b and the float32 cost
+    results = {}
+    for name, compiled in variants.items():
+        out = compiled(*inputs[name])
+        err = rel(out)
+        if err > 1e-5:
+            raise SystemExit(f"{name} disagrees with the single device: {err:.2e}")
+        stats = parallel.all_reduce_stats(compiled)
+        results[name] = {
+            "max_rel_err": err,
+            "all_reduce_ops": stats.ops,
+            "all_reduce_arrays": stats.arrays,
+            "all_reduce_bytes_hlo": stats.bytes,
+            "median_ms": 1e3 * median_time(compiled, *inputs[name], repeats=args.repeats),
+        }
+    return {
+        "devices": n,
+        "dims": args.dims,
+        "m": args.m,
+        "dtype": "float32",
+        "precision": "highest",
+        "backend": jax.default_backend(),
+        "param_bytes": param_bytes,
+        "all_reduce_bytes_counted": counted,
+        "ring_bytes_sent_per_device": 2 * (n - 1) / n * counted,
+        "variants": results,
+    }
+
+
+def print_measurement(res: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{res['dims']}, m = {res['m']}, {res['devices']} virtual "
+        f"{res['backend']} devices; counted all-reduce bytes/step = "
+        f"{res['all_reduce_bytes_counted']:,} (params + cost)"
+    )
+    for col in ("variant", "max rel err", "all-reduce ops", "arrays", "bytes (HLO)", "median ms"):
+        table.add_column(col, justify="right")
+    for name, r in res["variants"].items():
+        table.add_row(
+            name,
+            f"{r['max_rel_err']:.1e}",
+            str(r["all_reduce_ops"]),
+            str(r["all_reduce_arrays"]),
+            f"{r['all_reduce_bytes_hlo']:,}",
+            f"{r['median_ms']:.2f}",
+        )
+    Console(stderr=True, width=120).print(table)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.model:
+        result = print_model(args)
+    else:
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        result = measure(args)
+        print_measurement(result)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
