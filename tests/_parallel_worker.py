@@ -8,6 +8,7 @@ single-device: `manualgrad.value_and_grad` and `jax.grad` of `manualgrad.cost`.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 
@@ -89,6 +90,28 @@ def main() -> dict:
         "shard_map_mse_l2_m9_padded": vs_single(smap, "mse", 9, l2=0.3),
         "shard_map_bce_m3_fewer_than_devices": vs_single(smap, "bce", 3),
     }
+
+    # --- data_parallel_fn inside a jitted scan of 2 steps (as manualgrad.train uses it);
+    #     m = 10 is not a multiple of 4: XLA pads inside jit
+    dp_vag = mg.data_parallel_fn(mesh)
+
+    def sgd_scan(vag, params, X, Y):
+        def body(p, _):
+            C, g = vag(p, X, Y, activations=ACTS["bce"], l2=0.1)
+            return jax.tree.map(lambda a, b: a - 0.5 * b, p, g), C
+
+        return jax.lax.scan(body, params, None, length=2)
+
+    for m in (12, 10):
+        params, X, Y = problem("bce", m)
+        got = jax.jit(functools.partial(sgd_scan, dp_vag))(params, X, Y)
+        ref = jax.jit(functools.partial(sgd_scan, mg.value_and_grad))(params, X, Y)
+        out["agreement"][f"data_parallel_fn_scan_m{m}"] = rel_err(got, ref)
+    out["data_parallel_fn_cached"] = mg.data_parallel_fn(mesh) is dp_vag
+    params, X, Y = problem("bce", 12)
+    out["data_parallel_fn_all_reduce"] = parallel.all_reduce_stats(
+        jax.jit(functools.partial(sgd_scan, dp_vag)).lower(params, X, Y).compile()
+    )._asdict()
 
     # --- a training step: 3 Adam steps, data-parallel vs single device
     params, X, Y = problem("bce", 12)

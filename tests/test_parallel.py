@@ -31,6 +31,8 @@ AGREEMENT = [
     "shard_map_mse_l2_m9_padded",
     "shard_map_bce_m3_fewer_than_devices",
     "train_step_adam_3_steps",
+    "data_parallel_fn_scan_m12",
+    "data_parallel_fn_scan_m10",
 ]
 
 
@@ -92,3 +94,12 @@ def test_all_reduce_moves_every_gradient_and_the_cost_once(results, variant):
 @pytest.mark.parametrize("variant", ["auto", "shard_map"])
 def test_all_reduced_bytes_equal_the_parameter_bytes_plus_the_cost(results, variant):
     assert results["all_reduce"][variant]["bytes"] == results["param_bytes"] + 8
+
+
+def test_data_parallel_fn_is_cached_per_mesh(results):
+    assert results["data_parallel_fn_cached"]
+
+
+def test_data_parallel_fn_in_a_jitted_loop_all_reduces(results):
+    # 2 scanned steps; each step's 2L + 1 arrays are reduced inside the loop body
+    assert results["data_parallel_fn_all_reduce"]["arrays"] >= results["n_param_arrays"] + 1

@@ -21,6 +21,8 @@ the single-device one only by the order of the floating-point additions.
 | :func:`shard_map_value_and_grad`  | the readable reference: `shard_map`, local sums, a visible |
 |                                   | `lax.psum`, division by the global m                       |
 | :func:`data_parallel_step`        | a jitted optax training step on sharded batches            |
+| :func:`data_parallel_fn`          | `value_and_grad` pinned to the shardings, for use inside   |
+|                                   | jit (e.g. `train(..., value_and_grad_fn=...)`)             |
 
 Shardings: X (n_x, m) and Y (n_L, m) use `NamedSharding(mesh, P(None, "batch"))`
 (:func:`batch_sharding`), params use `P()` (:func:`replicated`). jax requires the
@@ -332,6 +334,30 @@ def shard_map_value_and_grad(
     sharded arrays.
     """
     return _shard_map_fn(mesh, tuple(activations), loss, precision)(dict(params), X, Y, l2)
+
+
+@functools.cache
+def data_parallel_fn(mesh: Mesh, fn: Callable = value_and_grad) -> Callable:
+    """`fn` (default :func:`manualgrad.value_and_grad`) with X, Y split over `mesh` inside jit.
+
+    Returns a function with `fn`'s signature, `(params, X, Y, **options)`, for use
+    *inside* a jitted computation — e.g. `train(..., value_and_grad_fn=data_parallel_fn(mesh))`
+    (:mod:`manualgrad.train`), whose mini-batches are cut inside one compiled scan. It
+    pins X and Y to :func:`batch_sharding` and params to :func:`replicated` with
+    `jax.lax.with_sharding_constraint`, so XLA partitions the columns and all-reduces
+    the sums of (2). Inside jit, XLA pads a batch whose m is not a multiple of
+    `mesh.size` by itself (the padding adds nothing to the sums). Cached, so the same
+    mesh gives the same function (and no recompilation in callers that cache on it).
+    """
+    batch, rep = batch_sharding(mesh), replicated(mesh)
+
+    def sharded(params, X, Y, **options):
+        params = lax.with_sharding_constraint(dict(params), rep)
+        X = lax.with_sharding_constraint(X, batch)
+        Y = lax.with_sharding_constraint(Y, batch)
+        return fn(params, X, Y, **options)
+
+    return sharded
 
 
 # --------------------------------------------------------------------------- training step
