@@ -292,11 +292,12 @@ def _shard_map_fn(mesh: Mesh, activations: tuple[str, ...], loss: str, precision
             loss_sum, grad_sums = lax.psum((loss_sum, grad_sums), axis)  # Σ_d over devices
             C = loss_sum / m  # C = (1/m) Σ_i L_i
             grads = {k: g / m for k, g in grad_sums.items()}  # (2): the 1/m of the global m
-            if not (isinstance(l2, int | float) and l2 == 0):
-                C = C + l2_cost(params, l2, m)
-                for k in grads:
-                    if k.startswith("W"):
-                        grads[k] = grads[k] + l2_weight_grad(params[k], l2, m)
+            # L2 acts on the replicated params, once, with the global m (l2 is traced: a
+            # zero λ adds exact zeros)
+            C = C + l2_cost(params, l2, m)
+            for k in grads:
+                if k.startswith("W"):
+                    grads[k] = grads[k] + l2_weight_grad(params[k], l2, m)
             return C, grads
 
         return shard_map(
