@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_parallel_worker.py")
+MULTIHOST_WORKER = Path(__file__).with_name("_multihost_worker.py")
 
 # (C, grads) vs the single-device value_and_grad and jax.grad(cost), float64.
 AGREEMENT = [
@@ -36,16 +38,50 @@ AGREEMENT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def results() -> dict:
+def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
     env["JAX_PLATFORMS"] = "cpu"
+    env.pop("XLA_FLAGS", None)  # the workers set their own device counts
+    return env
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
     proc = subprocess.run(
-        [sys.executable, str(WORKER)], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, str(WORKER)], capture_output=True, text=True, env=_env(), timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def multihost() -> list[dict]:
+    """Two processes × 2 CPU devices joined by jax.distributed (gloo), one JSON each."""
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = str(sock.getsockname()[1])
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(MULTIHOST_WORKER), str(i), port],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+        for i in range(2)
+    ]
+    outs = []
+    try:
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=600)
+            assert proc.returncode == 0, stderr[-4000:]
+            outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:  # on failure, do not leave the other process waiting
+            if proc.poll() is None:
+                proc.kill()
+    return outs
 
 
 def test_worker_sees_four_devices(results):
@@ -103,3 +139,14 @@ def test_data_parallel_fn_is_cached_per_mesh(results):
 def test_data_parallel_fn_in_a_jitted_loop_all_reduces(results):
     # 2 scanned steps; each step's 2L + 1 arrays are reduced inside the loop body
     assert results["data_parallel_fn_all_reduce"]["arrays"] >= results["n_param_arrays"] + 1
+
+
+def test_multihost_job_has_two_processes_and_a_global_mesh(multihost):
+    assert [
+        (r["processes"], r["devices"], r["local_devices"], r["global_shape"]) for r in multihost
+    ] == [(2, 4, 2, [3, 8])] * 2
+
+
+@pytest.mark.parametrize("case", ["auto", "shard_map", "step_sgd_2_steps"])
+def test_multihost_from_local_data_equals_single_device_float64(multihost, case):
+    assert max(r["agreement"][case] for r in multihost) <= 1e-12
