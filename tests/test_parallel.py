@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_parallel_worker.py")
 MULTIHOST_WORKER = Path(__file__).with_name("_multihost_worker.py")
 
-# (C, grads) vs the single-device value_and_grad and jax.grad(cost), float64.
+# (C, grads) vs the single-device jit(value_and_grad), float64.
 AGREEMENT = [
     "auto_bce_m12",
     "auto_ce_m16",
