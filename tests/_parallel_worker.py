@@ -80,10 +80,8 @@ def main() -> dict:
     key = jax.random.key(7)
     out["agreement"] = {
         "auto_bce_m12": vs_single(auto, "bce", 12),
-        "auto_ce_m16": vs_single(auto, "ce", 16),
         "auto_mse_l2_m8": vs_single(auto, "mse", 8, l2=0.3),
         "auto_bce_dropout_m12": vs_single(auto, "bce", 12, keep_prob=0.7, key=key),
-        "shard_map_bce_m12": vs_single(smap, "bce", 12),
         "shard_map_bce_m10_padded": vs_single(smap, "bce", 10),
         "shard_map_ce_m13_padded": vs_single(smap, "ce", 13),
         "shard_map_mse_l2_m9_padded": vs_single(smap, "mse", 9, l2=0.3),

@@ -24,10 +24,8 @@ MULTIHOST_WORKER = Path(__file__).with_name("_multihost_worker.py")
 # (C, grads) vs the single-device jit(value_and_grad), float64.
 AGREEMENT = [
     "auto_bce_m12",
-    "auto_ce_m16",
     "auto_mse_l2_m8",
     "auto_bce_dropout_m12",
-    "shard_map_bce_m12",
     "shard_map_bce_m10_padded",
     "shard_map_ce_m13_padded",
     "shard_map_mse_l2_m9_padded",
