@@ -7,20 +7,20 @@ notebook can swap them in for its NumPy versions; the arithmetic is manualgrad's
 (:mod:`manualgrad.dense`, :mod:`manualgrad.activations`, :mod:`manualgrad.losses`,
 :mod:`manualgrad.regularization`), not a second copy.
 
-| course function                                  | returns                          | core used                     |
-|--------------------------------------------------|----------------------------------|-------------------------------|
-| `initialize_parameters_deep(layer_dims)`         | {"W1", "b1", …}                  | `network.init_params` (key)   |
-| `linear_forward(A, W, b)`                        | Z, (A, W, b)                     | `dense.linear_forward`        |
-| `sigmoid(Z)`, `relu(Z)`                          | A, Z                             | `activations.sigmoid`, `relu` |
-| `linear_activation_forward(A_prev, W, b, act)`   | A, ((A_prev, W, b), Z)           | the two above                 |
-| `L_model_forward(X, parameters)`                 | AL, [cache_1, …, cache_L]        | the one above, relu…sigmoid   |
-| `compute_cost(AL, Y)`                            | scalar                           | `losses.cost_from_losses`     |
-| `sigmoid_backward(dA, Z)`, `relu_backward(dA, Z)`| dZ                               | `dense.activation_backward` (5) |
-| `linear_backward(dZ, (A_prev, W, b))`            | dA_prev, dW, db                  | `dense.linear_backward` (2)(4) |
-| `linear_activation_backward(dA, cache, act)`     | dA_prev, dW, db                  | the two above                 |
-| `L_model_backward(AL, Y, caches)`                | {"dA0"…"dA{L-1}", "dW1"…, "db1"…}| `losses.bce_dA`, the above    |
-| `update_parameters(parameters, grads, lr)`       | {"W1", "b1", …}                  | W := W − α dW                 |
-| `compute_cost_with_regularization(A3, Y, p, λ)`  | scalar                           | `regularization.l2_cost`      |
+| course function                                   | returns                   | core       |
+|---------------------------------------------------|---------------------------|------------|
+| `initialize_parameters_deep(layer_dims)`          | {"W1", "b1", …}           | init       |
+| `linear_forward(A, W, b)`                         | Z, (A, W, b)              | Z = WA + b |
+| `sigmoid(Z)`, `relu(Z)`                           | A, Z                      | g          |
+| `linear_activation_forward(A_prev, W, b, act)`    | A, ((A_prev, W, b), Z)    | Z, g       |
+| `L_model_forward(X, parameters)`                  | AL, [cache_1, …, cache_L] | Z, g       |
+| `compute_cost(AL, Y)`                             | scalar                    | C          |
+| `sigmoid_backward(dA, Z)`, `relu_backward(dA, Z)` | dZ                        | (5)        |
+| `linear_backward(dZ, (A_prev, W, b))`             | dA_prev, dW, db           | (2), (4)   |
+| `linear_activation_backward(dA, cache, act)`      | dA_prev, dW, db           | (5)(2)(4)  |
+| `L_model_backward(AL, Y, caches)`                 | {"dA0"…, "dW1"…, "db1"…}  | dAL, above |
+| `update_parameters(parameters, grads, lr)`        | {"W1", "b1", …}           | W − α dW   |
+| `compute_cost_with_regularization(A3, Y, p, λ)`   | scalar                    | C + L2     |
 
 Differences from the course, all deliberate:
 
@@ -95,7 +95,7 @@ def _float(x: Any) -> Array:
 
 
 def _params(parameters: Mapping[str, Any]) -> tuple[dict[str, Array], int]:
-    """Check the course's params dict (same rules as the core) and convert it; return (params, L)."""
+    """Check a params dict with the core's rules, convert it to JAX arrays; return (params, L)."""
     n_layers = check.check_params(parameters)
     return {k: _float(v) for k, v in parameters.items()}, n_layers
 
