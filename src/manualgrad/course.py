@@ -100,6 +100,16 @@ def _params(parameters: Mapping[str, Any]) -> tuple[dict[str, Array], int]:
     return {k: _float(v) for k, v in parameters.items()}, n_layers
 
 
+def _labels(Y: Any, AL: Array) -> Array:
+    """Y as AL's shape (1, m) and dtype; (m,) is accepted too, as the course's reshape does."""
+    Y = _float(Y)
+    if Y.size != AL.size:
+        raise ShapeError(
+            f"expected `Y` with one label per column of AL {AL.shape}, got Y.shape = {Y.shape}"
+        )
+    return jnp.reshape(Y, AL.shape).astype(AL.dtype)
+
+
 def _activation(name: str) -> Activation:
     act = get_activation(name)
     if act.derivative is None:
@@ -209,7 +219,7 @@ def compute_cost(AL: Array, Y: Array) -> Array:
     :func:`manualgrad.cost` evaluates the same cost from Z[L] without log 0.
     """
     AL = _float(AL)
-    Y = jnp.reshape(_float(Y), AL.shape).astype(AL.dtype)
+    Y = _labels(Y, AL)
     losses = -jnp.sum(Y * jnp.log(AL) + (1 - Y) * jnp.log(1 - AL), axis=0)  # course's form on AL
     return cost_from_losses(losses)
 
@@ -273,7 +283,7 @@ def L_model_backward(AL: Array, Y: Array, caches: Sequence[Cache]) -> dict[str, 
     """
     n_layers = len(caches)
     AL = _float(AL)
-    Y = jnp.reshape(_float(Y), AL.shape).astype(AL.dtype)
+    Y = _labels(Y, AL)
     dA = bce_dA(AL, Y)  # the course's dAL
     grads: dict[str, Array] = {}
     for l in range(n_layers, 0, -1):
