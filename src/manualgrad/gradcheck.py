@@ -111,8 +111,8 @@ def finite_difference_grads(
 
     Returns a pytree like `params`. Needs float64 params (see the module notes). The
     parameters are raveled into one vector θ of length n; the 2n cost evaluations run
-    under `jax.jit` and `jax.lax.map` in batches of `batch_size` perturbed copies (vmapped),
-    so memory stays O(batch_size · n).
+    under `jax.jit`, vmapped over batches of `batch_size` perturbed copies (`jax.lax.map`
+    when n > batch_size), so memory stays O(batch_size · n).
     """
     _check_float64(params, "finite_difference_grads")
     theta, unravel = ravel_pytree(params)
@@ -121,7 +121,11 @@ def finite_difference_grads(
         step = jnp.zeros_like(theta).at[i].set(eps)
         return (cost_fn(unravel(theta + step)) - cost_fn(unravel(theta - step))) / (2 * eps)
 
-    fd = jax.jit(lambda: jax.lax.map(one, jnp.arange(theta.size), batch_size=batch_size))()
+    indices = jnp.arange(theta.size)
+    if theta.size <= batch_size:  # one vmapped batch: a single, smaller compilation
+        fd = jax.jit(jax.vmap(one))(indices)
+    else:
+        fd = jax.jit(lambda i: jax.lax.map(one, i, batch_size=batch_size))(indices)
     return unravel(fd)
 
 

@@ -131,12 +131,11 @@ def check(config: dict[str, Any]):
             "keep_prob": config["keep_prob"],
             "key": dropout_key if config["keep_prob"] < 1 else None,
         }
-        # validate once, eagerly, so bad options give one clear line (exit 2)
-        mg.cost(params, X, Y, **options)
 
         def cost_fn(p):
             return mg.cost(p, X, Y, **options)
 
+        # bad options raise a ManualgradError while tracing (exit 2, one line)
         value_and_grad = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
         _, grads = value_and_grad(params, X, Y, **options)
         return compare_with_autodiff(
