@@ -39,6 +39,12 @@ from manualgrad.parallel import (  # data parallelism (issue 6)
 )
 from manualgrad.precision import PRECISIONS
 
+# isort: split
+# course-compatible API, gradient checking, data sets (issue 2, parts 6-8)
+from manualgrad import course
+from manualgrad.datasets import flower
+from manualgrad.gradcheck import compare_with_autodiff, finite_difference_grads, relative_difference
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -71,4 +77,13 @@ __all__ = [
     "shard_batch_from_local",
     "shard_map_value_and_grad",
     "value_and_grad",
+]
+
+# course-compatible API, gradient checking, data sets (issue 2, parts 6-8)
+__all__ += [
+    "compare_with_autodiff",
+    "course",
+    "finite_difference_grads",
+    "flower",
+    "relative_difference",
 ]
