@@ -43,9 +43,7 @@ def reference_cost(params, X, Y, activations, loss, l2=0.0, keep_prob=1.0, masks
             A = A * masks[l - 1].astype(A.dtype) / keep_prob
     m = X.shape[1]
     C = jnp.mean(reference_losses(Z, Y, activations[-1], loss))
-    if l2:
-        C = C + l2 / (2 * m) * sum(jnp.sum(params[f"W{l}"] ** 2) for l in range(1, L + 1))
-    return C
+    return C + l2 / (2 * m) * sum(jnp.sum(params[f"W{l}"] ** 2) for l in range(1, L + 1))
 
 
 def max_relative_error(grads, reference):

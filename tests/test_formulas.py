@@ -167,4 +167,6 @@ def test_per_example_loss_matches_optax(output, loss):
     act, spec = ACTIVATIONS[output], LOSSES[loss]
     ZL = _normal(18, (1 if loss == "bce" else 3, 8))
     Y = _targets(loss, ZL.shape)
-    assert _rel(spec.per_example(ZL, act.forward(ZL), Y), reference_losses(ZL, Y, output, loss)) <= TOL
+    assert (
+        _rel(spec.per_example(ZL, act.forward(ZL), Y), reference_losses(ZL, Y, output, loss)) <= TOL
+    )

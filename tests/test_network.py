@@ -101,13 +101,16 @@ def test_l2_and_dropout_grads_match_jax_grad_with_the_same_masks(l2, keep_prob):
 
 def test_dropout_zeroes_about_one_minus_keep_prob_of_hidden_units():
     params, X, _ = _problem([3, 400, 1], ("relu", "sigmoid"), "bce", m=50, dtype=jnp.float32)
-    _, caches = mg.forward(params, X, activations=("relu", "sigmoid"), keep_prob=0.75,
-                           key=jax.random.key(1))
+    _, caches = mg.forward(
+        params, X, activations=("relu", "sigmoid"), keep_prob=0.75, key=jax.random.key(1)
+    )
     kept = float(jnp.mean(caches[0].D))
     assert abs(kept - 0.75) < 0.02  # 20 000 Bernoulli draws: 5 sigma ≈ 0.015
 
 
-@pytest.mark.parametrize(("output", "loss"), [("sigmoid", "bce"), ("softmax", "ce"), ("tanh", "mse")])
+@pytest.mark.parametrize(
+    ("output", "loss"), [("sigmoid", "bce"), ("softmax", "ce"), ("tanh", "mse")]
+)
 def test_float32_grads_match_jax_grad_at_highest_precision(output, loss):
     acts = ("relu", "leaky_relu", output)
     n_L = 1 if loss == "bce" else 4
@@ -144,11 +147,15 @@ Y_FD = {}
 
 
 @pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize(("acts", "loss", "l2"), [
-    (("tanh", "sigmoid"), "bce", 0.0),
-    (("sigmoid", "tanh", "softmax"), "ce", 0.5),
-    (("leaky_relu", "linear"), "mse", 0.1),
-], ids=["tanh-sigmoid-bce", "sigmoid-tanh-softmax-ce-l2", "leaky-linear-mse-l2"])
+@pytest.mark.parametrize(
+    ("acts", "loss", "l2"),
+    [
+        (("tanh", "sigmoid"), "bce", 0.0),
+        (("sigmoid", "tanh", "softmax"), "ce", 0.5),
+        (("leaky_relu", "linear"), "mse", 0.1),
+    ],
+    ids=["tanh-sigmoid-bce", "sigmoid-tanh-softmax-ce-l2", "leaky-linear-mse-l2"],
+)
 def test_hand_written_grads_match_central_finite_differences(acts, loss, l2):
     global X_FD
     n_L = {"bce": 1, "ce": 3, "mse": 2}[loss]
@@ -156,8 +163,15 @@ def test_hand_written_grads_match_central_finite_differences(acts, loss, l2):
     params, X, Y = _problem(dims, acts, loss, m=6)
     X_FD, Y_FD[loss] = X, Y
     # Central differences in float64 with a small step; rev mode uses the hand-written VJP.
-    check_grads(_hand_written_cost(acts, loss, l2), (params,), order=1, modes=["rev"],
-                eps=1e-6, atol=1e-7, rtol=1e-7)
+    check_grads(
+        _hand_written_cost(acts, loss, l2),
+        (params,),
+        order=1,
+        modes=["rev"],
+        eps=1e-6,
+        atol=1e-7,
+        rtol=1e-7,
+    )
 
 
 def test_jitted_value_and_grad_does_not_retrace_for_same_shapes():
