@@ -23,6 +23,16 @@ from manualgrad.network import (
     predict,
     value_and_grad,
 )
+
+# per-example gradients, exact per-example norms, DP clipping (issue 3)
+from manualgrad.per_example import (
+    clip_factors,
+    clipped_grads,
+    dp_grads,
+    example_grads,
+    per_example_grads,
+    per_example_norms,
+)
 from manualgrad.precision import PRECISIONS
 
 __version__ = "0.1.0"
@@ -40,9 +50,15 @@ __all__ = [
     "ShapeError",
     "__version__",
     "backward",
+    "clip_factors",
+    "clipped_grads",
     "cost",
+    "dp_grads",
+    "example_grads",
     "forward",
     "init_params",
+    "per_example_grads",
+    "per_example_norms",
     "predict",
     "value_and_grad",
 ]
