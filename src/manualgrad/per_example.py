@@ -332,10 +332,10 @@ def dp_grads(
     term depends on no example, so it is neither clipped nor noised.
     With σ = 0 this equals :func:`clipped_grads`.
     """
+    _check_option(noise_multiplier, "noise_multiplier", allow_zero=True)
     grads, m = _clipped_mean(
         params, X, Y, clip_norm, activations, loss, l2, keep_prob, dropout_key, precision
     )
-    _check_option(noise_multiplier, "noise_multiplier", allow_zero=True)
     names = list(params)
     keys = jax.random.split(key, len(names))
     dtype = grads[names[0]].dtype
