@@ -23,7 +23,15 @@ from manualgrad.network import (
     predict,
     value_and_grad,
 )
+from manualgrad.precision import PRECISIONS
 
+# isort: split
+# course-compatible API, gradient checking, data sets (issue 2, parts 6-8)
+from manualgrad import course
+from manualgrad.datasets import flower
+from manualgrad.gradcheck import compare_with_autodiff, finite_difference_grads, relative_difference
+
+# isort: split
 # per-example gradients, exact per-example norms, DP clipping (issue 3)
 from manualgrad.per_example import (
     clip_factors,
@@ -33,7 +41,6 @@ from manualgrad.per_example import (
     per_example_grads,
     per_example_norms,
 )
-from manualgrad.precision import PRECISIONS
 
 __version__ = "0.1.0"
 
@@ -50,15 +57,28 @@ __all__ = [
     "ShapeError",
     "__version__",
     "backward",
-    "clip_factors",
-    "clipped_grads",
     "cost",
-    "dp_grads",
-    "example_grads",
     "forward",
     "init_params",
-    "per_example_grads",
-    "per_example_norms",
     "predict",
     "value_and_grad",
+]
+
+# course-compatible API, gradient checking, data sets (issue 2, parts 6-8)
+__all__ += [
+    "compare_with_autodiff",
+    "course",
+    "finite_difference_grads",
+    "flower",
+    "relative_difference",
+]
+
+# per-example gradients, exact per-example norms, DP clipping (issue 3)
+__all__ += [
+    "clip_factors",
+    "clipped_grads",
+    "dp_grads",
+    "example_grads",
+    "per_example_grads",
+    "per_example_norms",
 ]
