@@ -22,6 +22,7 @@ Every variant is compiled ahead of time, warmed up, and timed with
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -200,7 +201,7 @@ def measure(args) -> dict:
     import jax.numpy as jnp
 
     import manualgrad as mg
-    from manualgrad import parallel
+    from manualgrad import parallel, per_example
 
     n = len(jax.devices())
     if n != args.devices:
@@ -216,23 +217,59 @@ def measure(args) -> dict:
     kw = {"activations": acts, "precision": "highest"}
 
     single = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
+    static = ("activations", "loss", "keep_prob", "precision")
+    single_norms = jax.jit(per_example.per_example_norms, static_argnames=static)
+    single_clipped = jax.jit(per_example.clipped_grads, static_argnames=static)
+    norms_dp, clipped_dp = parallel._jit_per_example(mesh)
+    clip = {"clip_norm": 1.0, **kw}
+    C = {"clip_norm": 1.0}  # the traced argument, passed again at each call
+    # name: (compiled, inputs, the single-device variant it must agree with)
     variants = {
-        "single device": single.lower(params, X, Y, **kw).compile(),
-        "jit on sharded inputs": parallel._jit_value_and_grad(mesh)
-        .lower(rep, Xs, Ys, **kw)
-        .compile(),
-        "shard_map + psum": parallel._shard_map_fn(mesh, acts, "bce", "highest")
-        .lower(rep, Xs, Ys, 0.0)
-        .compile(),
+        "value_and_grad, single device": (
+            single.lower(params, X, Y, **kw).compile(),
+            (params, X, Y),
+            None,
+        ),
+        "value_and_grad, jit on sharded inputs": (
+            parallel._jit_value_and_grad(mesh).lower(rep, Xs, Ys, **kw).compile(),
+            (rep, Xs, Ys),
+            "value_and_grad, single device",
+        ),
+        "value_and_grad, shard_map + psum": (
+            parallel._shard_map_fn(mesh, acts, "bce", "highest").lower(rep, Xs, Ys, 0.0).compile(),
+            (rep, Xs, Ys, 0.0),
+            "value_and_grad, single device",
+        ),
+        "per_example_norms, single device": (
+            single_norms.lower(params, X, Y, **kw).compile(),
+            (params, X, Y),
+            None,
+        ),
+        "per_example_norms, jit on sharded inputs": (
+            norms_dp.lower(rep, Xs, Ys, **kw).compile(),
+            (rep, Xs, Ys),
+            "per_example_norms, single device",
+        ),
+        "clipped_grads, single device": (
+            single_clipped.lower(params, X, Y, **clip).compile(),
+            (params, X, Y, C),
+            None,
+        ),
+        "clipped_grads, jit on sharded inputs": (
+            clipped_dp.lower(rep, Xs, Ys, **clip).compile(),
+            (rep, Xs, Ys, C),
+            "clipped_grads, single device",
+        ),
+        "clipped_grads, shard_map + psum": (
+            parallel._shard_map_fn(mesh, acts, "bce", "highest", True)
+            .lower(rep, Xs, Ys, 0.0, 1.0)
+            .compile(),
+            (rep, Xs, Ys, 0.0, 1.0),
+            "clipped_grads, single device",
+        ),
     }
-    inputs = {
-        "single device": (params, X, Y),
-        "jit on sharded inputs": (rep, Xs, Ys),
-        "shard_map + psum": (rep, Xs, Ys, 0.0),
-    }
-    ref = variants["single device"](*inputs["single device"])
 
-    def rel(got) -> float:
+    def rel(got, ref) -> float:
         errs = jax.tree.map(
             lambda g, w: float(jnp.max(jnp.abs(g - w)) / jnp.max(jnp.abs(w))), got, ref
         )
@@ -240,19 +277,22 @@ def measure(args) -> dict:
 
     param_bytes = sum(v.size * v.dtype.itemsize for v in params.values())
     counted = param_bytes + 4  # every W, b and the float32 cost
-    results = {}
-    for name, compiled in variants.items():
-        out = compiled(*inputs[name])
-        err = rel(out)
+    outputs, results = {}, {}
+    for name, (compiled, inputs, ref_name) in variants.items():
+        if isinstance(inputs[-1], dict):  # keyword arguments last
+            compiled = functools.partial(compiled, **inputs[-1])
+            inputs = inputs[:-1]
+        outputs[name] = compiled(*inputs)
+        err = 0.0 if ref_name is None else rel(outputs[name], outputs[ref_name])
         if err > 1e-5:
             raise SystemExit(f"{name} disagrees with the single device: {err:.2e}")
-        stats = parallel.all_reduce_stats(compiled)
+        stats = parallel.all_reduce_stats(getattr(compiled, "func", compiled))
         results[name] = {
             "max_rel_err": err,
             "all_reduce_ops": stats.ops,
             "all_reduce_arrays": stats.arrays,
             "all_reduce_bytes_hlo": stats.bytes,
-            "median_ms": 1e3 * median_time(compiled, *inputs[name], repeats=args.repeats),
+            "median_ms": 1e3 * median_time(compiled, *inputs, repeats=args.repeats),
         }
     return {
         "devices": n,

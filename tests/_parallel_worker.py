@@ -23,7 +23,7 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
 import manualgrad as mg  # noqa: E402
-from manualgrad import parallel  # noqa: E402
+from manualgrad import parallel, per_example  # noqa: E402
 
 N_DEVICES = 4
 DIMS = {"bce": [3, 5, 4, 1], "ce": [3, 6, 3], "mse": [3, 4, 2]}
@@ -70,6 +70,29 @@ def vs_single(fn, loss, m, **kw):
     return rel_err(got, _single(params, X, Y, **opts))
 
 
+_single_norms = jax.jit(
+    per_example.per_example_norms, static_argnames=("activations", "loss", "keep_prob", "precision")
+)
+_single_clipped = jax.jit(
+    per_example.clipped_grads, static_argnames=("activations", "loss", "keep_prob", "precision")
+)
+
+
+def per_example_vs_single(kind, m, **kw):
+    """Data-parallel norms / clipped grads against the single-device per_example ones."""
+    mesh = mg.data_mesh()
+    params, X, Y = problem("bce", m)
+    opts = dict(activations=ACTS["bce"], **kw)
+    if kind == "norms":
+        got = mg.data_parallel_per_example_norms(params, X, Y, mesh, **opts)
+        return rel_err(got, _single_norms(params, X, Y, **opts))
+    if kind == "clipped":
+        got = mg.data_parallel_clipped_grads(params, X, Y, mesh, **opts)
+    else:
+        got = mg.shard_map_clipped_grads(params, X, Y, mesh, **opts)
+    return rel_err(got, _single_clipped(params, X, Y, **opts))
+
+
 def main() -> dict:
     assert len(jax.devices()) == N_DEVICES, jax.devices()
     mesh = mg.data_mesh()
@@ -86,6 +109,36 @@ def main() -> dict:
         "shard_map_ce_m13_padded": vs_single(smap, "ce", 13),
         "shard_map_mse_l2_m9_padded": vs_single(smap, "mse", 9, l2=0.3),
         "shard_map_bce_m3_fewer_than_devices": vs_single(smap, "bce", 3),
+    }
+
+    # --- per-example norms and clipped grads (manualgrad.per_example)
+    clip = {"clip_norm": 0.3, "l2": 0.1}
+    out["agreement"]["per_example_norms_m12"] = per_example_vs_single("norms", 12)
+    out["agreement"]["clipped_grads_m12"] = per_example_vs_single("clipped", 12, **clip)
+    out["agreement"]["clipped_grads_dropout_m12"] = per_example_vs_single(
+        "clipped", 12, keep_prob=0.7, key=key, **clip
+    )
+    out["agreement"]["shard_map_clipped_grads_m10_padded"] = per_example_vs_single(
+        "smap", 10, **clip
+    )
+    params, X, Y = problem("bce", 12)
+    Xs, Ys = mg.shard_batch(X, Y, mesh)
+    rep = mg.replicate(params, mesh)
+    norms_fn, clipped_fn = parallel._jit_per_example(mesh)
+    norms = mg.data_parallel_per_example_norms(params, X, Y, mesh, activations=ACTS["bce"])
+    out["norms_spec"] = str(norms.sharding.spec)
+    out["per_example_all_reduce"] = {
+        "norms": parallel.all_reduce_stats(
+            norms_fn.lower(rep, Xs, Ys, activations=ACTS["bce"]).compile()
+        )._asdict(),
+        "clipped": parallel.all_reduce_stats(
+            clipped_fn.lower(rep, Xs, Ys, clip_norm=0.3, activations=ACTS["bce"]).compile()
+        )._asdict(),
+        "shard_map_clipped": parallel.all_reduce_stats(
+            parallel._shard_map_fn(mesh, ACTS["bce"], "bce", "default", True)
+            .lower(rep, Xs, Ys, 0.0, 0.3)
+            .compile()
+        )._asdict(),
     }
 
     # --- data_parallel_fn inside a jitted scan of 2 steps (as manualgrad.train uses it);

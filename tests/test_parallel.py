@@ -33,6 +33,10 @@ AGREEMENT = [
     "train_step_adam_3_steps",
     "data_parallel_fn_scan_m12",
     "data_parallel_fn_scan_m10",
+    "per_example_norms_m12",
+    "clipped_grads_m12",
+    "clipped_grads_dropout_m12",
+    "shard_map_clipped_grads_m10_padded",
 ]
 
 
@@ -148,3 +152,20 @@ def test_multihost_job_has_two_processes_and_a_global_mesh(multihost):
 @pytest.mark.parametrize("case", ["auto", "shard_map", "step_sgd_2_steps"])
 def test_multihost_from_local_data_equals_single_device_float64(multihost, case):
     assert max(r["agreement"][case] for r in multihost) <= 1e-12
+
+
+def test_per_example_norms_stay_split_over_the_devices(results):
+    assert results["norms_spec"] == "P('batch',)"
+
+
+def test_per_example_norms_need_no_all_reduce(results):
+    # ‖g_i‖ uses column i of every dZ[l] and A[l-1] only: nothing crosses devices
+    assert results["per_example_all_reduce"]["norms"]["ops"] == 0
+
+
+@pytest.mark.parametrize("variant", ["clipped", "shard_map_clipped"])
+def test_clipped_grads_all_reduce_only_the_clipped_sums_of_2(results, variant):
+    # exactly the 2L arrays dW[l], db[l] (no norm, no clip factor, no cost), i.e. the
+    # parameter bytes, however XLA groups them into all-reduce instructions
+    stats = results["per_example_all_reduce"][variant]
+    assert (stats["arrays"], stats["bytes"]) == (results["n_param_arrays"], results["param_bytes"])

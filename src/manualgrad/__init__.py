@@ -23,20 +23,6 @@ from manualgrad.network import (
     predict,
     value_and_grad,
 )
-from manualgrad.parallel import (  # data parallelism (issue 6)
-    AllReduceStats,
-    all_reduce_stats,
-    batch_sharding,
-    data_mesh,
-    data_parallel_fn,
-    data_parallel_step,
-    data_parallel_value_and_grad,
-    replicate,
-    replicated,
-    shard_batch,
-    shard_batch_from_local,
-    shard_map_value_and_grad,
-)
 from manualgrad.precision import PRECISIONS
 
 # isort: split
@@ -56,6 +42,26 @@ from manualgrad.per_example import (
     per_example_norms,
 )
 
+# isort: split
+# data parallelism: sharded batches, all-reduced sums of (2), multi-host (issue 6)
+from manualgrad.parallel import (
+    AllReduceStats,
+    all_reduce_stats,
+    batch_sharding,
+    data_mesh,
+    data_parallel_clipped_grads,
+    data_parallel_fn,
+    data_parallel_per_example_norms,
+    data_parallel_step,
+    data_parallel_value_and_grad,
+    replicate,
+    replicated,
+    shard_batch,
+    shard_batch_from_local,
+    shard_map_clipped_grads,
+    shard_map_value_and_grad,
+)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -64,29 +70,17 @@ __all__ = [
     "LOSSES",
     "PRECISIONS",
     "STATIC_ARGNAMES",
-    "AllReduceStats",
     "ConfigError",
     "DTypeError",
     "LayerCache",
     "ManualgradError",
     "ShapeError",
     "__version__",
-    "all_reduce_stats",
     "backward",
-    "batch_sharding",
     "cost",
-    "data_mesh",
-    "data_parallel_fn",
-    "data_parallel_step",
-    "data_parallel_value_and_grad",
     "forward",
     "init_params",
     "predict",
-    "replicate",
-    "replicated",
-    "shard_batch",
-    "shard_batch_from_local",
-    "shard_map_value_and_grad",
     "value_and_grad",
 ]
 
@@ -107,4 +101,23 @@ __all__ += [
     "example_grads",
     "per_example_grads",
     "per_example_norms",
+]
+
+# data parallelism: sharded batches, all-reduced sums of (2), multi-host (issue 6)
+__all__ += [
+    "AllReduceStats",
+    "all_reduce_stats",
+    "batch_sharding",
+    "data_mesh",
+    "data_parallel_clipped_grads",
+    "data_parallel_fn",
+    "data_parallel_per_example_norms",
+    "data_parallel_step",
+    "data_parallel_value_and_grad",
+    "replicate",
+    "replicated",
+    "shard_batch",
+    "shard_batch_from_local",
+    "shard_map_clipped_grads",
+    "shard_map_value_and_grad",
 ]

@@ -14,15 +14,16 @@ the outer Σ_d is one `lax.psum` (an all-reduce), and the 1/m is the global m. N
 1/m_d ever appears, so nothing has to be rescaled by m_d/m: the result differs from
 the single-device one only by the order of the floating-point additions.
 
-| function                          | how                                                        |
-|-----------------------------------|------------------------------------------------------------|
-| :func:`data_parallel_value_and_grad` | `jax.jit` of :func:`manualgrad.value_and_grad` on sharded |
-|                                   | inputs; XLA's partitioner inserts the all-reduces          |
-| :func:`shard_map_value_and_grad`  | the readable reference: `shard_map`, local sums, a visible |
-|                                   | `lax.psum`, division by the global m                       |
-| :func:`data_parallel_step`        | a jitted optax training step on sharded batches            |
-| :func:`data_parallel_fn`          | `value_and_grad` pinned to the shardings, for use inside   |
-|                                   | jit (e.g. `train(..., value_and_grad_fn=...)`)             |
+- :func:`data_parallel_value_and_grad`: `jax.jit` of :func:`manualgrad.value_and_grad`
+  on sharded inputs; XLA's partitioner inserts the all-reduces.
+- :func:`shard_map_value_and_grad`: the readable reference — `shard_map`, local
+  sums of (2), a visible `lax.psum`, division by the global m.
+- :func:`data_parallel_per_example_norms`: every ‖g_i‖ stays on its example's
+  device, no collective at all; :func:`data_parallel_clipped_grads` and
+  :func:`shard_map_clipped_grads`: only the clipped sum of (2) is reduced.
+- :func:`data_parallel_step`: a jitted optax training step on sharded batches;
+  :func:`data_parallel_fn`: `value_and_grad` pinned to the shardings, for use inside
+  jit (e.g. `train(..., value_and_grad_fn=data_parallel_fn(mesh))`).
 
 Shardings: X (n_x, m) and Y (n_L, m) use `NamedSharding(mesh, P(None, "batch"))`
 (:func:`batch_sharding`), params use `P()` (:func:`replicated`). jax requires the
@@ -64,8 +65,20 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from manualgrad._errors import ConfigError, ShapeError
-from manualgrad.dense import activation_backward, linear_backward, output_backward
-from manualgrad.network import STATIC_ARGNAMES, _forward, _prepare, value_and_grad
+from manualgrad.dense import bias_grad, weight_grad
+from manualgrad.network import (
+    STATIC_ARGNAMES,
+    _backward_dZ,
+    _forward,
+    _prepare,
+    value_and_grad,
+)
+from manualgrad.per_example import (
+    _squared_norms,
+    clip_factors,
+    clipped_grads,
+    per_example_norms,
+)
 from manualgrad.regularization import l2_cost, l2_weight_grad
 
 # The public `jax.shard_map` (jax ≥ 0.7); the experimental one before that.
@@ -246,40 +259,34 @@ def data_parallel_value_and_grad(
 # --------------------------------------------------------------------------- explicit shard_map
 
 
-def _local_sums(params, X, Y, mask, acts, loss_spec, precision):
-    """Σ over this device's columns of L_i, and formula (2) as a sum, for every layer.
+def _column_sums(params, caches, dZs, w, precision):
+    """Formula (2) as a weighted *sum* over this device's columns, for every layer.
 
-    X (n_x, m_d), Y (n_L, m_d), mask (m_d,) False on padding columns. Returns
-    (Σ_i L_i, {"W1": Σ_i dz[1](i) a[0](i)ᵀ, "b1": Σ_i dz[1](i), …}); no 1/m anywhere.
-    The loop is :func:`manualgrad.network.backward`'s, minus dropout and L2 (which
-    act on the replicated params, after the reduction).
+    Returns {"W1": Σ_i w_i dz[1](i) a[0](i)ᵀ, "b1": Σ_i w_i dz[1](i), …}: no 1/m.
+    w (m_d,) is 0 on padding columns and 1 (or the clip factor s_i) elsewhere;
+    dZs are :func:`manualgrad.network._backward_dZ`'s, caches the forward's.
     """
-    n_layers = len(acts)
-    _, caches = _forward(params, X, acts, 1.0, None, precision)
-    last = caches[-1]
-    loss_sum = jnp.sum(jnp.where(mask, loss_spec.per_example(last.Z, last.A, Y), 0))
-    dZ = output_backward(last.Z, last.A, Y, acts[-1], loss_spec)  # (5) at layer L
-    dZ = jnp.where(mask[None, :], dZ, 0)  # padding columns: dZ[L] = 0, hence 0 in every sum
     sums: Params = {}
-    for l in range(n_layers, 0, -1):
-        cache = caches[l - 1]
-        # m=1: formula (2) as the plain sum over this device's columns; (4) for dA[l-1]
-        dW, db, dA_prev = linear_backward(
-            dZ, cache.A_prev, params[f"W{l}"], precision=precision, m=1
-        )
-        sums[f"W{l}"], sums[f"b{l}"] = dW, db
-        if l > 1:
-            prev = caches[l - 2]
-            dZ = activation_backward(dA_prev, prev.Z, prev.A, acts[l - 2])  # (5)
-    return loss_sum, {k: sums[k] for k in params}
+    for l, (cache, dZ) in enumerate(zip(caches, dZs, strict=True), start=1):
+        dZ = dZ * w[None, :]  # column i scaled by w_i (dZ is linear in dz[L](i))
+        sums[f"W{l}"] = weight_grad(dZ, cache.A_prev, precision=precision, m=1)  # (2), as Σ_i
+        sums[f"b{l}"] = bias_grad(dZ, m=1)  # (2), as Σ_i
+    return {k: sums[k] for k in params}
 
 
 @functools.cache
-def _shard_map_fn(mesh: Mesh, activations: tuple[str, ...], loss: str, precision: str):
+def _shard_map_fn(
+    mesh: Mesh,
+    activations: tuple[str, ...],
+    loss: str,
+    precision: str,
+    clipped: bool = False,
+):
+    """jit(shard_map(...)) of value_and_grad, or of clipped_grads when `clipped`."""
     axis = _axis(mesh)
     n_devices = mesh.size
 
-    def run(params, X, Y, l2):
+    def run(params, X, Y, l2, clip_norm=None):
         X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, 1.0, None, precision)
         m = X.shape[1]  # the global m: the real examples, not the padding
         m_pad = -(-m // n_devices) * n_devices
@@ -288,23 +295,34 @@ def _shard_map_fn(mesh: Mesh, activations: tuple[str, ...], loss: str, precision
         mask = jnp.arange(m_pad) < m
 
         def per_device(params, X, Y, mask):  # X: (n_x, m_pad / N), this device's columns
-            loss_sum, grad_sums = _local_sums(params, X, Y, mask, acts, loss_spec, precision)
-            loss_sum, grad_sums = lax.psum((loss_sum, grad_sums), axis)  # Σ_d over devices
-            C = loss_sum / m  # C = (1/m) Σ_i L_i
-            grads = {k: g / m for k, g in grad_sums.items()}  # (2): the 1/m of the global m
+            _, caches = _forward(params, X, acts, 1.0, None, precision)
+            dZs = _backward_dZ(params, caches, Y, acts, loss_spec, 1.0, precision)
+            w = mask.astype(X.dtype)  # padding columns add exactly 0 to every sum
+            if clipped:  # s_i = min(1, C/‖g_i‖) needs column i only: no communication
+                w = w * clip_factors(_squared_norms(caches, dZs), clip_norm)
+            sums = _column_sums(params, caches, dZs, w, precision)
+            if clipped:
+                sums = lax.psum(sums, axis)  # Σ_d over devices: the only collective
+            else:
+                last = caches[-1]
+                losses = loss_spec.per_example(last.Z, last.A, Y)
+                loss_sum = jnp.sum(jnp.where(mask, losses, 0))  # Σ_i L_i on this device
+                loss_sum, sums = lax.psum((loss_sum, sums), axis)  # Σ_d over devices
+            grads = {k: g / m for k, g in sums.items()}  # (2): the 1/m of the global m
             # L2 acts on the replicated params, once, with the global m (l2 is traced: a
-            # zero λ adds exact zeros)
-            C = C + l2_cost(params, l2, m)
+            # zero λ adds exact zeros); it belongs to no example, so it is never clipped
             for k in grads:
                 if k.startswith("W"):
                     grads[k] = grads[k] + l2_weight_grad(params[k], l2, m)
-            return C, grads
+            if clipped:
+                return grads
+            return loss_sum / m + l2_cost(params, l2, m), grads  # C = (1/m) Σ_i L_i (+ L2)
 
         return shard_map(
             per_device,
             mesh=mesh,
             in_specs=(P(), P(None, axis), P(None, axis), P(axis)),
-            out_specs=(P(), P()),
+            out_specs=P() if clipped else (P(), P()),
         )(params, X, Y, mask)
 
     return jax.jit(run)
@@ -359,6 +377,114 @@ def data_parallel_fn(mesh: Mesh, fn: Callable = value_and_grad) -> Callable:
         return fn(params, X, Y, **options)
 
     return sharded
+
+
+# --------------------------------------------------------------------------- per-example
+
+
+@functools.cache
+def _jit_per_example(mesh: Mesh):
+    static = ("activations", "loss", "keep_prob", "precision")
+    examples = NamedSharding(mesh, P(_axis(mesh)))
+    norms = jax.jit(per_example_norms, static_argnames=static, out_shardings=examples)
+    clipped = jax.jit(clipped_grads, static_argnames=static, out_shardings=replicated(mesh))
+    return norms, clipped
+
+
+def data_parallel_per_example_norms(
+    params: Mapping[str, Array],
+    X: Array,
+    Y: Array,
+    mesh: Mesh,
+    *,
+    activations: Sequence[str],
+    loss: str = "bce",
+    keep_prob: float = 1.0,
+    key: Array | None = None,
+    precision: str = "default",
+) -> Array:
+    """:func:`manualgrad.per_example_norms` with the examples split over `mesh`.
+
+    ‖g_i‖² = Σ_l ‖dz[l](i)‖² (‖a[l-1](i)‖² + 1) uses column i alone, so each device
+    computes the norms of its own examples and nothing is communicated: the result,
+    of shape (m,), stays split over the devices (`P("batch")`) and the compiled
+    computation holds no all-reduce. m must be a multiple of `mesh.size`.
+    """
+    X, Y = shard_batch(X, Y, mesh)
+    params, key = replicate((dict(params), key), mesh)
+    norms, _ = _jit_per_example(mesh)
+    return norms(
+        params,
+        X,
+        Y,
+        activations=tuple(activations),
+        loss=loss,
+        keep_prob=keep_prob,
+        key=key,
+        precision=precision,
+    )
+
+
+def data_parallel_clipped_grads(
+    params: Mapping[str, Array],
+    X: Array,
+    Y: Array,
+    mesh: Mesh,
+    *,
+    clip_norm: float | Array,
+    activations: Sequence[str],
+    loss: str = "bce",
+    l2: float | Array = 0.0,
+    keep_prob: float = 1.0,
+    key: Array | None = None,
+    precision: str = "default",
+) -> Params:
+    """:func:`manualgrad.clipped_grads` with the examples split over `mesh`.
+
+    Norms, clip factors s_i and the scaled dZ[l] are all per column, hence local;
+    the only communication is the sum of formula (2) over the clipped columns,
+    (1/m) Σ_d Σ_{i∈S_d} s_i dz[l](i) a[l-1](i)ᵀ: one all-reduce of the 2L arrays
+    dW[l], db[l]. The result is replicated. m must be a multiple of `mesh.size`.
+    """
+    X, Y = shard_batch(X, Y, mesh)
+    params, key = replicate((dict(params), key), mesh)
+    _, clipped = _jit_per_example(mesh)
+    return clipped(
+        params,
+        X,
+        Y,
+        clip_norm=clip_norm,
+        activations=tuple(activations),
+        loss=loss,
+        l2=l2,
+        keep_prob=keep_prob,
+        key=key,
+        precision=precision,
+    )
+
+
+def shard_map_clipped_grads(
+    params: Mapping[str, Array],
+    X: Array,
+    Y: Array,
+    mesh: Mesh,
+    *,
+    clip_norm: float | Array,
+    activations: Sequence[str],
+    loss: str = "bce",
+    l2: float | Array = 0.0,
+    precision: str = "default",
+) -> Params:
+    """:func:`manualgrad.clipped_grads` written out with `shard_map` and one `lax.psum`.
+
+    Each device runs the backward chain on its own columns, computes ‖g_i‖ and
+    s_i = min(1, C/‖g_i‖) for its own examples (no communication), applies formula
+    (2) to s_i dz[l](i) as a sum, and a single `lax.psum` of the 2L sums, divided by
+    the global m, gives (1/m) Σ_i s_i g_i; L2 is added after, unclipped. Any m works
+    (masked padding, as in :func:`shard_map_value_and_grad`); no dropout.
+    """
+    fn = _shard_map_fn(mesh, tuple(activations), loss, precision, clipped=True)
+    return fn(dict(params), X, Y, l2, clip_norm)
 
 
 # --------------------------------------------------------------------------- training step
