@@ -104,15 +104,15 @@ def activation_backward(dA: Array, Z: Array, A: Array, activation: Activation) -
 
 
 def linear_backward(
-    dZ: Array, A_prev: Array, W: Array, *, precision: str = "default", m: int | None = None
+    dZ: Array, A_prev: Array, W: Array, *, precision: str = "default"
 ) -> tuple[Array, Array, Array]:
     """Formulas (2) and (4) for one layer: (dW, db, dA_prev) from dZ[l].
 
     Shapes: dZ (n_l, m), A_prev (n_{l-1}, m), W (n_l, n_{l-1}) ->
-    dW (n_l, n_{l-1}), db (n_l, 1), dA_prev (n_{l-1}, m). `m` as in :func:`weight_grad`.
+    dW (n_l, n_{l-1}), db (n_l, 1), dA_prev (n_{l-1}, m).
     """
-    dW = weight_grad(dZ, A_prev, precision=precision, m=m)
-    db = bias_grad(dZ, m=m)
+    dW = weight_grad(dZ, A_prev, precision=precision)
+    db = bias_grad(dZ)
     dA_prev = prev_activation_grad(W, dZ, precision=precision)
     return dW, db, dA_prev
 
