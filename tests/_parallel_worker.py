@@ -141,8 +141,7 @@ def main() -> dict:
         )._asdict(),
     }
 
-    # --- data_parallel_fn inside a jitted scan of 2 steps (as manualgrad.train uses it);
-    #     m = 10 is not a multiple of 4: XLA pads inside jit
+    # --- data_parallel_fn inside a jitted scan of 2 steps (as manualgrad.train uses it)
     dp_vag = mg.data_parallel_fn(mesh)
 
     def sgd_scan(vag, params, X, Y):
@@ -152,11 +151,10 @@ def main() -> dict:
 
         return jax.lax.scan(body, params, None, length=2)
 
-    for m in (12, 10):
-        params, X, Y = problem("bce", m)
-        got = jax.jit(functools.partial(sgd_scan, dp_vag))(params, X, Y)
-        ref = jax.jit(functools.partial(sgd_scan, mg.value_and_grad))(params, X, Y)
-        out["agreement"][f"data_parallel_fn_scan_m{m}"] = rel_err(got, ref)
+    params, X, Y = problem("bce", 12)
+    got = jax.jit(functools.partial(sgd_scan, dp_vag))(params, X, Y)
+    ref = jax.jit(functools.partial(sgd_scan, mg.value_and_grad))(params, X, Y)
+    out["agreement"]["data_parallel_fn_scan_m12"] = rel_err(got, ref)
     out["data_parallel_fn_cached"] = mg.data_parallel_fn(mesh) is dp_vag
     params, X, Y = problem("bce", 12)
     out["data_parallel_fn_all_reduce"] = parallel.all_reduce_stats(
@@ -204,6 +202,9 @@ def main() -> dict:
         ),
         "step_m10": lambda: step(params, step.init_state(params), X[:, :10], Y[:, :10]),
         "shard_batch_m10": lambda: mg.shard_batch(X[:, :10], Y[:, :10], mesh),
+        "data_parallel_fn_m10": lambda: jax.jit(functools.partial(sgd_scan, dp_vag))(
+            params, X[:, :10], Y[:, :10]
+        ),
     }.items():
         try:
             call()

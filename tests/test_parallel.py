@@ -32,7 +32,6 @@ AGREEMENT = [
     "shard_map_bce_m3_fewer_than_devices",
     "train_step_adam_3_steps",
     "data_parallel_fn_scan_m12",
-    "data_parallel_fn_scan_m10",
     "per_example_norms_m12",
     "clipped_grads_m12",
     "clipped_grads_dropout_m12",
@@ -112,7 +111,9 @@ def test_grads_and_stepped_params_are_replicated(results):
     ) == ("P()", True, "P()")
 
 
-@pytest.mark.parametrize("call", ["auto_m10", "step_m10", "shard_batch_m10"])
+@pytest.mark.parametrize(
+    "call", ["auto_m10", "step_m10", "shard_batch_m10", "data_parallel_fn_m10"]
+)
 def test_m_not_a_multiple_of_devices_is_a_clear_shape_error(results, call):
     kind, message = results["errors"][call]
     assert kind == "ShapeError" and "m = 10" in message and "multiple of the 4 devices" in message

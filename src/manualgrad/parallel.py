@@ -364,13 +364,15 @@ def data_parallel_fn(mesh: Mesh, fn: Callable = value_and_grad) -> Callable:
     (:mod:`manualgrad.train`), whose mini-batches are cut inside one compiled scan. It
     pins X and Y to :func:`batch_sharding` and params to :func:`replicated` with
     `jax.lax.with_sharding_constraint`, so XLA partitions the columns and all-reduces
-    the sums of (2). Inside jit, XLA pads a batch whose m is not a multiple of
-    `mesh.size` by itself (the padding adds nothing to the sums). Cached, so the same
-    mesh gives the same function (and no recompilation in callers that cache on it).
+    the sums of (2). Every batch's m must be a multiple of `mesh.size` (checked at
+    trace time, :class:`ShapeError`; with `train`'s mini-batches that includes the
+    last, m mod B one). Cached, so the same mesh gives the same function (and no
+    recompilation in callers that cache on it).
     """
     batch, rep = batch_sharding(mesh), replicated(mesh)
 
     def sharded(params, X, Y, **options):
+        _check_divisible(np.shape(X)[1], mesh.size)
         params = lax.with_sharding_constraint(dict(params), rep)
         X = lax.with_sharding_constraint(X, batch)
         Y = lax.with_sharding_constraint(Y, batch)
