@@ -46,3 +46,9 @@ __all__ = [
     "predict",
     "value_and_grad",
 ]
+
+# --- training (issue 4) ---
+from manualgrad._errors import CheckpointError, DataError  # noqa: E402
+from manualgrad.train import Progress, TrainResult, accuracy, train  # noqa: E402
+
+__all__ += ["CheckpointError", "DataError", "Progress", "TrainResult", "accuracy", "train"]

@@ -18,6 +18,7 @@ from manualgrad._errors import ManualgradError
 #: sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("manualgrad._cli.check", "compare the hand-written gradients with jax.grad"),
+    "train": ("manualgrad._cli.train", "train a network with the hand-written gradients and optax"),
 }
 
 
@@ -28,8 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
+        try:
+            add_arguments = importlib.import_module(module).add_arguments
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+            continue  # a sub-command whose module is not in this tree: leave it out
         p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(p)
+        add_arguments(p)
         p.set_defaults(_module=module)
     return parser
 
