@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 # --- training (issue 4) ---
-from manualgrad._errors import CheckpointError, DataError  # noqa: E402
-from manualgrad.train import Progress, TrainResult, accuracy, train  # noqa: E402
+from manualgrad._errors import CheckpointError, DataError
+from manualgrad.train import Progress, TrainResult, accuracy, train
 
 __all__ += ["CheckpointError", "DataError", "Progress", "TrainResult", "accuracy", "train"]

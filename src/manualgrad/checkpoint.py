@@ -32,8 +32,7 @@ import numpy as np
 
 from manualgrad._errors import CheckpointError
 
-__all__ = ["CHECKPOINT_FILE", "Checkpoint", "checkpoint_path", "load_checkpoint",
-           "save_checkpoint"]
+__all__ = ["CHECKPOINT_FILE", "Checkpoint", "checkpoint_path", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FILE = "checkpoint.npz"
 FORMAT_VERSION = 1
@@ -110,8 +109,11 @@ def save_checkpoint(directory: str | os.PathLike, ckpt: Checkpoint) -> str:
 
 def _fingerprint_diff(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
     keys = sorted(set(saved) | set(wanted))
-    return [f"{k}: checkpoint {saved.get(k)!r}, now {wanted.get(k)!r}"
-            for k in keys if saved.get(k) != wanted.get(k)]
+    return [
+        f"{k}: checkpoint {saved.get(k)!r}, now {wanted.get(k)!r}"
+        for k in keys
+        if saved.get(k) != wanted.get(k)
+    ]
 
 
 def load_checkpoint(
@@ -172,5 +174,12 @@ def load_checkpoint(
         key = jax.random.wrap_key_data(jnp.asarray(key_data))
     except Exception as err:
         raise CheckpointError(f"checkpoint {path}: bad key data ({err})") from None
-    return Checkpoint(params, opt_state, int(meta["epoch"]), int(meta["step"]), key, history,
-                      meta.get("fingerprint", {}))
+    return Checkpoint(
+        params,
+        opt_state,
+        int(meta["epoch"]),
+        int(meta["step"]),
+        key,
+        history,
+        meta.get("fingerprint", {}),
+    )

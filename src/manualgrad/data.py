@@ -33,8 +33,15 @@ from manualgrad._errors import DataError
 
 Examples = Literal["rows", "columns"]
 
-__all__ = ["as_targets", "check_finite", "load_csv", "load_data", "load_npz", "one_hot",
-           "train_test_split"]
+__all__ = [
+    "as_targets",
+    "check_finite",
+    "load_csv",
+    "load_data",
+    "load_npz",
+    "one_hot",
+    "train_test_split",
+]
 
 
 def _check_examples(examples: str) -> None:
@@ -79,9 +86,7 @@ def check_finite(X: np.ndarray, Y: np.ndarray, source: str = "data") -> None:
 
 
 def _to_float(arr: np.ndarray, name: str, source: str) -> np.ndarray:
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
-    ):
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise DataError(f"{source}: `{name}` has dtype {arr.dtype}; expected numbers")
     return arr.astype(np.float64)
 
@@ -99,9 +104,7 @@ def load_npz(path: str | os.PathLike, *, examples: Examples = "columns") -> tupl
         with np.load(source, allow_pickle=False) as f:
             names = list(f.files)
             if "X" not in names or "Y" not in names:
-                raise DataError(
-                    f"{source}: expected arrays named 'X' and 'Y', found {names}"
-                )
+                raise DataError(f"{source}: expected arrays named 'X' and 'Y', found {names}")
             X, Y = f["X"], f["Y"]
     except DataError:
         raise
@@ -133,8 +136,10 @@ def load_csv(
         except (csv.Error, UnicodeDecodeError) as err:
             raise DataError(f"{source}: not a readable CSV file ({err})") from None
     if len(rows) < 2:
-        raise DataError(f"{source}: expected a header and at least one example, got {len(rows)} "
-                        "non-empty line(s)")
+        raise DataError(
+            f"{source}: expected a header and at least one example, got {len(rows)} "
+            "non-empty line(s)"
+        )
     if examples == "rows":
         names = [c.strip() for c in rows[0]]
         body = rows[1:]
@@ -151,11 +156,14 @@ def load_csv(
             if len(r) != width:
                 raise DataError(f"{source}: line {i} has {len(r)} cells, line 1 has {width}")
         cells = [r[1:] for r in rows]
-        where = [(lambda j, i=i, n=n: f"line {i + 1} ({n!r}), cell {j + 2}")
-                 for i, n in enumerate(names)]
+        where = [
+            (lambda j, i=i, n=n: f"line {i + 1} ({n!r}), cell {j + 2}") for i, n in enumerate(names)
+        ]
     if label_column not in names:
-        raise DataError(f"{source}: no label column {label_column!r}; the columns are {names} "
-                        "— pass the right name with --label-column")
+        raise DataError(
+            f"{source}: no label column {label_column!r}; the columns are {names} "
+            "— pass the right name with --label-column"
+        )
     values = []
     for k, col in enumerate(cells):
         out = np.empty(len(col))

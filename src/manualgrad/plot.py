@@ -76,4 +76,3 @@ def plot_training(
         ax2.set_ylabel("$x_2$")
     FigureCanvasAgg(fig).print_png(os.fspath(path))
     return os.fspath(path)
-

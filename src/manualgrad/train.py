@@ -129,8 +129,15 @@ def _compiled_chunk(
         params, opt_state = carry
         Xb, Yb, key = batch
         C, grads = value_and_grad_fn(
-            params, Xb, Yb, activations=activations, loss=loss, l2=l2, keep_prob=keep_prob,
-            key=key if keep_prob < 1 else None, precision=precision,
+            params,
+            Xb,
+            Yb,
+            activations=activations,
+            loss=loss,
+            l2=l2,
+            keep_prob=keep_prob,
+            key=key if keep_prob < 1 else None,
+            precision=precision,
         )
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), C
@@ -229,17 +236,34 @@ def train(
     Y = jnp.asarray(Y, dtype=dtype)
     # Trace-time checks of shapes and options, once, with their clear messages.
     jax.eval_shape(
-        functools.partial(value_and_grad_fn, activations=tuple(activations), loss=loss, l2=l2,
-                          keep_prob=keep_prob, precision=precision,
-                          key=jax.random.key(0) if keep_prob < 1 else None),
-        params, X, Y,
+        functools.partial(
+            value_and_grad_fn,
+            activations=tuple(activations),
+            loss=loss,
+            l2=l2,
+            keep_prob=keep_prob,
+            precision=precision,
+            key=jax.random.key(0) if keep_prob < 1 else None,
+        ),
+        params,
+        X,
+        Y,
     )
     key = jax.random.key(0) if key is None else key
     if opt_state is None:
         opt_state = optimizer.init(params)
     per_call = epochs_per_call or max(1, math.ceil(epochs / 100))
-    chunk = _compiled_chunk(optimizer, tuple(activations), loss, float(l2), float(keep_prob),
-                            precision, batch_size, per_call, value_and_grad_fn)
+    chunk = _compiled_chunk(
+        optimizer,
+        tuple(activations),
+        loss,
+        float(l2),
+        float(keep_prob),
+        precision,
+        batch_size,
+        per_call,
+        value_and_grad_fn,
+    )
     history: list[np.ndarray] = []
     epoch = start_epoch
     while epoch < epochs:
@@ -249,8 +273,7 @@ def train(
         epoch += n
         if callback is not None:
             so_far = np.concatenate(history)
-            stop = callback(Progress(epoch, epochs, float(so_far[-1]), params, opt_state,
-                                     so_far))
+            stop = callback(Progress(epoch, epochs, float(so_far[-1]), params, opt_state, so_far))
             if stop:
                 break
     hist = np.concatenate(history) if history else np.zeros((0,), dtype=np.dtype(dtype))
@@ -258,7 +281,11 @@ def train(
 
 
 def accuracy(
-    params: Mapping[str, Array], X: Array, Y: Array, *, activations: Sequence[str],
+    params: Mapping[str, Array],
+    X: Array,
+    Y: Array,
+    *,
+    activations: Sequence[str],
     precision: str = "default",
 ) -> float:
     """The fraction of examples whose predicted class equals the label.
@@ -271,7 +298,5 @@ def accuracy(
     labels = Y.reshape(1, -1) if Y.shape[0] == 1 else np.argmax(Y, axis=0)[None, :]
     pred = np.asarray(predict(params, X, activations=activations, precision=precision))
     if pred.shape != labels.shape:
-        raise ShapeError(
-            f"expected `Y` of shape (n_L, m) with m = {pred.shape[1]}, got {Y.shape}"
-        )
+        raise ShapeError(f"expected `Y` of shape (n_L, m) with m = {pred.shape[1]}, got {Y.shape}")
     return float(np.mean(pred == labels))
