@@ -42,7 +42,7 @@ def _sigmoid(Z):
 
 
 def numpy_model(X, Y, params, iterations, lr=LR):
-    """The course's L_layer_model: forward, cost, backward (incl. dAL and dA0), update."""
+    """The course's L_layer_model: forward, cost, backward (incl. dA0), update."""
     params = {k: v.copy() for k, v in params.items()}
     L = len(params) // 2
     m = X.shape[1]
@@ -57,12 +57,14 @@ def numpy_model(X, Y, params, iterations, lr=LR):
         AL = A
         cost = -np.sum(Y * np.log(AL) + (1 - Y) * np.log(1 - AL)) / m
         costs.append(cost)
-        grads = {}
-        dA = -(np.divide(Y, AL) - np.divide(1 - Y, 1 - AL))  # dAL
+        grads, dA = {}, None
         for l in range(L, 0, -1):  # backward
             A_prev, Z, A = caches[l - 1]
             if l == L:
-                dZ = dA * A * (1 - A)  # sigmoid_backward
+                # dAL * sigmoid'(ZL) = -(Y/AL - (1-Y)/(1-AL)) * AL (1-AL), simplified to
+                # AL - Y as manualgrad does: in float32 the unsimplified product loses all
+                # precision once AL is near 0 or 1 (1 - AL cancels), and the runs drift apart.
+                dZ = AL - Y
             else:
                 dZ = np.array(dA, copy=True)  # relu_backward
                 dZ[Z <= 0] = 0
