@@ -25,6 +25,17 @@ from manualgrad.network import (
 )
 from manualgrad.precision import PRECISIONS
 
+# isort: split
+# course-compatible API, gradient checking, data sets (issue 2, parts 6-8)
+from manualgrad import course
+from manualgrad.datasets import flower
+from manualgrad.gradcheck import compare_with_autodiff, finite_difference_grads, relative_difference
+
+# isort: split
+# training with optax, data errors, checkpoints (issue 4)
+from manualgrad._errors import CheckpointError, DataError
+from manualgrad.train import Progress, TrainResult, accuracy, train
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -47,8 +58,14 @@ __all__ = [
     "value_and_grad",
 ]
 
-# --- training (issue 4) ---
-from manualgrad._errors import CheckpointError, DataError
-from manualgrad.train import Progress, TrainResult, accuracy, train
+# course-compatible API, gradient checking, data sets (issue 2, parts 6-8)
+__all__ += [
+    "compare_with_autodiff",
+    "course",
+    "finite_difference_grads",
+    "flower",
+    "relative_difference",
+]
 
+# training (issue 4)
 __all__ += ["CheckpointError", "DataError", "Progress", "TrainResult", "accuracy", "train"]

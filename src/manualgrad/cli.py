@@ -29,14 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        try:
-            add_arguments = importlib.import_module(module).add_arguments
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
-            continue  # a sub-command whose module is not in this tree: leave it out
         p = sub.add_parser(name, help=help_text, description=help_text)
-        add_arguments(p)
+        importlib.import_module(module).add_arguments(p)
         p.set_defaults(_module=module)
     return parser
 

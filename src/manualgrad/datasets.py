@@ -1,22 +1,20 @@
-r"""Small deterministic 2-D data sets, embedded: no download, same arrays for the same seed.
+r"""Small, embedded, deterministic data sets: generated from a seed, never downloaded.
 
-Every generator returns ``(X, Y)`` as numpy arrays with examples as columns:
-X of shape (2, m), float64. Two-class sets return labels Y of shape (1, m) with
-values in {0, 1} (uint8, as the course's ``load_planar_dataset``); `spiral` returns
-one-hot Y of shape (K, m) (float64) for a softmax output layer.
+Every generator returns NumPy float64 arrays with examples as columns,
+X of shape (n_x, m) and Y of shape (n_L, m), ready for :func:`manualgrad.value_and_grad`
+(cast with `X.astype(np.float32)` for float32 work).
 
-| name      | classes | Y          | what it is                                          |
-|-----------|---------|------------|-----------------------------------------------------|
-| `flower`  | 2       | (1, m)     | the course's planar "flower" (load_planar_dataset)  |
-| `moons`   | 2       | (1, m)     | two interleaving half circles                       |
-| `circles` | 2       | (1, m)     | a small circle inside a large one                   |
-| `spiral`  | K = 3   | (K, m)     | K interleaved spiral arms (CS231n), one-hot labels  |
+| function   | X        | Y       | origin                                                       |
+|------------|----------|---------|--------------------------------------------------------------|
+| `flower`   | (2, m)   | (1, m)  | the planar "flower" of the Deep Learning Specialization,     |
+|            |          |         | course 1 week 3 (`load_planar_dataset`)                      |
+| `moons`    | (2, m)   | (1, m)  | two interleaving half circles                                |
+| `circles`  | (2, m)   | (1, m)  | a small circle inside a large one                            |
+| `spiral`   | (2, m)   | (K, m)  | K interleaved spiral arms (CS231n), one-hot labels           |
 
-All use ``numpy.random.default_rng(seed)``.
-
->>> X, Y = flower()
->>> X.shape, Y.shape, int(Y.sum())
-((2, 400), (1, 400), 200)
+Two-class sets have labels 0.0 / 1.0 in one row (for a sigmoid output and `bce`);
+`spiral` has one-hot columns (for a softmax output and `ce`). :data:`DATASETS` maps
+each name to its generator `fn(m=..., seed=...)`.
 """
 
 from __future__ import annotations
@@ -25,34 +23,47 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["DATASETS", "circles", "flower", "moons", "spiral"]
+from manualgrad._errors import ConfigError
 
 
 def flower(m: int = 400, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """The course's planar flower: two classes of petals, r = a sin 4t plus noise.
+    r"""The planar "flower": two classes of 2-D points on the petals of a rose curve.
 
-    N = m // 2 points per class j ∈ {0, 1}, a = 4,
-    t = linspace(3.12 j, 3.12 (j + 1), N) + 0.2 ε,  r = a sin(4t) + 0.2 ε,
-    x = (r sin t, r cos t). Returns X: (2, 2N) float64, Y: (1, 2N) uint8.
+    Following the course's `load_planar_dataset`, class j ∈ {0, 1} has N = m/2 points
+    with angle and radius
+
+    $$t = \mathrm{linspace}(3.12\,j,\ 3.12\,(j+1),\ N) + 0.2\,\varepsilon_1, \qquad
+      r = a \sin(4t) + 0.2\,\varepsilon_2, \qquad a = 4,$$
+
+    ε ~ N(0, 1), and coordinates x = (r sin t, r cos t). The noise comes from
+    `np.random.default_rng(seed)`, so the same (m, seed) always gives the same data
+    (the course's own numbers came from `np.random.seed(1)`, a different stream). For
+    odd m, class 0 gets the extra point.
+
+    Returns X: (2, m) float64 and Y: (1, m) float64 with labels 0.0 and 1.0.
+
+    >>> X, Y = flower(6, seed=0)
+    >>> X.shape, Y.shape, Y.tolist()
+    ((2, 6), (1, 6), [[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]])
     """
+    if isinstance(m, bool) or not isinstance(m, int | np.integer) or m < 1:
+        raise ConfigError(f"`m` must be a positive int (number of examples), got {m!r}")
     rng = np.random.default_rng(seed)
-    N = m // 2
-    a = 4
-    X = np.zeros((2 * N, 2))
-    Y = np.zeros((2 * N, 1), dtype=np.uint8)
-    for j in range(2):
-        ix = range(N * j, N * (j + 1))
-        t = np.linspace(j * 3.12, (j + 1) * 3.12, N) + rng.standard_normal(N) * 0.2
-        r = a * np.sin(4 * t) + rng.standard_normal(N) * 0.2
-        X[ix] = np.c_[r * np.sin(t), r * np.cos(t)]
-        Y[ix] = j
-    return X.T, Y.T
+    a = 4.0
+    sizes = (m - m // 2, m // 2)
+    xs, ys = [], []
+    for j, n in enumerate(sizes):
+        t = np.linspace(j * 3.12, (j + 1) * 3.12, n) + rng.standard_normal(n) * 0.2  # angle
+        r = a * np.sin(4 * t) + rng.standard_normal(n) * 0.2  # radius
+        xs.append(np.stack([r * np.sin(t), r * np.cos(t)]))
+        ys.append(np.full((1, n), float(j)))
+    return np.concatenate(xs, axis=1), np.concatenate(ys, axis=1)
 
 
 def moons(m: int = 400, seed: int = 1, noise: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """Two interleaving half circles (class 0 on top, class 1 below, shifted), plus noise.
+    """Two interleaving half circles (class 0 on top, class 1 below and shifted), plus noise.
 
-    Returns X: (2, 2N) float64, Y: (1, 2N) uint8 with N = m // 2.
+    Returns X: (2, 2N) float64 and Y: (1, 2N) float64 labels with N = m // 2.
     """
     rng = np.random.default_rng(seed)
     N = m // 2
@@ -60,7 +71,7 @@ def moons(m: int = 400, seed: int = 1, noise: float = 0.1) -> tuple[np.ndarray, 
     upper = np.stack([np.cos(t), np.sin(t)])
     lower = np.stack([1 - np.cos(t), 0.5 - np.sin(t)])
     X = np.concatenate([upper, lower], axis=1) + noise * rng.standard_normal((2, 2 * N))
-    Y = np.repeat(np.arange(2, dtype=np.uint8), N)[None, :]
+    Y = np.repeat(np.arange(2.0), N)[None, :]
     return X, Y
 
 
@@ -69,14 +80,14 @@ def circles(
 ) -> tuple[np.ndarray, np.ndarray]:
     """An outer circle (class 0) of radius 1 around an inner one (class 1) of radius `factor`.
 
-    Returns X: (2, 2N) float64, Y: (1, 2N) uint8 with N = m // 2.
+    Returns X: (2, 2N) float64 and Y: (1, 2N) float64 labels with N = m // 2.
     """
     rng = np.random.default_rng(seed)
     N = m // 2
     t = np.linspace(0, 2 * np.pi, N, endpoint=False)
     ring = np.stack([np.cos(t), np.sin(t)])
     X = np.concatenate([ring, factor * ring], axis=1) + noise * rng.standard_normal((2, 2 * N))
-    Y = np.repeat(np.arange(2, dtype=np.uint8), N)[None, :]
+    Y = np.repeat(np.arange(2.0), N)[None, :]
     return X, Y
 
 
@@ -98,7 +109,7 @@ def spiral(m: int = 300, seed: int = 1, n_classes: int = 3) -> tuple[np.ndarray,
     return X, Y
 
 
-#: name -> generator(m, seed) -> (X, Y)
+#: name -> generator(m=..., seed=...) -> (X, Y)
 DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "flower": flower,
     "moons": moons,
