@@ -32,6 +32,17 @@ from manualgrad.datasets import flower
 from manualgrad.gradcheck import compare_with_autodiff, finite_difference_grads, relative_difference
 
 # isort: split
+# per-example gradients, exact per-example norms, DP clipping (issue 3)
+from manualgrad.per_example import (
+    clip_factors,
+    clipped_grads,
+    dp_grads,
+    example_grads,
+    per_example_grads,
+    per_example_norms,
+)
+
+# isort: split
 # training with optax, data errors, checkpoints (issue 4)
 from manualgrad._errors import CheckpointError, DataError
 from manualgrad.train import Progress, TrainResult, accuracy, train
@@ -65,6 +76,16 @@ __all__ += [
     "finite_difference_grads",
     "flower",
     "relative_difference",
+]
+
+# per-example gradients, exact per-example norms, DP clipping (issue 3)
+__all__ += [
+    "clip_factors",
+    "clipped_grads",
+    "dp_grads",
+    "example_grads",
+    "per_example_grads",
+    "per_example_norms",
 ]
 
 # training (issue 4)
