@@ -43,6 +43,11 @@ from manualgrad.per_example import (
 )
 
 # isort: split
+# training with optax, data errors, checkpoints (issue 4)
+from manualgrad._errors import CheckpointError, DataError
+from manualgrad.train import Progress, TrainResult, accuracy, train
+
+# isort: split
 # data parallelism: sharded batches, all-reduced sums of (2), multi-host (issue 6)
 from manualgrad.parallel import (
     AllReduceStats,
@@ -102,6 +107,9 @@ __all__ += [
     "per_example_grads",
     "per_example_norms",
 ]
+
+# training (issue 4)
+__all__ += ["CheckpointError", "DataError", "Progress", "TrainResult", "accuracy", "train"]
 
 # data parallelism: sharded batches, all-reduced sums of (2), multi-host (issue 6)
 __all__ += [
