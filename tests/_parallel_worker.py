@@ -161,6 +161,23 @@ def main() -> dict:
         jax.jit(functools.partial(sgd_scan, dp_vag)).lower(params, X, Y).compile()
     )._asdict()
 
+    # --- manualgrad.train with the CLI's --devices 4 option (mini-batches of 16 of 48)
+    from manualgrad._cli.train import _parallel_options
+    from manualgrad.train import train
+
+    params, X, Y = problem("bce", 48)
+    opts = dict(activations=ACTS["bce"], epochs=3, batch_size=16, key=key)
+    r1 = train(params, X, Y, optax.adam(0.05), **opts)
+    r4 = train(params, X, Y, optax.adam(0.05), **opts, **_parallel_options(4, 48, 16))
+    out["agreement"]["train_devices_4_m48_b16"] = max(
+        rel_err(r4.params, r1.params), rel_err(jnp.asarray(r4.history), jnp.asarray(r1.history))
+    )
+    try:
+        _parallel_options(4, 320, 30)
+        out["train_devices_error"] = None
+    except Exception as err:
+        out["train_devices_error"] = [type(err).__name__, str(err)]
+
     # --- a training step: 3 Adam steps, data-parallel vs single device
     params, X, Y = problem("bce", 12)
     opt = optax.adam(0.05)

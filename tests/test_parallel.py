@@ -32,6 +32,7 @@ AGREEMENT = [
     "shard_map_bce_m3_fewer_than_devices",
     "train_step_adam_3_steps",
     "data_parallel_fn_scan_m12",
+    "train_devices_4_m48_b16",
     "per_example_norms_m12",
     "clipped_grads_m12",
     "clipped_grads_dropout_m12",
@@ -170,3 +171,9 @@ def test_clipped_grads_all_reduce_only_the_clipped_sums_of_2(results, variant):
     # parameter bytes, however XLA groups them into all-reduce instructions
     stats = results["per_example_all_reduce"][variant]
     assert (stats["arrays"], stats["bytes"]) == (results["n_param_arrays"], results["param_bytes"])
+
+
+def test_train_devices_option_rejects_batches_that_do_not_split(results):
+    # 320 examples in batches of 30: batches of 30 and 20, neither a multiple of 4
+    kind, message = results["train_devices_error"]
+    assert kind == "ConfigError" and "batches of 20 and 30" in message

@@ -91,6 +91,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="mini-batch size (default: the whole training set)",
     )
+    o.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="data-parallel over the first N devices: every batch split by columns, the "
+        "sums of (2) all-reduced; batch sizes must be multiples of N (default: one device)",
+    )
     o.add_argument("--l2", type=float, default=0.0, help="L2 strength λ (default: 0)")
     o.add_argument(
         "--keep-prob",
@@ -211,6 +219,26 @@ def _fingerprint(args, dims, acts, loss, init, dtype, X, Y) -> dict:
     }
 
 
+def _parallel_options(devices: int | None, m: int, batch_size: int | None) -> dict:
+    """`value_and_grad_fn` for `train` on a data-parallel mesh of `devices`, or nothing."""
+    if devices is None:
+        return {}
+    from manualgrad.parallel import data_mesh, data_parallel_fn
+
+    mesh = data_mesh(devices)
+    B = m if batch_size is None or batch_size >= m else batch_size
+    sizes = sorted({B, m % B} - {0})
+    bad = [size for size in sizes if size % devices]
+    if bad:
+        raise ConfigError(
+            f"--devices {devices}: every batch must split into {devices} equal blocks of "
+            f"columns, but {m} training examples in batches of {B} give batches of "
+            f"{' and '.join(map(str, sizes))} — choose --batch-size (and a training set "
+            f"size) whose batches are multiples of {devices}"
+        )
+    return {"value_and_grad_fn": data_parallel_fn(mesh)}
+
+
 def run(args: argparse.Namespace) -> int:
     import jax
 
@@ -284,6 +312,7 @@ def _run(args) -> int:
     elif args.resume and not args.quiet:
         err.print(f"no checkpoint in {args.checkpoint}; starting from scratch")
 
+    parallel_options = _parallel_options(args.devices, m, args.batch_size)
     every_epochs = max(1, math.ceil(args.checkpoint_every / spe))
     per_call = max(1, math.ceil(args.epochs / 100))
     if args.checkpoint:
@@ -342,6 +371,7 @@ def _run(args) -> int:
                 start_epoch=start_epoch,
                 epochs_per_call=per_call,
                 callback=callback,
+                **parallel_options,
             )
             jax.block_until_ready(result.params)
     finally:
