@@ -25,6 +25,9 @@ from manualgrad.network import (
 )
 from manualgrad.precision import PRECISIONS
 
+# issue 5: custom_vjp bridge
+from manualgrad.bridge import cost_fn  # noqa: E402
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -45,4 +48,6 @@ __all__ = [
     "init_params",
     "predict",
     "value_and_grad",
+    # issue 5
+    "cost_fn",
 ]

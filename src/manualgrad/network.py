@@ -152,6 +152,16 @@ def forward(
 
 
 def _backward(params, caches, Y, acts, loss_spec, l2, keep_prob, precision):
+    return _backward_with_input_grad(params, caches, Y, acts, loss_spec, l2, keep_prob,
+                                     precision)[0]
+
+
+def _backward_with_input_grad(params, caches, Y, acts, loss_spec, l2, keep_prob, precision):
+    """(∂C/∂params, dA[0]): the backward pass, also returning dA[0] = W[1]ᵀ dZ[1] (4).
+
+    dA[0] (n_x, m) is the per-example derivative ∂L_i/∂x(i), so ∂C/∂X = dA[0] / m. Under
+    `jit` it costs nothing when unused (XLA drops it); the custom_vjp bridge uses it.
+    """
     n_layers = len(acts)
     m = Y.shape[1]
     last = caches[-1]
@@ -169,7 +179,7 @@ def _backward(params, caches, Y, acts, loss_spec, l2, keep_prob, precision):
             if prev.D is not None:
                 dA_prev = apply_dropout(dA_prev, prev.D, keep_prob)
             dZ = activation_backward(dA_prev, prev.Z, prev.A, acts[l - 2])  # (5); (4)+(5) = (3)
-    return {k: grads[k] for k in params}
+    return {k: grads[k] for k in params}, dA_prev
 
 
 def backward(
