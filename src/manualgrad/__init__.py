@@ -11,6 +11,7 @@ The formulas (examples are columns, m examples, per-example loss L):
 
 from manualgrad._errors import ConfigError, DTypeError, ManualgradError, ShapeError
 from manualgrad.activations import ACTIVATIONS
+from manualgrad.bridge import cost_fn  # issue 5: custom_vjp bridge
 from manualgrad.losses import LOSSES
 from manualgrad.network import (
     INIT_METHODS,
@@ -24,9 +25,6 @@ from manualgrad.network import (
     value_and_grad,
 )
 from manualgrad.precision import PRECISIONS
-
-# issue 5: custom_vjp bridge
-from manualgrad.bridge import cost_fn  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -44,10 +42,9 @@ __all__ = [
     "__version__",
     "backward",
     "cost",
+    "cost_fn",  # issue 5
     "forward",
     "init_params",
     "predict",
     "value_and_grad",
-    # issue 5
-    "cost_fn",
 ]

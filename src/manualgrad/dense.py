@@ -48,9 +48,14 @@ def weight_grad(dZ: Array, A_prev: Array, *, precision: str = "default") -> Arra
     """Formula (2): dW[l] = (1/m) dZ[l] A[l-1]ᵀ.
 
     Shapes: dZ (n_l, m), A_prev (n_{l-1}, m) -> dW (n_l, n_{l-1}). The contraction is
-    over the example axis of both, so A_prevᵀ is never formed.
+    over the example axis of both, so A_prevᵀ is never formed. The scalar 1/m is applied
+    to whichever of dZ (n_l·m numbers) and the product (n_l·n_{l-1} numbers) is smaller:
+    when m < n_{l-1} (the course's 12288-pixel input) scaling the product would be an
+    extra pass over a large dW that the matmul cannot absorb on CPU.
     """
     m = dZ.shape[1]
+    if m < A_prev.shape[0]:
+        return matmul(dZ / m, A_prev, 1, 1, precision)  # (2), (1/m) dZ first
     return matmul(dZ, A_prev, 1, 1, precision) / m  # (2)
 
 
