@@ -132,7 +132,8 @@ def device_name() -> str:
 def policy_context(policy: str) -> Iterator[Any]:
     """float64 switched on for the `f64` policy only; yields the jnp dtype."""
     dtype_name, _ = POLICIES[policy]
-    with jax.enable_x64(dtype_name == "float64"):
+    context = jax.enable_x64(True) if dtype_name == "float64" else contextlib.nullcontext()
+    with context:
         yield jnp.dtype(dtype_name)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Sequence
 
 from manualgrad import benchmark
 
@@ -88,3 +90,14 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"worst manual/autodiff ratio: {max(ratios):.3f} over {len(ratios)} points")
     failed = [r for r in rows if "error" in r]
     return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m manualgrad._cli.bench ...`: the same command without the CLI registry."""
+    parser = argparse.ArgumentParser(prog="manualgrad bench", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
