@@ -65,16 +65,14 @@ def _bridge_fwd(static, params, X, Y, key):
 def _bridge_bwd(static, residuals, g):
     acts, loss_spec, l2, keep_prob, precision = static
     params, caches, Y = residuals
-    m = Y.shape[1]
-    grads, dA0 = _backward_with_input_grad(
+    grads, dX = _backward_with_input_grad(
         params, caches, Y, acts, loss_spec, l2, keep_prob, precision
     )
     last = caches[-1]
     _, loss_vjp = jax.vjp(lambda Y_: cost_from_losses(loss_spec.per_example(last.Z, last.A, Y_)), Y)
     (dY,) = loss_vjp(g)
     dparams = jax.tree.map(lambda d: g * d, grads)
-    dX = g * dA0 / m  # ∂C/∂X = (1/m) W[1]ᵀ dZ[1], formula (4) at layer 1
-    return dparams, dX, dY, None
+    return dparams, g * dX, dY, None  # ∂C/∂X = (1/m) W[1]ᵀ dZ[1], formula (4) at layer 1
 
 
 _bridge_cost.defvjp(_bridge_fwd, _bridge_bwd)

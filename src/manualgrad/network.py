@@ -157,20 +157,23 @@ def _backward(params, caches, Y, acts, loss_spec, l2, keep_prob, precision):
 
 
 def _backward_with_input_grad(params, caches, Y, acts, loss_spec, l2, keep_prob, precision):
-    """(∂C/∂params, dA[0]): the backward pass, also returning dA[0] = W[1]ᵀ dZ[1] (4).
+    """(∂C/∂params, ∂C/∂X): the backward pass, also returning (1/m) dA[0] = (1/m) W[1]ᵀ dZ[1].
 
-    dA[0] (n_x, m) is the per-example derivative ∂L_i/∂x(i), so ∂C/∂X = dA[0] / m. Under
-    `jit` it costs nothing when unused (XLA drops it); the custom_vjp bridge uses it.
+    The 1/m of (2) is applied once, to dZ[L]. (4) and (5) are linear in dZ and dA, so
+    every dZ[l] below then carries the 1/m too and (2) is used with `m=1`: the same
+    numbers as scaling each dW[l] and db[l], without a pass over every weight matrix.
+    Under `jit` ∂C/∂X costs nothing when unused (XLA drops it); the custom_vjp bridge
+    uses it.
     """
     n_layers = len(acts)
     m = Y.shape[1]
     last = caches[-1]
-    dZ = output_backward(last.Z, last.A, Y, acts[-1], loss_spec)
+    dZ = output_backward(last.Z, last.A, Y, acts[-1], loss_spec) / m  # (1/m) dZ[L], for (2)
     grads: Params = {}
     for l in range(n_layers, 0, -1):
         cache = caches[l - 1]
         W = params[f"W{l}"]
-        dW, db, dA_prev = linear_backward(dZ, cache.A_prev, W, precision=precision)  # (2), (4)
+        dW, db, dA_prev = linear_backward(dZ, cache.A_prev, W, precision=precision, m=1)  # (2), (4)
         if not (isinstance(l2, int | float) and l2 == 0):
             dW = dW + l2_weight_grad(W, l2, m)
         grads[f"W{l}"], grads[f"b{l}"] = dW, db
