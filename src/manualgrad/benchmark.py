@@ -30,8 +30,9 @@ same run at the same dtype and precision. Temp memory is
 | `bf16`        | float32     | `precision="bf16"` (bf16 operands, f32 acc.)  |
 | `f64`         | float64     | `precision="highest"` (CPU)                   |
 
-If PyTorch is importable, its autograd on the same network and data is timed as an
-extra column (`torch_ms`); it is never a dependency.
+With `torch=True` (`manualgrad bench --torch`) and PyTorch importable, its autograd on
+the same network and data is timed as an extra column (`torch_ms`); it is never a
+dependency.
 """
 
 from __future__ import annotations
@@ -310,7 +311,13 @@ def problem(layer_dims: Sequence[int], m: int, dtype: Any) -> tuple[dict, Array,
 
 
 def bench_case(
-    case: Case, policy: str, *, reps: int = 50, budget_s: float = 3.0, ceiling_tflops=None
+    case: Case,
+    policy: str,
+    *,
+    reps: int = 50,
+    budget_s: float = 3.0,
+    ceiling_tflops: float | None = None,
+    torch: bool = False,
 ) -> dict:
     """Compile, check and time the three variants at one grid point; one JSON-able row."""
     dtype_name, precision = POLICIES[policy]
@@ -362,7 +369,9 @@ def bench_case(
                 row[f"{name}_frac_ceiling"] = row[f"{name}_tflops"] / ceiling_tflops
         row["ratio"] = row["manual_ms"] / row["autodiff_ms"]
         row["bridge_ratio"] = row["bridge_ms"] / row["autodiff_ms"]
-        torch_ms = _torch_ms(case, policy, params, X, Y, reps=min(row["reps"], 20))
+        torch_ms = (
+            _torch_ms(case, policy, params, X, Y, reps=min(row["reps"], 20)) if torch else None
+        )
         if torch_ms is not None:
             row["torch_ms"] = torch_ms
     return row
@@ -376,10 +385,12 @@ def run(
     budget_s: float = 3.0,
     ceiling_n: int | None = None,
     emit: Callable[[dict], None] | None = None,
+    torch: bool = False,
 ) -> list[dict]:
     """Ceilings, then every (policy, case); a failing case becomes a row with `error`.
 
-    `emit` is called with each row as soon as it exists (e.g. to write a JSON line).
+    `emit` is called with each row as soon as it exists (e.g. to write a JSON line);
+    `torch=True` adds PyTorch's autograd step time where `import torch` works.
     """
     for policy in policies:
         if policy not in POLICIES:
@@ -413,6 +424,7 @@ def run(
                         reps=reps,
                         budget_s=budget_s,
                         ceiling_tflops=ceilings.get(policy),
+                        torch=torch,
                     )
                 )
             except Exception as err:

@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="timing budget per grid point (rounds are cut to fit, at least 3)",
     )
+    parser.add_argument(
+        "--torch", action="store_true", help="also time PyTorch autograd if torch is importable"
+    )
     parser.add_argument("--ceiling-n", type=int, default=None, help="size of the square matmul")
 
 
@@ -79,7 +82,13 @@ def run(args: argparse.Namespace) -> int:
                 console.print(f"  {row['policy']:<12} {dims}@{row['m']}: {status}", highlight=False)
 
         rows = benchmark.run(
-            cases, policies, reps=reps, budget_s=budget, ceiling_n=ceiling_n, emit=emit
+            cases,
+            policies,
+            reps=reps,
+            budget_s=budget,
+            ceiling_n=ceiling_n,
+            emit=emit,
+            torch=args.torch,
         )
     finally:
         if out is not None:
