@@ -26,6 +26,12 @@ from manualgrad.network import (
 )
 from manualgrad.precision import PRECISIONS
 
+# isort: split
+# course-compatible API, gradient checking, data sets (issue 2, parts 6-8)
+from manualgrad import course
+from manualgrad.datasets import flower
+from manualgrad.gradcheck import compare_with_autodiff, finite_difference_grads, relative_difference
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -47,4 +53,13 @@ __all__ = [
     "init_params",
     "predict",
     "value_and_grad",
+]
+
+# course-compatible API, gradient checking, data sets (issue 2, parts 6-8)
+__all__ += [
+    "compare_with_autodiff",
+    "course",
+    "finite_difference_grads",
+    "flower",
+    "relative_difference",
 ]

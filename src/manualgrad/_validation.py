@@ -168,9 +168,7 @@ def check_Y(params: Mapping[str, Any], Y: Any, m: int) -> None:
         return
     if shape == (m,):
         hint = f" — use Y.reshape(1, {m})" if n_L == 1 else f" — one-hot encode it to ({n_L}, {m})"
-    elif shape == (m, 1) and n_L == 1:
-        hint = " — use Y.T (examples are columns)"
-    elif shape == (m, n_L):
+    elif (shape == (m, 1) and n_L == 1) or shape == (m, n_L):
         hint = " — use Y.T (examples are columns)"
     elif len(shape) == 2 and shape[1] == m:
         hint = f": the output layer has {n_L} units but Y has {shape[0]} rows"
@@ -187,7 +185,11 @@ def _concrete(x: Any) -> float | None:
 
 
 def check_options(
-    *, l2: Any = 0.0, keep_prob: Any = 1.0, key: Any = None, precision: str = "default",
+    *,
+    l2: Any = 0.0,
+    keep_prob: Any = 1.0,
+    key: Any = None,
+    precision: str = "default",
     dtype: Any = None,
 ) -> None:
     """Check l2 ≥ 0, keep_prob in (0, 1], a key when dropout is on, and the precision name."""
