@@ -157,8 +157,9 @@ def forward(
 
 
 def _backward(params, caches, Y, acts, loss_spec, l2, keep_prob, precision):
-    return _backward_with_input_grad(params, caches, Y, acts, loss_spec, l2, keep_prob,
-                                     precision)[0]
+    args = (params, caches, Y, acts, loss_spec, l2, keep_prob, precision)
+    grads, _ = _backward_with_input_grad(*args)
+    return grads
 
 
 def _backward_with_input_grad(params, caches, Y, acts, loss_spec, l2, keep_prob, precision):
