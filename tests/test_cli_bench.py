@@ -12,7 +12,7 @@ from manualgrad._cli import bench
 
 GRID_FIELDS = {
     "device", "jax", "kind", "policy", "layer_dims", "m", "flops_model", "agree", "reps",
-    "ratio", "ratio_min", "bridge_ratio",
+    "ratio", "ratio_min", "ratio_paired", "bridge_ratio",
     *(f"{v}_{k}" for v in benchmark.VARIANTS
       for k in ("ms", "tflops", "frac_ceiling", "compile_s", "temp_bytes", "flops_xla")),
     "manual_max_rel_err", "bridge_max_rel_err",
