@@ -32,6 +32,17 @@ from manualgrad import course
 from manualgrad.datasets import flower
 from manualgrad.gradcheck import compare_with_autodiff, finite_difference_grads, relative_difference
 
+# isort: split
+# per-example gradients, exact per-example norms, DP clipping (issue 3)
+from manualgrad.per_example import (
+    clip_factors,
+    clipped_grads,
+    dp_grads,
+    example_grads,
+    per_example_grads,
+    per_example_norms,
+)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -62,4 +73,14 @@ __all__ += [
     "finite_difference_grads",
     "flower",
     "relative_difference",
+]
+
+# per-example gradients, exact per-example norms, DP clipping (issue 3)
+__all__ += [
+    "clip_factors",
+    "clipped_grads",
+    "dp_grads",
+    "example_grads",
+    "per_example_grads",
+    "per_example_norms",
 ]

@@ -38,12 +38,8 @@ import jax
 from manualgrad import _validation as check
 from manualgrad._errors import ConfigError
 from manualgrad.losses import cost_from_losses
-from manualgrad.network import (
-    _backward_with_input_grad,
-    _cost_from_caches,
-    _forward,
-    _prepare,
-)
+from manualgrad.dense import prev_activation_grad
+from manualgrad.network import _backward_dZ, _cost_from_caches, _forward, _grads_from_dZ, _prepare
 
 Array = jax.Array
 
@@ -65,14 +61,16 @@ def _bridge_fwd(static, params, X, Y, key):
 def _bridge_bwd(static, residuals, g):
     acts, loss_spec, l2, keep_prob, precision = static
     params, caches, Y = residuals
-    grads, dX = _backward_with_input_grad(
-        params, caches, Y, acts, loss_spec, l2, keep_prob, precision
-    )
+    m = Y.shape[1]
+    dZs = _backward_dZ(params, caches, Y, acts, loss_spec, keep_prob, precision, scale=1 / m)
+    grads = _grads_from_dZ(params, caches, dZs, l2, m, precision, dZ_has_1_over_m=True)
+    # ∂C/∂X = (1/m) W[1]ᵀ dZ[1]: formula (4) at layer 1 (the dZs already carry the 1/m)
+    dX = prev_activation_grad(params["W1"], dZs[0], precision=precision)  # (4)
     last = caches[-1]
     _, loss_vjp = jax.vjp(lambda Y_: cost_from_losses(loss_spec.per_example(last.Z, last.A, Y_)), Y)
     (dY,) = loss_vjp(g)
     dparams = jax.tree.map(lambda d: g * d, grads)
-    return dparams, g * dX, dY, None  # ∂C/∂X = (1/m) W[1]ᵀ dZ[1], formula (4) at layer 1
+    return dparams, g * dX, dY, None
 
 
 _bridge_cost.defvjp(_bridge_fwd, _bridge_bwd)

@@ -39,9 +39,11 @@ from manualgrad import _validation as check
 from manualgrad._errors import ConfigError, ShapeError
 from manualgrad.dense import (
     activation_backward,
-    linear_backward,
+    bias_grad,
     linear_forward,
     output_backward,
+    prev_activation_grad,
+    weight_grad,
 )
 from manualgrad.losses import cost_from_losses
 from manualgrad.regularization import apply_dropout, dropout_masks, l2_cost, l2_weight_grad
@@ -156,39 +158,53 @@ def forward(
     return _forward(params, X, acts, keep_prob, key, precision)
 
 
-def _backward(params, caches, Y, acts, loss_spec, l2, keep_prob, precision):
-    args = (params, caches, Y, acts, loss_spec, l2, keep_prob, precision)
-    grads, _ = _backward_with_input_grad(*args)
-    return grads
+def _backward_dZ(params, caches, Y, acts, loss_spec, keep_prob, precision, scale=None):
+    """(dZ[1], …, dZ[L]), each (n_l, m): derivatives of each example's loss L, no 1/m.
 
-
-def _backward_with_input_grad(params, caches, Y, acts, loss_spec, l2, keep_prob, precision):
-    """(∂C/∂params, ∂C/∂X): the backward pass, also returning (1/m) dA[0] = (1/m) W[1]ᵀ dZ[1].
-
-    The 1/m of (2) is applied once, to dZ[L]. (4) and (5) are linear in dZ and dA, so
-    every dZ[l] below then carries the 1/m too and (2) is used with `m=1`: the same
-    numbers as scaling each dW[l] and db[l], without a pass over every weight matrix.
-    Under `jit` ∂C/∂X costs nothing when unused (XLA drops it); the custom_vjp bridge
-    uses it.
+    The backward chain written once: dZ[L] from the output, then (4) and (5) down to
+    layer 1. Column i of every dZ[l] depends on example i alone, and linearly on its
+    dZ[L](i), which is what lets :mod:`manualgrad.per_example` rescale columns. With
+    `scale` (the network backward passes 1/m) dZ[L] is multiplied by it, and by that
+    linearity so is every dZ[l].
     """
-    n_layers = len(acts)
-    m = Y.shape[1]
     last = caches[-1]
-    dZ = output_backward(last.Z, last.A, Y, acts[-1], loss_spec) / m  # (1/m) dZ[L], for (2)
+    dZ = output_backward(last.Z, last.A, Y, acts[-1], loss_spec)
+    if scale is not None:
+        dZ = dZ * scale
+    dZs = [dZ]
+    for l in range(len(acts), 1, -1):
+        prev = caches[l - 2]
+        dA_prev = prev_activation_grad(params[f"W{l}"], dZ, precision=precision)  # (4)
+        if prev.D is not None:
+            dA_prev = apply_dropout(dA_prev, prev.D, keep_prob)
+        dZ = activation_backward(dA_prev, prev.Z, prev.A, acts[l - 2])  # (5); (4)+(5) = (3)
+        dZs.append(dZ)
+    return tuple(reversed(dZs))
+
+
+def _grads_from_dZ(params, caches, dZs, l2, m, precision, dZ_has_1_over_m=False):
+    """Formula (2) on each layer's dZ[l] and A[l-1], plus (λ/m) W[l] when l2 > 0.
+
+    With `dZ_has_1_over_m` the dZs came from `_backward_dZ(..., scale=1/m)` and (2)'s
+    1/m is already in them.
+    """
+    m_of_2 = 1 if dZ_has_1_over_m else None
     grads: Params = {}
-    for l in range(n_layers, 0, -1):
-        cache = caches[l - 1]
-        W = params[f"W{l}"]
-        dW, db, dA_prev = linear_backward(dZ, cache.A_prev, W, precision=precision, m=1)  # (2), (4)
+    for l, (cache, dZ) in enumerate(zip(caches, dZs, strict=True), start=1):
+        dW = weight_grad(dZ, cache.A_prev, precision=precision, m=m_of_2)  # (2)
         if not (isinstance(l2, int | float) and l2 == 0):
-            dW = dW + l2_weight_grad(W, l2, m)
-        grads[f"W{l}"], grads[f"b{l}"] = dW, db
-        if l > 1:
-            prev = caches[l - 2]
-            if prev.D is not None:
-                dA_prev = apply_dropout(dA_prev, prev.D, keep_prob)
-            dZ = activation_backward(dA_prev, prev.Z, prev.A, acts[l - 2])  # (5); (4)+(5) = (3)
-    return {k: grads[k] for k in params}, dA_prev
+            dW = dW + l2_weight_grad(params[f"W{l}"], l2, m)
+        grads[f"W{l}"], grads[f"b{l}"] = dW, bias_grad(dZ, m=m_of_2)  # (2)
+    return {k: grads[k] for k in params}
+
+
+def _backward(params, caches, Y, acts, loss_spec, l2, keep_prob, precision):
+    """∂C/∂params. The 1/m of (2) is applied once, to dZ[L] (fused into A[L] − Y): (4)
+    and (5) are linear, so every dZ[l] then carries it and (2) needs no pass of its own
+    over each dW[l] and db[l] — the same numbers, as fast as jax.grad's step."""
+    m = Y.shape[1]
+    dZs = _backward_dZ(params, caches, Y, acts, loss_spec, keep_prob, precision, scale=1 / m)
+    return _grads_from_dZ(params, caches, dZs, l2, m, precision, dZ_has_1_over_m=True)
 
 
 def backward(
