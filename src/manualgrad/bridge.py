@@ -37,8 +37,8 @@ import jax
 
 from manualgrad import _validation as check
 from manualgrad._errors import ConfigError
-from manualgrad.losses import cost_from_losses
 from manualgrad.dense import prev_activation_grad
+from manualgrad.losses import cost_from_losses
 from manualgrad.network import _backward_dZ, _cost_from_caches, _forward, _grads_from_dZ, _prepare
 
 Array = jax.Array
