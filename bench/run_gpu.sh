@@ -43,10 +43,12 @@ bench f32-highest-big "$T_BIG" --precision f32-highest "${BIG[@]}"
 bench f32-default "$T_OTHER" --precision f32-default "${SMALL[@]}" "${BIG[@]}"
 bench bf16 "$T_OTHER" --precision bf16 "${SMALL[@]}" "${BIG[@]}"
 
+PER_EXAMPLE=(--gpu)
+[ "${MANUALGRAD_BENCH_TINY:-0}" = "1" ] && PER_EXAMPLE=(--quick)
 if [ -f bench/per_example.py ]; then
-    echo "== bench/per_example.py" | tee -a "$LOG"
-    timeout -k 10 90 "$PY" bench/per_example.py --gpu --json "$OUT/per_example.json" >> "$LOG" 2>&1 \
-        || echo "per_example.py: exit $? (see run.log)" | tee -a "$LOG"
+    echo "== bench/per_example.py ${PER_EXAMPLE[*]}" | tee -a "$LOG"
+    timeout -k 10 90 "$PY" bench/per_example.py "${PER_EXAMPLE[@]}" --json "$OUT/per_example.json" \
+        >> "$LOG" 2>&1 || echo "per_example.py: exit $? (see run.log)" | tee -a "$LOG"
 fi
 
 echo "== HLO of the course shape" | tee -a "$LOG"
