@@ -43,6 +43,11 @@ from manualgrad.per_example import (
     per_example_norms,
 )
 
+# isort: split
+# training with optax, data errors, checkpoints (issue 4)
+from manualgrad._errors import CheckpointError, DataError
+from manualgrad.train import Progress, TrainResult, accuracy, train
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -84,3 +89,6 @@ __all__ += [
     "per_example_grads",
     "per_example_norms",
 ]
+
+# training (issue 4)
+__all__ += ["CheckpointError", "DataError", "Progress", "TrainResult", "accuracy", "train"]
