@@ -7,11 +7,10 @@ and option values when they are concrete Python numbers), so it costs nothing un
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import math
 
 import jax
 import jax.numpy as jnp
@@ -94,7 +93,10 @@ def check_params(params: Mapping[str, Any]) -> int:
         )
     n_layers = max((int(_KEY.match(k).group(2)) for k in params), default=0)
     if n_layers == 0:
-        raise ShapeError("`params` is empty: expected 'W1', 'b1', …, 'WL', 'bL'")
+        raise ShapeError(
+            "`params` is empty: expected 'W1', 'b1', …, 'WL', 'bL' — build them with "
+            "manualgrad.init_params(layer_dims, key)"
+        )
     missing = [f"{p}{l}" for l in range(1, n_layers + 1) for p in "Wb" if f"{p}{l}" not in params]
     if missing:
         raise ShapeError(
@@ -122,7 +124,11 @@ def check_params(params: Mapping[str, Any]) -> int:
                 "least one unit on each side: drop the empty layer"
             )
         if b_shape != (w_shape[0], 1):
-            hint = " — use b.reshape(-1, 1)" if b_shape == (w_shape[0],) else ""
+            hint = (
+                f" — use b{l}.reshape(-1, 1)"
+                if b_shape == (w_shape[0],)
+                else f": b[l] has one row per unit of layer {l}, like the rows of `W{l}`"
+            )
             raise ShapeError(
                 f"layer {l}: `b{l}` must have shape (n_{l}, 1) = ({w_shape[0]}, 1) to match "
                 f"`W{l}` {w_shape}, got {b_shape}{hint}"
@@ -160,7 +166,7 @@ def check_activations(activations: Sequence[str], n_layers: int) -> tuple[Activa
     Any sequence of names is accepted (a list works eagerly), but under `jax.jit` the
     static `activations` must be hashable: pass a tuple.
     """
-    example = f"activations=('relu',) * {n_layers - 1} + ('sigmoid',)"
+    example = f"activations={('relu',) * (n_layers - 1) + ('sigmoid',)}"
     if isinstance(activations, str) or not isinstance(activations, Sequence):
         raise ConfigError(
             f"expected `activations` to be a tuple of {n_layers} names, one per layer, got "
@@ -246,8 +252,9 @@ def check_Y(params: Mapping[str, Any], Y: Any, m: int) -> None:
     shape = _shape(Y)
     if shape == (n_L, m):
         dt = _dtype(Y)
-        if not (jnp.issubdtype(dt, jnp.integer) or jnp.issubdtype(dt, jnp.floating)
-                or dt == np.bool_):
+        if not (
+            jnp.issubdtype(dt, jnp.integer) or jnp.issubdtype(dt, jnp.floating) or dt == np.bool_
+        ):
             raise DTypeError(
                 f"`Y` has dtype {dt}; expected real labels (bool, int or float) — "
                 "use Y.astype(X.dtype)"
@@ -255,9 +262,7 @@ def check_Y(params: Mapping[str, Any], Y: Any, m: int) -> None:
         return
     if shape == (m,):
         hint = f" — use Y.reshape(1, {m})" if n_L == 1 else f" — one-hot encode it to ({n_L}, {m})"
-    elif shape == (m, 1) and n_L == 1:
-        hint = " — use Y.T (examples are columns)"
-    elif shape == (m, n_L):
+    elif (shape == (m, 1) and n_L == 1) or shape == (m, n_L):
         hint = " — use Y.T (examples are columns)"
     elif len(shape) == 2 and shape[1] == m:
         hint = f": the output layer has {n_L} units but Y has {shape[0]} rows"
@@ -276,7 +281,8 @@ def check_caches(caches: Any, n_layers: int) -> None:
         or not all(all(hasattr(c, f) for f in fields) for c in caches)
     ):
         got = (
-            f"{len(caches)} items" if isinstance(caches, Sequence) and not isinstance(caches, str)
+            f"{len(caches)} items"
+            if isinstance(caches, Sequence) and not isinstance(caches, str)
             else _describe(caches)
         )
         raise ShapeError(
@@ -314,16 +320,18 @@ def check_key(key: Any) -> None:
         or (key.dtype == np.uint32 and _shape(key) == (2,))
     )
     if not ok:
-        got = (
-            f"dtype {key.dtype} and shape {_shape(key)}" if _is_array(key) else _describe(key)
-        )
+        got = f"dtype {key.dtype} and shape {_shape(key)}" if _is_array(key) else _describe(key)
         raise ConfigError(
             f"expected `key` to be one PRNG key, got {got}: use key=jax.random.key(seed)"
         )
 
 
 def check_options(
-    *, l2: Any = 0.0, keep_prob: Any = 1.0, key: Any = None, precision: str = "default",
+    *,
+    l2: Any = 0.0,
+    keep_prob: Any = 1.0,
+    key: Any = None,
+    precision: str = "default",
     dtype: Any = None,
 ) -> None:
     """Check 0 ≤ l2 < ∞, keep_prob in (0, 1], a valid key when dropout is on, the precision."""

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from manualgrad import _validation as check
-from manualgrad._errors import ConfigError, ShapeError
+from manualgrad._errors import ConfigError
 from manualgrad.dense import (
     activation_backward,
     linear_backward,
