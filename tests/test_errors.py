@@ -19,9 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import checkify
 
 import manualgrad as mg
 from manualgrad import _validation as check
+from manualgrad.value_checks import checked_value_and_grad
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 ACTS2 = ("relu", "softmax")  # the two-layer classifier used by most cases
@@ -93,6 +95,17 @@ def _jit_with_list():
     return f(_params(), _X(), _Y(), activations=list(ACTS2), loss="ce")
 
 
+def checked(**changes) -> Callable[[], object]:
+    """checked_value_and_grad on the (3, 4, 2) softmax/ce net, then `err.throw()`."""
+    kw = dict(params=_params(), X=_X(), Y=_Y(), activations=ACTS2, loss="ce")
+
+    def call():
+        err, _ = checked_value_and_grad(**{**kw, **changes})
+        err.throw()
+
+    return call
+
+
 def _backward_bad_caches():
     return mg.backward(_params(), None, _Y(), activations=ACTS2, loss="ce")
 
@@ -109,6 +122,8 @@ P, A, L, XS, YS, O, B, I, PE, J = (
     "Per-example clipping and noise",
     "Under jax.jit",
 )
+V = "Value checks (opt-in, `manualgrad.value_checks`)"
+RUNTIME = checkify.JaxRuntimeError
 
 # fmt: off
 CASES: list[Case] = [
@@ -281,6 +296,22 @@ CASES: list[Case] = [
     Case("jit-list-activations", J, "`activations` as a list under `jax.jit` (statics must be "
          "hashable); eagerly a list is accepted", _jit_with_list, ValueError,
          r"[Nn]on-hashable static arguments", "pass a tuple", from_jax=True),
+    # -- value checks ---------------------------------------------------------------------
+    Case("values-X-not-finite", V, "X contains NaN or ±Inf", checked(X=_X().at[0, 1].set(jnp.nan)),
+         RUNTIME, r"`X` has 1 non-finite entries", "clean or impute the data"),
+    Case("values-params-not-finite", V, "a parameter contains NaN or ±Inf (training diverged)",
+         checked(params=with_params(W2=jnp.full((2, 4), jnp.inf))()), RUNTIME,
+         r"`W2` has 8 non-finite entries", "lower the learning rate, clip gradients"),
+    Case("values-Y-not-finite", V, "Y contains NaN or ±Inf",
+         checked(Y=_Y().at[0, 0].set(jnp.nan)), RUNTIME, r"`Y` has 1 non-finite entries",
+         "clean the labels"),
+    Case("values-bce-labels", V, "a `bce` label other than 0 or 1 (e.g. class index 2)",
+         checked(params=_params((3, 4, 1)), Y=jnp.array([[0.0, 1.0, 2.0, 1.0, 0.0]]),
+                 activations=("relu", "sigmoid"), loss="bce"), RUNTIME,
+         r"`Y` has 1 labels outside \{0, 1\}", "0/1 labels, or `soft_labels=True`"),
+    Case("values-ce-not-one-hot", V, "a `ce` label column that is not one-hot",
+         checked(Y=_Y().at[:, 0].set(0.5)), RUNTIME, r"`Y` has 1 columns that are not one-hot",
+         "`jax.nn.one_hot(y, n_L, axis=0)`"),
 ]
 
 
@@ -288,7 +319,7 @@ CASES: list[Case] = [
 def test_bad_input_raises_documented_error(case: Case):
     with pytest.raises(case.error, match=case.match) as info:
         case.call()
-    assert case.from_jax or isinstance(info.value, mg.ManualgradError)
+    assert case.from_jax or case.error is RUNTIME or isinstance(info.value, mg.ManualgradError)
 
 
 def test_case_ids_are_unique():
@@ -302,7 +333,7 @@ def _message(case: Case) -> str:
     try:
         case.call()
     except case.error as err:
-        return str(err)
+        return str(err).split(" (`check` failed")[0]  # checkify appends where it failed
     raise AssertionError(f"{case.id}: no error raised")
 
 
@@ -321,8 +352,9 @@ def render_catalogue() -> str:
         "message for the example input of the test case with the same id in "
         "`tests/test_errors.py` (the numbers follow your shapes), and the fix.",
         "",
-        "Values (NaN/Inf, label ranges) are not checked by default; see "
-        "`manualgrad.value_checks` and the last section.",
+        "Values (NaN/Inf, label ranges) are not checked by default: they are opt-in "
+        "through `manualgrad.value_checks` (last section), whose errors are "
+        "`jax.experimental.checkify.JaxRuntimeError`s raised by `err.throw()`.",
         "",
     ]
     section = None
