@@ -95,7 +95,7 @@ def malformed(draw):
     if "params" in broken:
         for _ in range(draw(st.integers(1, 2))):
             op = draw(st.integers(0, 4))
-            name = draw(st.sampled_from(sorted(params))) if params else "W1"
+            name = draw(st.sampled_from(sorted(params, key=str))) if params else "W1"
             if op == 0:
                 params.pop(name, None)
             elif op == 1:
