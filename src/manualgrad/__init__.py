@@ -25,6 +25,9 @@ from manualgrad.network import (
 )
 from manualgrad.precision import PRECISIONS
 
+# Opt-in value checks (issue 7): NaN/Inf and label ranges, via jax.experimental.checkify.
+from manualgrad.value_checks import check_values, checked_value_and_grad
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -40,6 +43,8 @@ __all__ = [
     "ShapeError",
     "__version__",
     "backward",
+    "check_values",
+    "checked_value_and_grad",
     "cost",
     "forward",
     "init_params",
