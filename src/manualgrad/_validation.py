@@ -110,7 +110,7 @@ def check_params(params: Mapping[str, Any]) -> int:
             if not _is_array(arr):
                 raise DTypeError(
                     f"layer {l}: `{name}` is {_describe(arr)}, expected an array: convert the "
-                    "leaves with params = jax.tree.map(jnp.asarray, params)"
+                    "leaves with params = {k: jnp.asarray(v) for k, v in params.items()}"
                 )
         w_shape, b_shape = _shape(W), _shape(b)
         if len(w_shape) != 2:
