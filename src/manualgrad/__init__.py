@@ -25,6 +25,13 @@ from manualgrad.network import (
 )
 from manualgrad.precision import PRECISIONS
 
+# isort: split
+# course-compatible API, gradient checking, data sets (issue 2, parts 6-8)
+from manualgrad import course
+from manualgrad.datasets import flower
+from manualgrad.gradcheck import compare_with_autodiff, finite_difference_grads, relative_difference
+
+# isort: split
 # Opt-in value checks (issue 7): NaN/Inf and label ranges, via jax.experimental.checkify.
 from manualgrad.value_checks import check_values, checked_value_and_grad
 
@@ -50,4 +57,13 @@ __all__ = [
     "init_params",
     "predict",
     "value_and_grad",
+]
+
+# course-compatible API, gradient checking, data sets (issue 2, parts 6-8)
+__all__ += [
+    "compare_with_autodiff",
+    "course",
+    "finite_difference_grads",
+    "flower",
+    "relative_difference",
 ]

@@ -4,11 +4,11 @@ The cost over m examples is C = (1/m) Σ_i L(a[L](i), y(i)). Every loss here is
 evaluated from Z[L] (the logits) in a form that stays finite when the output
 saturates: there is never a log(0).
 
-| name   | output g[L] | per-example loss L                          | stable form used                   |
-|--------|-------------|---------------------------------------------|------------------------------------|
-| `bce`  | sigmoid     | −[y log a + (1 − y) log(1 − a)]             | softplus(z) − y z                  |
-| `ce`   | softmax     | −Σ_k y_k log a_k   (y one-hot, (n_L, m))     | −Σ_k y_k log_softmax(z)_k          |
-| `mse`  | any         | ½ ‖a − y‖²                                  | as written                         |
+| name  | g[L]    | per-example loss L                       | stable form used            |
+|-------|---------|------------------------------------------|-----------------------------|
+| `bce` | sigmoid | −[y log a + (1 − y) log(1 − a)]          | softplus(z) − y z           |
+| `ce`  | softmax | −Σ_k y_k log a_k (y one-hot, (n_L, m))   | −Σ_k y_k log_softmax(z)_k   |
+| `mse` | any     | ½ ‖a − y‖²                               | as written                  |
 
 Each loss provides dA[L] = ∂L/∂a[L] (for `bce` the course's
 dAL = −(Y/AL − (1 − Y)/(1 − AL))). For sigmoid + bce and softmax + ce the product
@@ -66,7 +66,7 @@ def mse_dA(AL: Array, Y: Array) -> Array:
 
 
 def fused_dZ(AL: Array, Y: Array) -> Array:
-    """dZ[L] = A[L] − Y: dA[L] ⊙ σ'(Z[L]) for sigmoid + bce, and the softmax JVP for softmax + ce."""
+    """dZ[L] = A[L] − Y: dA[L] ⊙ σ'(Z[L]) for sigmoid + bce, the softmax JVP for softmax + ce."""
     return AL - Y
 
 

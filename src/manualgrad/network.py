@@ -90,8 +90,12 @@ def init_params(
     params: Params = {}
     for l in range(1, len(dims)):
         n_prev, n = dims[l - 1], dims[l]
-        scale = {"he": (2 / n_prev) ** 0.5, "xavier": (1 / n_prev) ** 0.5, "random": 0.01,
-                 "zeros": 0.0}[method]
+        scale = {
+            "he": (2 / n_prev) ** 0.5,
+            "xavier": (1 / n_prev) ** 0.5,
+            "random": 0.01,
+            "zeros": 0.0,
+        }[method]
         params[f"W{l}"] = jax.random.normal(keys[l - 1], (n, n_prev), dtype) * scale
         params[f"b{l}"] = jnp.zeros((n, 1), dtype)
     return params
@@ -143,8 +147,9 @@ def forward(
     """
     params = check.as_params(params)
     X = check.as_array("X", X)
-    _, acts, _ = _validate(params, X, activations, keep_prob=keep_prob, key=key,
-                           precision=precision)
+    _, acts, _ = _validate(
+        params, X, activations, keep_prob=keep_prob, key=key, precision=precision
+    )
     return _forward(params, X, acts, keep_prob, key, precision)
 
 
@@ -192,8 +197,13 @@ def backward(
     check.check_caches(caches, n_layers)
     loss_spec = check.check_loss(loss, acts[-1])
     m = check.check_X(params, caches[0].A_prev)
-    check.check_options(l2=l2, keep_prob=keep_prob, key=None if keep_prob == 1 else True,
-                        precision=precision, dtype=check.params_dtype(params))
+    check.check_options(
+        l2=l2,
+        keep_prob=keep_prob,
+        key=None if keep_prob == 1 else True,
+        precision=precision,
+        dtype=check.params_dtype(params),
+    )
     Y = check.as_array("Y", Y)
     check.check_Y(params, Y, m)
     Y = Y.astype(caches[-1].A.dtype)
@@ -211,8 +221,9 @@ def _cost_from_caches(params, caches, Y, loss_spec, l2):
 
 def _prepare(params, X, Y, activations, loss, l2, keep_prob, key, precision):
     X = check.as_array("X", X)
-    _, acts, m = _validate(params, X, activations, keep_prob=keep_prob, key=key, l2=l2,
-                           precision=precision)
+    _, acts, m = _validate(
+        params, X, activations, keep_prob=keep_prob, key=key, l2=l2, precision=precision
+    )
     loss_spec = check.check_loss(loss, acts[-1])
     Y = check.as_array("Y", Y)
     check.check_Y(params, Y, m)
@@ -236,8 +247,7 @@ def cost(
     This is the function whose `jax.grad` the hand-written backward must equal.
     """
     params = check.as_params(params)
-    X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, keep_prob, key,
-                                     precision)
+    X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, keep_prob, key, precision)
     _, caches = _forward(params, X, acts, keep_prob, key, precision)
     return _cost_from_caches(params, caches, Y, loss_spec, l2)
 
@@ -262,8 +272,7 @@ def value_and_grad(
     from `key`; `precision` is a policy of :mod:`manualgrad.precision`.
     """
     params = check.as_params(params)
-    X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, keep_prob, key,
-                                     precision)
+    X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, keep_prob, key, precision)
     _, caches = _forward(params, X, acts, keep_prob, key, precision)
     C = _cost_from_caches(params, caches, Y, loss_spec, l2)
     grads = _backward(params, caches, Y, acts, loss_spec, l2, keep_prob, precision)
@@ -271,7 +280,10 @@ def value_and_grad(
 
 
 def predict(
-    params: Mapping[str, Array], X: Array, *, activations: Sequence[str],
+    params: Mapping[str, Array],
+    X: Array,
+    *,
+    activations: Sequence[str],
     precision: str = "default",
 ) -> Array:
     """Class predictions of shape (1, m): A[L] > 0.5 for one output unit, argmax otherwise."""

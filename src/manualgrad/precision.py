@@ -4,13 +4,14 @@ Every matrix product in manualgrad goes through :func:`matmul`, which contracts 
 named axes directly with `lax.dot_general` (no transpose is ever materialised: Wᵀ dZ
 contracts axis 0 of W with axis 0 of dZ; dZ A_prevᵀ contracts axis 1 with axis 1).
 
-| policy      | operands          | accumulation | notes                                             |
-|-------------|-------------------|--------------|---------------------------------------------------|
-| `"default"` | params' dtype     | params' dtype| backend default: TF32 for float32 on recent NVIDIA|
-|             |                   |              | GPUs; honours `jax.default_matmul_precision(...)` |
-| `"highest"` | params' dtype     | params' dtype| full float32 (or float64) products                |
-| `"bf16"`    | bfloat16          | float32      | mixed precision; params and elementwise math stay |
-|             |                   |              | float32; needs float32 params                     |
+| policy      | operands      | accumulation  | notes                                         |
+|-------------|---------------|---------------|-----------------------------------------------|
+| `"default"` | params' dtype | params' dtype | backend default (TF32 for float32 on recent   |
+|             |               |               | NVIDIA GPUs); honours                         |
+|             |               |               | `jax.default_matmul_precision(...)`           |
+| `"highest"` | params' dtype | params' dtype | full float32 (or float64) products            |
+| `"bf16"`    | bfloat16      | float32       | mixed precision: params and elementwise math  |
+|             |               |               | stay float32; needs float32 params            |
 
 Float64 (`jax_enable_x64`) is simply float64 params and data with any of the first two.
 """

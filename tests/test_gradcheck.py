@@ -1,0 +1,187 @@
+"""`manualgrad.gradcheck`: the course's metric, central differences, and the report.
+
+Oracles: hand-computed metric values, analytic derivatives of simple functions, and
+deliberately wrong gradients (scaled, transposed, missing 1/m, missing the L2 term)
+that the check must flag, naming the wrong parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import manualgrad as mg
+from manualgrad import course
+from manualgrad._errors import DTypeError, ShapeError
+from manualgrad.gradcheck import compare_with_autodiff, finite_difference_grads, relative_difference
+
+# ---------------------------------------------------------------------- relative_difference
+
+
+def test_relative_difference_against_zero_is_one():
+    # ‖g − 0‖ / (‖g‖ + 0) = 1
+    assert relative_difference({"a": jnp.array([3.0, 4.0])}, {"a": jnp.zeros(2)}) == 1.0
+
+
+def test_relative_difference_of_orthogonal_unit_vectors_is_sqrt2_over_2():
+    g = {"a": np.array([1.0, 0.0])}
+    h = {"a": np.array([0.0, 1.0])}
+    assert relative_difference(g, h) == pytest.approx(math.sqrt(2) / 2, rel=1e-15)
+
+
+def test_relative_difference_flattens_all_leaves_into_one_vector():
+    # g − h = (0, 0 | 1): numerator 1; ‖g‖ = ‖(3, 4, 1)‖ = √26, ‖h‖ = ‖(3, 4, 0)‖ = 5
+    g = {"W": np.array([[3.0, 4.0]]), "b": np.array([[1.0]])}
+    h = {"W": np.array([[3.0, 4.0]]), "b": np.array([[0.0]])}
+    assert relative_difference(g, h) == pytest.approx(1 / (math.sqrt(26) + 5), rel=1e-15)
+
+
+def test_relative_difference_is_zero_for_equal_and_for_all_zero_gradients():
+    g = {"W": np.array([[0.5, -2.0]])}
+    assert relative_difference(g, g) == 0.0
+    assert relative_difference({"W": np.zeros(3)}, {"W": np.zeros(3)}) == 0.0
+
+
+def test_relative_difference_rejects_mismatched_trees():
+    with pytest.raises(ShapeError, match="same structure"):
+        relative_difference({"W1": np.ones(2)}, {"W2": np.ones(2)})
+    with pytest.raises(ShapeError, match="matching leaf shapes"):
+        relative_difference({"W1": np.ones((2, 1))}, {"W1": np.ones((1, 2))})
+
+
+# ------------------------------------------------------------------ finite_difference_grads
+
+
+def _analytic_cost(p):
+    return jnp.sum(p["w"] ** 3) / 3 + jnp.sum(jnp.sin(p["b"]))
+
+
+def test_finite_difference_grads_match_the_analytic_derivative_in_float64(x64):
+    params = {"w": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.array([0.3, -1.2, 2.0])}
+    fd = finite_difference_grads(_analytic_cost, params)
+    exact = {"w": params["w"] ** 2, "b": jnp.cos(params["b"])}  # d/dw w³/3 = w², d/db sin = cos
+    assert jax.tree.structure(fd) == jax.tree.structure(params)
+    for k in params:
+        assert fd[k].shape == params[k].shape
+        np.testing.assert_allclose(fd[k], exact[k], rtol=1e-8, atol=1e-9)
+
+
+def test_finite_difference_grads_refuse_float32():
+    with pytest.raises(DTypeError, match="float64"):
+        finite_difference_grads(_analytic_cost, {"w": jnp.ones(2), "b": jnp.ones(2)})
+
+
+# -------------------------------------------------------------------- compare_with_autodiff
+
+ACTS = ("tanh", "relu", "sigmoid")
+_value_and_grad = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
+
+
+def _problem(dims=(2, 3, 3, 1), m=9, l2=0.0):
+    X, Y = mg.flower(m, seed=0)
+    X, Y = jnp.asarray(X), jnp.asarray(Y)
+    params = mg.init_params(list(dims), jax.random.key(0), dtype=X.dtype)
+
+    def cost_fn(p):
+        return mg.cost(p, X, Y, activations=ACTS, loss="bce", l2=l2)
+
+    _, grads = _value_and_grad(params, X, Y, activations=ACTS, loss="bce", l2=l2)
+    return params, grads, cost_fn, X, Y
+
+
+def test_correct_grads_pass_every_row_in_params_order(x64):
+    params, grads, cost_fn, *_ = _problem()
+    report = compare_with_autodiff(grads, cost_fn, params, finite_differences=True)
+    assert report.passed
+    assert [row.name for row in report.rows] == ["W1", "b1", "W2", "b2", "W3", "b3"]
+    assert max(row.autodiff for row in report.rows) <= 1e-12
+    assert max(row.finite_difference for row in report.rows) <= 1e-6
+    assert report.rows[2].shape == (3, 3)
+
+
+def _scaled(grads, params):
+    return {**grads, "W2": grads["W2"] * 1.01}
+
+
+def _transposed(grads, params):
+    return {**grads, "W2": grads["W2"].T}  # W2 is 3×3, so the shape still fits
+
+
+def _missing_one_over_m(grads, params):
+    return {**grads, "b2": grads["b2"] * 9}  # db = Σ dZ instead of (1/m) Σ dZ, m = 9
+
+
+def _sign_flipped(grads, params):
+    return {**grads, "W1": -grads["W1"]}
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "wrong"),
+    [
+        (_scaled, "W2"),
+        (_transposed, "W2"),
+        (_missing_one_over_m, "b2"),
+        (_sign_flipped, "W1"),
+    ],
+    ids=["scaled-by-1.01", "transposed", "missing-1-over-m", "sign-flipped"],
+)
+def test_a_wrong_gradient_fails_and_is_named_worst(x64, corrupt, wrong):
+    params, grads, cost_fn, *_ = _problem()
+    report = compare_with_autodiff(corrupt(grads, params), cost_fn, params)
+    assert not report.passed
+    assert report.worst == wrong
+    assert [row.name for row in report.rows if not row.passed] == [wrong]
+
+
+def test_a_forgotten_l2_term_is_caught_by_finite_differences_alone(x64):
+    params, _, cost_fn, X, Y = _problem(l2=0.5)
+    _, grads_without_l2 = _value_and_grad(params, X, Y, activations=ACTS, loss="bce")
+    report = compare_with_autodiff(
+        grads_without_l2, cost_fn, params, finite_differences=True, autodiff_tol=math.inf
+    )
+    failed = {row.name for row in report.rows if not row.passed}
+    assert failed == {"W1", "W2", "W3"}  # biases are not regularised
+    assert all(row.finite_difference > 1e-3 for row in report.rows if row.name in failed)
+
+
+def test_course_style_grads_are_accepted_and_pass(x64):
+    X, Y = mg.flower(8, seed=2)
+    params = course.initialize_parameters_deep([2, 4, 3, 1], key=jax.random.key(1))
+    params = {k: v * 50 for k, v in params.items()}  # randn · 0.5: not vanishingly small
+
+    def cost_fn(p):
+        return course.compute_cost(course.L_model_forward(X, p)[0], Y)
+
+    AL, caches = course.L_model_forward(X, params)
+    grads = course.L_model_backward(AL, Y, caches)  # has dA0, dA1, dA2 as well
+    report = compare_with_autodiff(grads, cost_fn, params)
+    assert report.passed, report
+
+
+def test_float32_grads_pass_under_highest_matmul_precision():
+    params, grads, cost_fn, *_ = _problem()
+    assert params["W1"].dtype == jnp.float32
+    with jax.default_matmul_precision("highest"):
+        report = compare_with_autodiff(grads, cost_fn, params)
+    assert report.autodiff_tol == 1e-5
+    assert report.passed, report
+
+
+def test_grads_with_a_missing_parameter_are_rejected(x64):
+    params, grads, cost_fn, *_ = _problem()
+    del grads["b3"]
+    with pytest.raises(ShapeError, match="structure of `params`"):
+        compare_with_autodiff(grads, cost_fn, params)
+
+
+def test_report_to_dict_is_json_ready(x64):
+    params, grads, cost_fn, *_ = _problem()
+    data = json.loads(json.dumps(compare_with_autodiff(grads, cost_fn, params).to_dict()))
+    assert data["passed"] is True
+    assert [row["name"] for row in data["rows"]] == ["W1", "b1", "W2", "b2", "W3", "b3"]
+    assert data["rows"][0]["finite_difference"] is None
