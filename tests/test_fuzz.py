@@ -6,9 +6,10 @@ misplaced activation and loss names, out-of-range options. Every call must eithe
 return finite results or raise a `manualgrad.ManualgradError` — never a raw XLA error,
 `TypeError`, `IndexError`, … from deep inside JAX, and never a NaN.
 
-The entry points: `forward`, `cost`, `value_and_grad`, `backward` and `predict`, plus
-the optional modules' `per_example_grads` / `clipped_grads` (manualgrad.per_example)
-and the course module when they are importable. `TRIED` counts the cases; the test
+The entry points: `forward`, `cost`, `value_and_grad`, `backward` and `predict`; the
+course module's `L_model_forward`, `compute_cost` and `L_model_backward`; and the
+per-example module's entry points (`per_example_grads`, `clipped_grads`, …) when it is
+importable. `TRIED` counts the cases; the test
 prints the count.
 """
 
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import manualgrad as mg
+from manualgrad import course
 
 TRIED: Counter[str] = Counter()
 N_EXAMPLES = 100
@@ -44,7 +46,10 @@ def _optional(module: str, names: tuple[str, ...]) -> dict:
     return {n: getattr(mod, n) for n in names if callable(getattr(mod, n, None))}
 
 
-OPTIONAL = _optional("manualgrad.per_example", ("per_example_grads", "clipped_grads"))
+OPTIONAL = _optional(
+    "manualgrad.per_example",
+    ("per_example_grads", "per_example_norms", "clipped_grads", "dp_grads", "example_grads"),
+)
 
 
 def _array(draw, shape, dtype):
@@ -184,9 +189,14 @@ def _fuzz_entry_points(case):
             keep_prob=kw["keep_prob"],
             precision=kw["precision"],
         )
-    extra = dict(common, Y=Y, loss=loss, clip_norm=1.0, **kw)
+    extra = dict(common, Y=Y, loss=loss, clip_norm=1.0, noise_multiplier=1.1, **kw)
     for name, fn in OPTIONAL.items():
         _call(name, fn, **_accepted(fn, extra))
+    fwd = _call("course.L_model_forward", course.L_model_forward, X=X, parameters=params)
+    if fwd is not None:
+        AL, caches = fwd
+        _call("course.compute_cost", course.compute_cost, AL=AL, Y=Y)
+        _call("course.L_model_backward", course.L_model_backward, AL=AL, Y=Y, caches=caches)
 
 
 def test_malformed_inputs_raise_manualgrad_errors_or_give_finite_results(capsys):
