@@ -32,6 +32,17 @@ from manualgrad.datasets import flower
 from manualgrad.gradcheck import compare_with_autodiff, finite_difference_grads, relative_difference
 
 # isort: split
+# per-example gradients, exact per-example norms, DP clipping (issue 3)
+from manualgrad.per_example import (
+    clip_factors,
+    clipped_grads,
+    dp_grads,
+    example_grads,
+    per_example_grads,
+    per_example_norms,
+)
+
+# isort: split
 # Opt-in value checks (issue 7): NaN/Inf and label ranges, via jax.experimental.checkify.
 from manualgrad.value_checks import check_values, checked_value_and_grad
 
@@ -66,4 +77,14 @@ __all__ += [
     "finite_difference_grads",
     "flower",
     "relative_difference",
+]
+
+# per-example gradients, exact per-example norms, DP clipping (issue 3)
+__all__ += [
+    "clip_factors",
+    "clipped_grads",
+    "dp_grads",
+    "example_grads",
+    "per_example_grads",
+    "per_example_norms",
 ]

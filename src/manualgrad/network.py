@@ -39,9 +39,11 @@ from manualgrad import _validation as check
 from manualgrad._errors import ConfigError
 from manualgrad.dense import (
     activation_backward,
-    linear_backward,
+    bias_grad,
     linear_forward,
     output_backward,
+    prev_activation_grad,
+    weight_grad,
 )
 from manualgrad.losses import cost_from_losses
 from manualgrad.regularization import apply_dropout, dropout_masks, l2_cost, l2_weight_grad
@@ -153,25 +155,40 @@ def forward(
     return _forward(params, X, acts, keep_prob, key, precision)
 
 
-def _backward(params, caches, Y, acts, loss_spec, l2, keep_prob, precision):
-    n_layers = len(acts)
-    m = Y.shape[1]
+def _backward_dZ(params, caches, Y, acts, loss_spec, keep_prob, precision):
+    """(dZ[1], …, dZ[L]), each (n_l, m): derivatives of each example's loss L, no 1/m.
+
+    The backward chain written once: dZ[L] from the output, then (4) and (5) down to
+    layer 1. Column i of every dZ[l] depends on example i alone, and linearly on its
+    dZ[L](i), which is what lets :mod:`manualgrad.per_example` rescale columns.
+    """
     last = caches[-1]
     dZ = output_backward(last.Z, last.A, Y, acts[-1], loss_spec)
+    dZs = [dZ]
+    for l in range(len(acts), 1, -1):
+        prev = caches[l - 2]
+        dA_prev = prev_activation_grad(params[f"W{l}"], dZ, precision=precision)  # (4)
+        if prev.D is not None:
+            dA_prev = apply_dropout(dA_prev, prev.D, keep_prob)
+        dZ = activation_backward(dA_prev, prev.Z, prev.A, acts[l - 2])  # (5); (4)+(5) = (3)
+        dZs.append(dZ)
+    return tuple(reversed(dZs))
+
+
+def _grads_from_dZ(params, caches, dZs, l2, m, precision):
+    """Formula (2) on each layer's dZ[l] and A[l-1], plus (λ/m) W[l] when l2 > 0."""
     grads: Params = {}
-    for l in range(n_layers, 0, -1):
-        cache = caches[l - 1]
-        W = params[f"W{l}"]
-        dW, db, dA_prev = linear_backward(dZ, cache.A_prev, W, precision=precision)  # (2), (4)
+    for l, (cache, dZ) in enumerate(zip(caches, dZs, strict=True), start=1):
+        dW = weight_grad(dZ, cache.A_prev, precision=precision)  # (2)
         if not (isinstance(l2, int | float) and l2 == 0):
-            dW = dW + l2_weight_grad(W, l2, m)
-        grads[f"W{l}"], grads[f"b{l}"] = dW, db
-        if l > 1:
-            prev = caches[l - 2]
-            if prev.D is not None:
-                dA_prev = apply_dropout(dA_prev, prev.D, keep_prob)
-            dZ = activation_backward(dA_prev, prev.Z, prev.A, acts[l - 2])  # (5); (4)+(5) = (3)
+            dW = dW + l2_weight_grad(params[f"W{l}"], l2, m)
+        grads[f"W{l}"], grads[f"b{l}"] = dW, bias_grad(dZ)  # (2)
     return {k: grads[k] for k in params}
+
+
+def _backward(params, caches, Y, acts, loss_spec, l2, keep_prob, precision):
+    dZs = _backward_dZ(params, caches, Y, acts, loss_spec, keep_prob, precision)
+    return _grads_from_dZ(params, caches, dZs, l2, Y.shape[1], precision)
 
 
 def backward(

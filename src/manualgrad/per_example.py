@@ -1,0 +1,347 @@
+r"""Per-example gradients, their exact norms, and clipped (DP) gradients in one backward pass.
+
+Formula (2) is the mean over examples of formula (1):
+
+    dW[l] = (1/m) Σ_i dz[l](i) a[l-1](i)ᵀ,        db[l] = (1/m) Σ_i dz[l](i).
+
+This module makes the one-example side a first-class citizen and uses it to compute
+what autodiff users usually pay m copies of the weights for:
+
+| function            | returns                                       | forms each g_i? |
+|---------------------|-----------------------------------------------|-----------------|
+| `example_grads`     | g = ∂L/∂params for one example (x, y)         | (one example)   |
+| `per_example_grads` | `jax.vmap(example_grads)`: leaves (m, *shape) | yes, m of them  |
+| `per_example_norms` | ‖g_i‖ for i = 1 … m, shape (m,)               | no              |
+| `clipped_grads`     | (1/m) Σ_i min(1, C/‖g_i‖) g_i                 | no              |
+| `dp_grads`          | (Σ_i min(1, C/‖g_i‖) g_i + N(0, σ²C² I)) / m  | no              |
+
+The last three run the ordinary batched backward chain once
+(:func:`manualgrad.network._backward_dZ`), and then use two facts about its dZ[l]:
+
+* the norm identity, from ‖u vᵀ‖_F = ‖u‖ ‖v‖ and formula (1):
+  ‖g_i‖² = Σ_l ‖dz[l](i)‖² (‖a[l-1](i)‖² + 1);
+* column i of every dZ[l] is linear in dZ[L](i) (formulas (4), (5) and the dropout
+  mask are linear in dA at fixed Z), so scaling column i of every dZ[l] by s_i is
+  the backward pass of the loss s_i L_i, and formula (2) on the scaled dZ[l] gives
+  (1/m) Σ_i s_i g_i.
+
+See docs/per_example.md for the derivations.
+
+L2 and dropout. The L2 term (λ/2m) Σ_l ‖W[l]‖_F² is not a per-example loss: it
+depends on no example, so it is neither in g_i, nor in ‖g_i‖, nor clipped or noised;
+`clipped_grads` and `dp_grads` add its (λ/m) W[l] once, after clipping (and
+without noise), exactly as `value_and_grad` adds it to the mean. Dropout is supported
+by every batched function here (`keep_prob` < 1 with a `key`, as in
+`value_and_grad`): mask D[l] has one column per example, so g_i is the gradient of
+example i's loss under its own mask, and the same key gives the same masks as
+`value_and_grad`. `per_example_grads` vmaps over the columns of those same masks;
+the single-example `example_grads` has no dropout.
+
+All functions are pure and jit-compatible with :data:`manualgrad.STATIC_ARGNAMES`
+static; `clip_norm` and `noise_multiplier` may be traced.
+
+>>> import jax, jax.numpy as jnp, manualgrad as mg
+>>> params = mg.init_params([2, 3, 1], jax.random.key(0))
+>>> X = jnp.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]])
+>>> Y = jnp.array([[1.0, 0.0, 1.0]])
+>>> mg.per_example_norms(params, X, Y, activations=("relu", "sigmoid")).shape
+(3,)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from manualgrad._errors import ConfigError, ShapeError
+from manualgrad.dense import (
+    activation_backward,
+    example_bias_grad,
+    example_weight_grad,
+    linear_forward,
+    output_backward,
+    prev_activation_grad,
+)
+from manualgrad.network import _backward_dZ, _forward, _grads_from_dZ, _prepare
+from manualgrad.regularization import apply_dropout, dropout_masks
+
+Array = jax.Array
+Params = dict[str, Array]
+
+
+# --------------------------------------------------------------------------------------
+# One example: formulas (1), (4), (5) on vectors
+# --------------------------------------------------------------------------------------
+
+
+def _example_grads(params, x, y, acts, loss_spec, masks, keep_prob, precision):
+    """g = ∂L/∂params for one example; x (n_x,), y (n_L,), masks: one (n_l,) per hidden layer."""
+    n_layers = len(acts)
+    a, caches = x, []
+    for l, act in enumerate(acts, start=1):
+        z = linear_forward(params[f"W{l}"], params[f"b{l}"][:, 0], a, precision=precision)
+        a_l = act.forward(z)
+        caches.append((a, z, a_l))
+        d = masks[l - 1] if l < n_layers else None
+        a = a_l if d is None else apply_dropout(a_l, d, keep_prob)
+    _, zL, aL = caches[-1]
+    dz = output_backward(zL, aL, y, acts[-1], loss_spec)
+    grads: Params = {}
+    for l in range(n_layers, 0, -1):
+        a_prev, _, _ = caches[l - 1]
+        grads[f"W{l}"] = example_weight_grad(dz, a_prev)  # (1)
+        grads[f"b{l}"] = example_bias_grad(dz)  # (1)
+        if l > 1:
+            da_prev = prev_activation_grad(params[f"W{l}"], dz, precision=precision)  # (4)
+            if masks[l - 2] is not None:
+                da_prev = apply_dropout(da_prev, masks[l - 2], keep_prob)
+            _, z_prev, a_prev_act = caches[l - 2]
+            dz = activation_backward(da_prev, z_prev, a_prev_act, acts[l - 2])  # (5)
+    return {k: grads[k] for k in params}
+
+
+def example_grads(
+    params: Mapping[str, Array],
+    x: Array,
+    y: Array,
+    *,
+    activations: Sequence[str],
+    loss: str = "bce",
+    precision: str = "default",
+) -> Params:
+    r"""g = ∂L/∂params of one example's loss L(a[L], y) (no 1/m), by formulas (1), (4), (5).
+
+    Shapes: x (n_x,), y (n_L,) -> a dict with the params' keys and shapes. From layer L
+    down: dz[L] from the output (A − Y fused for sigmoid+bce / softmax+ce), then
+
+        dW[l] = dz[l] a[l-1]ᵀ,  db[l] = dz[l]                     (1)
+        da[l-1] = W[l]ᵀ dz[l]                                      (4)
+        dz[l-1] = da[l-1] ⊙ g[l-1]'(z[l-1])                        (5)
+
+    with the same activation and loss derivatives as the batched backward. No dropout
+    here (see :func:`per_example_grads` for dropout per example).
+    """
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    if x.ndim != 1:
+        raise ShapeError(
+            f"expected one example `x` of shape (n_x,), got {x.shape} — for a batch of "
+            "columns use `per_example_grads(params, X, Y, …)`, or pass x = X[:, i]"
+        )
+    if y.ndim != 1:
+        raise ShapeError(
+            f"expected one example's `y` of shape (n_L,), got {y.shape} — pass y = Y[:, i]"
+        )
+    X, Y, acts, loss_spec = _prepare(
+        params, x[:, None], y[:, None], activations, loss, 0.0, 1.0, None, precision
+    )
+    masks = [None] * (len(acts) - 1)
+    return _example_grads(params, X[:, 0], Y[:, 0], acts, loss_spec, masks, 1.0, precision)
+
+
+def _dropout_masks(params, X, n_layers, keep_prob, key):
+    """The masks `value_and_grad` draws for this batch: one (n_l, m) per hidden layer, or Nones."""
+    if keep_prob == 1 or n_layers == 1:
+        return [None] * (n_layers - 1)
+    shapes = [(params[f"W{l}"].shape[0], X.shape[1]) for l in range(1, n_layers)]
+    return dropout_masks(key, shapes, keep_prob)
+
+
+def per_example_grads(
+    params: Mapping[str, Array],
+    X: Array,
+    Y: Array,
+    *,
+    activations: Sequence[str],
+    loss: str = "bce",
+    keep_prob: float = 1.0,
+    key: Array | None = None,
+    precision: str = "default",
+) -> Params:
+    """g_i = ∂L_i/∂params for every example: `jax.vmap` of :func:`example_grads` over columns.
+
+    Shapes: X (n_x, m), Y (n_L, m) -> a dict with the params' keys, each leaf of shape
+    (m, *param.shape): W[l] -> (m, n_l, n_{l-1}), b[l] -> (m, n_l, 1). Their mean over
+    axis 0 is `value_and_grad`'s grads without L2 (formula (2) as the mean of (1)).
+    With `keep_prob` < 1 the masks are those `value_and_grad` draws from `key`, one
+    column per example. This materialises m copies of the params: for norms or
+    clipping use :func:`per_example_norms` / :func:`clipped_grads`, which do not.
+    """
+    X, Y, acts, loss_spec = _prepare(
+        params, X, Y, activations, loss, 0.0, keep_prob, key, precision
+    )
+    masks = _dropout_masks(params, X, len(acts), keep_prob, key)
+
+    def one(x, y, cols):
+        return _example_grads(params, x, y, acts, loss_spec, cols, keep_prob, precision)
+
+    return jax.vmap(one, in_axes=(1, 1, 1))(X, Y, masks)
+
+
+# --------------------------------------------------------------------------------------
+# Batched: norms and clipping from the dZ[l] of one backward chain
+# --------------------------------------------------------------------------------------
+
+
+def _squared_norms(caches, dZs) -> Array:
+    """‖g_i‖² = Σ_l ‖dz[l](i)‖² (‖a[l-1](i)‖² + 1), shape (m,): the norm identity of (1)."""
+    total = 0
+    for cache, dZ in zip(caches, dZs, strict=True):
+        dz_sq = jnp.sum(dZ * dZ, axis=0)  # ‖dz[l](i)‖², (m,)
+        a_sq = jnp.sum(cache.A_prev * cache.A_prev, axis=0)  # ‖a[l-1](i)‖², (m,)
+        total = total + dz_sq * (a_sq + 1)  # ‖dW_i‖_F² + ‖db_i‖² by (1)
+    return total
+
+
+def clip_factors(squared_norms: Array, clip_norm: float | Array) -> Array:
+    r"""s_i = min(1, C / ‖g_i‖) from ‖g_i‖², safe at ‖g_i‖ = 0 (s_i = 1), also for its gradient.
+
+    Shapes: (m,) -> (m,). The double `where` keeps both the value and its derivative
+    finite where ‖g_i‖ ≤ C (including 0): rsqrt only ever sees norms above C.
+    """
+    C = jnp.asarray(clip_norm, squared_norms.dtype)
+    over = squared_norms > C * C
+    safe = jnp.where(over, squared_norms, jnp.ones_like(squared_norms))
+    return jnp.where(over, C * jax.lax.rsqrt(safe), jnp.ones_like(squared_norms))
+
+
+def _check_option(value, name: str, *, allow_zero: bool) -> None:
+    """`value` > 0 (or ≥ 0) when it is a concrete number; traced values pass unchecked."""
+    try:
+        v = float(value)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        return
+    if not (v >= 0 if allow_zero else v > 0):
+        raise ConfigError(f"`{name}` must be {'≥' if allow_zero else '>'} 0, got {value}")
+
+
+def _forward_dZ(params, X, Y, activations, loss, keep_prob, key, precision, l2=0.0):
+    X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, keep_prob, key, precision)
+    _, caches = _forward(params, X, acts, keep_prob, key, precision)
+    dZs = _backward_dZ(params, caches, Y, acts, loss_spec, keep_prob, precision)
+    return caches, dZs
+
+
+def per_example_norms(
+    params: Mapping[str, Array],
+    X: Array,
+    Y: Array,
+    *,
+    activations: Sequence[str],
+    loss: str = "bce",
+    keep_prob: float = 1.0,
+    key: Array | None = None,
+    precision: str = "default",
+) -> Array:
+    r"""‖g_i‖ for each example: the L2 norm over all layers' dW and db of ∂L_i/∂params.
+
+    Shapes: X (n_x, m), Y (n_L, m) -> (m,). Computed from the batched dZ[l] (n_l, m) and
+    A[l-1] (n_{l-1}, m) of one backward chain with
+
+        ‖g_i‖² = Σ_l ‖dz[l](i)‖² (‖a[l-1](i)‖² + 1),
+
+    never forming a per-example gradient (cost O(Σ_l (n_l + n_{l-1}) m) on top of the
+    chain). The L2 term is not part of any g_i. Dropout as in :func:`per_example_grads`.
+    """
+    caches, dZs = _forward_dZ(params, X, Y, activations, loss, keep_prob, key, precision)
+    return jnp.sqrt(_squared_norms(caches, dZs))
+
+
+def _clipped_mean(params, X, Y, clip_norm, activations, loss, l2, keep_prob, key, precision):
+    """(1/m) Σ_i s_i g_i (+ (λ/m) W), and m."""
+    _check_option(clip_norm, "clip_norm", allow_zero=False)
+    caches, dZs = _forward_dZ(params, X, Y, activations, loss, keep_prob, key, precision, l2)
+    s = clip_factors(_squared_norms(caches, dZs), clip_norm)  # (m,)
+    scaled = tuple(dZ * s[None, :] for dZ in dZs)  # column i of every dZ[l] times s_i
+    m = dZs[0].shape[1]
+    return _grads_from_dZ(params, caches, scaled, l2, m, precision), m  # (2), then L2
+
+
+def clipped_grads(
+    params: Mapping[str, Array],
+    X: Array,
+    Y: Array,
+    *,
+    clip_norm: float | Array,
+    activations: Sequence[str],
+    loss: str = "bce",
+    l2: float | Array = 0.0,
+    keep_prob: float = 1.0,
+    key: Array | None = None,
+    precision: str = "default",
+) -> Params:
+    r"""(1/m) Σ_i min(1, C/‖g_i‖) g_i [+ (λ/m) W[l]], in one backward pass.
+
+    | symbol | argument         |
+    |--------|------------------|
+    | C      | `clip_norm` (> 0)|
+    | g_i    | ∂L_i/∂params     |
+    | λ      | `l2`             |
+
+    Runs the batched backward chain once, computes ‖g_i‖ by the norm identity (see
+    :func:`per_example_norms`), scales column i of every dZ[l] by
+    s_i = min(1, C/‖g_i‖) (:func:`clip_factors`; s_i = 1 when g_i = 0, no NaN), and
+    applies formula (2) to the scaled dZ[l]. Because column i of dZ[l] is linear in
+    example i's dz[L], that is exactly the mean of the clipped per-example gradients.
+
+    The L2 term belongs to no example: its (λ/m) W[l] is added once, after clipping.
+    Dropout (`keep_prob` < 1, `key`) clips each example's gradient under its own mask.
+    Shapes: X (n_x, m), Y (n_L, m) -> a dict with the params' keys and shapes.
+    """
+    grads, _ = _clipped_mean(
+        params, X, Y, clip_norm, activations, loss, l2, keep_prob, key, precision
+    )
+    return grads
+
+
+def dp_grads(
+    params: Mapping[str, Array],
+    X: Array,
+    Y: Array,
+    key: Array,
+    *,
+    clip_norm: float | Array,
+    noise_multiplier: float | Array,
+    activations: Sequence[str],
+    loss: str = "bce",
+    l2: float | Array = 0.0,
+    keep_prob: float = 1.0,
+    dropout_key: Array | None = None,
+    precision: str = "default",
+) -> Params:
+    r"""The DP-SGD gradient: clipped *sum* plus Gaussian noise, then divided by m.
+
+    | symbol | argument            |
+    |--------|---------------------|
+    | C      | `clip_norm`         |
+    | σ      | `noise_multiplier`  |
+    | ξ      | N(0, I) from `key`, one draw per parameter |
+
+        g̃ = (1/m) (Σ_i min(1, C/‖g_i‖) g_i + σ C ξ)  [+ (λ/m) W[l]]
+
+    Sum vs mean: the noise, of standard deviation σC, is added to the clipped *sum*,
+    whose sensitivity to one example is C; dividing by m afterwards leaves noise of
+    standard deviation σC/m on the returned mean. Adding σC noise to the mean instead
+    (a known bug) would be m times too much noise; adding σC/m to the sum, m times too
+    little privacy. m is the actual batch size (fixed-size batches); with Poisson
+    sampling, divide the sum by the expected batch size instead.
+
+    `key` draws the noise (split into one key per parameter, in the params' order);
+    dropout masks, if `keep_prob` < 1, come from the separate `dropout_key`. The L2
+    term depends on no example, so it is neither clipped nor noised.
+    With σ = 0 this equals :func:`clipped_grads`.
+    """
+    _check_option(noise_multiplier, "noise_multiplier", allow_zero=True)
+    grads, m = _clipped_mean(
+        params, X, Y, clip_norm, activations, loss, l2, keep_prob, dropout_key, precision
+    )
+    names = list(params)
+    keys = jax.random.split(key, len(names))
+    dtype = grads[names[0]].dtype
+    std = jnp.asarray(noise_multiplier, dtype) * jnp.asarray(clip_norm, dtype)  # σC on the sum
+    noisy = {}
+    for k_noise, name in zip(keys, names, strict=True):
+        xi = jax.random.normal(k_noise, grads[name].shape, dtype)
+        noisy[name] = grads[name] + std * xi / m  # (Σ_i s_i g_i + σCξ)/m = clipped mean + σCξ/m
+    return noisy

@@ -1,0 +1,537 @@
+"""Per-example gradients, exact per-example norms, clipped and DP gradients (issue 3).
+
+Every comparison is in float64 against an oracle written here with `jax.nn` and
+`jax.grad` / `jax.vmap(jax.grad)` of a one-example loss, independent of manualgrad's
+hand-written derivatives, to ≤ 1e-12 relative (max abs error over all leaves divided
+by the largest entry of the oracle). Hypothesis draws random architectures (small
+sizes); fixed architectures repeat the properties under `jax.jit`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import manualgrad as mg
+from manualgrad.regularization import dropout_masks
+
+TOL64 = 1e-12
+TOL32 = 1e-5
+SOME = settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+# ---------------------------------------------------------------------------------------
+# An independent oracle: jax.nn activations, losses from the logits, jax.grad
+# ---------------------------------------------------------------------------------------
+
+ORACLE_ACT = {
+    "relu": jax.nn.relu,
+    "leaky_relu": functools.partial(jax.nn.leaky_relu, negative_slope=0.01),
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "linear": lambda z: z,
+    "softmax": jax.nn.softmax,
+}
+
+
+def _dot(W, a):
+    return jnp.dot(W, a, precision=jax.lax.Precision.HIGHEST)
+
+
+def oracle_forward(params, x, acts, masks=None, keep_prob=1.0):
+    """[a[0], z[1], a[1], …, z[L]] for one example x (n_x,); a[l] after dropout."""
+    out, a = [x], x
+    for l in range(1, len(acts) + 1):
+        z = _dot(params[f"W{l}"], a) + params[f"b{l}"][:, 0]
+        out.append(z)
+        if l < len(acts):
+            a = ORACLE_ACT[acts[l - 1]](z)
+            if masks is not None:
+                a = a * masks[l - 1] / keep_prob
+            out.append(a)
+    return out
+
+
+def oracle_head_loss(zL, y, acts, loss):
+    if loss == "bce":
+        return jnp.sum(jnp.logaddexp(0.0, zL) - y * zL)
+    if loss == "ce":
+        return -jnp.sum(y * jax.nn.log_softmax(zL))
+    return 0.5 * jnp.sum((ORACLE_ACT[acts[-1]](zL) - y) ** 2)
+
+
+def oracle_loss(params, x, y, acts, loss, masks=None, keep_prob=1.0):
+    """L(x, y): one example's loss, written without manualgrad."""
+    zL = oracle_forward(params, x, acts, masks, keep_prob)[-1]
+    return oracle_head_loss(zL, y, acts, loss)
+
+
+def oracle_per_example(params, X, Y, acts, loss, masks=None, keep_prob=1.0):
+    """jax.vmap(jax.grad(one-example loss)) over the columns of X, Y (and the masks)."""
+    grad = jax.grad(oracle_loss)
+
+    def one(x, y, mk):
+        return grad(params, x, y, acts, loss, mk, keep_prob)
+
+    return jax.vmap(one, in_axes=(1, 1, 1))(X, Y, masks)
+
+
+def flat_norms(per_example):
+    """‖g_i‖ from per-example leaves of shape (m, …)."""
+    return jnp.sqrt(
+        sum(jnp.sum(v.reshape(v.shape[0], -1) ** 2, axis=1) for v in per_example.values())
+    )
+
+
+def oracle_clipped_mean(per_example, C):
+    """(1/m) Σ_i min(1, C/‖g_i‖) g_i, explicitly (C/0 = inf, min(1, inf) = 1)."""
+    s = jnp.minimum(1.0, C / flat_norms(per_example))
+    return {
+        k: jnp.mean(v * s.reshape((-1,) + (1,) * (v.ndim - 1)), axis=0)
+        for k, v in per_example.items()
+    }
+
+
+def rel_err(got, want):
+    """max |got − want| over all leaves / max |want| (keys and shapes must match)."""
+    assert sorted(got) == sorted(want)
+    got = {k: np.asarray(v, np.float64) for k, v in got.items()}
+    want = {k: np.asarray(v, np.float64) for k, v in want.items()}
+    for k in want:
+        assert got[k].shape == want[k].shape, (k, got[k].shape, want[k].shape)
+    num = max(np.max(np.abs(got[k] - want[k])) for k in want)
+    den = max(np.max(np.abs(want[k])) for k in want)
+    return num / den if den > 0 else num
+
+
+@functools.partial(jax.jit, static_argnames=("acts", "loss", "keep_prob"))
+def oracle_norms_and_clipped(params, X, Y, C, *, acts, loss, masks=None, keep_prob=1.0):
+    """(‖g_i‖ of vmap(jax.grad), its explicit clipped mean at C), in one compile (C traced)."""
+    per_ex = oracle_per_example(params, X, Y, acts, loss, masks, keep_prob)
+    return flat_norms(per_ex), oracle_clipped_mean(per_ex, C)
+
+
+def between(norms):
+    """A clip norm halfway between the smallest and the largest per-example norm."""
+    return max(0.5 * (float(np.min(norms)) + float(np.max(norms))), 1e-3)
+
+
+# ---------------------------------------------------------------------------------------
+# Problems: random architectures and data
+# ---------------------------------------------------------------------------------------
+
+
+class Problem(NamedTuple):
+    dims: tuple[int, ...]
+    acts: tuple[str, ...]
+    loss: str
+    m: int
+    seed: int = 0
+
+    def data(self, dtype=jnp.float64):
+        """Params (Xavier-scaled W, small nonzero b), X and Y, drawn with numpy (no compiles)."""
+        rng = np.random.default_rng(self.seed)
+        params = {}
+        for l in range(1, len(self.dims)):
+            n, n_prev = self.dims[l], self.dims[l - 1]
+            params[f"W{l}"] = rng.normal(size=(n, n_prev)) / np.sqrt(n_prev)
+            params[f"b{l}"] = 0.1 * rng.normal(size=(n, 1))  # exercises db and the "+1"
+        X = rng.normal(size=(self.dims[0], self.m))
+        n_L = self.dims[-1]
+        if self.loss == "ce":
+            Y = np.eye(n_L)[:, rng.integers(0, n_L, self.m)]
+        elif self.loss == "bce":
+            Y = (rng.random((n_L, self.m)) < 0.5).astype(float)
+        else:
+            Y = rng.normal(size=(n_L, self.m))
+        params = {k: jnp.asarray(v, dtype) for k, v in params.items()}
+        return params, jnp.asarray(X, dtype), jnp.asarray(Y, dtype)
+
+    @property
+    def kw(self):
+        return {"activations": self.acts, "loss": self.loss}
+
+
+# Architectures for the property tests. Hypothesis draws one of them with a random data
+# seed: each architecture costs one XLA compile of `evaluate` (shared by all tests), which
+# keeps the file fast, and together they cover every loss, every hidden activation, fused
+# and unfused output layers, no hidden layer, width-1 layers, m = 1 and a 4-layer network.
+POOL = {
+    "logistic-bce2": Problem((3, 2), ("sigmoid",), "bce", 4),
+    "relu-tanh-softmax-ce": Problem((4, 5, 3, 3), ("relu", "tanh", "softmax"), "ce", 6),
+    "leaky-sigmoid-linear-mse": Problem(
+        (2, 3, 4, 2), ("leaky_relu", "sigmoid", "linear"), "mse", 7
+    ),
+    "narrow-deep-m1-tanh-mse": Problem(
+        (1, 1, 2, 1, 1), ("relu", "linear", "sigmoid", "tanh"), "mse", 1
+    ),
+}
+REGIMES = ("below", "between", "above")
+
+
+@st.composite
+def problems(draw):
+    arch = POOL[draw(st.sampled_from(sorted(POOL)))]
+    return arch._replace(seed=draw(st.integers(0, 2**16)))
+
+
+def clip_norms(norms):
+    """C below all per-example norms, between the smallest and largest, and above all."""
+    lo, hi = jnp.min(norms), jnp.max(norms)
+    Cs = {"below": 0.5 * lo, "between": 0.5 * (lo + hi), "above": 2.0 * hi}
+    return {r: jnp.maximum(C, 1e-3) for r, C in Cs.items()}
+
+
+@functools.partial(jax.jit, static_argnames=("acts", "loss"))
+def evaluate(params, X, Y, *, acts, loss):
+    """Everything the property tests compare, manualgrad's and the oracle's, in one compile.
+
+    The three clip norms (REGIMES) are a vmapped axis, so clipping compiles once.
+    """
+    kw = {"activations": acts, "loss": loss}
+    oracle = oracle_per_example(params, X, Y, acts, loss)
+    Cs = clip_norms(flat_norms(oracle))
+    Cs = jnp.stack([Cs[r] for r in REGIMES])
+    key = jax.random.key(0)
+
+    def clipped(C):
+        return mg.clipped_grads(params, X, Y, clip_norm=C, **kw)
+
+    def unstack(tree):
+        return {r: jax.tree.map(lambda v, i=i: v[i], tree) for i, r in enumerate(REGIMES)}
+
+    return {
+        "oracle": oracle,
+        "oracle_norms": flat_norms(oracle),
+        "oracle_clipped": unstack(jax.vmap(lambda C: oracle_clipped_mean(oracle, C))(Cs)),
+        "per_example": mg.per_example_grads(params, X, Y, **kw),
+        "grads": mg.value_and_grad(params, X, Y, **kw)[1],
+        "norms": mg.per_example_norms(params, X, Y, **kw),
+        "clipped": unstack(jax.vmap(clipped)(Cs)),
+        "dp0": mg.dp_grads(params, X, Y, key, clip_norm=Cs[1], noise_multiplier=0.0, **kw),
+        "factors": mg.clip_factors(flat_norms(oracle) ** 2, Cs[1]),
+        "Cs": dict(zip(REGIMES, Cs, strict=True)),
+    }
+
+
+def results(problem):
+    params, X, Y = problem.data()
+    return evaluate(params, X, Y, acts=problem.acts, loss=problem.loss)
+
+
+def oracle_kw(problem):
+    return {"acts": problem.acts, "loss": problem.loss}
+
+
+def jitted(fn):
+    return jax.jit(fn, static_argnames=mg.STATIC_ARGNAMES)
+
+
+# ---------------------------------------------------------------------------------------
+# Formulas (1) and (2)   (all property tests run under jax.jit, through `evaluate`)
+# ---------------------------------------------------------------------------------------
+
+
+@SOME
+@given(problem=problems())
+def test_formula_2_is_the_mean_over_examples_of_per_example_grads(x64, problem):
+    r = results(problem)
+    mean = {k: jnp.mean(v, axis=0) for k, v in r["per_example"].items()}
+    assert rel_err(mean, r["grads"]) <= TOL64
+
+
+@SOME
+@given(problem=problems())
+def test_per_example_grads_equal_vmap_of_jax_grad(x64, problem):
+    r = results(problem)
+    assert rel_err(r["per_example"], r["oracle"]) <= TOL64
+
+
+def test_per_example_grads_have_leading_example_axis(x64):
+    problem = POOL["relu-tanh-softmax-ce"]
+    params, _, _ = problem.data()
+    shapes = {k: v.shape for k, v in results(problem)["per_example"].items()}
+    assert shapes == {k: (problem.m, *v.shape) for k, v in params.items()}
+
+
+@pytest.mark.parametrize("name", ["relu-tanh-softmax-ce", "narrow-deep-m1-tanh-mse"])
+def test_formula_1_elementwise_dW_ij_is_dz_i_times_a_prev_j(x64, name):
+    problem = POOL[name]
+    params, X, Y = problem.data()
+    x, y = X[:, -1], Y[:, -1]
+    example_grads = jax.jit(mg.example_grads, static_argnames=("activations", "loss"))
+    g = example_grads(params, x, y, **problem.kw)
+    fwd = oracle_forward(params, x, problem.acts)  # a0, z1, a1, z2, …, zL
+    n_layers = len(problem.acts)
+    for l in range(1, n_layers + 1):
+        a_prev = np.asarray(fwd[2 * (l - 1)])
+
+        def loss_from_z(z, l=l):  # the network from z[l] on, for the oracle dz[l]
+            for k in range(l, n_layers):
+                z = _dot(params[f"W{k + 1}"], ORACLE_ACT[problem.acts[k - 1]](z))
+                z = z + params[f"b{k + 1}"][:, 0]
+            return oracle_head_loss(z, y, problem.acts, problem.loss)
+
+        dz = np.asarray(jax.jit(jax.grad(loss_from_z))(fwd[2 * l - 1]))
+        dW = np.asarray(g[f"W{l}"])
+        scale = max(np.abs(dz).max() * np.abs(a_prev).max(), 1e-300)
+        for i in range(dW.shape[0]):
+            for j in range(dW.shape[1]):
+                assert abs(dW[i, j] - dz[i] * a_prev[j]) <= TOL64 * scale, (l, i, j)
+            assert abs(g[f"b{l}"][i, 0] - dz[i]) <= TOL64 * max(np.abs(dz).max(), 1e-300)
+
+
+# ---------------------------------------------------------------------------------------
+# Norms and clipping
+# ---------------------------------------------------------------------------------------
+
+
+@SOME
+@given(problem=problems())
+def test_per_example_norms_equal_norms_of_vmap_jax_grad(x64, problem):
+    r = results(problem)
+    got, want = r["norms"], r["oracle_norms"]
+    assert got.shape == (problem.m,)
+    assert float(jnp.max(jnp.abs(got - want))) <= TOL64 * max(float(jnp.max(want)), 1e-300)
+
+
+@pytest.mark.parametrize("regime", REGIMES)
+@SOME
+@given(problem=problems())
+def test_clipped_grads_equal_explicit_clipping_of_vmap_jax_grad(x64, regime, problem):
+    r = results(problem)
+    assert rel_err(r["clipped"][regime], r["oracle_clipped"][regime]) <= TOL64
+
+
+def test_clip_regime_between_clips_some_examples_and_not_others(x64):
+    """Guards the clipping test: with C 'between', some s_i < 1 and some s_i = 1."""
+    s = results(POOL["relu-tanh-softmax-ce"])["factors"]
+    assert bool(jnp.any(s < 1)) and bool(jnp.any(s == 1))
+
+
+def test_clipped_grads_add_l2_once_after_clipping(x64):
+    problem, lam, C = POOL["leaky-sigmoid-linear-mse"], 0.7, 0.05
+    params, X, Y = problem.data()
+    _, want = oracle_norms_and_clipped(params, X, Y, C, **oracle_kw(problem))
+
+    def l2_cost(p):
+        return (
+            lam
+            / (2 * problem.m)
+            * sum(jnp.sum(p[f"W{l}"] ** 2) for l in range(1, len(problem.acts) + 1))
+        )
+
+    want = jax.tree.map(jnp.add, want, jax.jit(jax.grad(l2_cost))(params))
+    got = jitted(mg.clipped_grads)(params, X, Y, clip_norm=C, l2=lam, **problem.kw)
+    assert rel_err(got, want) <= TOL64
+
+
+def test_eager_calls_agree_with_the_jitted_ones(x64):
+    problem = POOL["logistic-bce2"]
+    params, X, Y = problem.data()
+    r = results(problem)
+    C = float(r["Cs"]["between"])
+    eager = mg.clipped_grads(params, X, Y, clip_norm=C, **problem.kw)
+    assert rel_err(eager, r["oracle_clipped"]["between"]) <= TOL64
+
+
+# ---------------------------------------------------------------------------------------
+# Dropout: per-example masks are the columns of value_and_grad's masks
+# ---------------------------------------------------------------------------------------
+
+
+def _dropout_case():
+    problem = Problem((3, 6, 5, 2), ("relu", "tanh", "softmax"), "ce", 8, 4)
+    params, X, Y = problem.data()
+    key, keep_prob = jax.random.key(11), 0.7
+    masks = dropout_masks(key, [(6, 8), (5, 8)], keep_prob)
+    return problem, params, X, Y, key, keep_prob, masks
+
+
+def test_per_example_grads_with_dropout_average_to_value_and_grad(x64):
+    problem, params, X, Y, key, kp, _ = _dropout_case()
+    per_ex = jitted(mg.per_example_grads)(params, X, Y, keep_prob=kp, key=key, **problem.kw)
+    _, grads = jitted(mg.value_and_grad)(params, X, Y, keep_prob=kp, key=key, **problem.kw)
+    assert rel_err({k: jnp.mean(v, axis=0) for k, v in per_ex.items()}, grads) <= TOL64
+
+
+def test_clipped_grads_with_dropout_clip_each_example_under_its_own_mask(x64):
+    problem, params, X, Y, key, kp, masks = _dropout_case()
+    kw = {**oracle_kw(problem), "masks": masks, "keep_prob": kp}
+    norms, _ = oracle_norms_and_clipped(params, X, Y, 1.0, **kw)
+    C = between(norms)
+    _, want = oracle_norms_and_clipped(params, X, Y, C, **kw)
+    got = jitted(mg.clipped_grads)(params, X, Y, clip_norm=C, keep_prob=kp, key=key, **problem.kw)
+    assert rel_err(got, want) <= TOL64
+
+
+# ---------------------------------------------------------------------------------------
+# Zero per-example gradient: no NaN, in values or in the gradient of the clipped sum
+# ---------------------------------------------------------------------------------------
+
+
+def _zero_gradient_case():
+    """Example 0 has g_0 = 0 exactly: x = 0 and b1 = −1 kill every relu, and y = 0 = a[L]."""
+    problem = Problem((2, 3, 3, 1), ("relu", "relu", "linear"), "mse", 5, 5)
+    params, X, Y = problem.data()
+    params["b1"] = jnp.full_like(params["b1"], -1.0)
+    params["b2"], params["b3"] = jnp.zeros_like(params["b2"]), jnp.zeros_like(params["b3"])
+    X = (3.0 * X).at[:, 0].set(0.0)
+    Y = Y.at[:, 0].set(0.0)
+    norms, _ = oracle_norms_and_clipped(params, X, Y, 1.0, **oracle_kw(problem))
+    assert float(norms[0]) == 0.0 and bool(np.all(norms[1:] > 0))  # the case is what it claims
+    C = 0.5 * float(np.min(norms[1:]))
+    _, want = oracle_norms_and_clipped(params, X, Y, C, **oracle_kw(problem))
+    return problem, params, X, Y, want, C
+
+
+def test_zero_gradient_example_gives_finite_exact_clipped_grads(x64):
+    problem, params, X, Y, want, C = _zero_gradient_case()
+    got = jitted(mg.clipped_grads)(params, X, Y, clip_norm=C, **problem.kw)
+    assert rel_err(got, want) <= TOL64  # finite, and right
+
+
+def test_zero_gradient_example_gives_finite_gradient_through_clipping(x64):
+    problem, params, X, Y, _, C = _zero_gradient_case()
+
+    def total(p):
+        g = mg.clipped_grads(p, X, Y, clip_norm=C, **problem.kw)
+        return sum(jnp.sum(v) for v in g.values())
+
+    outer = jax.jit(jax.grad(total))(params)
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in outer.values())
+
+
+def test_zero_gradient_example_has_norm_zero_and_finite_dp_grads(x64):
+    problem, params, X, Y, _, C = _zero_gradient_case()
+    assert float(jitted(mg.per_example_norms)(params, X, Y, **problem.kw)[0]) == 0.0
+    dp = jitted(mg.dp_grads)(
+        params, X, Y, jax.random.key(0), clip_norm=C, noise_multiplier=1.0, **problem.kw
+    )
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in dp.values())
+
+
+def test_clip_factors_are_one_with_zero_derivative_at_zero_norm(x64):
+    sq = jnp.array([0.0, 0.25, 4.0, 16.0])
+    s, ds = jax.jvp(lambda q: mg.clip_factors(q, 1.0), (sq,), (jnp.ones(4),))
+    np.testing.assert_allclose(s, [1.0, 1.0, 0.5, 0.25], rtol=TOL64)
+    np.testing.assert_allclose(ds, [0.0, 0.0, -0.5 * 4.0**-1.5, -0.5 * 16.0**-1.5], rtol=TOL64)
+    vjp = jax.grad(lambda q: jnp.sum(mg.clip_factors(q, 1.0)))(sq)
+    assert bool(jnp.all(jnp.isfinite(vjp)))
+
+
+# ---------------------------------------------------------------------------------------
+# DP: sum vs mean, noise scale
+# ---------------------------------------------------------------------------------------
+
+
+@SOME
+@given(problem=problems())
+def test_dp_grads_without_noise_equal_clipped_grads(x64, problem):
+    r = results(problem)
+    assert rel_err(r["dp0"], r["clipped"]["between"]) <= TOL64
+
+
+def test_dp_noise_has_std_sigma_C_over_m_on_the_mean(x64):
+    """Noise σC on the *sum*, so σC/m on the returned mean (not σC: m = 6 times smaller)."""
+    problem, sigma, C, n_keys = POOL["relu-tanh-softmax-ce"], 1.3, 0.7, 400
+    params, X, Y = problem.data()
+    clipped = jitted(mg.clipped_grads)(params, X, Y, clip_norm=C, **problem.kw)
+
+    def dp(k):
+        return mg.dp_grads(params, X, Y, k, clip_norm=C, noise_multiplier=sigma, **problem.kw)
+
+    noisy = jax.jit(jax.vmap(dp))(jax.random.split(jax.random.key(7), n_keys))
+    scale = sigma * C / problem.m
+    z = jnp.concatenate([((noisy[k] - clipped[k][None]) / scale).ravel() for k in noisy])
+    n = z.size  # 400 keys × 47 params = 18 800 standard-normal draws if the scale is right
+    assert abs(float(jnp.mean(z))) <= 5 / np.sqrt(n)
+    assert abs(float(jnp.std(z)) - 1) <= 5 / np.sqrt(2 * n)
+
+
+def test_dp_noise_is_independent_across_parameters(x64):
+    problem = POOL["leaky-sigmoid-linear-mse"]
+    params, X, Y = problem.data()
+    noisy = jitted(mg.dp_grads)(
+        params, X, Y, jax.random.key(3), clip_norm=1.0, noise_multiplier=1.0, **problem.kw
+    )
+    clipped = jitted(mg.clipped_grads)(params, X, Y, clip_norm=1.0, **problem.kw)
+    first = [float((noisy[k] - clipped[k]).ravel()[0]) for k in params]
+    assert len(set(first)) == len(first)  # every leaf drew its own noise
+
+
+# ---------------------------------------------------------------------------------------
+# float32, errors, and a DP-SGD step with optax
+# ---------------------------------------------------------------------------------------
+
+
+def test_clipped_grads_float32_match_float64_oracle_within_1e_5():
+    problem = POOL["relu-tanh-softmax-ce"]
+    with jax.default_matmul_precision("highest"):
+        params, X, Y = problem.data(jnp.float32)
+        got = jitted(mg.clipped_grads)(params, X, Y, clip_norm=0.2, **problem.kw)
+    with jax.enable_x64(True):
+        p64, X64, Y64 = (
+            jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t) for t in (params, X, Y)
+        )
+        _, want = oracle_norms_and_clipped(p64, X64, Y64, 0.2, **oracle_kw(problem))
+        assert rel_err({k: v.astype(jnp.float64) for k, v in got.items()}, want) <= TOL32
+
+
+def test_example_grads_reject_a_batch_with_a_hint():
+    params = mg.init_params([3, 2, 1], jax.random.key(0))
+    with pytest.raises(mg.ShapeError, match="per_example_grads"):
+        mg.example_grads(params, jnp.ones((3, 4)), jnp.ones(1), activations=("relu", "sigmoid"))
+
+
+@pytest.mark.parametrize("C", [0.0, -1.0])
+def test_clipped_grads_reject_nonpositive_clip_norm(C):
+    params = mg.init_params([3, 2, 1], jax.random.key(0))
+    with pytest.raises(mg.ConfigError, match="clip_norm"):
+        mg.clipped_grads(
+            params, jnp.ones((3, 4)), jnp.ones((1, 4)), clip_norm=C, activations=("relu", "sigmoid")
+        )
+
+
+def test_dp_grads_reject_negative_noise_multiplier():
+    params = mg.init_params([3, 2, 1], jax.random.key(0))
+    with pytest.raises(mg.ConfigError, match="noise_multiplier"):
+        mg.dp_grads(
+            params,
+            jnp.ones((3, 4)),
+            jnp.ones((1, 4)),
+            jax.random.key(0),
+            clip_norm=1.0,
+            noise_multiplier=-0.5,
+            activations=("relu", "sigmoid"),
+        )
+
+
+def test_dp_sgd_with_optax_lowers_the_cost():
+    """The README's DP-SGD step: clipped, noised grads fed to any optax optimizer."""
+    acts = ("relu", "sigmoid")
+    kx, kp = jax.random.split(jax.random.key(0))
+    X = jax.random.normal(kx, (2, 256))
+    Y = (X[0:1] + X[1:2] > 0).astype(jnp.float32)
+    params = mg.init_params([2, 8, 1], kp)
+    opt = optax.adam(0.05)
+    state = opt.init(params)
+
+    @jax.jit
+    def step(params, state, key):
+        g = mg.dp_grads(params, X, Y, key, clip_norm=1.0, noise_multiplier=1.0, activations=acts)
+        updates, state = opt.update(g, state, params)
+        return optax.apply_updates(params, updates), state
+
+    cost = jax.jit(lambda p: mg.cost(p, X, Y, activations=acts))
+    before = cost(params)
+    for key in jax.random.split(jax.random.key(1), 40):
+        params, state = step(params, state, key)
+    assert float(cost(params)) < 0.6 * float(before)
