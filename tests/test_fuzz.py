@@ -22,6 +22,7 @@ from collections import Counter
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -96,6 +97,7 @@ def malformed(draw):
         "key": jax.random.key(draw(st.integers(0, 9))),
         "precision": draw(st.sampled_from(["default", "highest", "bf16"])),
     }
+    dp = {"clip_norm": draw(st.sampled_from([1.0, 0.1])), "noise_multiplier": 1.1}
 
     if "params" in broken:
         for _ in range(draw(st.integers(1, 2))):
@@ -125,17 +127,19 @@ def malformed(draw):
     if "loss" in broken:
         loss = draw(st.sampled_from(LOSS_NAMES))
     if "options" in broken:
-        option = draw(st.sampled_from(sorted(kwargs)))
-        kwargs[option] = draw(st.sampled_from({
+        option = draw(st.sampled_from([*sorted(kwargs), *dp]))
+        (dp if option in dp else kwargs)[option] = draw(st.sampled_from({
             "l2": [-1.0, float("nan"), float("inf"), None, "a", jnp.ones(2), 1e39, 1j],
             "keep_prob": [0.0, 1.5, float("nan"), True, None, jnp.array(0.5), -0.5],
             "key": [None, 0, jnp.ones(3), "key"],
             "precision": ["fp8", None, 3, "HIGHEST"],
+            "clip_norm": [-1.0, 0.0, float("nan"), float("inf"), None, "a", jnp.ones(2)],
+            "noise_multiplier": [-0.5, float("nan"), None, jnp.ones(2)],
         }[option]))  # fmt: skip
         if option == "key":
             kwargs["keep_prob"] = 0.5
     TRIED["broken parts: " + (", ".join(sorted(broken)) or "none")] += 1
-    return params, X, Y, acts, loss, kwargs
+    return params, X, Y, acts, loss, kwargs, dp
 
 
 def _finite(out) -> bool:
@@ -168,7 +172,7 @@ def _accepted(fn, kwargs):
 @settings(max_examples=N_EXAMPLES, suppress_health_check=list(HealthCheck), deadline=None)
 @given(malformed())
 def _fuzz_entry_points(case):
-    params, X, Y, acts, loss, kw = case
+    params, X, Y, acts, loss, kw, dp = case
     TRIED["cases"] += 1
     common = dict(params=params, X=X, activations=acts)
     fwd_kw = {k: kw[k] for k in ("keep_prob", "key", "precision")}
@@ -189,7 +193,9 @@ def _fuzz_entry_points(case):
             keep_prob=kw["keep_prob"],
             precision=kw["precision"],
         )
-    extra = dict(common, Y=Y, loss=loss, clip_norm=1.0, noise_multiplier=1.1, **kw)
+    extra = dict(common, Y=Y, loss=loss, **dp, **kw)
+    one = lambda A: A[:, 0] if getattr(A, "ndim", 0) == 2 and A.shape[1] > 0 else A  # noqa: E731
+    extra.update(x=one(X), y=one(Y))  # example_grads takes one example
     for name, fn in OPTIONAL.items():
         _call(name, fn, **_accepted(fn, extra))
     fwd = _call("course.L_model_forward", course.L_model_forward, X=X, parameters=params)
@@ -199,6 +205,7 @@ def _fuzz_entry_points(case):
         _call("course.L_model_backward", course.L_model_backward, AL=AL, Y=Y, caches=caches)
 
 
+@pytest.mark.filterwarnings("error:Casting from complex")  # will become a raw ValueError in JAX
 def test_malformed_inputs_raise_manualgrad_errors_or_give_finite_results(capsys):
     _fuzz_entry_points()
     with capsys.disabled():

@@ -60,7 +60,7 @@ import numpy as np
 
 from manualgrad import _validation as check
 from manualgrad import dense
-from manualgrad._errors import ConfigError, ShapeError
+from manualgrad._errors import ConfigError, DTypeError, ShapeError
 from manualgrad.activations import ACTIVATIONS, Activation, get_activation
 from manualgrad.losses import bce_dA, cost_from_losses
 from manualgrad.network import init_params
@@ -91,6 +91,8 @@ __all__ = [
 def _float(x: Any, name: str = "array") -> Array:
     """A JAX float array from a NumPy/JAX array or list (integer labels become floats)."""
     x = check.as_array(name, x)  # a DTypeError, not a raw JAX error, for None, strings, …
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        raise DTypeError(f"`{name}` has dtype {x.dtype}; expected real numbers — use jnp.real")
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
 
