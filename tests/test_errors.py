@@ -22,7 +22,6 @@ import pytest
 from jax.experimental import checkify
 
 import manualgrad as mg
-from manualgrad import _validation as check
 from manualgrad.value_checks import checked_value_and_grad
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
@@ -102,6 +101,19 @@ def checked(**changes) -> Callable[[], object]:
     def call():
         err, _ = checked_value_and_grad(**{**kw, **changes})
         err.throw()
+
+    return call
+
+
+def clip(**changes) -> Callable[[], object]:
+    """clipped_grads (or dp_grads, with `noise_multiplier`) on the (3, 4, 2) relu/softmax/ce net."""
+    kw = dict(params=_params(), X=_X(), Y=_Y(), activations=ACTS2, loss="ce", clip_norm=1.0)
+
+    def call():
+        kwargs = {**kw, **changes}
+        if "noise_multiplier" in kwargs:
+            return mg.dp_grads(key=jax.random.key(0), **kwargs)
+        return mg.clipped_grads(**kwargs)
 
     return call
 
@@ -282,16 +294,19 @@ CASES: list[Case] = [
          [3, 1], jax.random.key(0), method="glorot"), mg.ConfigError,
          r"unknown init method 'glorot'", "see `mg.INIT_METHODS`"),
     # -- per-example ----------------------------------------------------------------------
-    Case("clip-norm-negative", PE, "a negative clipping norm", lambda: check.check_clip_norm(-1.0),
+    Case("clip-norm-negative", PE, "a negative clipping norm", clip(clip_norm=-1.0),
          mg.ConfigError, r"`clip_norm` must be finite and > 0, got -1.0", "`clip_norm > 0`"),
-    Case("clip-norm-zero", PE, "clipping norm 0", lambda: check.check_clip_norm(0.0),
+    Case("clip-norm-zero", PE, "clipping norm 0", clip(clip_norm=0.0),
          mg.ConfigError, r"`clip_norm` must be finite and > 0, got 0.0", "`clip_norm > 0`"),
     Case("clip-norm-nan", PE, "a NaN clipping norm",
-         lambda: check.check_clip_norm(float("nan")), mg.ConfigError,
+         clip(clip_norm=float("nan")), mg.ConfigError,
          r"`clip_norm` must be finite and > 0, got nan", "a finite `clip_norm > 0`"),
     Case("noise-multiplier-negative", PE, "a negative noise multiplier",
-         lambda: check.check_noise_multiplier(-0.5), mg.ConfigError,
+         clip(noise_multiplier=-0.5), mg.ConfigError,
          r"`noise_multiplier` must be finite and ≥ 0, got -0.5", "`noise_multiplier >= 0`"),
+    Case("course-complex", "Course-compatible API", "complex data passed to the course API",
+         lambda: mg.course.L_model_forward(jnp.ones((3, 5), jnp.complex64), _params()),
+         mg.DTypeError, r"`X` has dtype complex64; expected real numbers", "`jnp.real(X)`"),
     # -- jit ------------------------------------------------------------------------------
     Case("jit-list-activations", J, "`activations` as a list under `jax.jit` (statics must be "
          "hashable); eagerly a list is accepted", _jit_with_list, ValueError,
