@@ -43,6 +43,11 @@ from manualgrad.per_example import (
 )
 
 # isort: split
+# training with optax, data errors, checkpoints (issue 4)
+from manualgrad._errors import CheckpointError, DataError
+from manualgrad.train import Progress, TrainResult, accuracy, train
+
+# isort: split
 # Opt-in value checks (issue 7): NaN/Inf and label ranges, via jax.experimental.checkify.
 from manualgrad.value_checks import check_values, checked_value_and_grad
 
@@ -88,3 +93,6 @@ __all__ += [
     "per_example_grads",
     "per_example_norms",
 ]
+
+# training (issue 4)
+__all__ += ["CheckpointError", "DataError", "Progress", "TrainResult", "accuracy", "train"]

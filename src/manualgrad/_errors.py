@@ -24,3 +24,11 @@ class ConfigError(ManualgradError, ValueError):
 
 class DTypeError(ManualgradError, TypeError):
     """An array has a dtype the formulas cannot use (integer X, mixed float widths, ...)."""
+
+
+class DataError(ManualgradError, ValueError):
+    """Data at the boundary is unusable: unreadable file, non-numeric cell, NaN/Inf, bad labels."""
+
+
+class CheckpointError(ManualgradError, ValueError):
+    """A checkpoint is corrupt, truncated, or was written for a different run."""

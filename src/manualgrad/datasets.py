@@ -8,9 +8,18 @@ X of shape (n_x, m) and Y of shape (n_L, m), ready for :func:`manualgrad.value_a
 |------------|----------|---------|--------------------------------------------------------------|
 | `flower`   | (2, m)   | (1, m)  | the planar "flower" of the Deep Learning Specialization,     |
 |            |          |         | course 1 week 3 (`load_planar_dataset`)                      |
+| `moons`    | (2, m)   | (1, m)  | two interleaving half circles                                |
+| `circles`  | (2, m)   | (1, m)  | a small circle inside a large one                            |
+| `spiral`   | (2, m)   | (K, m)  | K interleaved spiral arms (CS231n), one-hot labels           |
+
+Two-class sets have labels 0.0 / 1.0 in one row (for a sigmoid output and `bce`);
+`spiral` has one-hot columns (for a softmax output and `ce`). :data:`DATASETS` maps
+each name to its generator `fn(m=..., seed=...)`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -49,3 +58,61 @@ def flower(m: int = 400, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
         xs.append(np.stack([r * np.sin(t), r * np.cos(t)]))
         ys.append(np.full((1, n), float(j)))
     return np.concatenate(xs, axis=1), np.concatenate(ys, axis=1)
+
+
+def moons(m: int = 400, seed: int = 1, noise: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaving half circles (class 0 on top, class 1 below and shifted), plus noise.
+
+    Returns X: (2, 2N) float64 and Y: (1, 2N) float64 labels with N = m // 2.
+    """
+    rng = np.random.default_rng(seed)
+    N = m // 2
+    t = np.linspace(0, np.pi, N)
+    upper = np.stack([np.cos(t), np.sin(t)])
+    lower = np.stack([1 - np.cos(t), 0.5 - np.sin(t)])
+    X = np.concatenate([upper, lower], axis=1) + noise * rng.standard_normal((2, 2 * N))
+    Y = np.repeat(np.arange(2.0), N)[None, :]
+    return X, Y
+
+
+def circles(
+    m: int = 400, seed: int = 1, noise: float = 0.05, factor: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """An outer circle (class 0) of radius 1 around an inner one (class 1) of radius `factor`.
+
+    Returns X: (2, 2N) float64 and Y: (1, 2N) float64 labels with N = m // 2.
+    """
+    rng = np.random.default_rng(seed)
+    N = m // 2
+    t = np.linspace(0, 2 * np.pi, N, endpoint=False)
+    ring = np.stack([np.cos(t), np.sin(t)])
+    X = np.concatenate([ring, factor * ring], axis=1) + noise * rng.standard_normal((2, 2 * N))
+    Y = np.repeat(np.arange(2.0), N)[None, :]
+    return X, Y
+
+
+def spiral(m: int = 300, seed: int = 1, n_classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """K spiral arms (CS231n): r = linspace(0, 1, N), t = linspace(4k, 4(k+1), N) + 0.2 ε.
+
+    N = m // K points per class k. Returns X: (2, K N) float64 and one-hot
+    Y: (K, K N) float64 (Y[k, i] = 1 iff example i is in class k).
+    """
+    rng = np.random.default_rng(seed)
+    N = m // n_classes
+    X = np.zeros((2, N * n_classes))
+    labels = np.repeat(np.arange(n_classes), N)
+    for k in range(n_classes):
+        r = np.linspace(0.0, 1.0, N)
+        t = np.linspace(k * 4, (k + 1) * 4, N) + rng.standard_normal(N) * 0.2
+        X[:, k * N : (k + 1) * N] = np.stack([r * np.sin(t), r * np.cos(t)])
+    Y = np.eye(n_classes)[:, labels]
+    return X, Y
+
+
+#: name -> generator(m=..., seed=...) -> (X, Y)
+DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
+    "flower": flower,
+    "moons": moons,
+    "circles": circles,
+    "spiral": spiral,
+}

@@ -1,0 +1,258 @@
+r"""Loading user data at the boundary: `.npz` and `.csv` files, value checks, a train/test split.
+
+Everything the formulas cannot check at trace time is checked here, once, on the
+host: that files parse, that every cell is a finite number, and that the labels fit
+the loss. Every failure raises :class:`manualgrad.DataError` (a missing file raises
+`FileNotFoundError`) with one line that says what is wrong and where.
+
+Files may hold examples as rows (the usual table layout; `examples="rows"`) or as
+columns (manualgrad's convention; `examples="columns"`); the loaders always return
+X: (n_x, m) and Y: (n_y, m) float64 with examples as columns.
+
+| format | contents                                                               |
+|--------|------------------------------------------------------------------------|
+| `.npz` | arrays named `X` and `Y`; Y may be 1-D (one label per example)         |
+| `.csv` | a header of column names (rows layout) or a first cell naming each row |
+|        | (columns layout); the label column/row is picked by name               |
+
+>>> import numpy as np
+>>> X, Y = as_targets(np.zeros((2, 3)), np.array([[0, 1, 1]]), loss="bce")
+>>> Y.tolist()
+[[0.0, 1.0, 1.0]]
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Literal
+
+import numpy as np
+
+from manualgrad._errors import DataError
+
+Examples = Literal["rows", "columns"]
+
+__all__ = [
+    "as_targets",
+    "check_finite",
+    "load_csv",
+    "load_data",
+    "load_npz",
+    "one_hot",
+    "train_test_split",
+]
+
+
+def _check_examples(examples: str) -> None:
+    if examples not in ("rows", "columns"):
+        raise DataError(f"`examples` must be 'rows' or 'columns', got {examples!r}")
+
+
+def _orient(X: np.ndarray, Y: np.ndarray, examples: str, source: str) -> tuple[np.ndarray, ...]:
+    """Return X: (n_x, m), Y: (n_y, m) from arrays laid out as `examples` says."""
+    if X.ndim == 1:
+        X = X[:, None] if examples == "rows" else X[None, :]
+    if X.ndim != 2:
+        raise DataError(f"{source}: expected a 2-D `X`, got shape {X.shape}")
+    if Y.ndim == 1:
+        Y = Y[None, :]
+    elif Y.ndim == 2 and examples == "rows":
+        Y = Y.T
+    elif Y.ndim != 2:
+        raise DataError(f"{source}: expected a 1-D or 2-D `Y`, got shape {Y.shape}")
+    if examples == "rows":
+        X = X.T
+    if X.shape[1] != Y.shape[1]:
+        raise DataError(
+            f"{source}: X has {X.shape[1]} examples but Y has {Y.shape[1]} "
+            f"(examples are {examples}; X {X.shape}, Y {Y.shape}) — is `--examples` right?"
+        )
+    if X.shape[1] == 0:
+        raise DataError(f"{source}: the data has no examples")
+    return X, Y
+
+
+def check_finite(X: np.ndarray, Y: np.ndarray, source: str = "data") -> None:
+    """Raise DataError naming the first NaN or ±Inf in X or Y (arrays with examples as columns)."""
+    for name, arr in (("X", X), ("Y", Y)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            row, col = (int(i) for i in np.argwhere(bad)[0])
+            raise DataError(
+                f"{source}: {int(bad.sum())} non-finite value(s) in {name}, the first "
+                f"{arr[row, col]} at feature {row}, example {col}; remove or impute them"
+            )
+
+
+def _to_float(arr: np.ndarray, name: str, source: str) -> np.ndarray:
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise DataError(f"{source}: `{name}` has dtype {arr.dtype}; expected numbers")
+    return arr.astype(np.float64)
+
+
+def load_npz(path: str | os.PathLike, *, examples: Examples = "columns") -> tuple[np.ndarray, ...]:
+    """Arrays `X` and `Y` from an `.npz` file, as X: (n_x, m), Y: (n_y, m) float64.
+
+    With `examples="rows"`, X is stored (m, n_x) and Y (m, n_y) or (m,).
+    """
+    _check_examples(examples)
+    source = os.fspath(path)
+    if not os.path.exists(source):
+        raise FileNotFoundError(2, "no such data file", source)
+    try:
+        with np.load(source, allow_pickle=False) as f:
+            names = list(f.files)
+            if "X" not in names or "Y" not in names:
+                raise DataError(f"{source}: expected arrays named 'X' and 'Y', found {names}")
+            X, Y = f["X"], f["Y"]
+    except DataError:
+        raise
+    except Exception as err:  # zipfile.BadZipFile, ValueError, EOFError, OSError, ...
+        raise DataError(
+            f"{source}: not a readable .npz file ({type(err).__name__}: {err})"
+        ) from None
+    X, Y = _to_float(X, "X", source), _to_float(Y, "Y", source)
+    X, Y = _orient(X, Y, examples, source)
+    check_finite(X, Y, source)
+    return X, Y
+
+
+def load_csv(
+    path: str | os.PathLike, *, label_column: str = "y", examples: Examples = "rows"
+) -> tuple[np.ndarray, ...]:
+    """Features and labels from a `.csv` file, as X: (n_x, m), Y: (1, m) float64.
+
+    `examples="rows"`: the first line names the columns, each further line is one
+    example. `examples="columns"`: the first cell of each line names that line,
+    each further column is one example. The label column (row) is `label_column`;
+    all others are features. Every cell must parse as a number.
+    """
+    _check_examples(examples)
+    source = os.fspath(path)
+    with open(source, newline="") as f:
+        try:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+        except (csv.Error, UnicodeDecodeError) as err:
+            raise DataError(f"{source}: not a readable CSV file ({err})") from None
+    if len(rows) < 2:
+        raise DataError(
+            f"{source}: expected a header and at least one example, got {len(rows)} "
+            "non-empty line(s)"
+        )
+    if examples == "rows":
+        names = [c.strip() for c in rows[0]]
+        body = rows[1:]
+        width = len(names)
+        for i, r in enumerate(body, start=2):
+            if len(r) != width:
+                raise DataError(f"{source}: line {i} has {len(r)} cells, the header has {width}")
+        cells = [list(col) for col in zip(*body, strict=True)]  # one list per named column
+        where = [(lambda j, n=n: f"line {j + 2}, column {n!r}") for n in names]
+    else:
+        names = [r[0].strip() for r in rows]
+        width = len(rows[0])
+        for i, r in enumerate(rows, start=1):
+            if len(r) != width:
+                raise DataError(f"{source}: line {i} has {len(r)} cells, line 1 has {width}")
+        cells = [r[1:] for r in rows]
+        where = [
+            (lambda j, i=i, n=n: f"line {i + 1} ({n!r}), cell {j + 2}") for i, n in enumerate(names)
+        ]
+    if label_column not in names:
+        raise DataError(
+            f"{source}: no label column {label_column!r}; the columns are {names} "
+            "— pass the right name with --label-column"
+        )
+    values = []
+    for k, col in enumerate(cells):
+        out = np.empty(len(col))
+        for j, cell in enumerate(col):
+            try:
+                out[j] = float(cell)
+            except ValueError:
+                raise DataError(
+                    f"{source}: {where[k](j)}: {cell.strip()!r} is not a number"
+                ) from None
+        values.append(out)
+    label = names.index(label_column)
+    X = np.stack([v for k, v in enumerate(values) if k != label])
+    Y = values[label][None, :]
+    check_finite(X, Y, source)
+    return X, Y
+
+
+def load_data(
+    path: str | os.PathLike, *, examples: Examples | None = None, label_column: str = "y"
+) -> tuple[np.ndarray, ...]:
+    """Load `.npz` or `.csv` by extension; `examples` defaults to each format's usual layout."""
+    source = os.fspath(path)
+    ext = os.path.splitext(source)[1].lower()
+    if ext == ".npz":
+        return load_npz(source, examples=examples or "columns")
+    if ext == ".csv":
+        return load_csv(source, label_column=label_column, examples=examples or "rows")
+    raise DataError(f"{source}: unknown data file type {ext!r}; expected .npz or .csv")
+
+
+def one_hot(labels: np.ndarray, n_classes: int | None = None, source: str = "data") -> np.ndarray:
+    """Integer class labels of shape (m,) or (1, m) -> one-hot Y of shape (K, m)."""
+    labels = np.asarray(labels).reshape(-1)
+    if not np.all(labels == np.round(labels)) or labels.min() < 0:
+        bad = labels[(labels != np.round(labels)) | (labels < 0)][0]
+        raise DataError(f"{source}: class labels must be integers 0 … K-1, found {bad}")
+    K = int(labels.max()) + 1 if n_classes is None else n_classes
+    if labels.max() >= K:
+        raise DataError(f"{source}: label {int(labels.max())} does not fit {K} classes")
+    return np.eye(K)[:, labels.astype(np.int64)]
+
+
+def as_targets(X: np.ndarray, Y: np.ndarray, *, loss: str, source: str = "data"):
+    """Check (and for `ce` with one label row, one-hot encode) Y for `loss`; return (X, Y).
+
+    | loss  | Y expected                                                  |
+    |-------|-------------------------------------------------------------|
+    | `bce` | (n_y, m) with values in {0, 1}                              |
+    | `ce`  | one-hot (K, m) (each column one 1, zeros elsewhere), or one |
+    |       | row of integer labels 0 … K-1, which is encoded here        |
+    | `mse` | any finite values                                           |
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    if loss == "bce":
+        bad = (Y != 0) & (Y != 1)
+        if bad.any():
+            raise DataError(
+                f"{source}: loss 'bce' needs labels in {{0, 1}}, found {Y[bad][0]:g} "
+                f"({int(bad.sum())} bad label(s)); for more classes use --loss ce"
+            )
+    elif loss == "ce":
+        if Y.shape[0] == 1:
+            Y = one_hot(Y, source=source)
+            if Y.shape[0] < 2:
+                raise DataError(f"{source}: loss 'ce' needs at least 2 classes, found 1")
+        else:
+            ok = np.all((Y == 0) | (Y == 1), axis=0) & (Y.sum(axis=0) == 1)
+            if not ok.all():
+                i = int(np.argmin(ok))
+                raise DataError(
+                    f"{source}: loss 'ce' needs one-hot Y (one 1 per column), but example {i} "
+                    f"is {Y[:, i].tolist()}"
+                )
+    return X, Y
+
+
+def train_test_split(
+    X: np.ndarray, Y: np.ndarray, *, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Shuffle the m columns with `default_rng(seed)` and keep round(test_fraction · m) for test.
+
+    Returns X_train, Y_train, X_test, Y_test (examples as columns; the test set may be
+    empty when test_fraction = 0).
+    """
+    if not 0 <= test_fraction < 1:
+        raise DataError(f"`test_fraction` must be in [0, 1), got {test_fraction}")
+    m = X.shape[1]
+    perm = np.random.default_rng(seed).permutation(m)
+    n_test = round(test_fraction * m)
+    test, train = perm[:n_test], perm[n_test:]
+    return X[:, train], Y[:, train], X[:, test], Y[:, test]

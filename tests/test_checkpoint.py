@@ -1,0 +1,110 @@
+"""Checkpoints: exact round trip, atomic replace, and one-line errors for bad files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import manualgrad as mg
+from manualgrad import CheckpointError
+from manualgrad.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+
+FINGERPRINT = {"layers": [3, 4, 1], "optimizer": "adam", "lr": 0.01}
+
+
+def _state(dims=(3, 4, 1), optimizer=None, seed=0):
+    params = mg.init_params(list(dims), jax.random.key(seed))
+    optimizer = optimizer or optax.adam(0.01)
+    opt_state = optimizer.init(params)
+    # take one step so that the optimizer state holds non-trivial values
+    grads = jax.tree.map(lambda p: jnp.ones_like(p) * 0.5, params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def _checkpoint(epoch=3, **kw):
+    params, opt_state = _state(**kw)
+    return Checkpoint(
+        params,
+        opt_state,
+        epoch,
+        5 * epoch,
+        jax.random.key(42),
+        np.arange(epoch) / 7.0,
+        FINGERPRINT,
+    )
+
+
+def test_round_trip_restores_every_leaf_key_and_history_exactly(tmp_path):
+    ckpt = _checkpoint()
+    save_checkpoint(tmp_path, ckpt)
+    got = load_checkpoint(tmp_path, (ckpt.params, ckpt.opt_state), FINGERPRINT)
+    want_leaves = jax.tree.leaves((ckpt.params, ckpt.opt_state))
+    got_leaves = jax.tree.leaves((got.params, got.opt_state))
+    assert jax.tree.structure((got.params, got.opt_state)) == jax.tree.structure(
+        (ckpt.params, ckpt.opt_state)
+    )
+    for a, b in zip(got_leaves, want_leaves, strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert (got.epoch, got.step) == (3, 15)
+    np.testing.assert_array_equal(jax.random.key_data(got.key), jax.random.key_data(ckpt.key))
+    np.testing.assert_array_equal(got.history, ckpt.history)
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint_valid_and_no_temp_file(
+    tmp_path, monkeypatch
+):
+    first = _checkpoint(epoch=2)
+    save_checkpoint(tmp_path, first)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk died during rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk died"):
+        save_checkpoint(tmp_path, _checkpoint(epoch=9))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["checkpoint.npz"]
+    assert load_checkpoint(tmp_path, (first.params, first.opt_state)).epoch == 2
+
+
+def test_missing_checkpoint_raises_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path, _state())
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated"])
+def test_corrupt_checkpoint_gives_a_one_line_error(tmp_path, how):
+    ckpt = _checkpoint()
+    path = save_checkpoint(tmp_path, ckpt)
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(b"\x00garbage" if how == "garbage" else data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated") as info:
+        load_checkpoint(tmp_path, (ckpt.params, ckpt.opt_state))
+    assert "\n" not in str(info.value)
+
+
+def test_fingerprint_mismatch_names_the_differing_option(tmp_path):
+    ckpt = _checkpoint()
+    save_checkpoint(tmp_path, ckpt)
+    with pytest.raises(CheckpointError, match=r"lr: checkpoint 0\.01, now 0\.1"):
+        load_checkpoint(tmp_path, (ckpt.params, ckpt.opt_state), {**FINGERPRINT, "lr": 0.1})
+
+
+def test_other_optimizer_or_network_is_a_structure_mismatch(tmp_path):
+    save_checkpoint(tmp_path, _checkpoint())
+    with pytest.raises(CheckpointError, match="structure"):
+        load_checkpoint(tmp_path, _state(optimizer=optax.sgd(0.1, momentum=0.9)))
+    with pytest.raises(CheckpointError, match="leaf"):
+        load_checkpoint(tmp_path, _state(dims=(3, 6, 1)))
+
+
+def test_checkpoint_path_is_inside_the_directory(tmp_path):
+    assert checkpoint_path(tmp_path) == os.path.join(str(tmp_path), "checkpoint.npz")

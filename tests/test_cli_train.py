@@ -1,0 +1,165 @@
+"""`manualgrad train`: the default run, plots, one-line errors, and exact resume after kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from manualgrad.cli import main
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _train(capsys, *argv):
+    rc = main(["train", "--quiet", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _percent(row, out):
+    match = re.search(rf"{row}\W+([\d.]+)%", out)
+    assert match, out
+    return float(match.group(1))
+
+
+def test_default_run_reaches_90_percent_training_accuracy_on_flower(capsys, tmp_path):
+    plot = tmp_path / "run.png"
+    rc, out, _ = _train(capsys, "--plot", str(plot))
+    assert rc == 0
+    assert _percent("train accuracy", out) >= 90.0
+    assert "test accuracy" in out and "steps/s" in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_spiral_trains_a_softmax_network_from_one_hot_labels(capsys):
+    rc, out, _ = _train(capsys, "--data", "spiral", "--epochs", "300", "--activations", "relu")
+    assert rc == 0
+    assert "softmax, loss ce" in out
+    assert _percent("train accuracy", out) > 60.0  # chance is 33 %
+
+
+def _write_npz(path, X, Y):
+    np.savez(path, X=X, Y=Y)
+    return str(path)
+
+
+def _bad_inputs(tmp_path):
+    X = np.random.default_rng(0).standard_normal((2, 20))
+    Y = (X[:1] > 0).astype(float)
+    nan_X = X.copy()
+    nan_X[0, 3] = np.nan
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not really")
+    (tmp_path / "text.csv").write_text("x1,x2,y\n1,2,0\n1,two,1\n")
+    return {
+        "missing file": (["--data", str(tmp_path / "missing.npz")], "missing.npz"),
+        "corrupt npz": (["--data", str(tmp_path / "corrupt.npz")], "not a readable .npz"),
+        "non-numeric csv": (["--data", str(tmp_path / "text.csv")], "'two' is not a number"),
+        "nan": (["--data", _write_npz(tmp_path / "nan.npz", nan_X, Y)], "non-finite"),
+        "bce labels": (["--data", _write_npz(tmp_path / "l.npz", X, Y * 2)], "{0, 1}"),
+        "ce not one-hot": (
+            ["--data", _write_npz(tmp_path / "c.npz", X, np.ones((2, 20))), "--loss", "ce"],
+            "one-hot",
+        ),
+        "layers vs data": (["--layers", "3,4,1"], "--layers starts with 3"),
+        "rows vs columns": (
+            ["--data", _write_npz(tmp_path / "t.npz", X.T, Y), "--examples", "columns"],
+            "--examples",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing file",
+        "corrupt npz",
+        "non-numeric csv",
+        "nan",
+        "bce labels",
+        "ce not one-hot",
+        "layers vs data",
+        "rows vs columns",
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_code_2(capsys, tmp_path, case):
+    argv, needle = _bad_inputs(tmp_path)[case]
+    rc, _, err = _train(capsys, *argv, "--epochs", "1")
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("manualgrad train: error:"), err
+    assert needle in err and "Traceback" not in err
+
+
+def test_corrupt_or_mismatched_checkpoint_gives_one_line_and_exit_code_2(capsys, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    tiny = ["--layers", "2,3,1", "--epochs", "2", "--checkpoint", str(ckpt)]
+    assert _train(capsys, *tiny)[0] == 0
+    rc, _, err = _train(capsys, *tiny, "--lr", "0.5", "--resume")
+    assert rc == 2 and err.count("\n") == 1 and "lr: checkpoint 0.01, now 0.5" in err
+    (ckpt / "checkpoint.npz").write_bytes(b"torn")
+    rc, _, err = _train(capsys, *tiny, "--resume")
+    assert rc == 2 and err.count("\n") == 1 and "corrupt or truncated" in err
+
+
+# --- interrupted and resumed runs, in subprocesses ------------------------------------------
+
+RUN = [
+    "--layers", "2,6,1", "--batch-size", "16", "--epochs", "1500", "--checkpoint-every", "100",
+    "--float64", "--quiet", "--test-fraction", "0",
+]  # fmt: skip
+
+
+def _spawn(ckpt, *extra):
+    env = {**os.environ, "PYTHONPATH": SRC}
+    cmd = [sys.executable, "-m", "manualgrad", "train", *RUN, "--checkpoint", str(ckpt), *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _final(ckpt):
+    with np.load(Path(ckpt) / "checkpoint.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    ckpt = tmp_path_factory.mktemp("uninterrupted")
+    proc = _spawn(ckpt)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    return _final(ckpt)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_killed_and_resumed_run_ends_with_exactly_the_uninterrupted_params(
+    tmp_path, uninterrupted, sig
+):
+    ckpt = tmp_path / "ckpt"
+    proc = _spawn(ckpt)
+    deadline = time.monotonic() + 240
+    while not (ckpt / "checkpoint.npz").exists():
+        assert proc.poll() is None, proc.communicate()[1].decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), err.decode()
+    saved = json.loads(str(_final(ckpt)["meta"]))
+    assert 0 < saved["epoch"] < 1500  # really stopped mid-run
+
+    resumed = _spawn(ckpt, "--resume")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()
+    final = _final(ckpt)
+    assert json.loads(str(final["meta"]))["epoch"] == 1500
+    leaves = sorted(k for k in uninterrupted if k.startswith("leaf_"))
+    assert leaves
+    for k in [*leaves, "history"]:
+        np.testing.assert_array_equal(final[k], uninterrupted[k], err_msg=k)
