@@ -48,6 +48,10 @@ from manualgrad.per_example import (
 from manualgrad._errors import CheckpointError, DataError
 from manualgrad.train import Progress, TrainResult, accuracy, train
 
+# isort: split
+# Opt-in value checks (issue 7): NaN/Inf and label ranges, via jax.experimental.checkify.
+from manualgrad.value_checks import check_values, checked_value_and_grad
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -63,6 +67,8 @@ __all__ = [
     "ShapeError",
     "__version__",
     "backward",
+    "check_values",
+    "checked_value_and_grad",
     "cost",
     "cost_fn",  # issue 5
     "forward",

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from manualgrad import _validation as check
-from manualgrad._errors import ConfigError, ShapeError
+from manualgrad._errors import ConfigError
 from manualgrad.dense import (
     activation_backward,
     bias_grad,
@@ -85,11 +85,7 @@ def init_params(
 
     `layer_dims` is [n_x, n_1, …, n_L]; `key` a `jax.random.key`.
     """
-    dims = list(layer_dims)
-    if len(dims) < 2 or any(not isinstance(n, int) or n < 1 for n in dims):
-        raise ShapeError(
-            f"`layer_dims` must be [n_x, n_1, …, n_L] with at least two positive ints, got {dims}"
-        )
+    dims = check.check_init(layer_dims, key, dtype)
     if method not in INIT_METHODS:
         raise ConfigError(f"unknown init method {method!r}; expected one of {list(INIT_METHODS)}")
     keys = jax.random.split(key, len(dims) - 1)
@@ -151,7 +147,8 @@ def forward(
     the hidden layers' activations with masks drawn from `key`
     (:func:`manualgrad.regularization.dropout_masks`).
     """
-    X = jnp.asarray(X)
+    params = check.as_params(params)
+    X = check.as_array("X", X)
     _, acts, _ = _validate(
         params, X, activations, keep_prob=keep_prob, key=key, precision=precision
     )
@@ -224,10 +221,10 @@ def backward(
     `optax.apply_updates(params, updates)` takes it directly. With l2 > 0 each dW[l]
     gets (λ/m) W[l]; with dropout, dA[l] is masked by the forward's D[l] / keep_prob.
     """
+    params = check.as_params(params)
     n_layers = check.check_params(params)
     acts = check.check_activations(activations, n_layers)
-    if len(caches) != n_layers:
-        raise ShapeError(f"got {len(caches)} caches for {n_layers} layers: pass forward's caches")
+    check.check_caches(caches, n_layers)
     loss_spec = check.check_loss(loss, acts[-1])
     m = check.check_X(params, caches[0].A_prev)
     check.check_options(
@@ -237,7 +234,7 @@ def backward(
         precision=precision,
         dtype=check.params_dtype(params),
     )
-    Y = jnp.asarray(Y)
+    Y = check.as_array("Y", Y)
     check.check_Y(params, Y, m)
     Y = Y.astype(caches[-1].A.dtype)
     return _backward(params, caches, Y, acts, loss_spec, l2, keep_prob, precision)
@@ -253,12 +250,12 @@ def _cost_from_caches(params, caches, Y, loss_spec, l2):
 
 
 def _prepare(params, X, Y, activations, loss, l2, keep_prob, key, precision):
-    X = jnp.asarray(X)
+    X = check.as_array("X", X)
     _, acts, m = _validate(
         params, X, activations, keep_prob=keep_prob, key=key, l2=l2, precision=precision
     )
     loss_spec = check.check_loss(loss, acts[-1])
-    Y = jnp.asarray(Y)
+    Y = check.as_array("Y", Y)
     check.check_Y(params, Y, m)
     return X, Y.astype(X.dtype), acts, loss_spec
 
@@ -279,6 +276,7 @@ def cost(
 
     This is the function whose `jax.grad` the hand-written backward must equal.
     """
+    params = check.as_params(params)
     X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, keep_prob, key, precision)
     _, caches = _forward(params, X, acts, keep_prob, key, precision)
     return _cost_from_caches(params, caches, Y, loss_spec, l2)
@@ -303,6 +301,7 @@ def value_and_grad(
     `l2` is λ; `keep_prob` < 1 turns on inverted dropout on hidden layers, with masks
     from `key`; `precision` is a policy of :mod:`manualgrad.precision`.
     """
+    params = check.as_params(params)
     X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, keep_prob, key, precision)
     _, caches = _forward(params, X, acts, keep_prob, key, precision)
     C = _cost_from_caches(params, caches, Y, loss_spec, l2)
