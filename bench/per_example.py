@@ -117,10 +117,19 @@ def run_case(case, *, budget, repeat, vmap_repeat, tol, log):
 
     vkw = dict(kw, chunk=None)
     vstatic = ("activations", "loss", "chunk")
-    vmap_full = aot_compile(vmap_clipped, params, X, Y, C, static_argnames=vstatic, **vkw)
-    full_temp = temp_bytes(vmap_full)
     note = ""
-    if full_temp is None or full_temp <= budget:
+    try:
+        vmap_full = aot_compile(vmap_clipped, params, X, Y, C, static_argnames=vstatic, **vkw)
+        full_temp = temp_bytes(vmap_full)
+    except jax.errors.JaxRuntimeError as err:  # XLA cannot even plan it (e.g. GPU autotuning OOM)
+        vmap_full, full_temp = None, None
+        gib = 4 * n_params * m / 2**30
+        reason = str(err).splitlines()[0][:60]
+        note = f"not run: does not compile ({reason}…); g_i alone {gib:.0f} GiB"
+        log(f"  vmap route: {note}")
+    if vmap_full is None:
+        vmap_exe, vmap_temp = None, None
+    elif full_temp is None or full_temp <= budget:
         vmap_exe, vmap_temp = vmap_full, full_temp
     elif jax.default_backend() == "cpu":
         per_example = 4 * n_params * 3  # g_i, its square, its scaled copy
@@ -202,8 +211,11 @@ def main(argv=None) -> int:
         cases = [*cases, GPU_CASE]
     rows = []
     for case in cases:
-        rows += run_case(case, budget=budget, repeat=args.repeat, vmap_repeat=args.vmap_repeat,
-                         tol=tol, log=console.print)  # fmt: skip
+        case_rows = run_case(case, budget=budget, repeat=args.repeat,
+                             vmap_repeat=args.vmap_repeat, tol=tol, log=console.print)  # fmt: skip
+        for r in case_rows:  # each case's rows as soon as they exist, in case a later one dies
+            console.print(json.dumps(r), soft_wrap=True)
+        rows += case_rows
 
     table = Table(title=f"per-example clipping, float32, {backend} ({rows[0]['device']})")
     for col in ("case", "m", "variant", "median ms", "× step", "temp MiB", "temp × step", "note"):

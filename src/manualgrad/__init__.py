@@ -11,6 +11,7 @@ The formulas (examples are columns, m examples, per-example loss L):
 
 from manualgrad._errors import ConfigError, DTypeError, ManualgradError, ShapeError
 from manualgrad.activations import ACTIVATIONS
+from manualgrad.bridge import cost_fn  # issue 5: custom_vjp bridge
 from manualgrad.losses import LOSSES
 from manualgrad.network import (
     INIT_METHODS,
@@ -48,6 +49,10 @@ from manualgrad._errors import CheckpointError, DataError
 from manualgrad.train import Progress, TrainResult, accuracy, train
 
 # isort: split
+# Opt-in value checks (issue 7): NaN/Inf and label ranges, via jax.experimental.checkify.
+from manualgrad.value_checks import check_values, checked_value_and_grad
+
+# isort: split
 # data parallelism: sharded batches, all-reduced sums of (2), multi-host (issue 6)
 from manualgrad.parallel import (
     AllReduceStats,
@@ -82,7 +87,10 @@ __all__ = [
     "ShapeError",
     "__version__",
     "backward",
+    "check_values",
+    "checked_value_and_grad",
     "cost",
+    "cost_fn",  # issue 5
     "forward",
     "init_params",
     "predict",

@@ -7,10 +7,12 @@ and option values when they are concrete Python numbers), so it costs nothing un
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -27,23 +29,74 @@ def _shape(x: Any) -> tuple[int, ...]:
 
 
 def _dtype(x: Any) -> np.dtype:
-    return np.dtype(getattr(x, "dtype", None) or np.asarray(x).dtype)
+    """The dtype JAX will compute in (float64 numpy data is float32 unless x64 is on)."""
+    dt = getattr(x, "dtype", None)
+    dt = np.asarray(x).dtype if dt is None else dt
+    return jax.dtypes.canonicalize_dtype(dt)
+
+
+def _is_array(x: Any) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def _describe(x: Any) -> str:
+    """A short, deterministic description of a bad value (never an object's address)."""
+    if isinstance(x, str | int | float | bool | type(None)):
+        return repr(x)
+    if _is_array(x):
+        return f"an array of dtype {x.dtype} and shape {_shape(x)}"
+    return f"an object of type {type(x).__name__}"
+
+
+def as_array(name: str, x: Any) -> jax.Array:
+    """`jnp.asarray(x)`, with a clear error when `x` is not numeric data (None, strings, …)."""
+    try:
+        arr = jnp.asarray(x)
+    except (TypeError, ValueError, OverflowError):
+        arr = None
+    if arr is None or not (
+        jnp.issubdtype(arr.dtype, jnp.number) or jnp.issubdtype(arr.dtype, jnp.bool_)
+    ):
+        raise DTypeError(
+            f"expected `{name}` to be a numeric array, got {_describe(x)}: pass a jax or numpy "
+            f"array (e.g. jnp.asarray({name}, dtype=jnp.float32))"
+        )
+    return arr
+
+
+def as_params(params: Any) -> dict[str, jax.Array]:
+    """Check `params` is a mapping and convert its leaves (arrays, nested lists) to jax arrays.
+
+    Keys are checked later by :func:`check_params`; leaves that are not numeric data raise
+    :class:`DTypeError` naming the key.
+    """
+    _check_mapping(params)
+    return {k: as_array(f"params[{k!r}]", v) for k, v in params.items()}
+
+
+def _check_mapping(params: Any) -> None:
+    if not isinstance(params, Mapping):
+        raise ShapeError(
+            f"expected `params` to be a dict {{'W1': W1, 'b1': b1, …}}, got "
+            f"{type(params).__name__}: build it with manualgrad.init_params(layer_dims, key)"
+        )
 
 
 def check_params(params: Mapping[str, Any]) -> int:
     """Check that params are {"W1", "b1", …, "WL", "bL"} with chaining shapes; return L."""
-    if not isinstance(params, Mapping):
-        raise ShapeError(
-            f"expected `params` to be a dict {{'W1', 'b1', …}}, got {type(params).__name__}"
-        )
-    bad = sorted(k for k in params if not (isinstance(k, str) and _KEY.match(k)))
+    _check_mapping(params)
+    bad = sorted((k for k in params if not (isinstance(k, str) and _KEY.match(k))), key=repr)
     if bad:
         raise ShapeError(
-            f"`params` has unexpected keys {bad}: expected only 'W1', 'b1', …, 'WL', 'bL'"
+            f"`params` has unexpected keys {bad}: expected only 'W1', 'b1', …, 'WL', 'bL' "
+            "(layers numbered from 1, no leading zeros) — rename or drop them"
         )
     n_layers = max((int(_KEY.match(k).group(2)) for k in params), default=0)
     if n_layers == 0:
-        raise ShapeError("`params` is empty: expected 'W1', 'b1', …, 'WL', 'bL'")
+        raise ShapeError(
+            "`params` is empty: expected 'W1', 'b1', …, 'WL', 'bL' — build them with "
+            "manualgrad.init_params(layer_dims, key)"
+        )
     missing = [f"{p}{l}" for l in range(1, n_layers + 1) for p in "Wb" if f"{p}{l}" not in params]
     if missing:
         raise ShapeError(
@@ -53,11 +106,29 @@ def check_params(params: Mapping[str, Any]) -> int:
     dtypes = set()
     for l in range(1, n_layers + 1):
         W, b = params[f"W{l}"], params[f"b{l}"]
+        for name, arr in ((f"W{l}", W), (f"b{l}", b)):
+            if not _is_array(arr):
+                raise DTypeError(
+                    f"layer {l}: `{name}` is {_describe(arr)}, expected an array: convert the "
+                    "leaves with params = {k: jnp.asarray(v) for k, v in params.items()}"
+                )
         w_shape, b_shape = _shape(W), _shape(b)
         if len(w_shape) != 2:
-            raise ShapeError(f"layer {l}: `W{l}` must be 2-D (n_{l}, n_{l - 1}), got {w_shape}")
+            raise ShapeError(
+                f"layer {l}: `W{l}` must be 2-D (n_{l}, n_{l - 1}), got shape {w_shape}"
+                + (f" — use W{l}.reshape(1, -1) for one unit" if len(w_shape) == 1 else "")
+            )
+        if 0 in w_shape:
+            raise ShapeError(
+                f"layer {l}: `W{l}` has shape {w_shape}, expected (n_{l}, n_{l - 1}) with at "
+                "least one unit on each side: drop the empty layer"
+            )
         if b_shape != (w_shape[0], 1):
-            hint = " — use b.reshape(-1, 1)" if b_shape == (w_shape[0],) else ""
+            hint = (
+                f" — use b{l}.reshape(-1, 1)"
+                if b_shape == (w_shape[0],)
+                else f": b[l] has one row per unit of layer {l}, like the rows of `W{l}`"
+            )
             raise ShapeError(
                 f"layer {l}: `b{l}` must have shape (n_{l}, 1) = ({w_shape[0]}, 1) to match "
                 f"`W{l}` {w_shape}, got {b_shape}{hint}"
@@ -73,7 +144,8 @@ def check_params(params: Mapping[str, Any]) -> int:
             dt = _dtype(arr)
             if not jnp.issubdtype(dt, jnp.floating):
                 raise DTypeError(
-                    f"`{name}` has dtype {dt}; params must be floating point — use .astype(float)"
+                    f"layer {l}: `{name}` has dtype {dt}, expected a real floating dtype: "
+                    f"use {name}.astype(jnp.float32)"
                 )
             dtypes.add(dt)
     if len(dtypes) > 1:
@@ -89,29 +161,43 @@ def params_dtype(params: Mapping[str, Any]) -> np.dtype:
 
 
 def check_activations(activations: Sequence[str], n_layers: int) -> tuple[Activation, ...]:
-    """Check one known activation name per layer, softmax only on the output layer."""
+    """Check one known activation name per layer, softmax only on the output layer.
+
+    Any sequence of names is accepted (a list works eagerly), but under `jax.jit` the
+    static `activations` must be hashable: pass a tuple.
+    """
+    example = f"activations={('relu',) * (n_layers - 1) + ('sigmoid',)}"
     if isinstance(activations, str) or not isinstance(activations, Sequence):
         raise ConfigError(
-            f"`activations` must be a tuple of {n_layers} names, one per layer, got "
-            f"{activations!r} — e.g. activations=('relu',) * {n_layers - 1} + ('sigmoid',)"
+            f"expected `activations` to be a tuple of {n_layers} names, one per layer, got "
+            f"{_describe(activations)} — e.g. {example}"
         )
     if len(activations) != n_layers:
         raise ConfigError(
-            f"`activations` has {len(activations)} names but params have {n_layers} layers; "
-            f"give one activation per layer (valid names: {sorted(ACTIVATIONS)})"
+            f"`activations` has {len(activations)} names but params have {n_layers} layers: "
+            f"give one activation per layer, e.g. {example} (valid names: {sorted(ACTIVATIONS)})"
         )
-    acts = tuple(get_activation(a) for a in activations)
+    acts = []
+    for l, name in enumerate(activations, start=1):
+        if not isinstance(name, str) or name not in ACTIVATIONS:
+            raise ConfigError(
+                f"layer {l}: unknown activation {_describe(name)}; expected one of "
+                f"{sorted(ACTIVATIONS)}"
+            )
+        acts.append(get_activation(name))
     for l, act in enumerate(acts[:-1], start=1):
         if act.derivative is None:
             raise ConfigError(
                 f"layer {l}: `softmax` is for the output layer only; "
                 "use relu, leaky_relu, tanh, sigmoid or linear on hidden layers"
             )
-    return acts
+    return tuple(acts)
 
 
 def check_loss(loss: str, output: Activation) -> Loss:
     """Check the loss name and that it fits the output activation."""
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ConfigError(f"unknown loss {_describe(loss)}; expected one of {sorted(LOSSES)}")
     spec = get_loss(loss)
     if spec.output_activations is not None and output.name not in spec.output_activations:
         raise ConfigError(
@@ -131,18 +217,21 @@ def check_X(params: Mapping[str, Any], X: Any) -> int:
         raise ShapeError(
             f"expected `X` of shape (n_x, m) = ({n_x}, m) with examples as columns, got {shape}"
             + (f" — for one example use X.reshape({n_x}, 1)" if shape == (n_x,) else "")
+            + (" — flatten each example to a column: X.reshape(-1, m)" if len(shape) > 2 else "")
         )
     if shape[0] != n_x:
         hint = (
             " — examples must be columns: did you pass X transposed? use X.T"
             if shape[1] == n_x
-            else ""
+            else f": `W1` {_shape(params['W1'])} expects {n_x} input features"
         )
         raise ShapeError(
             f"expected `X.shape[0] == W1.shape[1]` (n_x = {n_x}), got X.shape = {shape}{hint}"
         )
     if shape[1] == 0:
-        raise ShapeError("`X` has no examples (m = 0): expected at least one column")
+        raise ShapeError(
+            f"`X` has no examples (m = 0), got X.shape = {shape}: expected at least one column"
+        )
     dt = _dtype(X)
     if not jnp.issubdtype(dt, jnp.floating):
         raise DTypeError(
@@ -158,13 +247,18 @@ def check_X(params: Mapping[str, Any], X: Any) -> int:
 
 
 def check_Y(params: Mapping[str, Any], Y: Any, m: int) -> None:
-    """Check Y is (n_L, m): one column per example, one row per output unit."""
+    """Check Y is (n_L, m): one column per example, one row per output unit; real numbers."""
     n_L = _shape(params[f"W{len(params) // 2}"])[0]
     shape = _shape(Y)
     if shape == (n_L, m):
         dt = _dtype(Y)
-        if not (jnp.issubdtype(dt, jnp.number) or dt == np.bool_):
-            raise DTypeError(f"`Y` has dtype {dt}; expected numbers")
+        if not (
+            jnp.issubdtype(dt, jnp.integer) or jnp.issubdtype(dt, jnp.floating) or dt == np.bool_
+        ):
+            raise DTypeError(
+                f"`Y` has dtype {dt}; expected real labels (bool, int or float) — "
+                "use Y.astype(X.dtype)"
+            )
         return
     if shape == (m,):
         hint = f" — use Y.reshape(1, {m})" if n_L == 1 else f" — one-hot encode it to ({n_L}, {m})"
@@ -173,8 +267,28 @@ def check_Y(params: Mapping[str, Any], Y: Any, m: int) -> None:
     elif len(shape) == 2 and shape[1] == m:
         hint = f": the output layer has {n_L} units but Y has {shape[0]} rows"
     else:
-        hint = ""
+        hint = f": Y needs one column per example of X (m = {m}) and one row per output unit"
     raise ShapeError(f"expected `Y` of shape (n_L, m) = ({n_L}, {m}), got {shape}{hint}")
+
+
+def check_caches(caches: Any, n_layers: int) -> None:
+    """Check `caches` is forward's tuple of n_layers LayerCache(A_prev, Z, A, D)."""
+    fields = ("A_prev", "Z", "A", "D")
+    if (
+        isinstance(caches, str)
+        or not isinstance(caches, Sequence)
+        or len(caches) != n_layers
+        or not all(all(hasattr(c, f) for f in fields) for c in caches)
+    ):
+        got = (
+            f"{len(caches)} items"
+            if isinstance(caches, Sequence) and not isinstance(caches, str)
+            else _describe(caches)
+        )
+        raise ShapeError(
+            f"expected `caches` to be forward's tuple of {n_layers} LayerCache(A_prev, Z, A, D), "
+            f"one per layer, got {got}: pass the second output of manualgrad.forward"
+        )
 
 
 def _concrete(x: Any) -> float | None:
@@ -182,6 +296,34 @@ def _concrete(x: Any) -> float | None:
         return float(x)
     except Exception:
         return None
+
+
+def _check_real_scalar(name: str, x: Any, example: str) -> float | None:
+    """Check `x` is a real scalar (Python number or 0-d array); return its value when concrete."""
+    if isinstance(x, bool) or not (
+        isinstance(x, int | float) or (_is_array(x) and _shape(x) == ())
+    ):
+        raise ConfigError(
+            f"expected `{name}` to be a real scalar, got {_describe(x)}: e.g. {name}={example}"
+        )
+    if _is_array(x) and not (
+        jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)
+    ):
+        raise ConfigError(f"expected `{name}` to be a real scalar, got dtype {x.dtype}")
+    return _concrete(x)
+
+
+def check_key(key: Any) -> None:
+    """Check `key` is a PRNG key: `jax.random.key(seed)` (or a legacy uint32 (2,) key)."""
+    ok = _is_array(key) and (
+        (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and _shape(key) == ())
+        or (key.dtype == np.uint32 and _shape(key) == (2,))
+    )
+    if not ok:
+        got = f"dtype {key.dtype} and shape {_shape(key)}" if _is_array(key) else _describe(key)
+        raise ConfigError(
+            f"expected `key` to be one PRNG key, got {got}: use key=jax.random.key(seed)"
+        )
 
 
 def check_options(
@@ -192,24 +334,85 @@ def check_options(
     precision: str = "default",
     dtype: Any = None,
 ) -> None:
-    """Check l2 ≥ 0, keep_prob in (0, 1], a key when dropout is on, and the precision name."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; expected one of {list(PRECISIONS)}")
+    """Check 0 ≤ l2 < ∞, keep_prob in (0, 1], a valid key when dropout is on, the precision."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ConfigError(
+            f"unknown precision {_describe(precision)}; expected one of {list(PRECISIONS)}"
+        )
     if precision == "bf16" and dtype is not None and np.dtype(dtype) != np.float32:
         raise ConfigError(
-            f"precision 'bf16' keeps params and accumulation in float32, but params are {dtype}"
+            f"precision 'bf16' keeps params and accumulation in float32, but params are {dtype}: "
+            "cast params and X to float32 or use precision='highest'"
         )
-    value = _concrete(l2)
-    if value is not None and not value >= 0:
-        raise ConfigError(f"`l2` must be ≥ 0, got {l2}")
-    if not isinstance(keep_prob, int | float):
+    value = _check_real_scalar("l2", l2, "0.01")
+    if value is not None:
+        limit = float(jnp.finfo(dtype).max) if dtype is not None else math.inf
+        if not 0 <= value < limit:
+            raise ConfigError(
+                f"`l2` (λ) must be finite and ≥ 0, got {l2}: use l2=0.0 for no regularisation"
+            )
+    if isinstance(keep_prob, bool) or not isinstance(keep_prob, int | float):
         raise ConfigError(
-            f"`keep_prob` must be a Python float in (0, 1] (static under jit), got {keep_prob!r}"
+            f"`keep_prob` must be a Python float in (0, 1] (static under jit), got "
+            f"{_describe(keep_prob)}: e.g. keep_prob=0.8, or 1.0 for no dropout"
         )
     if not 0 < keep_prob <= 1:
-        raise ConfigError(f"`keep_prob` must be in (0, 1], got {keep_prob}")
-    if keep_prob < 1 and key is None:
         raise ConfigError(
-            f"dropout is on (keep_prob = {keep_prob}) but no `key` was given: pass "
-            "key=jax.random.key(seed) to draw the masks"
+            f"`keep_prob` must be in (0, 1], got {keep_prob}: it is the probability of keeping "
+            "a unit (1.0 turns dropout off)"
         )
+    if keep_prob < 1:
+        if key is None:
+            raise ConfigError(
+                f"dropout is on (keep_prob = {keep_prob}) but no `key` was given: pass "
+                "key=jax.random.key(seed) to draw the masks"
+            )
+        if key is not True:  # backward checks only that forward had a key
+            check_key(key)
+
+
+def check_clip_norm(clip_norm: Any) -> float | None:
+    """Check the per-example clipping norm C is a finite real scalar > 0; return it if concrete."""
+    value = _check_real_scalar("clip_norm", clip_norm, "1.0")
+    if value is not None and not 0 < value < math.inf:
+        raise ConfigError(
+            f"`clip_norm` must be finite and > 0, got {clip_norm}: each example's gradient is "
+            "scaled to norm ≤ clip_norm (e.g. clip_norm=1.0)"
+        )
+    return value
+
+
+def check_noise_multiplier(noise_multiplier: Any) -> float | None:
+    """Check the DP-SGD noise multiplier σ is a finite real scalar ≥ 0; return it if concrete."""
+    value = _check_real_scalar("noise_multiplier", noise_multiplier, "1.1")
+    if value is not None and not 0 <= value < math.inf:
+        raise ConfigError(
+            f"`noise_multiplier` must be finite and ≥ 0, got {noise_multiplier}: the noise std "
+            "is noise_multiplier · clip_norm (0.0 for no noise)"
+        )
+    return value
+
+
+def check_init(layer_dims: Any, key: Any, dtype: Any) -> list[int]:
+    """Check init_params' arguments: ≥ 2 positive int sizes, a PRNG key, a float dtype."""
+    dims = list(layer_dims) if isinstance(layer_dims, Sequence) else None
+    if (
+        dims is None
+        or len(dims) < 2
+        or any(isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1 for n in dims)
+    ):
+        raise ShapeError(
+            f"`layer_dims` must be [n_x, n_1, …, n_L] with at least two positive ints, got "
+            f"{dims if dims is not None else _describe(layer_dims)}: e.g. layer_dims=[2, 4, 1]"
+        )
+    check_key(key)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or not jnp.issubdtype(dt, jnp.floating):
+        raise DTypeError(
+            f"`dtype` must be a floating dtype, got {_describe(dtype) if dt is None else dt}: "
+            "use dtype=jnp.float32 (or jnp.float64 with x64 enabled)"
+        )
+    return [int(n) for n in dims]

@@ -60,7 +60,7 @@ import numpy as np
 
 from manualgrad import _validation as check
 from manualgrad import dense
-from manualgrad._errors import ConfigError, ShapeError
+from manualgrad._errors import ConfigError, DTypeError, ShapeError
 from manualgrad.activations import ACTIVATIONS, Activation, get_activation
 from manualgrad.losses import bce_dA, cost_from_losses
 from manualgrad.network import init_params
@@ -88,21 +88,24 @@ __all__ = [
 ]
 
 
-def _float(x: Any) -> Array:
+def _float(x: Any, name: str = "array") -> Array:
     """A JAX float array from a NumPy/JAX array or list (integer labels become floats)."""
-    x = jnp.asarray(x)
+    x = check.as_array(name, x)  # a DTypeError, not a raw JAX error, for None, strings, …
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        raise DTypeError(f"`{name}` has dtype {x.dtype}; expected real numbers — use jnp.real")
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
 
 def _params(parameters: Mapping[str, Any]) -> tuple[dict[str, Array], int]:
     """Check a params dict with the core's rules, convert it to JAX arrays; return (params, L)."""
+    parameters = check.as_params(parameters)
     n_layers = check.check_params(parameters)
     return {k: _float(v) for k, v in parameters.items()}, n_layers
 
 
 def _labels(Y: Any, AL: Array) -> Array:
     """Y as AL's shape (1, m) and dtype; (m,) is accepted too, as the course's reshape does."""
-    Y = _float(Y)
+    Y = _float(Y, "Y")
     if Y.size != AL.size:
         raise ShapeError(
             f"expected `Y` with one label per column of AL {AL.shape}, got Y.shape = {Y.shape}"
@@ -199,7 +202,7 @@ def L_model_forward(X: Array, parameters: Mapping[str, Array]) -> tuple[Array, l
     ((A[l-1], W[l], b[l]), Z[l]).
     """
     params, n_layers = _params(parameters)
-    A = _float(X)
+    A = _float(X, "X")
     check.check_X(params, A)
     caches = []
     for l in range(1, n_layers + 1):

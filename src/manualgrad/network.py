@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from manualgrad import _validation as check
-from manualgrad._errors import ConfigError, ShapeError
+from manualgrad._errors import ConfigError
 from manualgrad.dense import (
     activation_backward,
     bias_grad,
@@ -85,11 +85,7 @@ def init_params(
 
     `layer_dims` is [n_x, n_1, …, n_L]; `key` a `jax.random.key`.
     """
-    dims = list(layer_dims)
-    if len(dims) < 2 or any(not isinstance(n, int) or n < 1 for n in dims):
-        raise ShapeError(
-            f"`layer_dims` must be [n_x, n_1, …, n_L] with at least two positive ints, got {dims}"
-        )
+    dims = check.check_init(layer_dims, key, dtype)
     if method not in INIT_METHODS:
         raise ConfigError(f"unknown init method {method!r}; expected one of {list(INIT_METHODS)}")
     keys = jax.random.split(key, len(dims) - 1)
@@ -151,22 +147,27 @@ def forward(
     the hidden layers' activations with masks drawn from `key`
     (:func:`manualgrad.regularization.dropout_masks`).
     """
-    X = jnp.asarray(X)
+    params = check.as_params(params)
+    X = check.as_array("X", X)
     _, acts, _ = _validate(
         params, X, activations, keep_prob=keep_prob, key=key, precision=precision
     )
     return _forward(params, X, acts, keep_prob, key, precision)
 
 
-def _backward_dZ(params, caches, Y, acts, loss_spec, keep_prob, precision):
+def _backward_dZ(params, caches, Y, acts, loss_spec, keep_prob, precision, scale=None):
     """(dZ[1], …, dZ[L]), each (n_l, m): derivatives of each example's loss L, no 1/m.
 
     The backward chain written once: dZ[L] from the output, then (4) and (5) down to
     layer 1. Column i of every dZ[l] depends on example i alone, and linearly on its
-    dZ[L](i), which is what lets :mod:`manualgrad.per_example` rescale columns.
+    dZ[L](i), which is what lets :mod:`manualgrad.per_example` rescale columns. With
+    `scale` (the network backward passes 1/m) dZ[L] is multiplied by it, and by that
+    linearity so is every dZ[l].
     """
     last = caches[-1]
     dZ = output_backward(last.Z, last.A, Y, acts[-1], loss_spec)
+    if scale is not None:
+        dZ = dZ * scale
     dZs = [dZ]
     for l in range(len(acts), 1, -1):
         prev = caches[l - 2]
@@ -178,20 +179,29 @@ def _backward_dZ(params, caches, Y, acts, loss_spec, keep_prob, precision):
     return tuple(reversed(dZs))
 
 
-def _grads_from_dZ(params, caches, dZs, l2, m, precision):
-    """Formula (2) on each layer's dZ[l] and A[l-1], plus (λ/m) W[l] when l2 > 0."""
+def _grads_from_dZ(params, caches, dZs, l2, m, precision, dZ_has_1_over_m=False):
+    """Formula (2) on each layer's dZ[l] and A[l-1], plus (λ/m) W[l] when l2 > 0.
+
+    With `dZ_has_1_over_m` the dZs came from `_backward_dZ(..., scale=1/m)` and (2)'s
+    1/m is already in them.
+    """
+    m_of_2 = 1 if dZ_has_1_over_m else None
     grads: Params = {}
     for l, (cache, dZ) in enumerate(zip(caches, dZs, strict=True), start=1):
-        dW = weight_grad(dZ, cache.A_prev, precision=precision)  # (2)
+        dW = weight_grad(dZ, cache.A_prev, precision=precision, m=m_of_2)  # (2)
         if not (isinstance(l2, int | float) and l2 == 0):
             dW = dW + l2_weight_grad(params[f"W{l}"], l2, m)
-        grads[f"W{l}"], grads[f"b{l}"] = dW, bias_grad(dZ)  # (2)
+        grads[f"W{l}"], grads[f"b{l}"] = dW, bias_grad(dZ, m=m_of_2)  # (2)
     return {k: grads[k] for k in params}
 
 
 def _backward(params, caches, Y, acts, loss_spec, l2, keep_prob, precision):
-    dZs = _backward_dZ(params, caches, Y, acts, loss_spec, keep_prob, precision)
-    return _grads_from_dZ(params, caches, dZs, l2, Y.shape[1], precision)
+    """∂C/∂params. The 1/m of (2) is applied once, to dZ[L] (fused into A[L] − Y): (4)
+    and (5) are linear, so every dZ[l] then carries it and (2) needs no pass of its own
+    over each dW[l] and db[l] — the same numbers, as fast as jax.grad's step."""
+    m = Y.shape[1]
+    dZs = _backward_dZ(params, caches, Y, acts, loss_spec, keep_prob, precision, scale=1 / m)
+    return _grads_from_dZ(params, caches, dZs, l2, m, precision, dZ_has_1_over_m=True)
 
 
 def backward(
@@ -211,10 +221,10 @@ def backward(
     `optax.apply_updates(params, updates)` takes it directly. With l2 > 0 each dW[l]
     gets (λ/m) W[l]; with dropout, dA[l] is masked by the forward's D[l] / keep_prob.
     """
+    params = check.as_params(params)
     n_layers = check.check_params(params)
     acts = check.check_activations(activations, n_layers)
-    if len(caches) != n_layers:
-        raise ShapeError(f"got {len(caches)} caches for {n_layers} layers: pass forward's caches")
+    check.check_caches(caches, n_layers)
     loss_spec = check.check_loss(loss, acts[-1])
     m = check.check_X(params, caches[0].A_prev)
     check.check_options(
@@ -224,7 +234,7 @@ def backward(
         precision=precision,
         dtype=check.params_dtype(params),
     )
-    Y = jnp.asarray(Y)
+    Y = check.as_array("Y", Y)
     check.check_Y(params, Y, m)
     Y = Y.astype(caches[-1].A.dtype)
     return _backward(params, caches, Y, acts, loss_spec, l2, keep_prob, precision)
@@ -240,12 +250,12 @@ def _cost_from_caches(params, caches, Y, loss_spec, l2):
 
 
 def _prepare(params, X, Y, activations, loss, l2, keep_prob, key, precision):
-    X = jnp.asarray(X)
+    X = check.as_array("X", X)
     _, acts, m = _validate(
         params, X, activations, keep_prob=keep_prob, key=key, l2=l2, precision=precision
     )
     loss_spec = check.check_loss(loss, acts[-1])
-    Y = jnp.asarray(Y)
+    Y = check.as_array("Y", Y)
     check.check_Y(params, Y, m)
     return X, Y.astype(X.dtype), acts, loss_spec
 
@@ -266,6 +276,7 @@ def cost(
 
     This is the function whose `jax.grad` the hand-written backward must equal.
     """
+    params = check.as_params(params)
     X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, keep_prob, key, precision)
     _, caches = _forward(params, X, acts, keep_prob, key, precision)
     return _cost_from_caches(params, caches, Y, loss_spec, l2)
@@ -290,6 +301,7 @@ def value_and_grad(
     `l2` is λ; `keep_prob` < 1 turns on inverted dropout on hidden layers, with masks
     from `key`; `precision` is a policy of :mod:`manualgrad.precision`.
     """
+    params = check.as_params(params)
     X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, keep_prob, key, precision)
     _, caches = _forward(params, X, acts, keep_prob, key, precision)
     C = _cost_from_caches(params, caches, Y, loss_spec, l2)

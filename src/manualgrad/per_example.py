@@ -55,7 +55,8 @@ from collections.abc import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from manualgrad._errors import ConfigError, ShapeError
+from manualgrad import _validation as check
+from manualgrad._errors import ShapeError
 from manualgrad.dense import (
     activation_backward,
     example_bias_grad,
@@ -123,7 +124,7 @@ def example_grads(
     with the same activation and loss derivatives as the batched backward. No dropout
     here (see :func:`per_example_grads` for dropout per example).
     """
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    x, y = check.as_array("x", x), check.as_array("y", y)
     if x.ndim != 1:
         raise ShapeError(
             f"expected one example `x` of shape (n_x,), got {x.shape} — for a batch of "
@@ -206,16 +207,6 @@ def clip_factors(squared_norms: Array, clip_norm: float | Array) -> Array:
     return jnp.where(over, C * jax.lax.rsqrt(safe), jnp.ones_like(squared_norms))
 
 
-def _check_option(value, name: str, *, allow_zero: bool) -> None:
-    """`value` > 0 (or ≥ 0) when it is a concrete number; traced values pass unchecked."""
-    try:
-        v = float(value)
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        return
-    if not (v >= 0 if allow_zero else v > 0):
-        raise ConfigError(f"`{name}` must be {'≥' if allow_zero else '>'} 0, got {value}")
-
-
 def _forward_dZ(params, X, Y, activations, loss, keep_prob, key, precision, l2=0.0):
     X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, keep_prob, key, precision)
     _, caches = _forward(params, X, acts, keep_prob, key, precision)
@@ -250,7 +241,7 @@ def per_example_norms(
 
 def _clipped_mean(params, X, Y, clip_norm, activations, loss, l2, keep_prob, key, precision):
     """(1/m) Σ_i s_i g_i (+ (λ/m) W), and m."""
-    _check_option(clip_norm, "clip_norm", allow_zero=False)
+    check.check_clip_norm(clip_norm)  # > 0 and finite when concrete; traced values pass
     caches, dZs = _forward_dZ(params, X, Y, activations, loss, keep_prob, key, precision, l2)
     s = clip_factors(_squared_norms(caches, dZs), clip_norm)  # (m,)
     scaled = tuple(dZ * s[None, :] for dZ in dZs)  # column i of every dZ[l] times s_i
@@ -332,7 +323,8 @@ def dp_grads(
     term depends on no example, so it is neither clipped nor noised.
     With σ = 0 this equals :func:`clipped_grads`.
     """
-    _check_option(noise_multiplier, "noise_multiplier", allow_zero=True)
+    check.check_noise_multiplier(noise_multiplier)  # ≥ 0 and finite when concrete
+    check.check_key(key)
     grads, m = _clipped_mean(
         params, X, Y, clip_norm, activations, loss, l2, keep_prob, dropout_key, precision
     )

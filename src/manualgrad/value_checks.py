@@ -1,0 +1,155 @@
+r"""Opt-in value checks: NaN/Inf in X, Y and params, and label ranges, usable inside `jit`.
+
+The validation layer checks static facts only (shapes, dtypes, names), so it costs
+nothing under `jax.jit`. Values — a NaN in the data, a label 2 for `bce`, a column of Y
+that is not one-hot for `ce` — can only be checked when the arrays exist, which under
+`jit` means at run time. These checks use `jax.experimental.checkify`: they are
+functionalised into the compiled program and return an error value instead of raising
+from inside XLA.
+
+| check                         | when                          | message starts with              |
+|-------------------------------|-------------------------------|----------------------------------|
+| every entry of X is finite    | always                        | `X` has … non-finite entries     |
+| every entry of W[l], b[l] too | always                        | `W2` has … non-finite entries    |
+| every entry of Y is finite    | Y given                       | `Y` has … non-finite entries     |
+| Y ∈ {0, 1}  ([0, 1] if soft)  | loss = "bce"                  | `Y` has … labels outside …       |
+| columns of Y one-hot          | loss = "ce"                   | `Y` has … columns that are not … |
+| (non-negative, sum 1 if soft) |                               |                                  |
+
+Two ways to use them. Directly, in any function you wrap with `checkify.checkify`:
+
+>>> import jax, jax.numpy as jnp, manualgrad as mg
+>>> from jax.experimental import checkify
+>>> from manualgrad.value_checks import check_values
+>>> params = mg.init_params([2, 3, 1], jax.random.key(0))
+>>> X = jnp.array([[0.5, jnp.nan], [1.0, 2.0]]); Y = jnp.array([[1.0, 0.0]])
+>>> def step(params, X, Y):
+...     check_values(params, X, Y, loss="bce")
+...     return mg.value_and_grad(params, X, Y, activations=("relu", "sigmoid"))
+>>> err, (C, grads) = jax.jit(checkify.checkify(step))(params, X, Y)
+>>> print(err.get()[:42])
+`X` has 1 non-finite entries (NaN or ±Inf)
+
+`err.throw()` raises it as a `checkify.JaxRuntimeError` (a no-op when all checks passed).
+Or call :func:`checked_value_and_grad`, which is `value_and_grad` with the checks and
+returns `(err, (C, grads))`; jit it with `static_argnames=mg.STATIC_ARGNAMES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import checkify
+
+from manualgrad import _validation as check
+from manualgrad.network import value_and_grad
+
+Array = jax.Array
+
+
+def _check_finite(name: str, x: Array) -> None:
+    bad = jnp.sum(~jnp.isfinite(x))
+    checkify.check(
+        bad == 0,
+        f"`{name}` has {{bad}} non-finite entries (NaN or ±Inf): "
+        + (
+            "clean or impute the data before training"
+            if name in ("X", "Y")
+            else "the parameters diverged — lower the learning rate or clip the gradients"
+        ),
+        bad=bad,
+    )
+
+
+def _check_labels(Y: Array, loss: str, soft_labels: bool) -> None:
+    if loss == "bce":
+        ok = (Y >= 0) & (Y <= 1) if soft_labels else (Y == 0) | (Y == 1)
+        wanted = "[0, 1]" if soft_labels else "{{0, 1}}"  # braces escaped for .format
+        bad = jnp.sum(~ok)
+        checkify.check(
+            bad == 0,
+            f"`Y` has {{bad}} labels outside {wanted}, which 'bce' needs: binary labels are "
+            "0 or 1 (for classes 0 … K-1 use softmax with 'ce' and one-hot Y)",
+            bad=bad,
+        )
+    elif loss == "ce":
+        sums = jnp.sum(Y, axis=0)
+        if soft_labels:
+            ok = jnp.all(Y >= 0, axis=0) & (jnp.abs(sums - 1) <= 1e-3)
+            wanted = "non-negative and summing to 1"
+        else:
+            ok = jnp.all((Y == 0) | (Y == 1), axis=0) & (sums == 1)
+            wanted = "one-hot"
+        bad = jnp.sum(~ok)
+        checkify.check(
+            bad == 0,
+            f"`Y` has {{bad}} columns that are not {wanted}, which 'ce' needs: encode class "
+            "indices y with jax.nn.one_hot(y, n_L, axis=0)",
+            bad=bad,
+        )
+
+
+def check_values(
+    params: Mapping[str, Array],
+    X: Array,
+    Y: Array | None = None,
+    *,
+    loss: str | None = None,
+    soft_labels: bool = False,
+) -> None:
+    """Add run-time checks of the values of X, Y and params to the enclosing checkify'd function.
+
+    X: (n_x, m), Y: (n_L, m) or None, params as for :func:`manualgrad.value_and_grad`.
+    Shapes and names are validated first, at trace time, as every entry point does.
+    `loss` selects the label check ("bce": Y ∈ {0, 1}; "ce": one-hot columns; "mse" or
+    None: none); `soft_labels=True` relaxes them to Y ∈ [0, 1] and probability columns.
+    Outside `checkify.checkify` the checks raise eagerly on concrete values and cannot
+    be used under `jit`; inside, they cost one reduction per array.
+    """
+    params = check.as_params(params)
+    check.check_params(params)
+    X = check.as_array("X", X)
+    m = check.check_X(params, X)
+    if loss is not None and (not isinstance(loss, str) or loss not in ("bce", "ce", "mse")):
+        check.check_loss(loss, None)  # raises the catalogue's unknown-loss error
+    _check_finite("X", X)
+    for name, p in params.items():
+        _check_finite(name, p)
+    if Y is not None:
+        Y = check.as_array("Y", Y)
+        check.check_Y(params, Y, m)
+        _check_finite("Y", Y)
+        if loss is not None:
+            _check_labels(Y, loss, soft_labels)
+
+
+def checked_value_and_grad(
+    params: Mapping[str, Array],
+    X: Array,
+    Y: Array,
+    *,
+    activations: Sequence[str],
+    loss: str = "bce",
+    l2: float | Array = 0.0,
+    keep_prob: float = 1.0,
+    key: Array | None = None,
+    precision: str = "default",
+    soft_labels: bool = False,
+) -> tuple[checkify.Error, tuple[Array, dict[str, Array]]]:
+    """:func:`manualgrad.value_and_grad` with :func:`check_values`: returns (err, (C, grads)).
+
+    Jit it with `static_argnames=(*mg.STATIC_ARGNAMES, "soft_labels")`; call
+    `err.throw()` (or inspect `err.get()`, None when every check passed) afterwards.
+    """
+
+    def checked(params: Any, X: Any, Y: Any, l2: Any, key: Any):
+        check_values(params, X, Y, loss=loss, soft_labels=soft_labels)
+        return value_and_grad(
+            params, X, Y, activations=activations, loss=loss, l2=l2, keep_prob=keep_prob,
+            key=key, precision=precision,
+        )  # fmt: skip
+
+    return checkify.checkify(checked)(params, X, Y, l2, key)

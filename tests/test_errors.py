@@ -1,0 +1,404 @@
+"""The error catalogue: one bad input per case, its error type and message.
+
+`CASES` is the single source of docs/errors.md. Each case drives one
+`pytest.raises(..., match=...)` test, and `test_catalogue_is_up_to_date` checks that
+the committed docs/errors.md equals the file rendered from `CASES` and the messages
+the library actually raises, so the catalogue cannot drift. Regenerate it with
+
+    PYTHONPATH=src python tests/test_errors.py
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.experimental import checkify
+
+import manualgrad as mg
+from manualgrad.value_checks import checked_value_and_grad
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+ACTS2 = ("relu", "softmax")  # the two-layer classifier used by most cases
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    section: str
+    situation: str
+    call: Callable[[], object]
+    error: type[Exception]
+    match: str
+    fix: str
+    from_jax: bool = False  # raised by JAX itself: the catalogue shows `match`, not the text
+
+
+def _params(dims=(3, 4, 2), dtype=jnp.float32):
+    return mg.init_params(list(dims), jax.random.key(0), dtype=dtype)
+
+
+def _X(n_x=3, m=5, dtype=jnp.float32):
+    return jnp.linspace(-1.0, 1.0, n_x * m, dtype=dtype).reshape(n_x, m)
+
+
+def _Y(n_L=2, m=5):
+    return jax.nn.one_hot(jnp.arange(m) % n_L, n_L, axis=0)
+
+
+def vg(**changes) -> Callable[[], object]:
+    """value_and_grad on the (3, 4, 2) relu/softmax/ce net, with some arguments replaced."""
+    kw = dict(params=_params(), X=_X(), Y=_Y(), activations=ACTS2, loss="ce")
+
+    def call():
+        args = {k: v() if callable(v) else v for k, v in {**kw, **changes}.items()}
+        return mg.value_and_grad(**args)
+
+    return call
+
+
+def bce(**changes) -> Callable[[], object]:
+    """value_and_grad on a (3, 4, 1) relu/sigmoid/bce net, with some arguments replaced."""
+    base = dict(
+        params=lambda: _params((3, 4, 1)),
+        Y=jnp.ones((1, 5)),
+        activations=("relu", "sigmoid"),
+        loss="bce",
+    )
+    return vg(**{**base, **changes})
+
+
+def with_params(**leaves) -> Callable[[], dict]:
+    """The (3, 4, 2) params with some leaves replaced (value None: key removed)."""
+
+    def build():
+        p = dict(_params())
+        for k, v in leaves.items():
+            if v is None:
+                p.pop(k, None)
+            else:
+                p[k] = v
+        return p
+
+    return build
+
+
+def _jit_with_list():
+    f = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
+    return f(_params(), _X(), _Y(), activations=list(ACTS2), loss="ce")
+
+
+def checked(**changes) -> Callable[[], object]:
+    """checked_value_and_grad on the (3, 4, 2) softmax/ce net, then `err.throw()`."""
+    kw = dict(params=_params(), X=_X(), Y=_Y(), activations=ACTS2, loss="ce")
+
+    def call():
+        err, _ = checked_value_and_grad(**{**kw, **changes})
+        err.throw()
+
+    return call
+
+
+def clip(**changes) -> Callable[[], object]:
+    """clipped_grads (or dp_grads, with `noise_multiplier`) on the (3, 4, 2) relu/softmax/ce net."""
+    kw = dict(params=_params(), X=_X(), Y=_Y(), activations=ACTS2, loss="ce", clip_norm=1.0)
+
+    def call():
+        kwargs = {**kw, **changes}
+        if "noise_multiplier" in kwargs:
+            return mg.dp_grads(key=jax.random.key(0), **kwargs)
+        return mg.clipped_grads(**kwargs)
+
+    return call
+
+
+def _backward_bad_caches():
+    return mg.backward(_params(), None, _Y(), activations=ACTS2, loss="ce")
+
+
+P, A, L, XS, YS, O, B, I, PE, J = (
+    "Parameters",
+    "Activations",
+    "Losses",
+    "Inputs X",
+    "Labels Y",
+    "Options",
+    "backward",
+    "init_params",
+    "Per-example clipping and noise",
+    "Under jax.jit",
+)
+V = "Value checks (opt-in, `manualgrad.value_checks`)"
+RUNTIME = checkify.JaxRuntimeError
+
+# fmt: off
+CASES: list[Case] = [
+    # -- params ---------------------------------------------------------------------------
+    Case("params-not-dict", P, "`params` is not a mapping (a list of arrays, None, …)",
+         vg(params=[jnp.ones((4, 3))]), mg.ShapeError, r"expected `params` to be a dict",
+         "pass the dict returned by `init_params`"),
+    Case("params-empty", P, "`params` is an empty dict", vg(params={}), mg.ShapeError,
+         r"`params` is empty", "give at least `W1` and `b1`"),
+    Case("params-extra-key", P, "`params` holds a key other than W<l>/b<l> (e.g. `gamma`)",
+         vg(params=with_params(gamma=jnp.ones((4, 1)))), mg.ShapeError,
+         r"unexpected keys \['gamma'\]", "remove the key, or keep extra state elsewhere"),
+    Case("params-leading-zero", P, "layer numbers written with a leading zero (`W01`)",
+         vg(params=with_params(W1=None, W01=jnp.ones((4, 3)))), mg.ShapeError,
+         r"unexpected keys \['W01'\]", "number layers 1 … L without padding"),
+    Case("params-missing-bias", P, "a layer has a `W` but no `b`",
+         vg(params=with_params(b2=None)), mg.ShapeError, r"missing \['b2'\]",
+         "add the bias `b<l>` of shape (n_l, 1)"),
+    Case("params-non-consecutive", P, "layers skip a number (`W1`, `W3` without `W2`)",
+         vg(params=with_params(W2=None, b2=None, W3=jnp.ones((2, 4)), b3=jnp.ones((2, 1)))),
+         mg.ShapeError, r"missing \['W2', 'b2'\]", "renumber the layers 1 … L"),
+    Case("params-leaf-not-numeric", P, "a leaf is not numeric data (None, a string, …)",
+         vg(params=with_params(W1="abc")), mg.DTypeError,
+         r"expected `params\['W1'\]` to be a numeric array", "store arrays in `params`"),
+    Case("W-not-2d", P, "a weight matrix is 1-D or 3-D", vg(params=with_params(W1=jnp.ones(3))),
+         mg.ShapeError, r"layer 1: `W1` must be 2-D", "W[l] must be (n_l, n_{l-1})"),
+    Case("W-empty-layer", P, "a layer has zero units", vg(params=with_params(
+         W1=jnp.ones((0, 3)), b1=jnp.ones((0, 1)), W2=jnp.ones((2, 0)))), mg.ShapeError,
+         r"layer 1: `W1` has shape \(0, 3\)", "drop the empty layer"),
+    Case("b-flat", P, "a bias has shape (n_l,) instead of (n_l, 1)",
+         vg(params=with_params(b1=jnp.zeros(4))), mg.ShapeError, r"b1\.reshape\(-1, 1\)",
+         "`b.reshape(-1, 1)`"),
+    Case("b-disagrees-with-W", P, "`b[l]` has a different number of rows than `W[l]`",
+         vg(params=with_params(b1=jnp.zeros((3, 1)))), mg.ShapeError,
+         r"layer 1: `b1` must have shape \(n_1, 1\) = \(4, 1\)", "give b[l] n_l rows"),
+    Case("W-chain-broken", P, "`W[l]`'s columns differ from `W[l-1]`'s rows (e.g. W transposed)",
+         vg(params=with_params(W2=jnp.ones((2, 5)))), mg.ShapeError,
+         r"layer 2: `W2` has shape \(2, 5\) but A1 has 4 rows", "W[l] must be (n_l, n_{l-1})"),
+    Case("params-integer", P, "a parameter has an integer dtype",
+         vg(params=with_params(W1=jnp.ones((4, 3), jnp.int32))), mg.DTypeError,
+         r"layer 1: `W1` has dtype int32", "`.astype(jnp.float32)`"),
+    Case("params-complex", P, "a parameter is complex",
+         vg(params=with_params(W1=jnp.ones((4, 3), jnp.complex64))), mg.DTypeError,
+         r"`W1` has dtype complex64, expected a real floating dtype", "use real floats"),
+    Case("params-mixed-dtypes", P, "parameters have different float widths",
+         vg(params=with_params(W1=jnp.ones((4, 3), jnp.float16))), mg.DTypeError,
+         r"params mix dtypes \['float16', 'float32'\]", "cast all leaves to one dtype"),
+    # -- activations ----------------------------------------------------------------------
+    Case("activations-string", A, "`activations` is one string instead of one name per layer",
+         vg(activations="relu"), mg.ConfigError, r"expected `activations` to be a tuple of 2",
+         "`activations=('relu', 'softmax')`"),
+    Case("activations-wrong-length", A, "fewer or more names than layers",
+         vg(activations=("relu", "relu", "softmax")), mg.ConfigError,
+         r"`activations` has 3 names but params have 2 layers", "one name per layer"),
+    Case("activation-unknown", A, "a name that is not an activation",
+         vg(activations=("gelu", "softmax")), mg.ConfigError,
+         r"layer 1: unknown activation 'gelu'; expected one of \['leaky_relu', 'linear'",
+         "pick one of `manualgrad.ACTIVATIONS`"),
+    Case("softmax-hidden", A, "softmax on a hidden layer", vg(activations=("softmax", "softmax")),
+         mg.ConfigError, r"layer 1: `softmax` is for the output layer only",
+         "use relu, tanh, … on hidden layers"),
+    # -- losses ---------------------------------------------------------------------------
+    Case("loss-unknown", L, "a name that is not a loss", vg(loss="cross_entropy"),
+         mg.ConfigError, r"unknown loss 'cross_entropy'; expected one of \['bce', 'ce', 'mse'\]",
+         "pick one of `manualgrad.LOSSES`"),
+    Case("softmax-with-bce", L, "`bce` after a softmax output", vg(loss="bce"), mg.ConfigError,
+         r"loss 'bce' needs a sigmoid output layer, got 'softmax'", "use `ce` with softmax"),
+    Case("sigmoid-with-ce", L, "`ce` after a sigmoid output", bce(loss="ce"), mg.ConfigError,
+         r"loss 'ce' needs a softmax output layer, got 'sigmoid'", "use `bce` with sigmoid"),
+    # -- X --------------------------------------------------------------------------------
+    Case("X-not-numeric", XS, "X is None, a string or other non-numeric object", vg(X=None),
+         mg.DTypeError, r"expected `X` to be a numeric array, got None", "pass an array"),
+    Case("X-transposed", XS, "X given as (m, n_x): examples as rows", vg(X=_X().T),
+         mg.ShapeError, r"did you pass X transposed\? use X\.T", "`X.T`"),
+    Case("X-wrong-features", XS, "X has a different number of features than W1 expects",
+         vg(X=_X(n_x=2)), mg.ShapeError, r"expected `X.shape\[0\] == W1.shape\[1\]` \(n_x = 3\)",
+         "match W1's columns to the features"),
+    Case("X-one-example-flat", XS, "one example passed as a vector (n_x,)", vg(X=jnp.ones(3)),
+         mg.ShapeError, r"X\.reshape\(3, 1\)", "`X.reshape(n_x, 1)`"),
+    Case("X-3d", XS, "images or batches passed without flattening (rank 3+)",
+         vg(X=jnp.ones((3, 5, 1))), mg.ShapeError, r"flatten each example to a column",
+         "`X.reshape(-1, m)`"),
+    Case("m-zero", XS, "X has no examples", vg(X=jnp.ones((3, 0)), Y=jnp.ones((2, 0))),
+         mg.ShapeError, r"no examples \(m = 0\)", "pass at least one column"),
+    Case("X-integer", XS, "integer X (e.g. raw pixel values)", vg(X=jnp.ones((3, 5), jnp.int32)),
+         mg.DTypeError, r"`X` has dtype int32; it must be floating point", "`X.astype(...)`"),
+    Case("X-boolean", XS, "boolean X", vg(X=jnp.ones((3, 5), bool)), mg.DTypeError,
+         r"`X` has dtype bool", "`X.astype(...)`"),
+    Case("X-complex", XS, "complex X", vg(X=jnp.ones((3, 5), jnp.complex64)), mg.DTypeError,
+         r"`X` has dtype complex64", "use real floats"),
+    Case("X-dtype-differs", XS, "X and params have different float dtypes",
+         vg(X=_X(dtype=jnp.float16)), mg.DTypeError,
+         r"`X` has dtype float16 but params have float32", "cast one to the other"),
+    # -- Y --------------------------------------------------------------------------------
+    Case("Y-flat-binary", YS, "binary labels as a vector (m,)", bce(Y=jnp.ones(5)),
+         mg.ShapeError, r"use Y\.reshape\(1, 5\)", "`Y.reshape(1, m)`"),
+    Case("Y-flat-classes", YS, "class indices as a vector (m,) for a softmax output",
+         vg(Y=jnp.arange(5) % 2), mg.ShapeError, r"one-hot encode it to \(2, 5\)",
+         "`jax.nn.one_hot(y, n_L, axis=0)`"),
+    Case("Y-column", YS, "binary labels as a column (m, 1)", bce(Y=jnp.ones((5, 1))),
+         mg.ShapeError, r"got \(5, 1\) — use Y\.T", "`Y.T`"),
+    Case("Y-transposed", YS, "one-hot labels as rows (m, n_L)", vg(Y=_Y().T), mg.ShapeError,
+         r"got \(5, 2\) — use Y\.T", "`Y.T`"),
+    Case("Y-wrong-rows", YS, "Y has a different number of rows than the output layer",
+         vg(Y=jnp.ones((3, 5))), mg.ShapeError, r"the output layer has 2 units but Y has 3 rows",
+         "one row per output unit"),
+    Case("Y-wrong-examples", YS, "Y has a different number of examples than X",
+         vg(Y=jnp.ones((2, 4))), mg.ShapeError, r"one column per example of X \(m = 5\)",
+         "one column per example"),
+    Case("Y-complex", YS, "complex labels", vg(Y=jnp.ones((2, 5), jnp.complex64)),
+         mg.DTypeError, r"`Y` has dtype complex64; expected real labels", "use real labels"),
+    Case("Y-not-numeric", YS, "labels as strings", vg(Y=np.array([["a"] * 5] * 2)),
+         mg.DTypeError, r"expected `Y` to be a numeric array", "encode labels as numbers"),
+    # -- options --------------------------------------------------------------------------
+    Case("precision-unknown", O, "an unknown precision policy", vg(precision="fp8"),
+         mg.ConfigError, r"unknown precision 'fp8'; expected one of", "see `mg.PRECISIONS`"),
+    Case("bf16-needs-float32", O, "precision 'bf16' with non-float32 params",
+         vg(params=lambda: _params(dtype=jnp.float16), X=_X(dtype=jnp.float16),
+            precision="bf16"), mg.ConfigError, r"precision 'bf16' keeps params",
+         "float32 params, or another policy"),
+    Case("l2-negative", O, "a negative L2 strength", vg(l2=-0.1), mg.ConfigError,
+         r"`l2` \(λ\) must be finite and ≥ 0, got -0.1", "`l2 >= 0`"),
+    Case("l2-nan", O, "a NaN L2 strength", vg(l2=float("nan")), mg.ConfigError,
+         r"must be finite and ≥ 0, got nan", "a finite `l2 >= 0`"),
+    Case("l2-inf", O, "an infinite L2 strength (or one that overflows the params' dtype)",
+         vg(l2=1e39), mg.ConfigError, r"must be finite and ≥ 0, got 1e\+39", "a finite `l2`"),
+    Case("l2-not-scalar", O, "`l2` given as a vector or non-number", vg(l2=jnp.ones(3)),
+         mg.ConfigError, r"expected `l2` to be a real scalar, got an array", "a scalar `l2`"),
+    Case("keep-prob-zero", O, "keep_prob = 0 (drops everything)", vg(keep_prob=0.0),
+         mg.ConfigError, r"`keep_prob` must be in \(0, 1\], got 0.0", "0 < keep_prob <= 1"),
+    Case("keep-prob-above-one", O, "keep_prob > 1", vg(keep_prob=1.5), mg.ConfigError,
+         r"`keep_prob` must be in \(0, 1\], got 1.5", "0 < keep_prob <= 1"),
+    Case("keep-prob-not-float", O, "keep_prob as an array or bool (it is static under jit)",
+         vg(keep_prob=jnp.array(0.5)), mg.ConfigError, r"`keep_prob` must be a Python float",
+         "a Python float"),
+    Case("dropout-without-key", O, "keep_prob < 1 without `key`", vg(keep_prob=0.8),
+         mg.ConfigError, r"dropout is on \(keep_prob = 0.8\) but no `key`",
+         "`key=jax.random.key(seed)`"),
+    Case("key-invalid", O, "`key` is an int or an array that is not a PRNG key",
+         vg(keep_prob=0.8, key=0), mg.ConfigError, r"expected `key` to be one PRNG key, got 0",
+         "`key=jax.random.key(seed)`"),
+    # -- backward -------------------------------------------------------------------------
+    Case("caches-invalid", B, "`backward` given something other than forward's caches",
+         _backward_bad_caches, mg.ShapeError, r"expected `caches` to be forward's tuple of 2",
+         "pass `forward(...)[1]`"),
+    # -- init -----------------------------------------------------------------------------
+    Case("init-layer-dims", I, "layer sizes that are not ≥ 2 positive ints",
+         lambda: mg.init_params([3, 0], jax.random.key(0)), mg.ShapeError,
+         r"`layer_dims` must be \[n_x, n_1, …, n_L\]", "e.g. `[2, 4, 1]`"),
+    Case("init-key", I, "an int seed instead of a PRNG key", lambda: mg.init_params([3, 1], 0),
+         mg.ConfigError, r"expected `key` to be one PRNG key", "`jax.random.key(seed)`"),
+    Case("init-dtype", I, "an integer dtype", lambda: mg.init_params(
+         [3, 1], jax.random.key(0), dtype=jnp.int32), mg.DTypeError,
+         r"`dtype` must be a floating dtype, got int32", "`dtype=jnp.float32`"),
+    Case("init-method", I, "an unknown init method", lambda: mg.init_params(
+         [3, 1], jax.random.key(0), method="glorot"), mg.ConfigError,
+         r"unknown init method 'glorot'", "see `mg.INIT_METHODS`"),
+    # -- per-example ----------------------------------------------------------------------
+    Case("clip-norm-negative", PE, "a negative clipping norm", clip(clip_norm=-1.0),
+         mg.ConfigError, r"`clip_norm` must be finite and > 0, got -1.0", "`clip_norm > 0`"),
+    Case("clip-norm-zero", PE, "clipping norm 0", clip(clip_norm=0.0),
+         mg.ConfigError, r"`clip_norm` must be finite and > 0, got 0.0", "`clip_norm > 0`"),
+    Case("clip-norm-nan", PE, "a NaN clipping norm",
+         clip(clip_norm=float("nan")), mg.ConfigError,
+         r"`clip_norm` must be finite and > 0, got nan", "a finite `clip_norm > 0`"),
+    Case("noise-multiplier-negative", PE, "a negative noise multiplier",
+         clip(noise_multiplier=-0.5), mg.ConfigError,
+         r"`noise_multiplier` must be finite and ≥ 0, got -0.5", "`noise_multiplier >= 0`"),
+    Case("course-complex", "Course-compatible API", "complex data passed to the course API",
+         lambda: mg.course.L_model_forward(jnp.ones((3, 5), jnp.complex64), _params()),
+         mg.DTypeError, r"`X` has dtype complex64; expected real numbers", "`jnp.real(X)`"),
+    # -- jit ------------------------------------------------------------------------------
+    Case("jit-list-activations", J, "`activations` as a list under `jax.jit` (statics must be "
+         "hashable); eagerly a list is accepted", _jit_with_list, ValueError,
+         r"[Nn]on-hashable static arguments", "pass a tuple", from_jax=True),
+    # -- value checks ---------------------------------------------------------------------
+    Case("values-X-not-finite", V, "X contains NaN or ±Inf", checked(X=_X().at[0, 1].set(jnp.nan)),
+         RUNTIME, r"`X` has 1 non-finite entries", "clean or impute the data"),
+    Case("values-params-not-finite", V, "a parameter contains NaN or ±Inf (training diverged)",
+         checked(params=with_params(W2=jnp.full((2, 4), jnp.inf))()), RUNTIME,
+         r"`W2` has 8 non-finite entries", "lower the learning rate, clip gradients"),
+    Case("values-Y-not-finite", V, "Y contains NaN or ±Inf",
+         checked(Y=_Y().at[0, 0].set(jnp.nan)), RUNTIME, r"`Y` has 1 non-finite entries",
+         "clean the labels"),
+    Case("values-bce-labels", V, "a `bce` label other than 0 or 1 (e.g. class index 2)",
+         checked(params=_params((3, 4, 1)), Y=jnp.array([[0.0, 1.0, 2.0, 1.0, 0.0]]),
+                 activations=("relu", "sigmoid"), loss="bce"), RUNTIME,
+         r"`Y` has 1 labels outside \{0, 1\}", "0/1 labels, or `soft_labels=True`"),
+    Case("values-ce-not-one-hot", V, "a `ce` label column that is not one-hot",
+         checked(Y=_Y().at[:, 0].set(0.5)), RUNTIME, r"`Y` has 1 columns that are not one-hot",
+         "`jax.nn.one_hot(y, n_L, axis=0)`"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_raises_documented_error(case: Case):
+    with pytest.raises(case.error, match=case.match) as info:
+        case.call()
+    assert case.from_jax or case.error is RUNTIME or isinstance(info.value, mg.ManualgradError)
+
+
+def test_case_ids_are_unique():
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids))
+
+
+def _message(case: Case) -> str:
+    if case.from_jax:
+        return f"{case.error.__name__} matching /{case.match}/ (text set by JAX)"
+    try:
+        case.call()
+    except case.error as err:
+        return str(err).split(" (`check` failed")[0]  # checkify appends where it failed
+    raise AssertionError(f"{case.id}: no error raised")
+
+
+def render_catalogue() -> str:
+    """docs/errors.md, from CASES and the messages the library raises for them."""
+    lines = [
+        "# Error catalogue",
+        "",
+        "<!-- Generated by `PYTHONPATH=src python tests/test_errors.py`; do not edit by hand."
+        " tests/test_errors.py checks this file against the library. -->",
+        "",
+        "Every public entry point checks its inputs at trace time (so it costs nothing "
+        "under `jax.jit`) and raises a subclass of `manualgrad.ManualgradError`: "
+        "`ShapeError` and `ConfigError` (also `ValueError`s) or `DTypeError` (also a "
+        "`TypeError`). Each entry below shows the situation, the error type, the exact "
+        "message for the example input of the test case with the same id in "
+        "`tests/test_errors.py` (the numbers follow your shapes), and the fix.",
+        "",
+        "Values (NaN/Inf, label ranges) are not checked by default: they are opt-in "
+        "through `manualgrad.value_checks` (last section), whose errors are "
+        "`jax.experimental.checkify.JaxRuntimeError`s raised by `err.throw()`.",
+        "",
+    ]
+    section = None
+    for case in CASES:
+        if case.section != section:
+            section = case.section
+            lines += [f"## {section}", ""]
+        lines += [
+            f"### `{case.id}`",
+            "",
+            f"- **Situation:** {case.situation}.",
+            f"- **Raises:** `{case.error.__name__}`",
+            f"- **Fix:** {case.fix}.",
+            "",
+            "```text",
+            _message(case),
+            "```",
+            "",
+        ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def test_catalogue_is_up_to_date():
+    assert DOC.read_text(encoding="utf-8") == render_catalogue(), (
+        "docs/errors.md is stale: run `PYTHONPATH=src python tests/test_errors.py`"
+    )
+
+
+if __name__ == "__main__":
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    DOC.write_text(render_catalogue(), encoding="utf-8")
+    print(f"wrote {DOC} ({len(CASES)} cases)", file=sys.stderr)

@@ -1,0 +1,221 @@
+"""Fuzzing the public entry points with malformed inputs.
+
+Hypothesis draws random architectures and then breaks them: wrong ranks and shapes,
+integer/bool/complex/half dtypes, non-arrays, missing/extra/renamed keys, unknown or
+misplaced activation and loss names, out-of-range options. Every call must either
+return finite results or raise a `manualgrad.ManualgradError` — never a raw XLA error,
+`TypeError`, `IndexError`, … from deep inside JAX, and never a NaN.
+
+The entry points: `forward`, `cost`, `value_and_grad`, `backward` and `predict`; the
+course module's `L_model_forward`, `compute_cost` and `L_model_backward`; and the
+per-example module's entry points (`per_example_grads`, `clipped_grads`, …) when it is
+importable. `TRIED` counts the cases; the test
+prints the count.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections import Counter
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import manualgrad as mg
+from manualgrad import course
+
+TRIED: Counter[str] = Counter()
+N_EXAMPLES = 100
+
+NAMES = [*mg.ACTIVATIONS, "gelu", "Relu", "", None, 3]
+LOSS_NAMES = ["bce", "ce", "mse", "xent", None, 1]
+DTYPES = [jnp.float32, jnp.float16, jnp.int32, jnp.bool_, jnp.complex64, jnp.uint8]
+BAD_OBJECTS = [None, "abc", object, 1.5]
+
+
+def _optional(module: str, names: tuple[str, ...]) -> dict:
+    """The optional modules' entry points (absent until their branches are merged)."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return {}
+    return {n: getattr(mod, n) for n in names if callable(getattr(mod, n, None))}
+
+
+OPTIONAL = _optional(
+    "manualgrad.per_example",
+    ("per_example_grads", "per_example_norms", "clipped_grads", "dp_grads", "example_grads"),
+)
+
+
+def _array(draw, shape, dtype):
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    return jnp.asarray(rng.uniform(-1, 1, shape)).astype(dtype)
+
+
+PARTS = ("params", "X", "Y", "activations", "loss", "options")
+
+
+@st.composite
+def bad_array(draw, good_shape):
+    """A non-array, a nested list, or an array with a random shape and/or a bad dtype."""
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        return draw(st.sampled_from(BAD_OBJECTS))
+    shape = good_shape if kind == 1 else tuple(draw(st.lists(st.integers(0, 4), max_size=3)))
+    dtype = draw(st.sampled_from(DTYPES))
+    arr = _array(draw, shape, dtype)
+    return np.asarray(arr).tolist() if draw(st.integers(0, 5)) == 0 else arr
+
+
+@st.composite
+def malformed(draw):
+    """A valid problem with one to two of its parts broken (sometimes none)."""
+    broken = draw(st.sets(st.sampled_from(PARTS), min_size=1, max_size=2))
+    broken = set() if draw(st.integers(0, 7)) == 0 else broken
+    dims = draw(st.lists(st.integers(1, 3), min_size=2, max_size=3))  # small: few compiles
+    L, m = len(dims) - 1, draw(st.integers(1, 3))
+    output, loss = draw(st.sampled_from([("sigmoid", "bce"), ("softmax", "ce"),
+                                         ("linear", "mse"), ("tanh", "mse")]))  # fmt: skip
+    params = {}
+    for l in range(1, L + 1):
+        params[f"W{l}"] = _array(draw, (dims[l], dims[l - 1]), jnp.float32)
+        params[f"b{l}"] = _array(draw, (dims[l], 1), jnp.float32)
+    X = _array(draw, (dims[0], m), jnp.float32)
+    classes = jnp.asarray(draw(st.lists(st.integers(0, dims[-1] - 1), min_size=m, max_size=m)))
+    Y = jax.nn.one_hot(classes, dims[-1], axis=0) if loss == "ce" else (X[:1] > 0) * 1.0
+    Y = Y if loss == "ce" else jnp.broadcast_to(Y, (dims[-1], m)).astype(jnp.float32)
+    acts = (*[draw(st.sampled_from(NAMES[:5])) for _ in dims[2:]], output)
+    kwargs = {
+        "l2": draw(st.sampled_from([0.0, 0.1, jnp.array(0.01)])),
+        "keep_prob": draw(st.sampled_from([1.0, 0.5])),
+        "key": jax.random.key(draw(st.integers(0, 9))),
+        "precision": draw(st.sampled_from(["default", "highest", "bf16"])),
+    }
+    dp = {"clip_norm": draw(st.sampled_from([1.0, 0.1])), "noise_multiplier": 1.1}
+
+    if "params" in broken:
+        for _ in range(draw(st.integers(1, 2))):
+            op = draw(st.integers(0, 4))
+            name = draw(st.sampled_from(sorted(params, key=str))) if params else "W1"
+            if op == 0:
+                params.pop(name, None)
+            elif op == 1:
+                new = draw(st.sampled_from(["W0", "W01", "gamma", f"W{L + 2}", 1]))
+                params[new] = jnp.ones((1, 1))
+            elif op == 2 and hasattr(params.get(name), "T"):
+                params[name] = params[name].T
+            else:
+                params[name] = draw(bad_array(np.shape(params.get(name, 0))))
+        if draw(st.integers(0, 5)) == 0:
+            params = draw(st.sampled_from([list(params.values()), None, (1, 2)]))
+    if "X" in broken:
+        X = draw(st.sampled_from([X.T, X[:, :0], X[..., None], X[0]]) | bad_array(X.shape))
+    if "Y" in broken:
+        Y = draw(st.sampled_from([Y.T, Y[0], Y[:, :-1], Y[..., None]]) | bad_array(Y.shape))
+    if "activations" in broken:
+        acts = draw(st.sampled_from([
+            list(acts), acts[:-1], (*acts, "relu"), "relu", None,
+            (*acts[:-1], draw(st.sampled_from(NAMES))),
+            (draw(st.sampled_from(NAMES)), *acts[1:]),
+        ]))  # fmt: skip
+    if "loss" in broken:
+        loss = draw(st.sampled_from(LOSS_NAMES))
+    if "options" in broken:
+        option = draw(st.sampled_from([*sorted(kwargs), *dp]))
+        (dp if option in dp else kwargs)[option] = draw(st.sampled_from({
+            "l2": [-1.0, float("nan"), float("inf"), None, "a", jnp.ones(2), 1e39, 1j],
+            "keep_prob": [0.0, 1.5, float("nan"), True, None, jnp.array(0.5), -0.5],
+            "key": [None, 0, jnp.ones(3), "key"],
+            "precision": ["fp8", None, 3, "HIGHEST"],
+            "clip_norm": [-1.0, 0.0, float("nan"), float("inf"), None, "a", jnp.ones(2)],
+            "noise_multiplier": [-0.5, float("nan"), None, jnp.ones(2)],
+        }[option]))  # fmt: skip
+        if option == "key":
+            kwargs["keep_prob"] = 0.5
+    TRIED["broken parts: " + (", ".join(sorted(broken)) or "none")] += 1
+    return params, X, Y, acts, loss, kwargs, dp
+
+
+def _finite(out) -> bool:
+    leaves = [x for x in jax.tree.leaves(out) if x is not None]
+    return all(
+        np.all(np.isfinite(np.asarray(x, np.float64)))
+        for x in leaves
+        if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
+    )
+
+
+def _call(name, fn, **kwargs):
+    """Run one entry point: ManualgradError is fine, a result must be finite."""
+    TRIED["calls"] += 1
+    try:
+        out = fn(**kwargs)
+    except mg.ManualgradError:
+        TRIED["raised"] += 1
+        return None
+    assert _finite(out), f"{name} returned non-finite values: {out}"
+    TRIED["returned"] += 1
+    return out
+
+
+def _accepted(fn, kwargs):
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+@settings(max_examples=N_EXAMPLES, suppress_health_check=list(HealthCheck), deadline=None)
+@given(malformed())
+def _fuzz_entry_points(case):
+    params, X, Y, acts, loss, kw, dp = case
+    TRIED["cases"] += 1
+    common = dict(params=params, X=X, activations=acts)
+    fwd_kw = {k: kw[k] for k in ("keep_prob", "key", "precision")}
+    out = _call("forward", mg.forward, **common, **fwd_kw)
+    _call("value_and_grad", mg.value_and_grad, **common, Y=Y, loss=loss, **kw)
+    _call("cost", mg.cost, **common, Y=Y, loss=loss, **kw)
+    _call("predict", mg.predict, **common, precision=kw["precision"])
+    if out is not None:
+        _call(
+            "backward",
+            mg.backward,
+            params=params,
+            caches=out[1],
+            Y=Y,
+            activations=acts,
+            loss=loss,
+            l2=kw["l2"],
+            keep_prob=kw["keep_prob"],
+            precision=kw["precision"],
+        )
+    extra = dict(common, Y=Y, loss=loss, **dp, **kw)
+    one = lambda A: A[:, 0] if getattr(A, "ndim", 0) == 2 and A.shape[1] > 0 else A  # noqa: E731
+    extra.update(x=one(X), y=one(Y))  # example_grads takes one example
+    for name, fn in OPTIONAL.items():
+        _call(name, fn, **_accepted(fn, extra))
+    fwd = _call("course.L_model_forward", course.L_model_forward, X=X, parameters=params)
+    if fwd is not None:
+        AL, caches = fwd
+        _call("course.compute_cost", course.compute_cost, AL=AL, Y=Y)
+        _call("course.L_model_backward", course.L_model_backward, AL=AL, Y=Y, caches=caches)
+
+
+@pytest.mark.filterwarnings("error:Casting from complex")  # will become a raw ValueError in JAX
+def test_malformed_inputs_raise_manualgrad_errors_or_give_finite_results(capsys):
+    _fuzz_entry_points()
+    with capsys.disabled():
+        print(
+            f"\nfuzz: {TRIED['cases']} malformed cases, {TRIED['calls']} calls "
+            f"({TRIED['raised']} ManualgradError, {TRIED['returned']} finite results); "
+            f"optional entry points: {sorted(OPTIONAL) or 'none importable'}"
+        )
+        for what, n in sorted(TRIED.items()):
+            if what.startswith("broken"):
+                print(f"  {what}: {n}")
+    assert TRIED["cases"] >= N_EXAMPLES // 2
+    assert TRIED["raised"] > 0 and TRIED["returned"] > 0  # both outcomes were exercised
