@@ -113,14 +113,21 @@ def _validate(params, X, activations, *, keep_prob=1.0, key=None, l2=0.0, precis
     return n_layers, acts, m
 
 
+def _hidden_dropout_masks(params, m, n_layers, keep_prob, key):
+    """The masks of a batch of m examples: one (n_l, m) per hidden layer, or all None.
+
+    The one rule for which masks a batch gets, shared by `_forward` and the per-example
+    functions so that both see the same dropout.
+    """
+    if keep_prob == 1 or n_layers == 1:
+        return [None] * (n_layers - 1)
+    shapes = [(params[f"W{l}"].shape[0], m) for l in range(1, n_layers)]
+    return dropout_masks(key, shapes, keep_prob)
+
+
 def _forward(params, X, acts, keep_prob, key, precision):
     n_layers = len(acts)
-    hidden_shapes = [(params[f"W{l}"].shape[0], X.shape[1]) for l in range(1, n_layers)]
-    masks = (
-        dropout_masks(key, hidden_shapes, keep_prob)
-        if keep_prob < 1 and hidden_shapes
-        else [None] * (n_layers - 1)
-    )
+    masks = _hidden_dropout_masks(params, X.shape[1], n_layers, keep_prob, key)
     caches = []
     A = X
     for l, act in enumerate(acts, start=1):

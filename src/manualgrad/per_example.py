@@ -65,8 +65,14 @@ from manualgrad.dense import (
     output_backward,
     prev_activation_grad,
 )
-from manualgrad.network import _backward_dZ, _forward, _grads_from_dZ, _prepare
-from manualgrad.regularization import apply_dropout, dropout_masks
+from manualgrad.network import (
+    _backward_dZ,
+    _forward,
+    _grads_from_dZ,
+    _hidden_dropout_masks,
+    _prepare,
+)
+from manualgrad.regularization import apply_dropout
 
 Array = jax.Array
 Params = dict[str, Array]
@@ -141,14 +147,6 @@ def example_grads(
     return _example_grads(params, X[:, 0], Y[:, 0], acts, loss_spec, masks, 1.0, precision)
 
 
-def _dropout_masks(params, X, n_layers, keep_prob, key):
-    """The masks `value_and_grad` draws for this batch: one (n_l, m) per hidden layer, or Nones."""
-    if keep_prob == 1 or n_layers == 1:
-        return [None] * (n_layers - 1)
-    shapes = [(params[f"W{l}"].shape[0], X.shape[1]) for l in range(1, n_layers)]
-    return dropout_masks(key, shapes, keep_prob)
-
-
 def per_example_grads(
     params: Mapping[str, Array],
     X: Array,
@@ -172,7 +170,7 @@ def per_example_grads(
     X, Y, acts, loss_spec = _prepare(
         params, X, Y, activations, loss, 0.0, keep_prob, key, precision
     )
-    masks = _dropout_masks(params, X, len(acts), keep_prob, key)
+    masks = _hidden_dropout_masks(params, X.shape[1], len(acts), keep_prob, key)
 
     def one(x, y, cols):
         return _example_grads(params, x, y, acts, loss_spec, cols, keep_prob, precision)
