@@ -44,20 +44,20 @@ def rel_err(got, want) -> float:
 
 
 def main() -> dict:
-    mesh = mg.data_mesh()
+    mesh = mg.parallel.data_mesh()
     params = mg.init_params([3, 5, 4, 1], jax.random.key(0), dtype=jnp.float64)
     rng = np.random.default_rng(0)  # every process draws the same 8 examples…
     X_all = rng.normal(size=(3, 8))
     Y_all = (rng.uniform(size=(1, 8)) > 0.5).astype(np.float64)
     cols = slice(4 * process_id, 4 * process_id + 4)  # …and loads only its 4
-    X, Y = mg.shard_batch_from_local(X_all[:, cols], Y_all[:, cols], mesh)
+    X, Y = mg.parallel.shard_batch_from_local(X_all[:, cols], Y_all[:, cols], mesh)
 
     ref = local(mg.value_and_grad(params, X_all, Y_all, activations=ACTS, l2=0.1))
-    auto = mg.data_parallel_value_and_grad(params, X, Y, mesh, activations=ACTS, l2=0.1)
-    smap = mg.shard_map_value_and_grad(params, X, Y, mesh, activations=ACTS, l2=0.1)
+    auto = mg.parallel.data_parallel_value_and_grad(params, X, Y, mesh, activations=ACTS, l2=0.1)
+    smap = mg.parallel.shard_map_value_and_grad(params, X, Y, mesh, activations=ACTS, l2=0.1)
 
     opt = optax.sgd(0.5)
-    step = mg.data_parallel_step(opt, mesh, activations=ACTS)
+    step = mg.parallel.data_parallel_step(opt, mesh, activations=ACTS)
     p, s = params, step.init_state(params)
     p1, s1 = params, opt.init(params)
     for _ in range(2):

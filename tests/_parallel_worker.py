@@ -59,7 +59,7 @@ def rel_err(got, want) -> float:
     return max(jax.tree.leaves(errs))
 
 
-_single = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
+_single = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)
 
 
 def vs_single(fn, loss, m, **kw):
@@ -80,26 +80,26 @@ _single_clipped = jax.jit(
 
 def per_example_vs_single(kind, m, **kw):
     """Data-parallel norms / clipped grads against the single-device per_example ones."""
-    mesh = mg.data_mesh()
+    mesh = mg.parallel.data_mesh()
     params, X, Y = problem("bce", m)
     opts = dict(activations=ACTS["bce"], **kw)
     if kind == "norms":
-        got = mg.data_parallel_per_example_norms(params, X, Y, mesh, **opts)
+        got = mg.parallel.data_parallel_per_example_norms(params, X, Y, mesh, **opts)
         return rel_err(got, _single_norms(params, X, Y, **opts))
     if kind == "clipped":
-        got = mg.data_parallel_clipped_grads(params, X, Y, mesh, **opts)
+        got = mg.parallel.data_parallel_clipped_grads(params, X, Y, mesh, **opts)
     else:
-        got = mg.shard_map_clipped_grads(params, X, Y, mesh, **opts)
+        got = mg.parallel.shard_map_clipped_grads(params, X, Y, mesh, **opts)
     return rel_err(got, _single_clipped(params, X, Y, **opts))
 
 
 def main() -> dict:
     assert len(jax.devices()) == N_DEVICES, jax.devices()
-    mesh = mg.data_mesh()
+    mesh = mg.parallel.data_mesh()
     out: dict = {"n_devices": len(jax.devices())}
 
-    auto = lambda p, X, Y, **kw: mg.data_parallel_value_and_grad(p, X, Y, mesh, **kw)  # noqa: E731
-    smap = lambda p, X, Y, **kw: mg.shard_map_value_and_grad(p, X, Y, mesh, **kw)  # noqa: E731
+    auto = lambda p, X, Y, **kw: mg.parallel.data_parallel_value_and_grad(p, X, Y, mesh, **kw)  # noqa: E731
+    smap = lambda p, X, Y, **kw: mg.parallel.shard_map_value_and_grad(p, X, Y, mesh, **kw)  # noqa: E731
     key = jax.random.key(7)
     out["agreement"] = {
         "auto_bce_m12": vs_single(auto, "bce", 12),
@@ -122,10 +122,10 @@ def main() -> dict:
         "smap", 10, **clip
     )
     params, X, Y = problem("bce", 12)
-    Xs, Ys = mg.shard_batch(X, Y, mesh)
-    rep = mg.replicate(params, mesh)
+    Xs, Ys = mg.parallel.shard_batch(X, Y, mesh)
+    rep = mg.parallel.replicate(params, mesh)
     norms_fn, clipped_fn = parallel._jit_per_example(mesh)
-    norms = mg.data_parallel_per_example_norms(params, X, Y, mesh, activations=ACTS["bce"])
+    norms = mg.parallel.data_parallel_per_example_norms(params, X, Y, mesh, activations=ACTS["bce"])
     out["norms_spec"] = str(norms.sharding.spec)
     out["per_example_all_reduce"] = {
         "norms": parallel.all_reduce_stats(
@@ -142,7 +142,7 @@ def main() -> dict:
     }
 
     # --- data_parallel_fn inside a jitted scan of 2 steps (as manualgrad.train uses it)
-    dp_vag = mg.data_parallel_fn(mesh)
+    dp_vag = mg.parallel.data_parallel_fn(mesh)
 
     def sgd_scan(vag, params, X, Y):
         def body(p, _):
@@ -155,7 +155,7 @@ def main() -> dict:
     got = jax.jit(functools.partial(sgd_scan, dp_vag))(params, X, Y)
     ref = jax.jit(functools.partial(sgd_scan, mg.value_and_grad))(params, X, Y)
     out["agreement"]["data_parallel_fn_scan_m12"] = rel_err(got, ref)
-    out["data_parallel_fn_cached"] = mg.data_parallel_fn(mesh) is dp_vag
+    out["data_parallel_fn_cached"] = mg.parallel.data_parallel_fn(mesh) is dp_vag
     params, X, Y = problem("bce", 12)
     out["data_parallel_fn_all_reduce"] = parallel.all_reduce_stats(
         jax.jit(functools.partial(sgd_scan, dp_vag)).lower(params, X, Y).compile()
@@ -181,7 +181,7 @@ def main() -> dict:
     # --- a training step: 3 Adam steps, data-parallel vs single device
     params, X, Y = problem("bce", 12)
     opt = optax.adam(0.05)
-    step = mg.data_parallel_step(opt, mesh, activations=ACTS["bce"], l2=0.1)
+    step = mg.parallel.data_parallel_step(opt, mesh, activations=ACTS["bce"], l2=0.1)
     p_dp, s_dp = params, step.init_state(params)
     p_1, s_1 = params, opt.init(params)
     costs_dp, costs_1 = [], []
@@ -199,26 +199,26 @@ def main() -> dict:
 
     # --- placement
     params, X, Y = problem("bce", 12)
-    Xs, Ys = mg.shard_batch(X, Y, mesh)
+    Xs, Ys = mg.parallel.shard_batch(X, Y, mesh)
     out["x_shard_shapes"] = sorted({tuple(s.data.shape) for s in Xs.addressable_shards})
     out["x_spec"] = str(Xs.sharding.spec)
-    Xl, Yl = mg.shard_batch_from_local(X, Y, mesh)  # one process: local = global
+    Xl, Yl = mg.parallel.shard_batch_from_local(X, Y, mesh)  # one process: local = global
     out["from_local_equal"] = bool(
         Xl.shape == X.shape and jnp.array_equal(Xl, X) and jnp.array_equal(Yl, Y)
     )
     out["from_local_spec"] = str(Xl.sharding.spec)
-    _, grads = mg.data_parallel_value_and_grad(params, X, Y, mesh, activations=ACTS["bce"])
+    _, grads = mg.parallel.data_parallel_value_and_grad(params, X, Y, mesh, activations=ACTS["bce"])
     out["grads_spec"] = str(grads["W1"].sharding.spec)
     out["grads_on_every_device"] = len(grads["W1"].sharding.device_set) == N_DEVICES
 
     # --- clear errors when m does not divide
     errors = {}
     for name, call in {
-        "auto_m10": lambda: mg.data_parallel_value_and_grad(
+        "auto_m10": lambda: mg.parallel.data_parallel_value_and_grad(
             params, X[:, :10], Y[:, :10], mesh, activations=ACTS["bce"]
         ),
         "step_m10": lambda: step(params, step.init_state(params), X[:, :10], Y[:, :10]),
-        "shard_batch_m10": lambda: mg.shard_batch(X[:, :10], Y[:, :10], mesh),
+        "shard_batch_m10": lambda: mg.parallel.shard_batch(X[:, :10], Y[:, :10], mesh),
         "data_parallel_fn_m10": lambda: jax.jit(functools.partial(sgd_scan, dp_vag))(
             params, X[:, :10], Y[:, :10]
         ),
@@ -234,7 +234,7 @@ def main() -> dict:
     n_params = sum(v.size for v in params.values())
     out["param_bytes"] = int(n_params * 8)
     out["n_param_arrays"] = len(params)
-    rep = mg.replicate(params, mesh)
+    rep = mg.parallel.replicate(params, mesh)
     stats = {
         "single_device": parallel.all_reduce_stats(
             _single.lower(params, X, Y, activations=ACTS["bce"]).compile()

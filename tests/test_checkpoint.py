@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import manualgrad as mg
-from manualgrad import CheckpointError
+from manualgrad.errors import CheckpointError
 from manualgrad.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 
 FINGERPRINT = {"layers": [3, 4, 1], "optimizer": "adam", "lr": 0.01}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from manualgrad import DataError
+from manualgrad.errors import DataError
 from manualgrad.data import as_targets, load_csv, load_data, load_npz, one_hot, train_test_split
 from manualgrad.datasets import DATASETS, circles, flower, moons, spiral
 

@@ -38,7 +38,7 @@ REF_ACTIVATIONS = {
     "softmax": lambda z: jax.nn.softmax(z, axis=0),
 }
 BOUNDED = ("sigmoid", "tanh", "softmax")
-PAIRS = [("sigmoid", "bce"), ("softmax", "ce")] + [(a, "mse") for a in mg.ACTIVATIONS]
+PAIRS = [("sigmoid", "bce"), ("softmax", "ce")] + [(a, "mse") for a in mg.activations.ACTIVATIONS]
 TOL = {jnp.float32: 1e-5, jnp.float64: 1e-12}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from manualgrad import flower
+from manualgrad.datasets import flower
 from manualgrad._errors import ConfigError
 
 

@@ -32,7 +32,7 @@ from manualgrad import course
 TRIED: Counter[str] = Counter()
 N_EXAMPLES = 100
 
-NAMES = [*mg.ACTIVATIONS, "gelu", "Relu", "", None, 3]
+NAMES = [*mg.activations.ACTIVATIONS, "gelu", "Relu", "", None, 3]
 LOSS_NAMES = ["bce", "ce", "mse", "xent", None, 1]
 DTYPES = [jnp.float32, jnp.float16, jnp.int32, jnp.bool_, jnp.complex64, jnp.uint8]
 BAD_OBJECTS = [None, "abc", object, 1.5]

@@ -79,11 +79,11 @@ def test_finite_difference_grads_refuse_float32():
 # -------------------------------------------------------------------- compare_with_autodiff
 
 ACTS = ("tanh", "relu", "sigmoid")
-_value_and_grad = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
+_value_and_grad = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)
 
 
 def _problem(dims=(2, 3, 3, 1), m=9, l2=0.0):
-    X, Y = mg.flower(m, seed=0)
+    X, Y = mg.datasets.flower(m, seed=0)
     X, Y = jnp.asarray(X), jnp.asarray(Y)
     params = mg.init_params(list(dims), jax.random.key(0), dtype=X.dtype)
 
@@ -150,7 +150,7 @@ def test_a_forgotten_l2_term_is_caught_by_finite_differences_alone(x64):
 
 
 def test_course_style_grads_are_accepted_and_pass(x64):
-    X, Y = mg.flower(8, seed=2)
+    X, Y = mg.datasets.flower(8, seed=2)
     params = course.initialize_parameters_deep([2, 4, 3, 1], key=jax.random.key(1))
     params = {k: v * 50 for k, v in params.items()}  # randn · 0.5: not vanishingly small
 

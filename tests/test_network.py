@@ -36,7 +36,7 @@ def _problem(dims, acts, loss, m, seed=0, dtype=jnp.float64):
 
 
 # Both sides are jitted: one compilation per shape instead of one per primitive.
-value_and_grad = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
+value_and_grad = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)
 
 
 @functools.partial(jax.jit, static_argnames=("acts", "loss", "keep_prob"))
@@ -189,7 +189,7 @@ def test_jitted_value_and_grad_does_not_retrace_for_same_shapes():
         traces.append(1)
         return mg.value_and_grad(params, X, Y, **kw)
 
-    step = jax.jit(counted, static_argnames=mg.STATIC_ARGNAMES)
+    step = jax.jit(counted, static_argnames=mg.functional.STATIC_ARGNAMES)
     acts = ("relu", "sigmoid")
     for seed in range(3):
         params, X, Y = _problem([4, 5, 1], acts, "bce", m=8, seed=seed, dtype=jnp.float32)
@@ -213,7 +213,7 @@ def test_gradient_descent_on_hand_written_grads_lowers_the_cost():
     acts = ("tanh", "sigmoid")
     params, X, _ = _problem([2, 8, 1], acts, "bce", m=64, dtype=jnp.float32)
     Y = (X[:1] * X[1:] > 0).astype(jnp.float32)
-    step = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
+    step = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)
     first = None
     for _ in range(200):
         cost, grads = step(params, X, Y, activations=acts, loss="bce")
@@ -222,7 +222,7 @@ def test_gradient_descent_on_hand_written_grads_lowers_the_cost():
     assert float(cost) < 0.5 * float(first)
 
 
-@pytest.mark.parametrize("method", mg.INIT_METHODS)
+@pytest.mark.parametrize("method", mg.functional.INIT_METHODS)
 def test_init_params_shapes_and_scale(method):
     params = mg.init_params([300, 200, 1], jax.random.key(0), method=method)
     assert params["W1"].shape == (200, 300) and params["b1"].shape == (200, 1)

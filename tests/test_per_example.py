@@ -215,8 +215,8 @@ def evaluate(params, X, Y, *, acts, loss):
         "grads": mg.value_and_grad(params, X, Y, **kw)[1],
         "norms": mg.per_example_norms(params, X, Y, **kw),
         "clipped": unstack(jax.vmap(clipped)(Cs)),
-        "dp0": mg.dp_grads(params, X, Y, key, clip_norm=Cs[1], noise_multiplier=0.0, **kw),
-        "factors": mg.clip_factors(flat_norms(oracle) ** 2, Cs[1]),
+        "dp0": mg.dp_grads(params, X, Y, noise_key=key, clip_norm=Cs[1], noise_multiplier=0.0, **kw),
+        "factors": mg.per_example.clip_factors(flat_norms(oracle) ** 2, Cs[1]),
         "Cs": dict(zip(REGIMES, Cs, strict=True)),
     }
 
@@ -231,7 +231,7 @@ def oracle_kw(problem):
 
 
 def jitted(fn):
-    return jax.jit(fn, static_argnames=mg.STATIC_ARGNAMES)
+    return jax.jit(fn, static_argnames=mg.functional.STATIC_ARGNAMES)
 
 
 # ---------------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ def test_formula_1_elementwise_dW_ij_is_dz_i_times_a_prev_j(x64, name):
     problem = POOL[name]
     params, X, Y = problem.data()
     x, y = X[:, -1], Y[:, -1]
-    example_grads = jax.jit(mg.example_grads, static_argnames=("activations", "loss"))
+    example_grads = jax.jit(mg.per_example.one_example_grads, static_argnames=("activations", "loss"))
     g = example_grads(params, x, y, **problem.kw)
     fwd = oracle_forward(params, x, problem.acts)  # a0, z1, a1, z2, …, zL
     n_layers = len(problem.acts)
@@ -420,10 +420,10 @@ def test_zero_gradient_example_has_norm_zero_and_finite_dp_grads(x64):
 
 def test_clip_factors_are_one_with_zero_derivative_at_zero_norm(x64):
     sq = jnp.array([0.0, 0.25, 4.0, 16.0])
-    s, ds = jax.jvp(lambda q: mg.clip_factors(q, 1.0), (sq,), (jnp.ones(4),))
+    s, ds = jax.jvp(lambda q: mg.per_example.clip_factors(q, 1.0), (sq,), (jnp.ones(4),))
     np.testing.assert_allclose(s, [1.0, 1.0, 0.5, 0.25], rtol=TOL64)
     np.testing.assert_allclose(ds, [0.0, 0.0, -0.5 * 4.0**-1.5, -0.5 * 16.0**-1.5], rtol=TOL64)
-    vjp = jax.grad(lambda q: jnp.sum(mg.clip_factors(q, 1.0)))(sq)
+    vjp = jax.grad(lambda q: jnp.sum(mg.per_example.clip_factors(q, 1.0)))(sq)
     assert bool(jnp.all(jnp.isfinite(vjp)))
 
 
@@ -446,7 +446,7 @@ def test_dp_noise_has_std_sigma_C_over_m_on_the_mean(x64):
     clipped = jitted(mg.clipped_grads)(params, X, Y, clip_norm=C, **problem.kw)
 
     def dp(k):
-        return mg.dp_grads(params, X, Y, k, clip_norm=C, noise_multiplier=sigma, **problem.kw)
+        return mg.dp_grads(params, X, Y, noise_key=k, clip_norm=C, noise_multiplier=sigma, **problem.kw)
 
     noisy = jax.jit(jax.vmap(dp))(jax.random.split(jax.random.key(7), n_keys))
     scale = sigma * C / problem.m
@@ -487,14 +487,14 @@ def test_clipped_grads_float32_match_float64_oracle_within_1e_5():
 
 def test_example_grads_reject_a_batch_with_a_hint():
     params = mg.init_params([3, 2, 1], jax.random.key(0))
-    with pytest.raises(mg.ShapeError, match="per_example_grads"):
-        mg.example_grads(params, jnp.ones((3, 4)), jnp.ones(1), activations=("relu", "sigmoid"))
+    with pytest.raises(mg.errors.ShapeError, match="per_example_grads"):
+        mg.per_example.one_example_grads(params, jnp.ones((3, 4)), jnp.ones(1), activations=("relu", "sigmoid"))
 
 
 @pytest.mark.parametrize("C", [0.0, -1.0])
 def test_clipped_grads_reject_nonpositive_clip_norm(C):
     params = mg.init_params([3, 2, 1], jax.random.key(0))
-    with pytest.raises(mg.ConfigError, match="clip_norm"):
+    with pytest.raises(mg.errors.ConfigError, match="clip_norm"):
         mg.clipped_grads(
             params, jnp.ones((3, 4)), jnp.ones((1, 4)), clip_norm=C, activations=("relu", "sigmoid")
         )
@@ -502,12 +502,12 @@ def test_clipped_grads_reject_nonpositive_clip_norm(C):
 
 def test_dp_grads_reject_negative_noise_multiplier():
     params = mg.init_params([3, 2, 1], jax.random.key(0))
-    with pytest.raises(mg.ConfigError, match="noise_multiplier"):
+    with pytest.raises(mg.errors.ConfigError, match="noise_multiplier"):
         mg.dp_grads(
             params,
             jnp.ones((3, 4)),
             jnp.ones((1, 4)),
-            jax.random.key(0),
+            noise_key=jax.random.key(0),
             clip_norm=1.0,
             noise_multiplier=-0.5,
             activations=("relu", "sigmoid"),
@@ -526,7 +526,7 @@ def test_dp_sgd_with_optax_lowers_the_cost():
 
     @jax.jit
     def step(params, state, key):
-        g = mg.dp_grads(params, X, Y, key, clip_norm=1.0, noise_multiplier=1.0, activations=acts)
+        g = mg.dp_grads(params, X, Y, noise_key=key, clip_norm=1.0, noise_multiplier=1.0, activations=acts)
         updates, state = opt.update(g, state, params)
         return optax.apply_updates(params, updates), state
 

@@ -40,7 +40,7 @@ def _max_rel(a, b):
 
 def _oracle_full_batch(params, X, Y, optimizer, steps, **kw):
     """A plain Python loop with jax.grad of manualgrad.cost: the independent reference."""
-    grad = jax.jit(jax.grad(mg.cost), static_argnames=mg.STATIC_ARGNAMES)
+    grad = jax.jit(jax.grad(mg.cost), static_argnames=mg.functional.STATIC_ARGNAMES)
     state = optimizer.init(params)
     for _ in range(steps):
         g = grad(params, X, Y, activations=ACTS, **kw)
@@ -81,7 +81,7 @@ def test_minibatches_with_remainder_dropout_and_l2_match_the_documented_key_cont
         params0, X, Y, optimizer, activations=ACTS, epochs=epochs, batch_size=B, key=key, **kw
     )
 
-    grad = jax.jit(jax.value_and_grad(mg.cost), static_argnames=mg.STATIC_ARGNAMES)
+    grad = jax.jit(jax.value_and_grad(mg.cost), static_argnames=mg.functional.STATIC_ARGNAMES)
     params, state, history = params0, optimizer.init(params0), []
     k_shuffle, k_dropout = jax.random.split(key)
     m = X.shape[1]
@@ -175,9 +175,9 @@ def test_accuracy_counts_correct_sigmoid_and_softmax_predictions():
 def test_bad_optimizer_and_shapes_raise_manualgrad_errors():
     X, Y = _data(dtype=np.float32)
     params = _params(dtype=jnp.float32)
-    with pytest.raises(mg.ConfigError, match="GradientTransformation"):
+    with pytest.raises(mg.errors.ConfigError, match="GradientTransformation"):
         mg.train(params, X, Y, "adam", activations=ACTS, epochs=1)
-    with pytest.raises(mg.ShapeError, match="transposed"):
+    with pytest.raises(mg.errors.ShapeError, match="transposed"):
         mg.train(params, X.T, Y, optax.adam(0.1), activations=ACTS, epochs=1)
-    with pytest.raises(mg.ConfigError, match="epochs"):
+    with pytest.raises(mg.errors.ConfigError, match="epochs"):
         mg.train(params, X, Y, optax.adam(0.1), activations=ACTS, epochs=-1)

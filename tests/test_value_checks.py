@@ -16,7 +16,7 @@ import manualgrad as mg
 from manualgrad.value_checks import check_values, checked_value_and_grad
 
 ACTS = ("tanh", "softmax")
-STATIC = (*mg.STATIC_ARGNAMES, "soft_labels")
+STATIC = (*mg.functional.STATIC_ARGNAMES, "soft_labels")
 
 
 def _data(m=6):
@@ -90,5 +90,5 @@ def test_mse_checks_finiteness_but_not_label_ranges():
 
 def test_check_values_validates_shapes_at_trace_time_first():
     params, X, Y = _data()
-    with pytest.raises(mg.ShapeError, match=r"did you pass X transposed"):
+    with pytest.raises(mg.errors.ShapeError, match=r"did you pass X transposed"):
         checkify.checkify(check_values)(params, X.T, Y)

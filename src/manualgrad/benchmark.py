@@ -54,7 +54,7 @@ from jax import lax
 
 from manualgrad._errors import ConfigError
 from manualgrad.bridge import cost_fn
-from manualgrad.network import cost, init_params, value_and_grad
+from manualgrad.functional import cost, init_params, value_and_grad
 
 Array = jax.Array
 

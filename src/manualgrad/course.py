@@ -63,7 +63,7 @@ from manualgrad import dense
 from manualgrad._errors import ConfigError, DTypeError, ShapeError
 from manualgrad.activations import ACTIVATIONS, Activation, get_activation
 from manualgrad.losses import bce_dA, cost_from_losses
-from manualgrad.network import init_params
+from manualgrad.functional import init_params
 from manualgrad.regularization import l2_cost
 
 Array = jax.Array

@@ -26,7 +26,7 @@ the single-device one only by the order of the floating-point additions.
   jit (e.g. `train(..., value_and_grad_fn=data_parallel_fn(mesh))`).
 
 Shardings: X (n_x, m) and Y (n_L, m) use `NamedSharding(mesh, P(None, "batch"))`
-(:func:`batch_sharding`), params use `P()` (:func:`replicated`). jax requires the
+(:func:`batch_sharding`), params use `P()` (:func:`replicated_sharding`). jax requires the
 sharded axis to divide evenly: :func:`data_parallel_value_and_grad`,
 :func:`data_parallel_step` and :func:`shard_batch` raise a :class:`ShapeError` when
 m is not a multiple of the device count, while :func:`shard_map_value_and_grad`
@@ -40,11 +40,11 @@ the global X, Y from each process's own columns, and the same jitted functions r
 on every process (see the README's "Many devices").
 
 >>> import jax, jax.numpy as jnp, manualgrad as mg
->>> mesh = mg.data_mesh()
+>>> mesh = mg.parallel.data_mesh()
 >>> params = mg.init_params([2, 4, 1], jax.random.key(0))
 >>> X = jnp.ones((2, 4 * len(jax.devices())))
 >>> Y = jnp.ones((1, 4 * len(jax.devices())))
->>> cost, grads = mg.data_parallel_value_and_grad(
+>>> cost, grads = mg.parallel.data_parallel_value_and_grad(
 ...     params, X, Y, mesh, activations=("relu", "sigmoid"))
 >>> sorted(grads) == sorted(params)
 True
@@ -64,28 +64,12 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from manualgrad import _engine as engine
 from manualgrad._errors import ConfigError, ShapeError
-from manualgrad.dense import bias_grad, weight_grad
-from manualgrad.network import (
-    STATIC_ARGNAMES,
-    _backward_dZ,
-    _forward,
-    _prepare,
-    value_and_grad,
-)
-from manualgrad.per_example import (
-    _squared_norms,
-    clip_factors,
-    clipped_grads,
-    per_example_norms,
-)
-from manualgrad.regularization import l2_cost, l2_weight_grad
+from manualgrad.functional import STATIC_ARGNAMES, value_and_grad
+from manualgrad.per_example import clipped_grads, clipped_sum_dZ, per_example_norms
 
-# The public `jax.shard_map` (jax ≥ 0.7); the experimental one before that.
-if hasattr(jax, "shard_map"):
-    shard_map = jax.shard_map
-else:  # pragma: no cover - older jax
-    from jax.experimental.shard_map import shard_map
+shard_map = jax.shard_map
 
 Array = jax.Array
 Params = dict[str, Array]
@@ -132,7 +116,7 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(None, _axis(mesh)))
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
     """`NamedSharding(mesh, P())`: a full copy on every device (params, keys, the cost)."""
     return NamedSharding(mesh, P())
 
@@ -205,7 +189,7 @@ def shard_batch_from_local(X_local: Any, Y_local: Any, mesh: Mesh) -> tuple[Arra
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Put every leaf of `tree` (params, an optimizer state, a key) on every device."""
-    return jax.device_put(tree, replicated(mesh))
+    return jax.device_put(tree, replicated_sharding(mesh))
 
 
 # --------------------------------------------------------------------------- automatic sharding
@@ -213,7 +197,7 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 @functools.cache
 def _jit_value_and_grad(mesh: Mesh) -> Callable:
-    rep = replicated(mesh)
+    rep = replicated_sharding(mesh)
     return jax.jit(value_and_grad, static_argnames=STATIC_ARGNAMES, out_shardings=(rep, rep))
 
 
@@ -259,21 +243,6 @@ def data_parallel_value_and_grad(
 # --------------------------------------------------------------------------- explicit shard_map
 
 
-def _column_sums(params, caches, dZs, w, precision):
-    """Formula (2) as a weighted *sum* over this device's columns, for every layer.
-
-    Returns {"W1": Σ_i w_i dz[1](i) a[0](i)ᵀ, "b1": Σ_i w_i dz[1](i), …}: no 1/m.
-    w (m_d,) is 0 on padding columns and 1 (or the clip factor s_i) elsewhere;
-    dZs are :func:`manualgrad.network._backward_dZ`'s, caches the forward's.
-    """
-    sums: Params = {}
-    for l, (cache, dZ) in enumerate(zip(caches, dZs, strict=True), start=1):
-        dZ = dZ * w[None, :]  # column i scaled by w_i (dZ is linear in dz[L](i))
-        sums[f"W{l}"] = weight_grad(dZ, cache.A_prev, precision=precision, m=1)  # (2), as Σ_i
-        sums[f"b{l}"] = bias_grad(dZ, m=1)  # (2), as Σ_i
-    return {k: sums[k] for k in params}
-
-
 @functools.cache
 def _shard_map_fn(
     mesh: Mesh,
@@ -282,41 +251,39 @@ def _shard_map_fn(
     precision: str,
     clipped: bool = False,
 ):
-    """jit(shard_map(...)) of value_and_grad, or of clipped_grads when `clipped`."""
+    """jit(shard_map(...)) of value_and_grad, or of clipped_grads when `clipped`.
+
+    Each device runs the engine's pass on its own columns; padding columns get weight
+    0 (their dZ columns are zeroed before (2), so they add exactly 0 to every sum);
+    formula (2) divides by the *global* m on each device, and one `lax.psum` adds the
+    devices' parts: (1/m) Σ_d Σ_{i∈S_d} = (1/m) Σ_i.
+    """
     axis = _axis(mesh)
     n_devices = mesh.size
 
     def run(params, X, Y, l2, clip_norm=None):
-        X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, 1.0, None, precision)
-        m = X.shape[1]  # the global m: the real examples, not the padding
+        params, spec = engine.spec_for(params, activations, loss, precision=precision)
+        X, Y, m = engine.check_inputs(params, X, Y, spec, l2=l2)  # the global m
         m_pad = -(-m // n_devices) * n_devices
         X = jnp.pad(X, ((0, 0), (0, m_pad - m)))
         Y = jnp.pad(Y, ((0, 0), (0, m_pad - m)))
         mask = jnp.arange(m_pad) < m
 
         def per_device(params, X, Y, mask):  # X: (n_x, m_pad / N), this device's columns
-            _, caches = _forward(params, X, acts, 1.0, None, precision)
-            dZs = _backward_dZ(params, caches, Y, acts, loss_spec, 1.0, precision)
-            w = mask.astype(X.dtype)  # padding columns add exactly 0 to every sum
+            p = engine.backward_pass(params, X, Y, spec)
             if clipped:  # s_i = min(1, C/‖g_i‖) needs column i only: no communication
-                w = w * clip_factors(_squared_norms(caches, dZs), clip_norm)
-            sums = _column_sums(params, caches, dZs, w, precision)
+                p = p._replace(dZs=clipped_sum_dZ(p, clip_norm))
+            w = mask.astype(X.dtype)  # padding columns add exactly 0 to every sum
+            dZs = tuple(dZ * w[None, :] for dZ in p.dZs)
+            part = engine.grads_from_dZ(params, p.caches, dZs, m=m, precision=precision)  # (2)
             if clipped:
-                sums = lax.psum(sums, axis)  # Σ_d over devices: the only collective
-            else:
-                last = caches[-1]
-                losses = loss_spec.per_example(last.Z, last.A, Y)
-                loss_sum = jnp.sum(jnp.where(mask, losses, 0))  # Σ_i L_i on this device
-                loss_sum, sums = lax.psum((loss_sum, sums), axis)  # Σ_d over devices
-            grads = {k: g / m for k, g in sums.items()}  # (2): the 1/m of the global m
-            # L2 acts on the replicated params, once, with the global m (l2 is traced: a
-            # zero λ adds exact zeros); it belongs to no example, so it is never clipped
-            for k in grads:
-                if k.startswith("W"):
-                    grads[k] = grads[k] + l2_weight_grad(params[k], l2, m)
-            if clipped:
-                return grads
-            return loss_sum / m + l2_cost(params, l2, m), grads  # C = (1/m) Σ_i L_i (+ L2)
+                grads = lax.psum(part, axis)  # Σ_d over devices: the only collective
+                return engine.add_l2_grads(grads, params, l2, m)  # L2 once, never clipped
+            losses = engine.example_losses(p.caches, Y, spec)
+            loss_sum = jnp.sum(jnp.where(mask, losses, 0))  # Σ_i L_i on this device
+            loss_sum, grads = lax.psum((loss_sum, part), axis)  # Σ_d over devices
+            C = engine.cost(params, loss_sum, m=m, l2=l2)
+            return C, engine.add_l2_grads(grads, params, l2, m)
 
         return shard_map(
             per_device,
@@ -362,14 +329,14 @@ def data_parallel_fn(mesh: Mesh, fn: Callable = value_and_grad) -> Callable:
     Returns a function with `fn`'s signature, `(params, X, Y, **options)`, for use
     *inside* a jitted computation — e.g. `train(..., value_and_grad_fn=data_parallel_fn(mesh))`
     (:mod:`manualgrad.train`), whose mini-batches are cut inside one compiled scan. It
-    pins X and Y to :func:`batch_sharding` and params to :func:`replicated` with
+    pins X and Y to :func:`batch_sharding` and params to :func:`replicated_sharding` with
     `jax.lax.with_sharding_constraint`, so XLA partitions the columns and all-reduces
     the sums of (2). Every batch's m must be a multiple of `mesh.size` (checked at
     trace time, :class:`ShapeError`; with `train`'s mini-batches that includes the
     last, m mod B one). Cached, so the same mesh gives the same function (and no
     recompilation in callers that cache on it).
     """
-    batch, rep = batch_sharding(mesh), replicated(mesh)
+    batch, rep = batch_sharding(mesh), replicated_sharding(mesh)
 
     def sharded(params, X, Y, **options):
         _check_divisible(np.shape(X)[1], mesh.size)
@@ -389,7 +356,7 @@ def _jit_per_example(mesh: Mesh):
     static = ("activations", "loss", "keep_prob", "precision")
     examples = NamedSharding(mesh, P(_axis(mesh)))
     norms = jax.jit(per_example_norms, static_argnames=static, out_shardings=examples)
-    clipped = jax.jit(clipped_grads, static_argnames=static, out_shardings=replicated(mesh))
+    clipped = jax.jit(clipped_grads, static_argnames=static, out_shardings=replicated_sharding(mesh))
     return norms, clipped
 
 
@@ -514,7 +481,7 @@ def data_parallel_step(
     import optax
 
     acts = tuple(activations)
-    rep = replicated(mesh)
+    rep = replicated_sharding(mesh)
 
     def step(params, opt_state, X, Y, key):
         C, grads = value_and_grad(

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from manualgrad._errors import ConfigError
-from manualgrad.network import predict
+from manualgrad.functional import predict
 
 __all__ = ["plot_training"]
 

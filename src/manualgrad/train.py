@@ -48,7 +48,7 @@ from jax import lax
 
 from manualgrad import _validation as check
 from manualgrad._errors import ConfigError, ShapeError
-from manualgrad.network import predict, value_and_grad
+from manualgrad.functional import predict, value_and_grad
 
 Array = jax.Array
 Params = dict[str, Array]

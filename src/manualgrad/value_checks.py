@@ -32,7 +32,7 @@ Two ways to use them. Directly, in any function you wrap with `checkify.checkify
 
 `err.throw()` raises it as a `checkify.JaxRuntimeError` (a no-op when all checks passed).
 Or call :func:`checked_value_and_grad`, which is `value_and_grad` with the checks and
-returns `(err, (C, grads))`; jit it with `static_argnames=mg.STATIC_ARGNAMES`.
+returns `(err, (C, grads))`; jit it with `static_argnames=mg.functional.STATIC_ARGNAMES`.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import jax.numpy as jnp
 from jax.experimental import checkify
 
 from manualgrad import _validation as check
-from manualgrad.network import value_and_grad
+from manualgrad.functional import value_and_grad
 
 Array = jax.Array
 
@@ -141,7 +141,7 @@ def checked_value_and_grad(
 ) -> tuple[checkify.Error, tuple[Array, dict[str, Array]]]:
     """:func:`manualgrad.value_and_grad` with :func:`check_values`: returns (err, (C, grads)).
 
-    Jit it with `static_argnames=(*mg.STATIC_ARGNAMES, "soft_labels")`; call
+    Jit it with `static_argnames=(*mg.functional.STATIC_ARGNAMES, "soft_labels")`; call
     `err.throw()` (or inspect `err.get()`, None when every check passed) afterwards.
     """
 

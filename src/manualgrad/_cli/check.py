@@ -139,7 +139,7 @@ def check(config: dict[str, Any]) -> GradCheckReport:
             return mg.cost(p, X, Y, **options)
 
         # bad options raise a ManualgradError while tracing (exit 2, one line)
-        value_and_grad = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
+        value_and_grad = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)
         _, grads = value_and_grad(params, X, Y, **options)
         return compare_with_autodiff(
             grads,

@@ -262,7 +262,7 @@ def _run(args) -> int:
 
     from manualgrad.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
     from manualgrad.data import as_targets, train_test_split
-    from manualgrad.network import init_params
+    from manualgrad.functional import init_params
     from manualgrad.train import accuracy, steps_per_epoch, train
 
     if args.epochs < 0:
