@@ -413,7 +413,7 @@ def test_zero_gradient_example_has_norm_zero_and_finite_dp_grads(x64):
     problem, params, X, Y, _, C = _zero_gradient_case()
     assert float(jitted(mg.per_example_norms)(params, X, Y, **problem.kw)[0]) == 0.0
     dp = jitted(mg.dp_grads)(
-        params, X, Y, jax.random.key(0), clip_norm=C, noise_multiplier=1.0, **problem.kw
+        params, X, Y, noise_key=jax.random.key(0), clip_norm=C, noise_multiplier=1.0, **problem.kw
     )
     assert all(bool(jnp.all(jnp.isfinite(v))) for v in dp.values())
 
@@ -460,7 +460,7 @@ def test_dp_noise_is_independent_across_parameters(x64):
     problem = POOL["leaky-sigmoid-linear-mse"]
     params, X, Y = problem.data()
     noisy = jitted(mg.dp_grads)(
-        params, X, Y, jax.random.key(3), clip_norm=1.0, noise_multiplier=1.0, **problem.kw
+        params, X, Y, noise_key=jax.random.key(3), clip_norm=1.0, noise_multiplier=1.0, **problem.kw
     )
     clipped = jitted(mg.clipped_grads)(params, X, Y, clip_norm=1.0, **problem.kw)
     first = [float((noisy[k] - clipped[k]).ravel()[0]) for k in params]
