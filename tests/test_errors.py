@@ -94,12 +94,12 @@ def _jit_with_list():
     return f(_params(), _X(), _Y(), activations=list(ACTS2), loss="ce")
 
 
-def checked(**changes) -> Callable[[], object]:
+def checked(activations=ACTS2, loss="ce", **changes) -> Callable[[], object]:
     """checked_value_and_grad on the (3, 4, 2) softmax/ce net, then `err.throw()`."""
-    kw = dict(params=_params(), X=_X(), Y=_Y(), activations=ACTS2, loss="ce")
+    kw = dict(params=_params(), X=_X(), Y=_Y())
 
     def call():
-        err, _ = checked_value_and_grad(**{**kw, **changes})
+        err, _ = checked_value_and_grad(mg.network(activations, loss))(**{**kw, **changes})
         err.throw()
 
     return call

@@ -6,7 +6,7 @@ owns, each written once:
 | piece                       | function                   | formulas            |
 |-----------------------------|----------------------------|---------------------|
 | the static options          | :class:`Spec`, `make_spec` | —                   |
-| input checks (trace time)   | `check_inputs`             | —                   |
+| input checks (trace time)   | `check_inputs`, `check_features` | —             |
 | the dropout masks of a batch| `dropout_masks`            | —                   |
 | forward and its caches      | `forward`                  | Z = W A + b, A = g(Z) |
 | dZ[L] of the loss           | `output_dZ`                | (5) at L, or A − Y  |
@@ -74,9 +74,9 @@ class Spec(NamedTuple):
     """The static options of a network, resolved and checked once.
 
     `activations`: one :class:`~manualgrad.activations.Activation` per layer;
-    `loss`: the :class:`~manualgrad.losses.Loss` (None for a forward pass alone); `keep_prob`: dropout's keep
-    probability on hidden layers (1.0: no dropout); `precision`: a policy of
-    :mod:`manualgrad.precision`.
+    `loss`: the :class:`~manualgrad.losses.Loss` (None for a forward pass alone);
+    `keep_prob`: dropout's keep probability on hidden layers (1.0: no dropout);
+    `precision`: a policy of :mod:`manualgrad.precision`.
     """
 
     activations: tuple[Activation, ...]
@@ -141,28 +141,34 @@ def spec_for(
     return params, spec
 
 
+def check_features(params: Params, X: Any, spec: Spec, *, key: Any = None) -> tuple[Array, int]:
+    """Check X (n_x, m) and, with dropout on, the key, at trace time; return X and m."""
+    X = check.as_array("X", X)
+    m = check.check_X(params, X)
+    check.check_dropout_key(spec.keep_prob, key)
+    return X, m
+
+
 def check_inputs(
     params: Params,
     X: Any,
-    Y: Any | None,
+    Y: Any,
     spec: Spec,
     *,
     l2: Any = 0.0,
     key: Any = None,
     needs_key: bool = True,
-) -> tuple[Array, Array | None, int]:
+) -> tuple[Array, Array, int]:
     """Check X (n_x, m), Y (n_L, m), λ and the dropout key at trace time; return X, Y, m.
 
-    Y is cast to X's dtype; pass Y=None where no labels are needed (predict).
-    `needs_key=False` where the masks already exist (backward from caches).
+    Y is cast to X's dtype. `needs_key=False` where the masks already exist
+    (backward from caches).
     """
     X = check.as_array("X", X)
     m = check.check_X(params, X)
     check.check_l2(l2, dtype=check.params_dtype(params))
     if needs_key:
         check.check_dropout_key(spec.keep_prob, key)
-    if Y is None:
-        return X, None, m
     Y = check.as_array("Y", Y)
     check.check_Y(params, Y, m)
     return X, Y.astype(X.dtype), m

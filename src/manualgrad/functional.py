@@ -113,7 +113,7 @@ def forward(
     params, spec = engine.spec_for(
         params, activations, None, keep_prob=keep_prob, precision=precision
     )
-    X, _, m = engine.check_inputs(params, X, None, spec, key=key)
+    X, m = engine.check_features(params, X, spec, key=key)
     return engine.forward(params, X, spec, engine.dropout_masks(params, m, spec, key))
 
 
@@ -138,10 +138,7 @@ def backward(
         params, activations, loss, keep_prob=keep_prob, precision=precision
     )
     check.check_caches(caches, spec.n_layers)
-    _, Y, m = engine.check_inputs(
-        params, caches[0].A_prev, Y, spec, l2=l2, needs_key=False
-    )
-    assert Y is not None
+    _, Y, m = engine.check_inputs(params, caches[0].A_prev, Y, spec, l2=l2, needs_key=False)
     Y = Y.astype(caches[-1].A.dtype)
     dZs = engine.chain(params, caches, engine.output_dZ(caches, Y, spec), spec)
     grads = engine.grads_from_dZ(params, caches, dZs, m=m, precision=precision)
@@ -153,7 +150,6 @@ def _checked(params, X, Y, activations, loss, l2, keep_prob, key, precision):
         params, activations, loss, keep_prob=keep_prob, precision=precision
     )
     X, Y, _ = engine.check_inputs(params, X, Y, spec, l2=l2, key=key)
-    assert Y is not None
     return params, X, Y, spec
 
 

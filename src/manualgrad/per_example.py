@@ -113,7 +113,6 @@ def one_example_grads(
         )
     params, spec = engine.spec_for(params, activations, loss, precision=precision)
     X, Y, _ = engine.check_inputs(params, x[:, None], y[:, None], spec)
-    assert Y is not None
     return _one_example(params, X[:, 0], Y[:, 0], spec, None)
 
 
@@ -181,7 +180,6 @@ def _checked(params, X, Y, activations, loss, l2, keep_prob, key, precision):
         params, activations, loss, keep_prob=keep_prob, precision=precision
     )
     X, Y, _ = engine.check_inputs(params, X, Y, spec, l2=l2, key=key)
-    assert Y is not None
     return params, X, Y, spec
 
 
