@@ -63,7 +63,7 @@ def case(request, x64):
 
 
 def _bridge(kw):
-    return mg.bridge.custom_vjp_cost(kw["activations"], **{k: v for k, v in kw.items() if k != "activations"})
+    return mg.network(**kw).custom_vjp_cost
 
 
 def test_bridge_value_equals_plain_cost(case):
@@ -93,7 +93,7 @@ def test_bridge_grad_wrt_X_and_Y_equals_autodiff(case):
 
 def test_bridge_cotangent_scales_the_grads(x64):
     params, X, Y = _problem([4, 3, 1], "bce")
-    f = mg.bridge.custom_vjp_cost(("relu", "sigmoid"))
+    f = mg.network(("relu", "sigmoid")).custom_vjp_cost
     got = jax.jit(jax.grad(lambda p: -2.5 * f(p, X, Y)))(params)
     want = jax.jit(jax.grad(lambda p: -2.5 * mg.cost(p, X, Y, activations=("relu", "sigmoid"))))(
         params
@@ -104,7 +104,7 @@ def test_bridge_cotangent_scales_the_grads(x64):
 def test_bridge_value_and_grad_equals_manual_and_is_a_custom_vjp(x64):
     params, X, Y = _problem([5, 4, 3, 1], "bce", m=11)
     acts = ("relu", "tanh", "sigmoid")
-    f = mg.bridge.custom_vjp_cost(acts)
+    f = mg.network(acts).custom_vjp_cost
     C, got = jax.jit(jax.value_and_grad(f))(params, X, Y)
     C_ref, want = jax.jit(lambda p: mg.value_and_grad(p, X, Y, activations=acts))(params)
     assert abs(float(C) - float(C_ref)) <= 1e-12 * abs(float(C_ref))
@@ -115,7 +115,7 @@ def test_bridge_value_and_grad_equals_manual_and_is_a_custom_vjp(x64):
 def test_bridge_trains_with_optax_like_autodiff(x64):
     params0, X, Y = _problem([4, 5, 1], "bce", m=16)
     acts = ("relu", "sigmoid")
-    f = mg.bridge.custom_vjp_cost(acts, l2=0.1)
+    f = mg.network(acts, l2=0.1).custom_vjp_cost
     ref = lambda p, X, Y: mg.cost(p, X, Y, activations=acts, l2=0.1)  # noqa: E731
 
     def train(loss_fn):
@@ -139,7 +139,7 @@ def test_bridge_trains_with_optax_like_autodiff(x64):
 def test_bridge_float32_matches_autodiff():
     with jax.default_matmul_precision("highest"):
         params, X, Y = _problem([6, 5, 1], "bce", dtype=jnp.float32)
-        f = mg.bridge.custom_vjp_cost(("relu", "sigmoid"))
+        f = mg.network(("relu", "sigmoid")).custom_vjp_cost
         got = jax.jit(jax.grad(f))(params, X, Y)
         want = jax.jit(jax.grad(lambda p: mg.cost(p, X, Y, activations=("relu", "sigmoid"))))(
             params
@@ -149,11 +149,11 @@ def test_bridge_float32_matches_autodiff():
 
 def test_bridge_rejects_traced_l2():
     with pytest.raises(mg.errors.ConfigError, match="Python number"):
-        jax.jit(lambda lam: mg.bridge.custom_vjp_cost(("sigmoid",), l2=lam))(np.float32(0.1))
+        jax.jit(lambda lam: mg.network(("sigmoid",), l2=lam).custom_vjp_cost)(np.float32(0.1))
 
 
 def test_bridge_validates_inputs_at_trace_time():
-    f = mg.bridge.custom_vjp_cost(("relu", "sigmoid"))
+    f = mg.network(("relu", "sigmoid")).custom_vjp_cost
     params = mg.init_params([3, 2, 1], jax.random.key(0))
     with pytest.raises(mg.errors.ShapeError, match="transposed"):
         f(params, jnp.ones((4, 3)), jnp.ones((1, 4)))

@@ -44,13 +44,15 @@ beyond :func:`make_spec` and :func:`check_inputs`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+import difflib
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, NamedTuple, Required, TypedDict
 
 import jax
 import jax.numpy as jnp
 
 from manualgrad import _validation as check
+from manualgrad._errors import ConfigError
 from manualgrad.activations import Activation
 from manualgrad.dense import (
     activation_backward,
@@ -172,6 +174,71 @@ def check_inputs(
     Y = check.as_array("Y", Y)
     check.check_Y(params, Y, m)
     return X, Y.astype(X.dtype), m
+
+
+class Options(TypedDict, total=False):
+    """The keyword options of the functional API (`mg.value_and_grad(params, X, Y, **options)`).
+
+    | option        | default     | meaning                                              |
+    |---------------|-------------|------------------------------------------------------|
+    | `activations` | (required)  | one activation name per layer                         |
+    | `loss`        | `"bce"`     | "bce" (sigmoid output), "ce" (softmax, one-hot Y), "mse" |
+    | `l2`          | `0.0`       | λ of (λ/2m) Σ_l ‖W[l]‖_F² (may be traced)             |
+    | `keep_prob`   | `1.0`       | inverted dropout on hidden layers (static)            |
+    | `key`         | `None`      | the dropout key, needed when keep_prob < 1            |
+    | `precision`   | `"default"` | a policy of :mod:`manualgrad.precision` (static)      |
+
+    :func:`manualgrad.network` binds them once instead.
+    """
+
+    activations: Required[Sequence[str]]
+    loss: str
+    l2: float | Array
+    keep_prob: float
+    key: Array | None
+    precision: str
+
+
+OPTION_NAMES = ("activations", "loss", "l2", "keep_prob", "key", "precision")
+
+
+def checked_options(
+    params: Mapping[str, Any],
+    X: Any,
+    Y: Any,
+    options: Mapping[str, Any],
+    *,
+    function: str,
+    allowed: Collection[str] = OPTION_NAMES,
+) -> tuple[Params, Array, Array, Spec, Any, Array | None]:
+    """Check `function`'s keyword options and its inputs; return params, X, Y, spec, λ, key.
+
+    An unknown or unsupported option name is a :class:`ConfigError` naming the
+    closest valid one.
+    """
+    for name in options:
+        if name not in allowed:
+            close = difflib.get_close_matches(str(name), list(allowed), n=1)
+            hint = f" — did you mean `{close[0]}`?" if close else ""
+            raise ConfigError(
+                f"`{function}` got an unknown option `{name}`{hint} (its options: "
+                f"{', '.join(f'`{a}`' for a in allowed)})"
+            )
+    if "activations" not in options:
+        raise ConfigError(
+            f"`{function}` needs `activations`, one name per layer, e.g. "
+            "activations=('relu', 'sigmoid')"
+        )
+    l2, key = options.get("l2", 0.0), options.get("key")
+    params, spec = spec_for(
+        params,
+        options["activations"],
+        options.get("loss", "bce"),
+        keep_prob=options.get("keep_prob", 1.0),
+        precision=options.get("precision", "default"),
+    )
+    X, Y, _ = check_inputs(params, X, Y, spec, l2=l2, key=key)
+    return params, X, Y, spec, l2, key
 
 
 def dropout_masks(params: Params, m: int, spec: Spec, key: Array | None) -> list[Array | None]:

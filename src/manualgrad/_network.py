@@ -32,12 +32,11 @@ from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
+from manualgrad import _engine as engine
 from manualgrad import _validation as check
 from manualgrad import functional, per_example
 from manualgrad._errors import ConfigError
-from manualgrad.activations import ACTIVATIONS
 from manualgrad.bridge import custom_vjp_cost
-from manualgrad.losses import LOSSES
 
 __all__ = ["Network", "network"]
 
@@ -60,8 +59,8 @@ class Network(NamedTuple):
     | `custom_vjp_cost`   | params, X, Y, key=None                   | `custom_vjp_cost`     |
 
     The functions bound are :mod:`manualgrad.functional`'s, :mod:`manualgrad.per_example`'s
-    and :func:`manualgrad.bridge.custom_vjp_cost` (whose `jax.grad` runs the
-    hand-written backward).
+    and :func:`manualgrad.bridge.custom_vjp_cost` (a cost whose `jax.grad` runs
+    the hand-written backward).
     `key` is the dropout key (needed when keep_prob < 1). `activations`, `loss`,
     `l2`, `keep_prob` and `precision` hold the bound options.
     """
@@ -113,11 +112,7 @@ def network(
     acts = tuple(activations)
     if not acts:
         raise ConfigError("`activations` is empty: give one activation name per layer")
-    check.check_activations(acts, len(acts))  # names; the layer count is len(acts)
-    if not isinstance(loss, str) or loss not in LOSSES:
-        raise ConfigError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
-    check.check_loss(loss, ACTIVATIONS[acts[-1]])
-    check.check_static_options(keep_prob=keep_prob, precision=precision)
+    spec = engine.make_spec(len(acts), acts, loss, keep_prob=keep_prob, precision=precision)
     try:
         l2 = float(l2)
     except (TypeError, ValueError):
@@ -194,9 +189,7 @@ def network(
         per_example_norms=_with_key(partial(per_example.per_example_norms, **options)),
         clipped_grads=clipped_grads,
         dp_grads=dp_grads,
-        custom_vjp_cost=custom_vjp_cost(
-            acts, loss, l2=l2, keep_prob=keep_prob, precision=precision
-        ),
+        custom_vjp_cost=custom_vjp_cost(spec, l2),
     )
 
 
