@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
@@ -81,7 +81,6 @@ def _both(params, X, Y, acts, loss):
 
 
 @pytest.mark.usefixtures("x64")
-@settings(max_examples=25)  # each draw compiles a new shape (~2 s on 2 cores)
 @given(architectures())
 def test_grads_match_jax_grad_on_random_architectures(arch):
     dims, acts, loss, m, seed = arch
