@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import manualgrad as mg  # noqa: E402
+from helpers import rel_err  # noqa: E402
 
 ACTS = ("relu", "tanh", "sigmoid")
 
@@ -34,13 +35,6 @@ ACTS = ("relu", "tanh", "sigmoid")
 def local(x):
     """This process's copy of a replicated array, as numpy."""
     return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), x)
-
-
-def rel_err(got, want) -> float:
-    errs = jax.tree.map(
-        lambda g, w: float(np.max(np.abs(g - w)) / max(np.max(np.abs(w)), 1e-300)), got, want
-    )
-    return max(jax.tree.leaves(errs))
 
 
 def main() -> dict:

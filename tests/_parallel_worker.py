@@ -22,7 +22,9 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
+import helpers  # noqa: E402
 import manualgrad as mg  # noqa: E402
+from helpers import rel_err  # noqa: E402
 from manualgrad import parallel, per_example  # noqa: E402
 
 N_DEVICES = 4
@@ -35,28 +37,7 @@ ACTS = {
 
 
 def problem(loss: str, m: int, seed: int = 0):
-    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
-    params = mg.init_params(DIMS[loss], k1, dtype=jnp.float64)
-    params = {k: v + 0.1 * jax.random.normal(k3, v.shape, v.dtype) for k, v in params.items()}
-    X = jax.random.normal(k2, (DIMS[loss][0], m), jnp.float64)
-    n_L = DIMS[loss][-1]
-    if loss == "bce":
-        Y = (jax.random.uniform(k3, (1, m)) > 0.5).astype(jnp.float64)
-    elif loss == "ce":
-        Y = jax.nn.one_hot(jax.random.randint(k3, (m,), 0, n_L), n_L, dtype=jnp.float64).T
-    else:
-        Y = jax.random.normal(k3, (n_L, m), jnp.float64)
-    return params, X, Y
-
-
-def rel_err(got, want) -> float:
-    """max over leaves of max|got − want| / max|want|."""
-    errs = jax.tree.map(
-        lambda g, w: float(jnp.max(jnp.abs(g - w)) / jnp.maximum(jnp.max(jnp.abs(w)), 1e-300)),
-        got,
-        want,
-    )
-    return max(jax.tree.leaves(errs))
+    return helpers.problem(DIMS[loss], loss, m, seed=seed)
 
 
 _single = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)

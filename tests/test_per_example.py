@@ -21,23 +21,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import manualgrad as mg
+from helpers import F32_TOL, F64_TOL, REFERENCE_ACTIVATIONS, rel_err
 from manualgrad.regularization import dropout_masks
 
-TOL64 = 1e-12
-TOL32 = 1e-5
+TOL64, TOL32 = F64_TOL, F32_TOL
 
 # ---------------------------------------------------------------------------------------
 # An independent oracle: jax.nn activations, losses from the logits, jax.grad
 # ---------------------------------------------------------------------------------------
 
-ORACLE_ACT = {
-    "relu": jax.nn.relu,
-    "leaky_relu": functools.partial(jax.nn.leaky_relu, negative_slope=0.01),
-    "tanh": jnp.tanh,
-    "sigmoid": jax.nn.sigmoid,
-    "linear": lambda z: z,
-    "softmax": jax.nn.softmax,
-}
+ORACLE_ACT = REFERENCE_ACTIVATIONS
 
 
 def _dot(W, a):
@@ -96,18 +89,6 @@ def oracle_clipped_mean(per_example, C):
         k: jnp.mean(v * s.reshape((-1,) + (1,) * (v.ndim - 1)), axis=0)
         for k, v in per_example.items()
     }
-
-
-def rel_err(got, want):
-    """max |got − want| over all leaves / max |want| (keys and shapes must match)."""
-    assert sorted(got) == sorted(want)
-    got = {k: np.asarray(v, np.float64) for k, v in got.items()}
-    want = {k: np.asarray(v, np.float64) for k, v in want.items()}
-    for k in want:
-        assert got[k].shape == want[k].shape, (k, got[k].shape, want[k].shape)
-    num = max(np.max(np.abs(got[k] - want[k])) for k in want)
-    den = max(np.max(np.abs(want[k])) for k in want)
-    return num / den if den > 0 else num
 
 
 @functools.partial(jax.jit, static_argnames=("acts", "loss", "keep_prob"))
