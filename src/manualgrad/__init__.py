@@ -15,9 +15,6 @@ and training. Everything else lives in sub-namespaces: `mg.per_example`,
 `mg.errors`, and the building blocks `mg.dense`, `mg.activations`, `mg.losses`.
 """
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
-
 from manualgrad import activations as activations
 from manualgrad import bridge as bridge
 from manualgrad import checkpoint as checkpoint
@@ -39,10 +36,7 @@ from manualgrad.functional import backward, cost, forward, init_params, predict,
 from manualgrad.per_example import clipped_grads, dp_grads, per_example_grads, per_example_norms
 from manualgrad.train import TrainResult, accuracy, train
 
-try:
-    __version__ = _version("manualgrad")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0+unknown"
+__version__ = "0.2.0"  # the one source of the version (pyproject reads it)
 
 __all__ = [
     "ManualgradError",
