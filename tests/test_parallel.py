@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # two subprocesses that compile on 4 and 2x2 virtual devices
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_parallel_worker.py")
 MULTIHOST_WORKER = Path(__file__).with_name("_multihost_worker.py")
