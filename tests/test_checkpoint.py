@@ -12,8 +12,8 @@ import optax
 import pytest
 
 import manualgrad as mg
-from manualgrad.errors import CheckpointError
 from manualgrad.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from manualgrad.errors import CheckpointError
 
 FINGERPRINT = {"layers": [3, 4, 1], "optimizer": "adam", "lr": 0.01}
 

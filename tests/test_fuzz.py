@@ -49,7 +49,7 @@ def _optional(module: str, names: tuple[str, ...]) -> dict:
 
 OPTIONAL = _optional(
     "manualgrad.per_example",
-    ("per_example_grads", "per_example_norms", "clipped_grads", "dp_grads", "example_grads"),
+    ("per_example_grads", "per_example_norms", "clipped_grads", "dp_grads", "one_example_grads"),
 )
 
 
@@ -97,7 +97,11 @@ def malformed(draw):
         "key": jax.random.key(draw(st.integers(0, 9))),
         "precision": draw(st.sampled_from(["default", "highest", "bf16"])),
     }
-    dp = {"clip_norm": draw(st.sampled_from([1.0, 0.1])), "noise_multiplier": 1.1}
+    dp = {
+        "clip_norm": draw(st.sampled_from([1.0, 0.1])),
+        "noise_multiplier": 1.1,
+        "noise_key": jax.random.key(7),
+    }
 
     if "params" in broken:
         for _ in range(draw(st.integers(1, 2))):

@@ -17,28 +17,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import manualgrad as mg
+from helpers import F32_TOL, F64_TOL, REFERENCE_ACTIVATIONS, rel_err
 from manualgrad.regularization import dropout_masks
 
-TOL64 = 1e-12
-TOL32 = 1e-5
-SOME = settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+TOL64, TOL32 = F64_TOL, F32_TOL
 
 # ---------------------------------------------------------------------------------------
 # An independent oracle: jax.nn activations, losses from the logits, jax.grad
 # ---------------------------------------------------------------------------------------
 
-ORACLE_ACT = {
-    "relu": jax.nn.relu,
-    "leaky_relu": functools.partial(jax.nn.leaky_relu, negative_slope=0.01),
-    "tanh": jnp.tanh,
-    "sigmoid": jax.nn.sigmoid,
-    "linear": lambda z: z,
-    "softmax": jax.nn.softmax,
-}
+ORACLE_ACT = REFERENCE_ACTIVATIONS
 
 
 def _dot(W, a):
@@ -97,18 +89,6 @@ def oracle_clipped_mean(per_example, C):
         k: jnp.mean(v * s.reshape((-1,) + (1,) * (v.ndim - 1)), axis=0)
         for k, v in per_example.items()
     }
-
-
-def rel_err(got, want):
-    """max |got − want| over all leaves / max |want| (keys and shapes must match)."""
-    assert sorted(got) == sorted(want)
-    got = {k: np.asarray(v, np.float64) for k, v in got.items()}
-    want = {k: np.asarray(v, np.float64) for k, v in want.items()}
-    for k in want:
-        assert got[k].shape == want[k].shape, (k, got[k].shape, want[k].shape)
-    num = max(np.max(np.abs(got[k] - want[k])) for k in want)
-    den = max(np.max(np.abs(want[k])) for k in want)
-    return num / den if den > 0 else num
 
 
 @functools.partial(jax.jit, static_argnames=("acts", "loss", "keep_prob"))
@@ -215,7 +195,9 @@ def evaluate(params, X, Y, *, acts, loss):
         "grads": mg.value_and_grad(params, X, Y, **kw)[1],
         "norms": mg.per_example_norms(params, X, Y, **kw),
         "clipped": unstack(jax.vmap(clipped)(Cs)),
-        "dp0": mg.dp_grads(params, X, Y, noise_key=key, clip_norm=Cs[1], noise_multiplier=0.0, **kw),
+        "dp0": mg.dp_grads(
+            params, X, Y, noise_key=key, clip_norm=Cs[1], noise_multiplier=0.0, **kw
+        ),
         "factors": mg.per_example.clip_factors(flat_norms(oracle) ** 2, Cs[1]),
         "Cs": dict(zip(REGIMES, Cs, strict=True)),
     }
@@ -239,7 +221,6 @@ def jitted(fn):
 # ---------------------------------------------------------------------------------------
 
 
-@SOME
 @given(problem=problems())
 def test_formula_2_is_the_mean_over_examples_of_per_example_grads(x64, problem):
     r = results(problem)
@@ -247,7 +228,6 @@ def test_formula_2_is_the_mean_over_examples_of_per_example_grads(x64, problem):
     assert rel_err(mean, r["grads"]) <= TOL64
 
 
-@SOME
 @given(problem=problems())
 def test_per_example_grads_equal_vmap_of_jax_grad(x64, problem):
     r = results(problem)
@@ -266,7 +246,9 @@ def test_formula_1_elementwise_dW_ij_is_dz_i_times_a_prev_j(x64, name):
     problem = POOL[name]
     params, X, Y = problem.data()
     x, y = X[:, -1], Y[:, -1]
-    example_grads = jax.jit(mg.per_example.one_example_grads, static_argnames=("activations", "loss"))
+    example_grads = jax.jit(
+        mg.per_example.one_example_grads, static_argnames=("activations", "loss")
+    )
     g = example_grads(params, x, y, **problem.kw)
     fwd = oracle_forward(params, x, problem.acts)  # a0, z1, a1, z2, …, zL
     n_layers = len(problem.acts)
@@ -293,7 +275,6 @@ def test_formula_1_elementwise_dW_ij_is_dz_i_times_a_prev_j(x64, name):
 # ---------------------------------------------------------------------------------------
 
 
-@SOME
 @given(problem=problems())
 def test_per_example_norms_equal_norms_of_vmap_jax_grad(x64, problem):
     r = results(problem)
@@ -303,7 +284,6 @@ def test_per_example_norms_equal_norms_of_vmap_jax_grad(x64, problem):
 
 
 @pytest.mark.parametrize("regime", REGIMES)
-@SOME
 @given(problem=problems())
 def test_clipped_grads_equal_explicit_clipping_of_vmap_jax_grad(x64, regime, problem):
     r = results(problem)
@@ -413,7 +393,7 @@ def test_zero_gradient_example_has_norm_zero_and_finite_dp_grads(x64):
     problem, params, X, Y, _, C = _zero_gradient_case()
     assert float(jitted(mg.per_example_norms)(params, X, Y, **problem.kw)[0]) == 0.0
     dp = jitted(mg.dp_grads)(
-        params, X, Y, jax.random.key(0), clip_norm=C, noise_multiplier=1.0, **problem.kw
+        params, X, Y, noise_key=jax.random.key(0), clip_norm=C, noise_multiplier=1.0, **problem.kw
     )
     assert all(bool(jnp.all(jnp.isfinite(v))) for v in dp.values())
 
@@ -432,7 +412,6 @@ def test_clip_factors_are_one_with_zero_derivative_at_zero_norm(x64):
 # ---------------------------------------------------------------------------------------
 
 
-@SOME
 @given(problem=problems())
 def test_dp_grads_without_noise_equal_clipped_grads(x64, problem):
     r = results(problem)
@@ -446,7 +425,9 @@ def test_dp_noise_has_std_sigma_C_over_m_on_the_mean(x64):
     clipped = jitted(mg.clipped_grads)(params, X, Y, clip_norm=C, **problem.kw)
 
     def dp(k):
-        return mg.dp_grads(params, X, Y, noise_key=k, clip_norm=C, noise_multiplier=sigma, **problem.kw)
+        return mg.dp_grads(
+            params, X, Y, noise_key=k, clip_norm=C, noise_multiplier=sigma, **problem.kw
+        )
 
     noisy = jax.jit(jax.vmap(dp))(jax.random.split(jax.random.key(7), n_keys))
     scale = sigma * C / problem.m
@@ -460,7 +441,7 @@ def test_dp_noise_is_independent_across_parameters(x64):
     problem = POOL["leaky-sigmoid-linear-mse"]
     params, X, Y = problem.data()
     noisy = jitted(mg.dp_grads)(
-        params, X, Y, jax.random.key(3), clip_norm=1.0, noise_multiplier=1.0, **problem.kw
+        params, X, Y, noise_key=jax.random.key(3), clip_norm=1.0, noise_multiplier=1.0, **problem.kw
     )
     clipped = jitted(mg.clipped_grads)(params, X, Y, clip_norm=1.0, **problem.kw)
     first = [float((noisy[k] - clipped[k]).ravel()[0]) for k in params]
@@ -488,7 +469,9 @@ def test_clipped_grads_float32_match_float64_oracle_within_1e_5():
 def test_example_grads_reject_a_batch_with_a_hint():
     params = mg.init_params([3, 2, 1], jax.random.key(0))
     with pytest.raises(mg.errors.ShapeError, match="per_example_grads"):
-        mg.per_example.one_example_grads(params, jnp.ones((3, 4)), jnp.ones(1), activations=("relu", "sigmoid"))
+        mg.per_example.one_example_grads(
+            params, jnp.ones((3, 4)), jnp.ones(1), activations=("relu", "sigmoid")
+        )
 
 
 @pytest.mark.parametrize("C", [0.0, -1.0])
@@ -526,7 +509,9 @@ def test_dp_sgd_with_optax_lowers_the_cost():
 
     @jax.jit
     def step(params, state, key):
-        g = mg.dp_grads(params, X, Y, noise_key=key, clip_norm=1.0, noise_multiplier=1.0, activations=acts)
+        g = mg.dp_grads(
+            params, X, Y, noise_key=key, clip_norm=1.0, noise_multiplier=1.0, activations=acts
+        )
         updates, state = opt.update(g, state, params)
         return optax.apply_updates(params, updates), state
 

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 import manualgrad as mg
+from helpers import rel_err
 from manualgrad.train import epoch_batches, steps_per_epoch
 
 ACTS = ("tanh", "relu", "sigmoid")
@@ -31,13 +32,6 @@ def _params(dims=(3, 5, 4, 1), seed=0, dtype=jnp.float64):
     return mg.init_params(list(dims), jax.random.key(seed), method="xavier", dtype=dtype)
 
 
-def _max_rel(a, b):
-    return max(
-        float(jnp.max(jnp.abs(a[k] - b[k])) / jnp.maximum(jnp.max(jnp.abs(b[k])), 1e-300))
-        for k in b
-    )
-
-
 def _oracle_full_batch(params, X, Y, optimizer, steps, **kw):
     """A plain Python loop with jax.grad of manualgrad.cost: the independent reference."""
     grad = jax.jit(jax.grad(mg.cost), static_argnames=mg.functional.STATIC_ARGNAMES)
@@ -58,7 +52,7 @@ def test_100_steps_match_a_jax_grad_loop_in_float64(x64, name):
     )
     expected = _oracle_full_batch(params, jnp.asarray(X), jnp.asarray(Y), OPTIMIZERS[name](), 100)
     assert result.epoch == 100 and result.history.shape == (100,)
-    assert _max_rel(result.params, expected) <= 1e-10
+    assert rel_err(result.params, expected) <= 1e-10
 
 
 def test_jax_grad_as_value_and_grad_fn_gives_the_same_params(x64):
@@ -67,7 +61,7 @@ def test_jax_grad_as_value_and_grad_fn_gives_the_same_params(x64):
     kw = dict(activations=ACTS, epochs=100, key=jax.random.key(3), l2=0.1)
     ours = mg.train(params, X, Y, ADAM, **kw)
     theirs = mg.train(params, X, Y, ADAM, value_and_grad_fn=jax.value_and_grad(mg.cost), **kw)
-    assert _max_rel(ours.params, theirs.params) <= 1e-10
+    assert rel_err(ours.params, theirs.params) <= 1e-10
     np.testing.assert_allclose(ours.history, theirs.history, rtol=1e-12)
 
 
@@ -97,7 +91,7 @@ def test_minibatches_with_remainder_dropout_and_l2_match_the_documented_key_cont
             params = optax.apply_updates(params, updates)
         history.append(total / m)
     assert steps_per_epoch(m, B) == 5
-    assert _max_rel(result.params, params) <= 1e-10
+    assert rel_err(result.params, params) <= 1e-10
     np.testing.assert_allclose(result.history, history, rtol=1e-10)
 
 

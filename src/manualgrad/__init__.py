@@ -15,37 +15,29 @@ and training. Everything else lives in sub-namespaces: `mg.per_example`,
 `mg.errors`, and the building blocks `mg.dense`, `mg.activations`, `mg.losses`.
 """
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
-
-from manualgrad import (
-    activations,
-    bridge,
-    checkpoint,
-    course,
-    datasets,
-    dense,
-    errors,
-    functional,
-    gradcheck,
-    losses,
-    parallel,
-    per_example,
-    precision,
-    privacy,
-    regularization,
-    value_checks,
-)
+from manualgrad import activations as activations
+from manualgrad import bridge as bridge
+from manualgrad import checkpoint as checkpoint
+from manualgrad import course as course
+from manualgrad import datasets as datasets
+from manualgrad import dense as dense
+from manualgrad import errors as errors
+from manualgrad import functional as functional
+from manualgrad import gradcheck as gradcheck
+from manualgrad import losses as losses
+from manualgrad import parallel as parallel
+from manualgrad import per_example as per_example
+from manualgrad import precision as precision
+from manualgrad import privacy as privacy
+from manualgrad import regularization as regularization
+from manualgrad import value_checks as value_checks
 from manualgrad._errors import ManualgradError
 from manualgrad._network import Network, network
 from manualgrad.functional import backward, cost, forward, init_params, predict, value_and_grad
 from manualgrad.per_example import clipped_grads, dp_grads, per_example_grads, per_example_norms
 from manualgrad.train import TrainResult, accuracy, train
 
-try:
-    __version__ = _version("manualgrad")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0+unknown"
+__version__ = "0.2.0"  # the one source of the version (pyproject reads it)
 
 __all__ = [
     "ManualgradError",

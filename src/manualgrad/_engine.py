@@ -6,7 +6,7 @@ owns, each written once:
 | piece                       | function                   | formulas            |
 |-----------------------------|----------------------------|---------------------|
 | the static options          | :class:`Spec`, `make_spec` | —                   |
-| input checks (trace time)   | `check_inputs`             | —                   |
+| input checks (trace time)   | `check_inputs`, `check_features` | —             |
 | the dropout masks of a batch| `dropout_masks`            | —                   |
 | forward and its caches      | `forward`                  | Z = W A + b, A = g(Z) |
 | dZ[L] of the loss           | `output_dZ`                | (5) at L, or A − Y  |
@@ -44,13 +44,15 @@ beyond :func:`make_spec` and :func:`check_inputs`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+import difflib
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, NamedTuple, Required, TypedDict
 
 import jax
 import jax.numpy as jnp
 
 from manualgrad import _validation as check
+from manualgrad._errors import ConfigError
 from manualgrad.activations import Activation
 from manualgrad.dense import (
     activation_backward,
@@ -74,9 +76,9 @@ class Spec(NamedTuple):
     """The static options of a network, resolved and checked once.
 
     `activations`: one :class:`~manualgrad.activations.Activation` per layer;
-    `loss`: the :class:`~manualgrad.losses.Loss` (None for a forward pass alone); `keep_prob`: dropout's keep
-    probability on hidden layers (1.0: no dropout); `precision`: a policy of
-    :mod:`manualgrad.precision`.
+    `loss`: the :class:`~manualgrad.losses.Loss` (None for a forward pass alone);
+    `keep_prob`: dropout's keep probability on hidden layers (1.0: no dropout);
+    `precision`: a policy of :mod:`manualgrad.precision`.
     """
 
     activations: tuple[Activation, ...]
@@ -141,31 +143,102 @@ def spec_for(
     return params, spec
 
 
+def check_features(params: Params, X: Any, spec: Spec, *, key: Any = None) -> tuple[Array, int]:
+    """Check X (n_x, m) and, with dropout on, the key, at trace time; return X and m."""
+    X = check.as_array("X", X)
+    m = check.check_X(params, X)
+    check.check_dropout_key(spec.keep_prob, key)
+    return X, m
+
+
 def check_inputs(
     params: Params,
     X: Any,
-    Y: Any | None,
+    Y: Any,
     spec: Spec,
     *,
     l2: Any = 0.0,
     key: Any = None,
     needs_key: bool = True,
-) -> tuple[Array, Array | None, int]:
+) -> tuple[Array, Array, int]:
     """Check X (n_x, m), Y (n_L, m), λ and the dropout key at trace time; return X, Y, m.
 
-    Y is cast to X's dtype; pass Y=None where no labels are needed (predict).
-    `needs_key=False` where the masks already exist (backward from caches).
+    Y is cast to X's dtype. `needs_key=False` where the masks already exist
+    (backward from caches).
     """
     X = check.as_array("X", X)
     m = check.check_X(params, X)
     check.check_l2(l2, dtype=check.params_dtype(params))
     if needs_key:
         check.check_dropout_key(spec.keep_prob, key)
-    if Y is None:
-        return X, None, m
     Y = check.as_array("Y", Y)
     check.check_Y(params, Y, m)
     return X, Y.astype(X.dtype), m
+
+
+class Options(TypedDict, total=False):
+    """The keyword options of the functional API (`mg.value_and_grad(params, X, Y, **options)`).
+
+    | option        | default     | meaning                                              |
+    |---------------|-------------|------------------------------------------------------|
+    | `activations` | (required)  | one activation name per layer                         |
+    | `loss`        | `"bce"`     | "bce" (sigmoid output), "ce" (softmax, one-hot Y), "mse" |
+    | `l2`          | `0.0`       | λ of (λ/2m) Σ_l ‖W[l]‖_F² (may be traced)             |
+    | `keep_prob`   | `1.0`       | inverted dropout on hidden layers (static)            |
+    | `key`         | `None`      | the dropout key, needed when keep_prob < 1            |
+    | `precision`   | `"default"` | a policy of :mod:`manualgrad.precision` (static)      |
+
+    :func:`manualgrad.network` binds them once instead.
+    """
+
+    activations: Required[Sequence[str]]
+    loss: str
+    l2: float | Array
+    keep_prob: float
+    key: Array | None
+    precision: str
+
+
+OPTION_NAMES = ("activations", "loss", "l2", "keep_prob", "key", "precision")
+
+
+def checked_options(
+    params: Mapping[str, Any],
+    X: Any,
+    Y: Any,
+    options: Mapping[str, Any],
+    *,
+    function: str,
+    allowed: Collection[str] = OPTION_NAMES,
+) -> tuple[Params, Array, Array, Spec, Any, Array | None]:
+    """Check `function`'s keyword options and its inputs; return params, X, Y, spec, λ, key.
+
+    An unknown or unsupported option name is a :class:`ConfigError` naming the
+    closest valid one.
+    """
+    for name in options:
+        if name not in allowed:
+            close = difflib.get_close_matches(str(name), list(allowed), n=1)
+            hint = f" — did you mean `{close[0]}`?" if close else ""
+            raise ConfigError(
+                f"`{function}` got an unknown option `{name}`{hint} (its options: "
+                f"{', '.join(f'`{a}`' for a in allowed)})"
+            )
+    if "activations" not in options:
+        raise ConfigError(
+            f"`{function}` needs `activations`, one name per layer, e.g. "
+            "activations=('relu', 'sigmoid')"
+        )
+    l2, key = options.get("l2", 0.0), options.get("key")
+    params, spec = spec_for(
+        params,
+        options["activations"],
+        options.get("loss", "bce"),
+        keep_prob=options.get("keep_prob", 1.0),
+        precision=options.get("precision", "default"),
+    )
+    X, Y, _ = check_inputs(params, X, Y, spec, l2=l2, key=key)
+    return params, X, Y, spec, l2, key
 
 
 def dropout_masks(params: Params, m: int, spec: Spec, key: Array | None) -> list[Array | None]:

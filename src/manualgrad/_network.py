@@ -32,12 +32,11 @@ from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
+from manualgrad import _engine as engine
 from manualgrad import _validation as check
 from manualgrad import functional, per_example
 from manualgrad._errors import ConfigError
-from manualgrad.activations import ACTIVATIONS
 from manualgrad.bridge import custom_vjp_cost
-from manualgrad.losses import LOSSES
 
 __all__ = ["Network", "network"]
 
@@ -45,19 +44,23 @@ __all__ = ["Network", "network"]
 class Network(NamedTuple):
     """The functions of one network, its static options bound (see :func:`network`).
 
-    | field               | signature                                        | see |
-    |---------------------|--------------------------------------------------|-----|
-    | `init`              | `(layer_dims, key, method="he", dtype=float32)`  | :func:`manualgrad.functional.init_params` |
-    | `forward`           | `(params, X, key=None) -> (A[L], caches)`        | :func:`manualgrad.functional.forward` |
-    | `cost`              | `(params, X, Y, key=None) -> C`                  | :func:`manualgrad.functional.cost` |
-    | `value_and_grad`    | `(params, X, Y, key=None) -> (C, grads)`         | :func:`manualgrad.functional.value_and_grad` |
-    | `predict`           | `(params, X) -> (1, m) int labels`               | :func:`manualgrad.functional.predict` |
-    | `per_example_grads` | `(params, X, Y, key=None) -> {k: (m, *shape)}`   | :func:`manualgrad.per_example.per_example_grads` |
-    | `per_example_norms` | `(params, X, Y, key=None) -> (m,)`               | :func:`manualgrad.per_example.per_example_norms` |
-    | `clipped_grads`     | `(params, X, Y, clip_norm, key=None) -> grads`   | :func:`manualgrad.per_example.clipped_grads` |
-    | `dp_grads`          | `(params, X, Y, noise_key, clip_norm, noise_multiplier, key=None, normaliser=None)` | :func:`manualgrad.per_example.dp_grads` |
-    | `custom_vjp_cost`   | `(params, X, Y, key=None) -> C`, `jax.grad` runs the manual backward | :func:`manualgrad.bridge.custom_vjp_cost` |
+    | field               | arguments (all arrays)                   | binds                 |
+    |---------------------|------------------------------------------|-----------------------|
+    | `init`              | layer_dims, key, method="he", dtype      | `init_params`         |
+    | `forward`           | params, X, key=None                      | `forward`             |
+    | `cost`              | params, X, Y, key=None                   | `cost`                |
+    | `value_and_grad`    | params, X, Y, key=None                   | `value_and_grad`      |
+    | `predict`           | params, X                                | `predict`             |
+    | `per_example_grads` | params, X, Y, key=None                   | `per_example_grads`   |
+    | `per_example_norms` | params, X, Y, key=None                   | `per_example_norms`   |
+    | `clipped_grads`     | params, X, Y, clip_norm, key=None        | `clipped_grads`       |
+    | `dp_grads`          | params, X, Y, noise_key, clip_norm,      | `dp_grads`            |
+    |                     | noise_multiplier, key=None, normaliser   |                       |
+    | `custom_vjp_cost`   | params, X, Y, key=None                   | `custom_vjp_cost`     |
 
+    The functions bound are :mod:`manualgrad.functional`'s, :mod:`manualgrad.per_example`'s
+    and :func:`manualgrad.bridge.custom_vjp_cost` (a cost whose `jax.grad` runs
+    the hand-written backward).
     `key` is the dropout key (needed when keep_prob < 1). `activations`, `loss`,
     `l2`, `keep_prob` and `precision` hold the bound options.
     """
@@ -109,11 +112,7 @@ def network(
     acts = tuple(activations)
     if not acts:
         raise ConfigError("`activations` is empty: give one activation name per layer")
-    check.check_activations(acts, len(acts))  # names; the layer count is len(acts)
-    if not isinstance(loss, str) or loss not in LOSSES:
-        raise ConfigError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
-    check.check_loss(loss, ACTIVATIONS[acts[-1]])
-    check.check_static_options(keep_prob=keep_prob, precision=precision)
+    spec = engine.make_spec(len(acts), acts, loss, keep_prob=keep_prob, precision=precision)
     try:
         l2 = float(l2)
     except (TypeError, ValueError):
@@ -122,8 +121,9 @@ def network(
             "traced λ use manualgrad.functional.value_and_grad(..., l2=λ)"
         ) from None
     check.check_l2(l2)
-    static = dict(activations=acts, precision=precision)
-    options = dict(static, loss=loss, keep_prob=keep_prob)
+    options: dict[str, Any] = dict(
+        activations=acts, loss=loss, keep_prob=keep_prob, precision=precision
+    )
 
     def init(layer_dims: Sequence[int], key: Any, method: str = "he", dtype: Any = jnp.float32):
         """Params for `layer_dims` = [n_x, n_1, …, n_L] (one more than the activations)."""
@@ -136,19 +136,28 @@ def network(
         return functional.init_params(layer_dims, key, method, dtype)
 
     def forward(params, X, key=None):
-        return functional.forward(params, X, key=key, keep_prob=keep_prob, **static)
+        return functional.forward(
+            params, X, key=key, activations=acts, keep_prob=keep_prob, precision=precision
+        )
 
     def predict(params, X):
-        return functional.predict(params, X, **static)
+        return functional.predict(params, X, activations=acts, precision=precision)
 
     def clipped_grads(params, X, Y, clip_norm, key=None):
         return per_example.clipped_grads(
-            params, X, Y, clip_norm=clip_norm, l2=l2, key=key, **options
+            params,
+            X,
+            Y,
+            clip_norm=clip_norm,
+            l2=l2,
+            key=key,
+            activations=acts,
+            loss=loss,
+            keep_prob=keep_prob,
+            precision=precision,
         )
 
-    def dp_grads(
-        params, X, Y, noise_key, clip_norm, noise_multiplier, key=None, normaliser=None
-    ):
+    def dp_grads(params, X, Y, noise_key, clip_norm, noise_multiplier, key=None, normaliser=None):
         return per_example.dp_grads(
             params,
             X,
@@ -159,7 +168,10 @@ def network(
             l2=l2,
             key=key,
             normaliser=normaliser,
-            **options,
+            activations=acts,
+            loss=loss,
+            keep_prob=keep_prob,
+            precision=precision,
         )
 
     return Network(
@@ -177,9 +189,7 @@ def network(
         per_example_norms=_with_key(partial(per_example.per_example_norms, **options)),
         clipped_grads=clipped_grads,
         dp_grads=dp_grads,
-        custom_vjp_cost=custom_vjp_cost(
-            acts, loss, l2=l2, keep_prob=keep_prob, precision=precision
-        ),
+        custom_vjp_cost=custom_vjp_cost(spec, l2),
     )
 
 

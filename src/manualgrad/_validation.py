@@ -91,7 +91,7 @@ def check_params(params: Mapping[str, Any]) -> int:
             f"`params` has unexpected keys {bad}: expected only 'W1', 'b1', …, 'WL', 'bL' "
             "(layers numbered from 1, no leading zeros) — rename or drop them"
         )
-    n_layers = max((int(_KEY.match(k).group(2)) for k in params), default=0)
+    n_layers = max((int(m.group(2)) for k in params if (m := _KEY.match(k))), default=0)
     if n_layers == 0:
         raise ShapeError(
             "`params` is empty: expected 'W1', 'b1', …, 'WL', 'bL' — build them with "
@@ -194,11 +194,13 @@ def check_activations(activations: Sequence[str], n_layers: int) -> tuple[Activa
     return tuple(acts)
 
 
-def check_loss(loss: str, output: Activation) -> Loss:
-    """Check the loss name and that it fits the output activation."""
+def check_loss(loss: str, output: Activation | None) -> Loss:
+    """Check the loss name and, when `output` is given, that it fits the output activation."""
     if not isinstance(loss, str) or loss not in LOSSES:
         raise ConfigError(f"unknown loss {_describe(loss)}; expected one of {sorted(LOSSES)}")
     spec = get_loss(loss)
+    if output is None:
+        return spec
     if spec.output_activations is not None and output.name not in spec.output_activations:
         raise ConfigError(
             f"loss {loss!r} needs a {' or '.join(spec.output_activations)} output layer, got "
@@ -306,17 +308,16 @@ def _check_real_scalar(name: str, x: Any, example: str) -> float | None:
         raise ConfigError(
             f"expected `{name}` to be a real scalar, got {_describe(x)}: e.g. {name}={example}"
         )
-    if _is_array(x) and not (
-        jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)
-    ):
-        raise ConfigError(f"expected `{name}` to be a real scalar, got dtype {x.dtype}")
+    dt = _dtype(x)
+    if _is_array(x) and not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)):
+        raise ConfigError(f"expected `{name}` to be a real scalar, got dtype {dt}")
     return _concrete(x)
 
 
 def check_key(key: Any) -> None:
     """Check `key` is a PRNG key: `jax.random.key(seed)` (or a legacy uint32 (2,) key)."""
     ok = _is_array(key) and (
-        (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and _shape(key) == ())
+        (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and _shape(key) == ())
         or (key.dtype == np.uint32 and _shape(key) == (2,))
     )
     if not ok:

@@ -1,6 +1,7 @@
 r"""A `jax.custom_vjp` bridge: code written for `jax.grad` runs the hand-written backward.
 
-:func:`custom_vjp_cost` returns a function `(params, X, Y[, key]) -> C` that computes the same
+`net.custom_vjp_cost` of a :func:`manualgrad.network` (built here by
+:func:`custom_vjp_cost`) is a function `(params, X, Y[, key]) -> C` that computes the same
 cost as :func:`manualgrad.cost`. Its forward pass saves the layer caches as residuals
 and its backward pass is the engine's chain of formulas (5), (4) and then (2),
 so `jax.grad`, `jax.value_and_grad`, optax loops and flax-style training code use the
@@ -18,7 +19,7 @@ so `jax.grad` with respect to any argument is exact. Under `jax.jit` the cotange
 nobody asks for are dropped by XLA and cost nothing.
 
 >>> import jax, jax.numpy as jnp, manualgrad as mg
->>> f = mg.bridge.custom_vjp_cost(("relu", "sigmoid"), "bce")
+>>> f = mg.network(["relu", "sigmoid"], "bce").custom_vjp_cost
 >>> params = mg.init_params([2, 4, 1], jax.random.key(0))
 >>> X = jnp.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]])
 >>> Y = jnp.array([[1.0, 0.0, 1.0]])
@@ -29,7 +30,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -38,7 +39,6 @@ import jax.numpy as jnp
 
 from manualgrad import _engine as engine
 from manualgrad import _validation as check
-from manualgrad._errors import ConfigError
 from manualgrad.dense import prev_activation_grad
 
 Array = jax.Array
@@ -86,43 +86,24 @@ def _bridge_bwd(static, residuals, g):
 _bridge_cost.defvjp(_bridge_fwd, _bridge_bwd)
 
 
-def custom_vjp_cost(
-    activations: Sequence[str],
-    loss: str = "bce",
-    *,
-    l2: float = 0.0,
-    keep_prob: float = 1.0,
-    precision: str = "default",
-) -> Callable[..., Array]:
-    """The cost C(params, X, Y[, key]) as a function whose `jax.grad` is the hand-written one.
+def custom_vjp_cost(spec: engine.Spec, l2: float) -> Callable[..., Array]:
+    """The cost C(params, X, Y[, key]) of `spec` and λ = `l2`, whose `jax.grad` is hand-written.
 
-    `activations`, `loss`, `l2` (λ, a Python number), `keep_prob` and `precision` mean
-    what they mean for :func:`manualgrad.value_and_grad` and are fixed here, so the
-    returned function takes only arrays: params (dict), X (n_x, m), Y (n_L, m) and, when
-    keep_prob < 1, a `jax.random.key` for the dropout masks. Its value equals
+    :func:`manualgrad.network` calls this for `net.custom_vjp_cost`; use that. The
+    returned function takes only arrays: params (dict), X (n_x, m), Y (n_L, m) and,
+    when keep_prob < 1, a `jax.random.key` for the dropout masks. Its value equals
     :func:`manualgrad.cost`; its `jax.grad` with respect to params equals
     `value_and_grad`'s grads, and with respect to X and Y the exact ∂C/∂X and ∂C/∂Y.
     Inputs are validated at trace time, as in every other entry point.
     """
-    activations = tuple(activations)
-    try:
-        l2 = float(l2)
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        raise ConfigError(
-            "`custom_vjp_cost` fixes `l2` when it is built, so it must be a Python number, "
-            f"got {l2!r}; to vary λ, build one function per value (or use "
-            "manualgrad.value_and_grad)"
-        ) from None
-    check.check_l2(l2)
-    check.check_static_options(keep_prob=keep_prob, precision=precision)
+    static: Any = (spec, l2)
 
     def cost(params: Mapping[str, Array], X: Array, Y: Array, key: Array | None = None) -> Array:
         """C = (1/m) Σ_i L(a[L](i), y(i)) (+ L2 term); `jax.grad` runs the hand-written backward."""
-        params_, spec = engine.spec_for(
-            params, activations, loss, keep_prob=keep_prob, precision=precision
-        )
+        params_ = check.as_params(params)
+        n_layers = check.check_params(params_)
+        check.check_activations([a.name for a in spec.activations], n_layers)
         X, Y_, _ = engine.check_inputs(params_, X, Y, spec, l2=l2, key=key)
-        static: Any = (spec, l2)
-        return _bridge_cost(static, params_, X, Y_, key if keep_prob < 1 else None)
+        return _bridge_cost(static, params_, X, Y_, key if spec.keep_prob < 1 else None)
 
     return cost

@@ -32,14 +32,14 @@ True
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import jax
 import jax.numpy as jnp
 
 from manualgrad import _engine as engine
 from manualgrad import _validation as check
-from manualgrad._engine import LayerCache
+from manualgrad._engine import LayerCache, Options
 from manualgrad._errors import ConfigError
 
 Array = jax.Array
@@ -54,6 +54,7 @@ __all__ = [
     "INIT_METHODS",
     "STATIC_ARGNAMES",
     "LayerCache",
+    "Options",
     "backward",
     "cost",
     "forward",
@@ -113,7 +114,7 @@ def forward(
     params, spec = engine.spec_for(
         params, activations, None, keep_prob=keep_prob, precision=precision
     )
-    X, _, m = engine.check_inputs(params, X, None, spec, key=key)
+    X, m = engine.check_features(params, X, spec, key=key)
     return engine.forward(params, X, spec, engine.dropout_masks(params, m, spec, key))
 
 
@@ -138,67 +139,38 @@ def backward(
         params, activations, loss, keep_prob=keep_prob, precision=precision
     )
     check.check_caches(caches, spec.n_layers)
-    _, Y, m = engine.check_inputs(
-        params, caches[0].A_prev, Y, spec, l2=l2, needs_key=False
-    )
-    assert Y is not None
+    _, Y, m = engine.check_inputs(params, caches[0].A_prev, Y, spec, l2=l2, needs_key=False)
     Y = Y.astype(caches[-1].A.dtype)
     dZs = engine.chain(params, caches, engine.output_dZ(caches, Y, spec), spec)
     grads = engine.grads_from_dZ(params, caches, dZs, m=m, precision=precision)
     return engine.add_l2_grads(grads, params, l2, m)
 
 
-def _checked(params, X, Y, activations, loss, l2, keep_prob, key, precision):
-    params, spec = engine.spec_for(
-        params, activations, loss, keep_prob=keep_prob, precision=precision
-    )
-    X, Y, _ = engine.check_inputs(params, X, Y, spec, l2=l2, key=key)
-    assert Y is not None
-    return params, X, Y, spec
-
-
-def cost(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
-) -> Array:
+def cost(params: Mapping[str, Array], X: Array, Y: Array, **options: Unpack[Options]) -> Array:
     """C = (1/m) Σ_i L(a[L](i), y(i)) + (λ/2m) Σ_l ‖W[l]‖_F², a scalar.
 
     This is the function whose `jax.grad` the hand-written backward must equal.
+    Options as for :func:`value_and_grad`.
     """
-    params, X, Y, spec = _checked(params, X, Y, activations, loss, l2, keep_prob, key, precision)
+    params, X, Y, spec, l2, key = engine.checked_options(params, X, Y, options, function="cost")
     m = X.shape[1]
     _, caches = engine.forward(params, X, spec, engine.dropout_masks(params, m, spec, key))
     return engine.cost(params, jnp.sum(engine.example_losses(caches, Y, spec)), m=m, l2=l2)
 
 
 def value_and_grad(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
+    params: Mapping[str, Array], X: Array, Y: Array, **options: Unpack[Options]
 ) -> tuple[Array, Params]:
     """(C, ∂C/∂params): one forward pass and the hand-written backward pass.
 
-    Shapes: X (n_x, m), Y (n_L, m); grads have the params' keys and shapes.
-    `loss` is "bce" (sigmoid output), "ce" (softmax output, one-hot Y) or "mse";
-    `l2` is λ; `keep_prob` < 1 turns on inverted dropout on hidden layers, with masks
-    from `key`; `precision` is a policy of :mod:`manualgrad.precision`.
+    Shapes: X (n_x, m), Y (n_L, m); grads have the params' keys and shapes. The
+    options (`activations` required; `loss`, `l2`, `keep_prob`, `key`, `precision`)
+    are those of :class:`Options`. To jit, bind the options with :func:`manualgrad.network`, or mark
+    :data:`STATIC_ARGNAMES` static.
     """
-    params, X, Y, spec = _checked(params, X, Y, activations, loss, l2, keep_prob, key, precision)
+    params, X, Y, spec, l2, key = engine.checked_options(
+        params, X, Y, options, function="value_and_grad"
+    )
     return engine.value_and_grad(params, X, Y, spec, l2=l2, key=key)
 
 

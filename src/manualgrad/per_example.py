@@ -52,16 +52,20 @@ and jit directly. `clip_norm`, `noise_multiplier` and `normaliser` may be traced
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Unpack
 
 import jax
 import jax.numpy as jnp
 
 from manualgrad import _engine as engine
 from manualgrad import _validation as check
+from manualgrad._engine import Options
 from manualgrad._errors import ShapeError
 
 Array = jax.Array
 Params = dict[str, Array]
+
+_NO_L2 = tuple(name for name in engine.OPTION_NAMES if name != "l2")
 
 __all__ = [
     "clip_factors",
@@ -113,20 +117,11 @@ def one_example_grads(
         )
     params, spec = engine.spec_for(params, activations, loss, precision=precision)
     X, Y, _ = engine.check_inputs(params, x[:, None], y[:, None], spec)
-    assert Y is not None
     return _one_example(params, X[:, 0], Y[:, 0], spec, None)
 
 
 def per_example_grads(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
+    params: Mapping[str, Array], X: Array, Y: Array, **options: Unpack[Options]
 ) -> Params:
     """g_i = ∂L_i/∂params for every example: `jax.vmap` of :func:`one_example_grads` over columns.
 
@@ -136,8 +131,11 @@ def per_example_grads(
     With `keep_prob` < 1 the masks are those `value_and_grad` draws from `key`, one
     column per example. This materialises m copies of the params: for norms or
     clipping use :func:`per_example_norms` / :func:`clipped_grads`, which do not.
+    Options as for :func:`manualgrad.value_and_grad`, except `l2` (no g_i has an L2 term).
     """
-    params, X, Y, spec = _checked(params, X, Y, activations, loss, 0.0, keep_prob, key, precision)
+    params, X, Y, spec, _, key = engine.checked_options(
+        params, X, Y, options, function="per_example_grads", allowed=_NO_L2
+    )
     masks = engine.dropout_masks(params, X.shape[1], spec, key)
 
     def one(x, y, cols):
@@ -176,15 +174,6 @@ def clip_factors(squared_norms: Array, clip_norm: float | Array) -> Array:
     return jnp.where(over, C * jax.lax.rsqrt(safe), jnp.ones_like(squared_norms))
 
 
-def _checked(params, X, Y, activations, loss, l2, keep_prob, key, precision):
-    params, spec = engine.spec_for(
-        params, activations, loss, keep_prob=keep_prob, precision=precision
-    )
-    X, Y, _ = engine.check_inputs(params, X, Y, spec, l2=l2, key=key)
-    assert Y is not None
-    return params, X, Y, spec
-
-
 def _pass(params, X, Y, spec, key) -> engine.Pass:
     return engine.backward_pass(
         params, X, Y, spec, engine.dropout_masks(params, X.shape[1], spec, key)
@@ -192,15 +181,7 @@ def _pass(params, X, Y, spec, key) -> engine.Pass:
 
 
 def per_example_norms(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
+    params: Mapping[str, Array], X: Array, Y: Array, **options: Unpack[Options]
 ) -> Array:
     r"""‖g_i‖ for each example: the L2 norm over all layers' dW and db of ∂L_i/∂params.
 
@@ -210,9 +191,12 @@ def per_example_norms(
         ‖g_i‖² = Σ_l ‖dz[l](i)‖² (‖a[l-1](i)‖² + 1),
 
     never forming a per-example gradient (cost O(Σ_l (n_l + n_{l-1}) m) on top of the
-    chain). The L2 term is not part of any g_i. Dropout as in :func:`per_example_grads`.
+    chain). The L2 term is not part of any g_i. Dropout as in :func:`per_example_grads`;
+    options as for :func:`manualgrad.value_and_grad`, except `l2`.
     """
-    params, X, Y, spec = _checked(params, X, Y, activations, loss, 0.0, keep_prob, key, precision)
+    params, X, Y, spec, _, key = engine.checked_options(
+        params, X, Y, options, function="per_example_norms", allowed=_NO_L2
+    )
     return jnp.sqrt(squared_norms(_pass(params, X, Y, spec, key)))
 
 
@@ -232,12 +216,7 @@ def clipped_grads(
     Y: Array,
     *,
     clip_norm: float | Array,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
+    **options: Unpack[Options],
 ) -> Params:
     r"""(1/m) Σ_i min(1, C/‖g_i‖) g_i [+ (λ/m) W[l]], in one backward pass.
 
@@ -255,10 +234,13 @@ def clipped_grads(
 
     The L2 term belongs to no example: its (λ/m) W[l] is added once, after clipping.
     Dropout (`keep_prob` < 1, `key`) clips each example's gradient under its own mask.
-    Shapes: X (n_x, m), Y (n_L, m) -> a dict with the params' keys and shapes.
+    Shapes: X (n_x, m), Y (n_L, m) -> a dict with the params' keys and shapes. Options
+    as for :func:`manualgrad.value_and_grad`.
     """
     check.check_clip_norm(clip_norm)  # > 0 and finite when concrete; traced values pass
-    params, X, Y, spec = _checked(params, X, Y, activations, loss, l2, keep_prob, key, precision)
+    params, X, Y, spec, l2, key = engine.checked_options(
+        params, X, Y, options, function="clipped_grads"
+    )
     m = X.shape[1]
     p = _pass(params, X, Y, spec, key)
     grads = engine.grads_from_dZ(
@@ -275,13 +257,8 @@ def dp_grads(
     noise_key: Array,
     clip_norm: float | Array,
     noise_multiplier: float | Array,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    keep_prob: float = 1.0,
-    key: Array | None = None,
     normaliser: float | Array | None = None,
-    precision: str = "default",
+    **options: Unpack[Options],
 ) -> Params:
     r"""The DP-SGD gradient: the clipped *sum* plus Gaussian noise, divided by the normaliser.
 
@@ -304,12 +281,13 @@ def dp_grads(
     `noise_key` draws the noise (split into one key per parameter, in the params'
     order); dropout masks, if `keep_prob` < 1, come from the separate `key`, as in
     every other function. The L2 term depends on no example, so it is neither clipped
-    nor noised. With σ = 0 and B = m this equals :func:`clipped_grads`.
+    nor noised. With σ = 0 and B = m this equals :func:`clipped_grads`. Other options
+    as for :func:`manualgrad.value_and_grad`.
     """
     check.check_clip_norm(clip_norm)
     check.check_noise_multiplier(noise_multiplier)  # ≥ 0 and finite when concrete
     check.check_key(noise_key)
-    params, X, Y, spec = _checked(params, X, Y, activations, loss, l2, keep_prob, key, precision)
+    params, X, Y, spec, l2, key = engine.checked_options(params, X, Y, options, function="dp_grads")
     B = X.shape[1] if normaliser is None else normaliser
     p = _pass(params, X, Y, spec, key)
     grads = engine.grads_from_dZ(

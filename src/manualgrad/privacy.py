@@ -65,7 +65,7 @@ import functools
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -76,6 +76,7 @@ from jax import lax
 from manualgrad import _engine as engine
 from manualgrad import _validation as check
 from manualgrad import per_example
+from manualgrad._engine import Options
 from manualgrad._errors import ConfigError, DataError
 
 Array = jax.Array
@@ -369,9 +370,10 @@ def poisson_batch(key: Array, n: int, sampling_rate: float | Array, capacity: in
     """
     if not 1 <= capacity <= n:
         raise ConfigError(f"`capacity` must be in [1, n = {n}], got {capacity}")
-    u = jax.random.uniform(key, (n,))
+    q = jnp.asarray(sampling_rate)
+    u = jax.random.uniform(key, (n,), q.dtype if jnp.issubdtype(q.dtype, jnp.floating) else None)
     neg_u, index = lax.top_k(-u, capacity)  # the K smallest u_i
-    return PoissonBatch(index=index, mask=-neg_u < sampling_rate)
+    return PoissonBatch(index=index, mask=-neg_u < q)
 
 
 def overflow_probability(n: int, sampling_rate: float, capacity: int) -> float:
@@ -457,12 +459,7 @@ def masked_dp_grads(
     clip_norm: float | Array,
     noise_multiplier: float | Array,
     normaliser: float | Array,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
+    **options: Unpack[Options],
 ) -> Params:
     r"""The DP-SGD gradient of the masked columns: (1/B)(Σ_{i: mask_i} clip_C(g_i) + σ C ξ).
 
@@ -481,16 +478,16 @@ def masked_dp_grads(
     is not finite — replaced by exact zeros in every dZ[l] and A[l-1] before formula
     (2), so they change nothing, NaN included. With every mask entry True, σ = 0 and
     B = K this is :func:`manualgrad.per_example.clipped_grads`; an all-False mask (an
-    empty batch) gives the noise alone.
+    empty batch) gives the noise alone. Other options as for
+    :func:`manualgrad.value_and_grad`.
     """
     check.check_clip_norm(clip_norm)
     check.check_noise_multiplier(noise_multiplier)
     check.check_key(noise_key)
-    params, spec = engine.spec_for(
-        params, activations, loss, keep_prob=keep_prob, precision=precision
+    p, Xc, Yc, spec, l2, key = engine.checked_options(
+        params, X, Y, options, function="masked_dp_grads"
     )
-    Xc, Yc, m = engine.check_inputs(params, X, Y, spec, l2=l2, key=key)
-    assert Yc is not None
+    m = Xc.shape[1]
     mask = jnp.asarray(mask)
     if mask.shape != (m,) or mask.dtype != jnp.bool_:
         raise ConfigError(
@@ -498,7 +495,7 @@ def masked_dp_grads(
             f"of X, got dtype {mask.dtype} and shape {mask.shape}"
         )
     _, grads = _private_value_and_grad(
-        params,
+        p,
         Xc,
         Yc,
         mask,
