@@ -4,6 +4,11 @@ Nothing here calls manualgrad's forward, loss or backward code, so `jax.grad` of
 :func:`reference_cost` is an independent check of the hand-written backward pass.
 Dropout masks are an *input* (drawn with manualgrad's documented mask function),
 not something under test.
+
+At a tie z = 0 exactly, `jax.grad` of `jax.nn.relu` is 0 (manualgrad's relu'(0)), but
+of `jax.nn.leaky_relu` it is 1 where manualgrad takes the left slope 0.01: a test that
+puts a leaky_relu pre-activation exactly at 0 needs another oracle (tests/test_gradcheck.py
+checks ties against `jax.grad` of manualgrad's own forward, which is what `check` does).
 """
 
 from __future__ import annotations

@@ -51,6 +51,27 @@ def test_check_passes_other_losses_and_architectures(capsys, argv):
     assert code == 0 and data["passed"] is True, data
 
 
+@pytest.mark.parametrize("seed", ["1", "2", "3"])
+@pytest.mark.parametrize("keep_prob", ["0.5", "0.7", "0.9"])
+def test_check_passes_under_dropout_for_every_rate_and_seed(capsys, keep_prob, seed):
+    # 2 tanh units before the relu layer: an example loses both with probability
+    # (1 − keep_prob)², and then its Z2 is exactly b2 = 0, a tie of relu
+    code, data = _json(capsys, "--layers", "2,2,3,1", "--keep-prob", keep_prob, "--seed", seed)
+    assert code == 0 and data["passed"] is True, data
+    for row in data["rows"]:
+        assert row["autodiff"] <= 1e-12
+
+
+def test_entries_at_a_relu_kink_are_reported_and_judged_by_jax_grad_alone(capsys):
+    code, data = _json(capsys, "--layers", "2,2,3,1", "--keep-prob", "0.5")
+    assert code == 0
+    at_kink = {row["name"]: row["at_kink"] for row in data["rows"]}
+    assert at_kink["b2"] == 3  # every b2 entry moves the Z2 = 0 of the dropped examples
+    assert at_kink["W1"] == at_kink["W3"] == 0
+    b2 = next(row for row in data["rows"] if row["name"] == "b2")
+    assert b2["finite_difference"] is None and b2["autodiff"] <= 1e-12
+
+
 def test_check_fails_with_exit_1_and_names_a_wrong_gradient(capsys, monkeypatch):
     real = mg.value_and_grad
 
