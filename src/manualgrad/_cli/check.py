@@ -15,7 +15,14 @@ relu or leaky_relu, some Z crossing 0 within ±ε — are compared with jax.grad
 the two one-sided slopes. With zero biases and dropout, Z is exactly 0 for every
 example whose previous layer was dropped entirely, so this is common.
 
-Exit status: 0 if every parameter passes, 1 if one fails, 2 for bad options.
+With `--against FILE.py[:FUNCTION]` it checks *your* backward pass instead
+(:func:`manualgrad.testing.check_backward`): FUNCTION (default `L_model_backward`,
+the course's `(AL, Y, caches)`; `--convention core` for `(params, X, Y)`) runs on
+several float64 networks and every key it returns is compared with jax.grad, with a
+diagnosis of each key that disagrees (:mod:`manualgrad.mistakes`).
+
+Exit status: 0 if every parameter (key) passes, 1 if one fails, 2 for bad options, or
+when FUNCTION cannot be loaded or returns something that cannot be compared.
 """
 
 from __future__ import annotations
@@ -59,6 +66,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--keep-prob", type=float, default=1.0, help="dropout keep probability (default 1)"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--against",
+        metavar="FILE.py[:FUNCTION]",
+        help="check your own backward pass FUNCTION (default L_model_backward) on several "
+        "networks, with a diagnosis of each key that disagrees with jax.grad",
+    )
+    parser.add_argument(
+        "--convention",
+        help="with --against: 'course' (default), FUNCTION(AL, Y, caches) -> {dA0…, dW1…, "
+        "db1…}; or 'core', FUNCTION(params, X, Y) -> {dW1, db1, …}",
+    )
 
 
 def _int_list(text: str, what: str) -> list[int]:
@@ -215,7 +233,45 @@ def _print_table(config: dict[str, Any], report: GradCheckReport) -> None:
         console.print(f"[bold red]FAIL[/bold red]: {', '.join(failed)} (worst: {report.worst})")
 
 
+#: Options of the built-in check that --against does not use, with their defaults.
+_NOT_WITH_AGAINST = {"layers": None, "activations": None, "m": 400, "l2": 0.0, "keep_prob": 1.0}
+
+
+def _run_against(args: argparse.Namespace) -> int:
+    """`--against`: the user's backward pass on the default cases of `manualgrad.testing`."""
+    from manualgrad._errors import ConfigError
+    from manualgrad.testing import check_backward, default_cases, load_function
+
+    for name, default in _NOT_WITH_AGAINST.items():
+        if getattr(args, name) != default:
+            option = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"`{option}` does not apply to `--against`, which checks your function on its "
+                "own set of networks (choose them with `--seed`)"
+            )
+    func = load_function(args.against)
+    report = check_backward(
+        func,
+        convention=args.convention or "course",
+        loss=args.loss,
+        cases=default_cases(args.seed),
+        name=args.against.rpartition(":")[2] if ".py:" in args.against else None,
+    )
+    if args.json:
+        json.dump(report.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        report.print()
+    return 0 if report.passed else 1
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.against is not None:
+        return _run_against(args)
+    if args.convention is not None:
+        from manualgrad._errors import ConfigError
+
+        raise ConfigError("`--convention` needs `--against FILE.py[:FUNCTION]`")
     config = _config(args)
     report = check(config)
     if args.json:
