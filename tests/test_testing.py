@@ -20,6 +20,7 @@ import pytest
 import backward_references as refs
 from manualgrad import course
 from manualgrad._errors import ConfigError, DTypeError, ShapeError
+from manualgrad.cli import main
 from manualgrad.mistakes import MISTAKES
 from manualgrad.network import value_and_grad
 from manualgrad.testing import (
@@ -372,3 +373,40 @@ def test_the_fixture_is_the_library_function(pytester):
 def test_float64_stays_scoped_to_the_check():
     check_backward(refs.L_model_backward, cases=default_cases()[:1])
     assert not jax.config.jax_enable_x64
+
+
+# -------------------------------------------------------------------------- the docs page
+
+DOC = ROOT / "docs" / "check_your_backward.md"
+
+
+def _blocks(kind):
+    text = DOC.read_text(encoding="utf-8")
+    return [block.split("```", 1)[0] for block in text.split(f"```{kind}\n")[1:]]
+
+
+def _run_check(capsys, monkeypatch, path):
+    monkeypatch.setenv("COLUMNS", "100")
+    code = main(["check", "--against", str(path)])
+    out = capsys.readouterr().out
+    return code, "".join(line.rstrip() + "\n" for line in out.splitlines())
+
+
+def test_the_docs_page_shows_the_real_output_of_its_example_and_of_its_fix(
+    tmp_path, capsys, monkeypatch
+):
+    student, fix = _blocks("python")[0], _blocks("python")[1]
+    bug_output, fixed_output = _blocks("text")[0], _blocks("text")[1]
+    path = tmp_path / "my_backward.py"
+    path.write_text(student, encoding="utf-8")
+    assert _run_check(capsys, monkeypatch, path) == (1, bug_output)
+    fixed = student.replace("    dZ[Z < 0] = 0\n", "    dZ[Z <= 0] = 0\n")
+    assert fix.strip() in fixed  # the page's fix is what the fixed file contains
+    path.write_text(fixed, encoding="utf-8")
+    assert _run_check(capsys, monkeypatch, path) == (0, fixed_output)
+
+
+def test_the_docs_page_lists_every_mistake_of_the_catalogue():
+    text = DOC.read_text(encoding="utf-8")
+    missing = [m.label for m in MISTAKES if f"| {m.label} " not in text]
+    assert missing == []

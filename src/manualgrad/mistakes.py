@@ -373,7 +373,10 @@ def _where(layer: Layer, kind: str, start: str) -> str:
             f"the dA[{l}] it starts from is wrong too, but layer {l}'s formulas applied to it do "
             f"not give this either: layer {l} has a mistake of its own"
         )
-    return "a layer above already disagrees in a way no known mistake explains; this may follow"
+    return (
+        "a layer above already disagrees in a way no known mistake explains, and this may "
+        "follow from it"
+    )
 
 
 def _choose(candidates: Mapping[str, list[_Explanation]]) -> dict[str, _Explanation]:

@@ -369,7 +369,8 @@ def _print_case(console: Any, result: CaseResult) -> None:
         n = _plural(len(result.findings), "key")
         console.print(f"{title}: {n}, all agree [green]PASS[/green]")
         return
-    table = Table(title=title, title_justify="left")
+    console.print(f"{title}:")
+    table = Table()
     table.add_column("key")
     table.add_column("shape")
     table.add_column("vs jax.grad", justify="right")
@@ -548,7 +549,7 @@ def assert_backward_matches(
     except (ShapeError, DTypeError) as err:
         raise AssertionError(str(err)) from err
     if not report.passed:
-        raise AssertionError("\n" + report.format(summary_first=True))
+        raise AssertionError(report.format(summary_first=True))
     return report
 
 
@@ -601,7 +602,7 @@ def load_function(spec: str, default: str = DEFAULT_FUNCTION) -> Callable[..., A
         listed = ", ".join(defined[:6]) + (", …" if len(defined) > 6 else "")
         raise ConfigError(
             f"{path.name!r} defines no function {name!r} (it has {listed or 'none'}): "
-            f"name one with {path_text}:FUNCTION"
+            "name one with FILE.py:FUNCTION"
         )
     if not callable(func):
         raise ConfigError(f"{name!r} in {path.name!r} is a {type(func).__name__}, not a function")
