@@ -23,6 +23,7 @@ import pytest
 from jax.experimental import checkify
 
 import manualgrad as mg
+from manualgrad import course
 from manualgrad.testing import check_backward, default_cases, load_function
 from manualgrad.value_checks import checked_value_and_grad
 
@@ -138,7 +139,7 @@ def student_file(source: str, spec: str = "student_backward.py") -> Callable[[],
 
 def my_backward(AL, Y, caches):
     """A correct course-convention backward pass (manualgrad's own), for `returning`."""
-    return mg.course.L_model_backward(AL, Y, caches)
+    return course.L_model_backward(AL, Y, caches)
 
 
 def returning(change: Callable[[dict], object], **options) -> Callable[[], object]:
@@ -146,7 +147,7 @@ def returning(change: Callable[[dict], object], **options) -> Callable[[], objec
 
     def call():
         def my_backward(AL, Y, caches):
-            return change(dict(mg.course.L_model_backward(AL, Y, caches)))
+            return change(dict(course.L_model_backward(AL, Y, caches)))
 
         return check_backward(my_backward, cases=default_cases()[:1], **options)
 

@@ -42,6 +42,9 @@ AUTODIFF_TOL = 1e-12
 FD_TOL = 1e-6
 EPS = 1e-6
 
+#: Options of the built-in check that --against does not use.
+_NOT_WITH_AGAINST = ("layers", "activations", "m", "l2", "keep_prob")
+
 _DEFAULT_HIDDEN = (8, 4)
 _DEFAULT_HIDDEN_ACTS = ("tanh", "relu")
 _OUTPUT = {"bce": (1, "sigmoid"), "ce": (2, "softmax"), "mse": (1, "sigmoid")}
@@ -76,6 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--convention",
         help="with --against: 'course' (default), FUNCTION(AL, Y, caches) -> {dA0…, dW1…, "
         "db1…}; or 'core', FUNCTION(params, X, Y) -> {dW1, db1, …}",
+    )
+    # the options --against refuses when they differ from their defaults
+    parser.set_defaults(
+        _not_with_against={name: parser.get_default(name) for name in _NOT_WITH_AGAINST}
     )
 
 
@@ -233,16 +240,12 @@ def _print_table(config: dict[str, Any], report: GradCheckReport) -> None:
         console.print(f"[bold red]FAIL[/bold red]: {', '.join(failed)} (worst: {report.worst})")
 
 
-#: Options of the built-in check that --against does not use, with their defaults.
-_NOT_WITH_AGAINST = {"layers": None, "activations": None, "m": 400, "l2": 0.0, "keep_prob": 1.0}
-
-
 def _run_against(args: argparse.Namespace) -> int:
     """`--against`: the user's backward pass on the default cases of `manualgrad.testing`."""
     from manualgrad._errors import ConfigError
     from manualgrad.testing import check_backward, default_cases, load_function
 
-    for name, default in _NOT_WITH_AGAINST.items():
+    for name, default in args._not_with_against.items():
         if getattr(args, name) != default:
             option = "--" + name.replace("_", "-")
             raise ConfigError(
