@@ -46,7 +46,7 @@ def oracle_forward(params, x, acts, masks=None, keep_prob=1.0):
         if l < len(acts):
             a = ORACLE_ACT[acts[l - 1]](z)
             if masks is not None:
-                a = a * masks[l - 1] / keep_prob
+                a = a * masks[l - 1].astype(a.dtype) / keep_prob
             out.append(a)
     return out
 
