@@ -54,13 +54,15 @@ def run_page(path: Path) -> list[tuple[Block, str]]:
     """Run a page's python blocks in one namespace; return each block with what it printed.
 
     The pages switch on float64 and set numpy's print options, as a reader's session
-    would; both are restored afterwards so they cannot leak into other tests.
+    would; both are restored afterwards so they cannot leak into other tests. They run
+    with jax's standard dtype promotion, as a reader's session does (optax's updates
+    are not written for the suite's strict promotion).
     """
     x64 = jax.config.read("jax_enable_x64")
     namespace = {"__name__": "__docs__"}
     ran = []
     try:
-        with np.printoptions():
+        with np.printoptions(), jax.numpy_dtype_promotion("standard"):
             for block in python_blocks(path.read_text(encoding="utf-8")):
                 code = compile("\n" * (block.line - 1) + block.code, str(path), "exec")
                 out = io.StringIO()

@@ -512,7 +512,8 @@ def test_dp_sgd_with_optax_lowers_the_cost():
         g = mg.dp_grads(
             params, X, Y, noise_key=key, clip_norm=1.0, noise_multiplier=1.0, activations=acts
         )
-        updates, state = opt.update(g, state, params)
+        with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
+            updates, state = opt.update(g, state, params)
         return optax.apply_updates(params, updates), state
 
     cost = jax.jit(lambda p: mg.cost(p, X, Y, activations=acts))

@@ -350,7 +350,8 @@ def data_parallel_step(optimizer: Any, mesh: Mesh, net: Network) -> DataParallel
 
     def update(params, opt_state, X, Y, key=None):
         C, grads = value_and_grad(params, X, Y, key)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
+            updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, C
 
     def init(params):

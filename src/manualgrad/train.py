@@ -139,7 +139,8 @@ def _compiled_chunk(
             key=key if keep_prob < 1 else None,
             precision=precision,
         )
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
+            updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), C
 
     def epoch(carry, e, X, Y, key):
