@@ -24,6 +24,7 @@ import optax  # noqa: E402
 
 import manualgrad as mg  # noqa: E402
 from manualgrad import parallel, per_example  # noqa: E402
+from manualgrad.benchmark import all_reduce_stats  # noqa: E402
 
 N_DEVICES = 4
 DIMS = {"bce": [3, 5, 4, 1], "ce": [3, 6, 3], "mse": [3, 4, 2]}
@@ -128,13 +129,13 @@ def main() -> dict:
     norms = mg.data_parallel_per_example_norms(params, X, Y, mesh, activations=ACTS["bce"])
     out["norms_spec"] = str(norms.sharding.spec)
     out["per_example_all_reduce"] = {
-        "norms": parallel.all_reduce_stats(
+        "norms": all_reduce_stats(
             norms_fn.lower(rep, Xs, Ys, activations=ACTS["bce"]).compile()
         )._asdict(),
-        "clipped": parallel.all_reduce_stats(
+        "clipped": all_reduce_stats(
             clipped_fn.lower(rep, Xs, Ys, clip_norm=0.3, activations=ACTS["bce"]).compile()
         )._asdict(),
-        "shard_map_clipped": parallel.all_reduce_stats(
+        "shard_map_clipped": all_reduce_stats(
             parallel._shard_map_fn(mesh, ACTS["bce"], "bce", "default", True)
             .lower(rep, Xs, Ys, 0.0, 0.3)
             .compile()
@@ -157,7 +158,7 @@ def main() -> dict:
     out["agreement"]["data_parallel_fn_scan_m12"] = rel_err(got, ref)
     out["data_parallel_fn_cached"] = mg.data_parallel_fn(mesh) is dp_vag
     params, X, Y = problem("bce", 12)
-    out["data_parallel_fn_all_reduce"] = parallel.all_reduce_stats(
+    out["data_parallel_fn_all_reduce"] = all_reduce_stats(
         jax.jit(functools.partial(sgd_scan, dp_vag)).lower(params, X, Y).compile()
     )._asdict()
 
@@ -236,13 +237,13 @@ def main() -> dict:
     out["n_param_arrays"] = len(params)
     rep = mg.replicate(params, mesh)
     stats = {
-        "single_device": parallel.all_reduce_stats(
+        "single_device": all_reduce_stats(
             _single.lower(params, X, Y, activations=ACTS["bce"]).compile()
         ),
-        "auto": parallel.all_reduce_stats(
+        "auto": all_reduce_stats(
             parallel._jit_value_and_grad(mesh).lower(rep, Xs, Ys, activations=ACTS["bce"]).compile()
         ),
-        "shard_map": parallel.all_reduce_stats(
+        "shard_map": all_reduce_stats(
             parallel._shard_map_fn(mesh, ACTS["bce"], "bce", "default")
             .lower(rep, Xs, Ys, 0.0)
             .compile()

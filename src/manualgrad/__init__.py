@@ -55,8 +55,6 @@ from manualgrad.value_checks import check_values, checked_value_and_grad
 # isort: split
 # data parallelism: sharded batches, all-reduced sums of (2), multi-host (issue 6)
 from manualgrad.parallel import (
-    AllReduceStats,
-    all_reduce_stats,
     batch_sharding,
     data_mesh,
     data_parallel_clipped_grads,
@@ -121,8 +119,6 @@ __all__ += ["CheckpointError", "DataError", "Progress", "TrainResult", "accuracy
 
 # data parallelism: sharded batches, all-reduced sums of (2), multi-host (issue 6)
 __all__ += [
-    "AllReduceStats",
-    "all_reduce_stats",
     "batch_sharding",
     "data_mesh",
     "data_parallel_clipped_grads",
