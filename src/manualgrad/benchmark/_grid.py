@@ -448,13 +448,10 @@ def table(rows: Sequence[dict], *, wide: bool = False):
         padding=(0, 1),
         pad_edge=False,
     )
-    t.add_column("policy")
-    t.add_column("network @m", no_wrap=True)
-    t.add_column("manual ms", justify="right")
-    t.add_column("(a) ms", justify="right")
-    t.add_column("manual/(a) [95% CI]", justify="right", no_wrap=True)
-    t.add_column("verdict")
-    t.add_column("% peak", justify="right")
+    for col in ("policy", "network @m", "manual ms", "(a) ms", "manual/(a) [95% CI]", "verdict",
+                "% peak"):  # fmt: skip
+        left = col in ("policy", "network @m", "verdict")
+        t.add_column(col, justify="left" if left else "right", no_wrap=True)
     extra = [name for name in STEPS[2:] if any(f"{name}_vs_jax" in r for r in grid)]
     if wide:
         for name in extra:
