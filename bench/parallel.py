@@ -278,7 +278,7 @@ def measure(args) -> dict:
         ratio = B.ratio_interval(timings.seconds["v"], timings.seconds["ref"])
         results[name]["median_ms"] = 1e3 * float(jnp.median(jnp.array(timings.seconds["v"])))
         results[ref_name]["median_ms"] = 1e3 * float(jnp.median(jnp.array(timings.seconds["ref"])))
-        results[name]["vs_single_device"] = {**ratio._asdict(), "verdict": ratio.verdict}
+        results[name]["vs_single_device"] = ratio.as_json()
     return {
         "machine": B.machine(),
         "devices": n,

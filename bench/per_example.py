@@ -158,7 +158,7 @@ def run_case(case, *, budget, rounds, vmap_rounds, tol, log):
         t = B.paired_rounds({"a": a, "b": b}, rounds=n)
         r = B.ratio_interval(t.seconds["a"], t.seconds["b"])
         ms = {k: 1e3 * sorted(v)[len(v) // 2] for k, v in t.seconds.items()}
-        return {**r._asdict(), "verdict": r.verdict, "calls": t.calls}, ms
+        return {**r.as_json(), "calls": t.calls}, ms
 
     step_vs_jax, ms1 = pair(lambda: step(params, X, Y), lambda: base(params, X, Y), rounds)
     clip_vs_step, ms2 = pair(lambda: clip(params, X, Y, C), lambda: step(params, X, Y), rounds)

@@ -147,7 +147,7 @@ def run_point(dims, m, acts, policy, *, rounds, graph, log) -> dict:
         results = B.compare(others, thunks["plain"], rounds=rounds, slot_s=0.1)
         row["plain_ms"] = 1e3 * float(np.median(results["manual"][1].seconds["baseline"]))
         for n, (ratio, _) in results.items():
-            row[n] = {**ratio._asdict(), "verdict": ratio.verdict}
+            row[n] = ratio.as_json()
             log(f"  {B.network_label(dims, m)} {policy:<11} {n:>15} / plain {ratio.text()} "
                 f"{ratio.verdict}")  # fmt: skip
     return row

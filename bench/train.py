@@ -148,7 +148,7 @@ def run_setting(setting: Setting, *, epochs: int, check_epochs: int, rounds: int
         "rounds": rounds,
         "manualgrad_s": float(np.median(timings.seconds["manualgrad"])),
         "jax_s": float(np.median(timings.seconds["jax"])),
-        "manualgrad_vs_jax": {**ratio._asdict(), "verdict": ratio.verdict},
+        "manualgrad_vs_jax": ratio.as_json(),
         "flops_model": flops,
     }  # fmt: skip
     for name in ("manualgrad", "jax"):

@@ -67,6 +67,10 @@ class Ratio(NamedTuple):
             return "slower"
         return "tie"
 
+    def as_json(self) -> dict[str, Any]:
+        """{"median", "low", "high", "rounds", "verdict"}: how every JSON row stores a ratio."""
+        return {**self._asdict(), "verdict": self.verdict}
+
     def text(self, digits: int = 3) -> str:
         """'0.973 [0.951, 0.998]'."""
         return f"{self.median:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
