@@ -7,7 +7,8 @@ Left panel: for each grid point (network @ m) and policy, the median of the per-
 ratios manual / (a) with its 95 % bootstrap interval; the band 0.98–1.02 and the line at
 1.00 mark parity (an interval that crosses 1.00 is a tie). Right panel: the fraction of
 the matmul ceiling (an n×n product measured in the same run) that manual and (a) reach.
-The title carries the device, its cores and the date from the JSON's machine row.
+The title carries the device, its cores and the date from the JSON's machine row, and
+says "provisional" when the load average was above the number of cores.
 Needs matplotlib (`pip install "manualgrad[plot]"`).
 """
 
@@ -62,8 +63,14 @@ def draw(info: dict, grid: list[dict], out: Path) -> None:
     ax_p.set_xlabel("% of the n×n matmul rate (o manual, x (a))")
     ax_p.set_xlim(left=0)
     rounds = grid[0].get("rounds", "?") if grid else "?"
+    load, cores = (info.get("load_avg") or [0])[0], info.get("cores") or 1
+    busy = (
+        f"\nshared machine (load average {load:.1f} on {cores} cores): provisional"
+        if load > cores
+        else ""
+    )
     fig.suptitle(f"gradient step — {info.get('device', '?')}, {info.get('cores', '?')} cores, "
-                 f"{info.get('date', '?')}, {rounds} paired rounds per point")  # fmt: skip
+                 f"{info.get('date', '?')}, {rounds} paired rounds per point{busy}")  # fmt: skip
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)

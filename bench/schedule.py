@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=120)
     rounds = args.rounds or (7 if args.quick else 21)
     grid = GRID[1:2] if args.quick else GRID
     policies = args.policy or (["f32-highest"] if args.quick else ["f32-highest", "f64"])

@@ -169,8 +169,8 @@ def test_default_table_fits_100_columns_without_wrapping_or_cropping():
 
 def test_wide_table_adds_the_other_baselines():
     header = "\n".join(_render(benchmark.table(_synthetic_rows(), wide=True), 400)[:6])
-    assert "equinox/(a)" in header and "torch/(a)" in header
-    assert "equinox" not in "\n".join(_render(benchmark.table(_synthetic_rows()), 100)[:6])
+    assert "eqx/(a)" in header and "torch/(a)" in header
+    assert "eqx" not in "\n".join(_render(benchmark.table(_synthetic_rows()), 100)[:6])
 
 
 def test_network_label_writes_a_run_of_equal_widths_once():

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     if args.wide:  # as wide as its columns need: let the terminal wrap the lines
-        table_console = Console(width=250)
+        table_console = Console(width=300)
     else:  # 100 columns, also when writing to a file or a pipe
         table_console = console if console.is_terminal else Console(width=100)
     out = open(args.json, "w") if args.json else None  # noqa: SIM115

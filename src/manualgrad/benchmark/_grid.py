@@ -76,7 +76,7 @@ STEPS = ("manual", "jax", "eqx", "torch", "mg_autodiff", "bridge")
 LABELS = {
     "manual": "manual",
     "jax": "jax.grad",
-    "eqx": "equinox",
+    "eqx": "eqx",
     "torch": "torch",
     "mg_autodiff": "jax.grad(mg.cost)",
     "bridge": "bridge",
@@ -455,7 +455,7 @@ def table(rows: Sequence[dict], *, wide: bool = False):
     extra = [name for name in STEPS[2:] if any(f"{name}_vs_jax" in r for r in grid)]
     if wide:
         for name in extra:
-            t.add_column(f"{LABELS[name]}/(a) [95% CI]", justify="right", no_wrap=True)
+            t.add_column(f"{LABELS[name]}/(a)", justify="right", no_wrap=True)
         for col in ("temp MiB m/(a)", "compile s m/(a)", "max rel err", "rounds×calls"):
             t.add_column(col, justify="right", no_wrap=True)
     for r in grid:
