@@ -6,7 +6,7 @@
 Left panel: for each grid point (network @ m) and policy, the median of the per-round
 ratios manual / (a) with its 95 % bootstrap interval; the band 0.98–1.02 and the line at
 1.00 mark parity (an interval that crosses 1.00 is a tie). Right panel: the fraction of
-the matmul ceiling (an n×n product measured in the same run) that manual and (a) reach.
+the rate of an n×n matmul (paired with each step, same run) that manual and (a) reach.
 The title carries the device, its cores and the date from the JSON's machine row, and
 says "provisional" when the load average was above the number of cores.
 Needs matplotlib (`pip install "manualgrad[plot]"`).
@@ -51,9 +51,12 @@ def draw(info: dict, grid: list[dict], out: Path) -> None:
             ax_r.errorbar(q["median"], y, xerr=xerr, fmt="o", color=colours(j), capsize=3,
                           label=policy if k == 0 else None)  # fmt: skip
             for name, marker in (("manual", "o"), ("jax", "x")):
-                frac = r.get(f"{name}_frac_ceiling")
+                frac = r.get(f"{name}_frac_peak")
                 if frac is not None:
-                    ax_p.plot(100 * frac, y, marker, color=colours(j))
+                    lo, hi = frac["median"] - frac["low"], frac["high"] - frac["median"]
+                    err = [[100 * lo], [100 * hi]]
+                    ax_p.errorbar(100 * frac["median"], y, xerr=err, fmt=marker, color=colours(j),
+                                  capsize=2)  # fmt: skip
     ax_r.axvspan(0.98, 1.02, color="0.9", zorder=0)
     ax_r.axvline(1.0, color="0.4", lw=1)
     ax_r.set_yticks(range(len(labels)), labels)

@@ -21,8 +21,9 @@ interval. FLOPs of one step are counted from the shapes,
     F = 2m Σ_l n_l n_{l-1}  (forward)  + 2m Σ_l n_l n_{l-1}  (dW, (2))
         + 2m Σ_{l≥2} n_l n_{l-1}  (dA[l-1], (4); dA[0] is not needed),
 
-and "% peak" is F / time over the rate of a square n×n matmul measured in the same run
-at the same dtype and precision (:func:`matmul_ceiling`).
+and "% peak" is the fraction of the rate of a square n×n matmul at the same dtype and
+precision that the step reaches, (F / t_step) / (2n³ / t_mm), measured in paired rounds
+(median over rounds; `{step}_frac_peak` holds its interval too).
 
 | policy        | params/data | matmul                                        |
 |---------------|-------------|-----------------------------------------------|
@@ -52,7 +53,13 @@ from manualgrad.benchmark._baselines import (
     jax_step,
     torch_step,
 )
-from manualgrad.benchmark._measure import compare, machine, max_rel_err, paired_rounds
+from manualgrad.benchmark._measure import (
+    compare,
+    machine,
+    max_rel_err,
+    paired_rounds,
+    ratio_interval,
+)
 from manualgrad.bridge import cost_fn
 from manualgrad.network import cost, init_params, value_and_grad
 
@@ -139,12 +146,10 @@ def policy_context(policy: str) -> Iterator[Any]:
         yield jnp.dtype(dtype_name)
 
 
-def matmul_ceiling(policy: str, n: int, *, rounds: int = 7) -> dict[str, Any]:
-    """The machine's matmul rate: TFLOP/s of an n×n by n×n product, dtype and precision of `policy`.
+def matmul_step(policy: str, n: int) -> tuple[Callable[[], Any], int]:
+    """A compiled n×n by n×n product at the policy's dtype and precision, and its 2n³ FLOPs.
 
     For `bf16` the operands are bfloat16 and the product accumulates in float32.
-    `tflops` is the best of `rounds` rounds (a ceiling: what the machine can do; load from
-    other jobs only lowers the median, also reported as `median_tflops`).
     """
     _, precision = POLICIES[policy]
     with policy_context(policy) as dtype:
@@ -164,10 +169,20 @@ def matmul_ceiling(policy: str, n: int, *, rounds: int = 7) -> dict[str, Any]:
                 return lax.dot_general(a, b, dims, precision=lax_precision)
 
         compiled = jax.jit(f).lower(a, b).compile()
-        timings = paired_rounds({"mm": lambda: compiled(a, b)}, rounds=rounds)
-    best, median = min(timings.seconds["mm"]), float(np.median(timings.seconds["mm"]))
+    return (lambda: compiled(a, b)), 2 * n**3
+
+
+def matmul_ceiling(policy: str, n: int, *, rounds: int = 7) -> dict[str, Any]:
+    """The machine's matmul rate: TFLOP/s of :func:`matmul_step` at the policy.
+
+    `tflops` is the best of `rounds` rounds (what the machine can do; load from other
+    jobs lowers the median, reported as `median_tflops`).
+    """
+    thunk, flops = matmul_step(policy, n)
+    seconds = paired_rounds({"mm": thunk}, rounds=rounds).seconds["mm"]
+    best, median = min(seconds), float(np.median(seconds))
     return {"kind": "ceiling", "policy": policy, "n": n, "ms": best * 1e3,
-            "tflops": 2 * n**3 / best / 1e12, "median_tflops": 2 * n**3 / median / 1e12,
+            "tflops": flops / best / 1e12, "median_tflops": flops / median / 1e12,
             "rounds": rounds}  # fmt: skip
 
 
@@ -220,12 +235,19 @@ def compare_steps(
     calls: int | None = None,
     slot_s: float = 0.05,
     flops: int | None = None,
-    ceiling_tflops: float | None = None,
+    peak: tuple[Callable[[], Any], int] | None = None,
 ) -> dict[str, Any]:
     """Check every step against `steps["jax"]`, then time each against it; row fields.
 
     A step whose (C, grads) differ from (a)'s by more than `tol` (max relative error)
     is not timed, and the row gets `agree: False` and an `error` naming it.
+
+    With `flops` (the step's model FLOPs) and `peak` (a matmul thunk and its FLOPs, see
+    :func:`matmul_step`), manual and (a) are each also paired with the matmul: per round,
+    the fraction of the matmul's rate the step reaches, (F / t_step) / (F_mm / t_mm); its
+    median and interval are `{name}_frac_peak`. Pairing keeps the fraction honest on a
+    loaded machine, where a ceiling measured once and a step time measured later are
+    slowed by different amounts.
     """
     row: dict[str, Any] = {}
     ref = steps["jax"].result()
@@ -256,8 +278,18 @@ def compare_steps(
         for name in steps:
             if f"{name}_ms" in row:
                 row[f"{name}_tflops"] = flops / (row[f"{name}_ms"] / 1e3) / 1e12
-                if ceiling_tflops:
-                    row[f"{name}_frac_ceiling"] = row[f"{name}_tflops"] / ceiling_tflops
+    if flops and peak is not None:
+        mm, mm_flops = peak
+        for name in ("manual", "jax"):
+            if name not in steps:
+                continue
+            timings = paired_rounds({name: steps[name].call, "mm": mm}, rounds=rounds,
+                                    calls=calls, slot_s=slot_s)  # fmt: skip
+            frac = ratio_interval(
+                [flops * t for t in timings.seconds["mm"]],
+                [mm_flops * t for t in timings.seconds[name]],
+            )
+            row[f"{name}_frac_peak"] = frac._asdict()
     return row
 
 
@@ -268,12 +300,14 @@ def bench_case(
     rounds: int = 21,
     calls: int | None = None,
     slot_s: float = 0.05,
-    ceiling_tflops: float | None = None,
+    peak: tuple[Callable[[], Any], int] | None = None,
     equinox: bool = False,
     torch: bool = False,
     diagnostics: bool = False,
 ) -> dict[str, Any]:
     """Compile, check and time the steps at one grid point; one JSON-able row.
+
+    `peak`: a matmul thunk and its FLOPs (:func:`matmul_step`) for the `*_frac_peak` fields.
 
     A baseline that cannot run here (not installed, no such policy) is left out and
     named in the row's `skipped`.
@@ -316,7 +350,7 @@ def bench_case(
             calls=calls,
             slot_s=slot_s,
             flops=flops,
-            ceiling_tflops=ceiling_tflops,
+            peak=peak,
         )
     return row
 
@@ -354,12 +388,11 @@ def run(
             emit(row)
 
     add({"kind": "machine", **info, "rounds": rounds, "slot_s": slot_s})
-    ceilings: dict[str, float] = {}
+    peaks: dict[str, tuple[Callable[[], Any], int]] = {}
     for policy in policies:
         try:
-            c = matmul_ceiling(policy, ceiling_n)
-            ceilings[policy] = c["tflops"]
-            add(c)
+            peaks[policy] = matmul_step(policy, ceiling_n)
+            add(matmul_ceiling(policy, ceiling_n))
         except Exception as err:  # one failing case must not stop the others
             add({"kind": "ceiling", "policy": policy, "n": ceiling_n, "error": repr(err)})
     for policy in policies:
@@ -371,7 +404,7 @@ def run(
                     rounds=rounds,
                     calls=calls,
                     slot_s=slot_s,
-                    ceiling_tflops=ceilings.get(policy),
+                    peak=peaks.get(policy),
                     equinox=equinox,
                     torch=torch,
                     diagnostics=diagnostics,
@@ -473,7 +506,7 @@ def table(rows: Sequence[dict], *, wide: bool = False):
             _fmt(r.get("jax_ms"), ".3f"),
             _ratio_cell(r, "manual"),
             ratio.get("verdict", "—"),
-            _fmt(r.get("manual_frac_ceiling"), ".1f", 100.0),
+            _fmt((r.get("manual_frac_peak") or {}).get("median"), ".1f", 100.0),
         ]
         if wide:
             cells += [_ratio_cell(r, name) for name in extra]
