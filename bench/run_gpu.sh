@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmarks on one card (H100/H200), in about 6 minutes: `manualgrad bench` over the
 # GPU grid for the fp32-highest, tf32-default and bf16 policies (manual vs (a) jax.grad of an
-# idiomatic cost, with (b) equinox and (c) torch where installed, and the diagnostic columns),
+# idiomatic cost, with (b) equinox and (c) torch where installed),
 # then bench/per_example.py --gpu, then the optimised HLO of the course shape. Each part runs
 # in its own process under `timeout`, so one failure cannot stop the others. Writes JSON
 # lines, a log and a summary to $OUT (./out if unset); prints the summary table last.
@@ -21,7 +21,7 @@ LOG="$OUT/run.log"
 SMALL=(--grid 12288,20,7,5,1@209 --grid 784,256,128,1@4096 --grid 1024,1024,1024,1@8192
        --grid 1024,4096,4096,4096,1@8192)
 BIG=(--grid 1024,4096,4096,4096,1@65536)
-EXTRA=(--rounds 15 --slot 0.03 --ceiling-n 8192 --equinox --torch --diagnostics)
+EXTRA=(--rounds 15 --slot 0.03 --ceiling-n 8192 --equinox --torch)
 T_SMALL=150; T_BIG=100; T_OTHER=120
 if [ "${MANUALGRAD_BENCH_TINY:-0}" = "1" ]; then
     SMALL=(--grid 8,4,1@16); BIG=(--grid 12,6,3,1@32)
