@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU benchmarks on one card (H100/H200), in about 6 minutes: `manualgrad bench` over the
+# The GPU benchmarks on one card (H100/H200), 11 minutes at most (the sum of the timeouts): `manualgrad bench` over the
 # GPU grid for the fp32-highest, tf32-default and bf16 policies (manual vs (a) jax.grad of an
 # idiomatic cost, with (b) equinox and (c) torch where installed),
 # then bench/per_example.py --gpu, then the optimised HLO of the course shape. Each part runs
