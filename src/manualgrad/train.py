@@ -46,7 +46,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from manualgrad import _validation as check
+from manualgrad._engine import check
 from manualgrad._errors import ConfigError, ShapeError
 from manualgrad.functional import predict, value_and_grad
 
