@@ -22,9 +22,10 @@ training step (gradient and SGD update):
 Before timing, the variants are checked to agree (σ = 0, no clipping, mask all True:
 private = step@K; and Opacus' noiseless clipped step = manualgrad's from the same
 params). Then `--rounds` interleaved rounds, the order of the variants alternating
-from round to round, each round timing `--reps` calls of every variant (median); the
-table reports per variant the median over rounds and, for each ratio, the median of
-the per-round ratios with a 95% bootstrap interval over rounds. Target: private ≤
+from round to round, each round timing `--reps` calls of every variant
+(`manualgrad.benchmark.paired_rounds`); the table reports per variant the median over
+rounds and, for each ratio, the median of the per-round ratios with a 95% bootstrap
+interval over rounds (`manualgrad.benchmark.ratio_interval`). Target: private ≤
 1.15 × step@K on CPU; faster than Opacus at every size.
 """
 
@@ -35,8 +36,6 @@ import json
 import math
 import statistics
 import sys
-import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -44,9 +43,7 @@ import numpy as np
 
 import manualgrad as mg
 from manualgrad import privacy
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import aot_compile
+from manualgrad.benchmark import aot_compile, machine, paired_rounds, ratio_interval
 
 #: name, layer dims, N, q
 CASES = [
@@ -185,13 +182,6 @@ def _check(dims, n, q, K, X, Y, params, opacus_ok):
     return errs
 
 
-def _bootstrap(ratios, n_boot=2000, seed=0):
-    rng = np.random.default_rng(seed)
-    r = np.asarray(ratios)
-    meds = np.median(rng.choice(r, size=(n_boot, r.size), replace=True), axis=1)
-    return float(np.median(r)), float(np.quantile(meds, 0.025)), float(np.quantile(meds, 0.975))
-
-
 def bench_case(name, dims, n, q, rounds, reps, use_opacus):
     K = privacy.batch_capacity(n, q, overflow=1e-12)
     _, B, private, step = _variants(dims, n, q, K)
@@ -222,27 +212,14 @@ def bench_case(name, dims, n, q, rounds, reps, use_opacus):
     if opacus_ok:
         run, _ = _opacus_step(dims, B, params, X, Y, SIGMA, CLIP, q * n)
         calls["opacus@qN"] = run
-    for call in calls.values():  # warm up
-        for _ in range(3):
-            jax.block_until_ready(call())
-
-    names = list(calls)
-    per_round = {k: [] for k in names}
-    for r in range(rounds):
-        order = names if r % 2 == 0 else names[::-1]
-        for k in order:
-            times = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                jax.block_until_ready(calls[k]())
-                times.append(time.perf_counter() - t0)
-            per_round[k].append(statistics.median(times))
+    timings = paired_rounds(calls, rounds=rounds, calls=reps, warmup=3)
+    per_round = timings.seconds
     med = {k: statistics.median(v) for k, v in per_round.items()}
     ratios = {}
     for base in ("step@K", "step@qN", "opacus@qN"):
         if base in per_round:
-            rs = [p / b for p, b in zip(per_round["private"], per_round[base], strict=True)]
-            ratios[f"private/{base}"] = _bootstrap(rs)
+            r = ratio_interval(per_round["private"], per_round[base])
+            ratios[f"private/{base}"] = (r.median, r.low, r.high)
     return {
         "case": name,
         "dims": dims,
@@ -255,6 +232,7 @@ def bench_case(name, dims, n, q, rounds, reps, use_opacus):
         "agreement": errs,
         "rounds": rounds,
         "reps": reps,
+        "machine": machine(),
     }
 
 

@@ -106,7 +106,8 @@ def test_bridge_trains_with_optax_like_autodiff(x64):
         def step(carry, _):
             p, s = carry
             g = jax.grad(loss_fn)(p, X, Y)
-            u, s = opt.update(g, s, p)
+            with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
+                u, s = opt.update(g, s, p)
             return (optax.apply_updates(p, u), s), None
 
         (p, _), _ = jax.lax.scan(step, (params0, opt.init(params0)), None, length=20)

@@ -46,7 +46,7 @@ def oracle_forward(params, x, acts, masks=None, keep_prob=1.0):
         if l < len(acts):
             a = ORACLE_ACT[acts[l - 1]](z)
             if masks is not None:
-                a = a * masks[l - 1] / keep_prob
+                a = a * masks[l - 1].astype(a.dtype) / keep_prob
             out.append(a)
     return out
 
@@ -512,7 +512,8 @@ def test_dp_sgd_with_optax_lowers_the_cost():
         g = mg.dp_grads(
             params, X, Y, noise_key=key, clip_norm=1.0, noise_multiplier=1.0, activations=acts
         )
-        updates, state = opt.update(g, state, params)
+        with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
+            updates, state = opt.update(g, state, params)
         return optax.apply_updates(params, updates), state
 
     cost = jax.jit(lambda p: mg.cost(p, X, Y, activations=acts))

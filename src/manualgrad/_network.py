@@ -33,8 +33,8 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 
 from manualgrad import _engine as engine
-from manualgrad import _validation as check
 from manualgrad import functional, per_example
+from manualgrad._engine import check
 from manualgrad._errors import ConfigError
 from manualgrad.bridge import custom_vjp_cost
 

@@ -46,7 +46,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from manualgrad import _validation as check
+from manualgrad._engine import check
 from manualgrad._errors import ConfigError, ShapeError
 from manualgrad.functional import predict, value_and_grad
 
@@ -139,7 +139,8 @@ def _compiled_chunk(
             key=key if keep_prob < 1 else None,
             precision=precision,
         )
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
+            updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), C
 
     def epoch(carry, e, X, Y, key):
