@@ -49,6 +49,12 @@ def _norm(g):
     return float(jnp.sqrt(sum(jnp.sum(v**2) for v in g.values())))
 
 
+def _assert_finite(grads):
+    # max_relative_error would pass NaN through max(); check it first.
+    for k, v in grads.items():
+        assert bool(jnp.all(jnp.isfinite(v))), f"{k} holds a non-finite value"
+
+
 def _oracle_clipped_sum(grads, C, keep):
     """Σ_{i kept} min(1, C/‖g_i‖) g_i, from the oracle's g_i."""
     total = {k: jnp.zeros_like(v) for k, v in grads[0].items()}
@@ -218,6 +224,7 @@ def test_masked_columns_change_nothing_even_when_they_hold_nan_and_inf(x64):
     garbage = X.at[:, 1].set(jnp.nan).at[:, 4].set(jnp.inf).at[:, 5].set(1e300)
     C, B = 0.5, 7.3
     got = _masked(params, garbage, Y, mask, C=C, normaliser=B)
+    _assert_finite(got)
     oracle = _oracle_clipped_sum(_oracle_example_grads(params, X, Y), C, np.asarray(mask))
     assert max_relative_error(got, {k: v / B for k, v in oracle.items()}) <= TOL64
 
@@ -226,6 +233,7 @@ def test_a_sampled_example_with_a_non_finite_gradient_is_dropped_not_leaked(x64)
     params, X, Y = _problem(m=6)
     bad = X.at[:, 2].set(jnp.nan)
     got = _masked(params, bad, Y, jnp.ones(6, bool), C=1.0, normaliser=6.0)
+    _assert_finite(got)
     keep = np.array([True, True, False, True, True, True])
     oracle = _oracle_clipped_sum(_oracle_example_grads(params, X, Y), 1.0, keep)
     assert max_relative_error(got, {k: v / 6.0 for k, v in oracle.items()}) <= TOL64
