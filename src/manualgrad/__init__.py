@@ -11,7 +11,7 @@ The formulas (examples are columns, m examples, per-example loss L):
 The top level holds the core: :func:`network` (bind the options once, get jit-ready
 functions), the functional primitives it binds, per-example gradients and clipping,
 and training. Everything else lives in sub-namespaces: `mg.per_example`,
-`mg.parallel`, `mg.course`, `mg.gradcheck`, `mg.datasets`, `mg.bridge`,
+`mg.parallel`, `mg.curvature`, `mg.course`, `mg.gradcheck`, `mg.datasets`, `mg.bridge`,
 `mg.errors`, and the building blocks `mg.dense`, `mg.activations`, `mg.losses`.
 """
 
@@ -23,6 +23,7 @@ from manualgrad import (
     bridge,
     checkpoint,
     course,
+    curvature,
     datasets,
     dense,
     errors,
