@@ -200,7 +200,7 @@ def _check_like_params(v: Any, params: Params, name: str) -> Params:
 def _output_sqrt(
     last: engine.LayerCache, Y: Array, spec: engine.Spec, mc_samples: int | None, key: Any
 ) -> Array:
-    """S[L]: K columns per example at z[L], shape (n_L, K, m), with S Sᵀ = ∂²L/∂z² of the GGN.
+    """S[L]: K columns per example at z[L], shape (n_L, m, K), with S Sᵀ = ∂²L/∂z² of the GGN.
 
     Exact (K = n_L), column c of example i:
         bce   √(a_c (1 − a_c)) e_c                    (H = diag(a(1 − a)) on z)
@@ -208,52 +208,53 @@ def _output_sqrt(
         mse   g'(z) ⊙ e_c, i.e. (5) on the columns of I  (H = I on a)
     Monte Carlo (K = M samples ŷ from the model's own predictive, divided by √M):
         bce   a − ŷ, ŷ ~ Bernoulli(a);  ce  p − e_ŷ, ŷ ~ Cat(p);  mse  (5) on ε ~ N(0, I)
-    with E[S Sᵀ] = H in each case.
+    with E[S Sᵀ] = H in each case. The column axis is last, so the example axis keeps
+    its place (and its sharding) in every array.
     """
     assert spec.loss is not None
     act, loss = spec.activations[-1], spec.loss
     Z, A = last.Z, last.A
     n_L, m = Z.shape
-    eye = jnp.eye(n_L, dtype=Z.dtype)[:, :, None]  # (n_L, K = n_L, 1)
+    eye = jnp.eye(n_L, dtype=Z.dtype)[:, None, :]  # (n_L, 1, K = n_L)
     if mc_samples is None:
         if loss.name == "bce":
-            return eye * jnp.sqrt(A * (1 - A))[None, :, :]
+            return eye * jnp.sqrt(A * (1 - A)).T[None, :, :]
         if loss.name == "ce":
-            S = (eye - A[:, None, :]) * jnp.sqrt(A)[None, :, :]  # S[k, c] = √p_c (δ_kc − p_k)
-            return S * jnp.sqrt(jnp.sum(Y, axis=0))[None, None, :]
-        S_A = jnp.broadcast_to(eye, (n_L, n_L, m))
+            S = (eye - A[:, :, None]) * jnp.sqrt(A).T[None, :, :]  # S[k, i, c] = √p_c (δ_kc − p_k)
+            return S * jnp.sqrt(jnp.sum(Y, axis=0))[None, :, None]
+        S_A = jnp.broadcast_to(eye, (n_L, m, n_L))
     else:
         scale = 1 / math.sqrt(mc_samples)
         if loss.name == "bce":
-            y_hat = jax.random.bernoulli(key, A[:, None, :], (n_L, mc_samples, m))
-            return (A[:, None, :] - y_hat.astype(A.dtype)) * scale
+            y_hat = jax.random.bernoulli(key, A[:, :, None], (n_L, m, mc_samples))
+            return (A[:, :, None] - y_hat.astype(A.dtype)) * scale
         if loss.name == "ce":
-            c = jax.random.categorical(key, Z, axis=0, shape=(mc_samples, m))
-            e_hat = jax.nn.one_hot(c, n_L, axis=0, dtype=A.dtype)  # (n_L, M, m)
-            S = (A[:, None, :] - e_hat) * scale
-            return S * jnp.sqrt(jnp.sum(Y, axis=0))[None, None, :]
-        S_A = jax.random.normal(key, (n_L, mc_samples, m), A.dtype) * scale
+            c = jax.random.categorical(key, Z, axis=0, shape=(mc_samples, m)).T  # (m, M)
+            e_hat = jax.nn.one_hot(c, n_L, axis=0, dtype=A.dtype)  # (n_L, m, M)
+            S = (A[:, :, None] - e_hat) * scale
+            return S * jnp.sqrt(jnp.sum(Y, axis=0))[None, :, None]
+        S_A = jax.random.normal(key, (n_L, m, mc_samples), A.dtype) * scale
 
     def to_z(s):  # (5) at layer L on one column: from a[L] to z[L]
         return activation_backward(s, Z, A, act)
 
-    return jax.vmap(to_z, in_axes=1, out_axes=1)(S_A)
+    return jax.vmap(to_z, in_axes=2, out_axes=2)(S_A)
 
 
 def _push(
     params: Params, caches: Sequence[engine.LayerCache], S_top: Array, spec: engine.Spec
 ) -> tuple[Array, ...]:
-    """S[l] (n_l, K, m) for l = 1 … k from K columns S_top (n_k, K, m) at z[k], k = len(caches).
+    """S[l] (n_l, m, K) for l = 1 … k from K columns S_top (n_k, m, K) at z[k], k = len(caches).
 
     `jax.vmap` of the engine's chain (formulas (4) and (5)) over the columns: XLA sees
-    one matmul with K·m columns per layer and computes g'(Z[l]) once.
+    one matmul with m·K columns per layer and computes g'(Z[l]) once.
     """
     sub = spec._replace(activations=spec.activations[: len(caches)])
 
     def chain(col):
         return engine.chain(params, caches, col, sub)
 
-    return jax.vmap(chain, in_axes=1, out_axes=1)(S_top)
+    return jax.vmap(chain, in_axes=2, out_axes=2)(S_top)
 
 
 def _squared_stats(
@@ -550,7 +551,7 @@ def diag_ggn(
     params, X, Y, spec, m = _setup(params, X, Y, activations, loss, l2, precision)
     _, caches = engine.forward(params, X, spec)
     S = _push(params, caches, _output_sqrt(caches[-1], Y, spec, mc, key), spec)
-    Q = [jnp.sum(S_l * S_l, axis=1) for S_l in S]
+    Q = [jnp.sum(S_l * S_l, axis=2) for S_l in S]
     diag = _squared_stats(params, caches, Q, m=m, precision=spec.precision)
     return _add_l2_diagonal(diag, params, l2, m)
 
@@ -593,7 +594,7 @@ def kfac_factors(
     for l, (cache, S_l) in enumerate(zip(caches, S, strict=True), start=1):
         ones = jnp.ones((1, m), cache.A_prev.dtype)
         A_t = jnp.concatenate([cache.A_prev, ones], axis=0)  # ã = [a; 1], (n_{l-1}+1, m)
-        S_flat = S_l.reshape(S_l.shape[0], -1)  # (n_l, K·m): every column of every example
+        S_flat = S_l.reshape(S_l.shape[0], -1)  # (n_l, m·K): every column of every example
         factors[l] = KFactors(
             A=matmul(A_t, A_t, 1, 1, spec.precision) / m,
             G=matmul(S_flat, S_flat, 1, 1, spec.precision) / m,
@@ -642,7 +643,7 @@ def diag_hessian(
         )
     _, caches = engine.forward(params, X, spec)
     S = _push(params, caches, _output_sqrt(caches[-1], Y, spec, None, None), spec)
-    Q = [jnp.sum(S_l * S_l, axis=1) for S_l in S]  # diag of S Sᵀ, the GGN part
+    Q = [jnp.sum(S_l * S_l, axis=2) for S_l in S]  # diag of S Sᵀ, the GGN part
     dZs = engine.chain(params, caches, engine.output_dZ(caches, Y, spec), spec)
     L = spec.n_layers
     for k, (cache, act) in enumerate(zip(caches, spec.activations, strict=True), start=1):
@@ -657,10 +658,10 @@ def diag_hessian(
         if k == 1:
             continue
         n_k = r.shape[0]
-        roots = jnp.eye(n_k, dtype=r.dtype)[:, :, None] * jnp.sqrt(jnp.abs(r))[None, :, :]
-        signs = jnp.sign(r)[None, :, :]  # column c's sign, per example
+        roots = jnp.eye(n_k, dtype=r.dtype)[:, None, :] * jnp.sqrt(jnp.abs(r)).T[None, :, :]
+        signs = jnp.sign(r).T[None, :, :]  # (1, m, K): column c's sign, per example
         pushed = _push(params, caches[:k], roots, spec)  # (4), (5) from layer k down
         for l in range(1, k):
-            Q[l - 1] = Q[l - 1] + jnp.sum(signs * pushed[l - 1] * pushed[l - 1], axis=1)
+            Q[l - 1] = Q[l - 1] + jnp.sum(signs * pushed[l - 1] * pushed[l - 1], axis=2)
     diag = _squared_stats(params, caches, Q, m=m, precision=spec.precision)
     return _add_l2_diagonal(diag, params, l2, m)
