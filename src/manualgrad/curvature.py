@@ -154,8 +154,8 @@ def _check_mc(mc_samples: Any, key: Any) -> int | None:
         )
     if key is None:
         raise ConfigError(
-            f"`mc_samples` = {mc_samples} samples labels but no `key` was given: pass "
-            "key=jax.random.key(seed)"
+            f"`mc_samples` = {mc_samples} asks for sampled labels but no `key` was given: "
+            "pass key=jax.random.key(seed)"
         )
     check.check_key(key)
     return mc_samples
@@ -171,9 +171,12 @@ def _check_like_params(v: Any, params: Params, name: str) -> Params:
     if set(v) != set(params):
         missing = sorted(set(params) - set(v))
         extra = sorted(set(v) - set(params), key=repr)
+        found = (f"; missing {missing}" if missing else "") + (
+            f"; unexpected {extra}" if extra else ""
+        )
         raise ShapeError(
-            f"`{name}` must have the params' keys {sorted(params)}; missing {missing}, "
-            f"unexpected {extra}"
+            f"`{name}` must have the params' keys {sorted(params)}{found}: build it from "
+            f"params, e.g. jax.tree.map(jnp.zeros_like, params)"
         )
     out = {}
     for k, p in params.items():
