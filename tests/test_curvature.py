@@ -15,6 +15,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -525,3 +526,22 @@ def test_sharded_curvature_all_reduces_only_its_result(parallel_results, name):
     stats = parallel_results["all_reduce"][name]
     want = parallel_results["kfac_bytes" if name.startswith("kfac") else "param_bytes"]
     assert stats["bytes"] == want
+
+
+# ---------------------------------------------------------------------------------------
+# manualgrad train --noise-scale
+# ---------------------------------------------------------------------------------------
+
+
+def test_train_cli_prints_the_gradient_noise_scale(capsys):
+    import argparse
+
+    from manualgrad._cli import train as train_cli  # the subcommand alone
+
+    parser = argparse.ArgumentParser()
+    train_cli.add_arguments(parser)
+    assert train_cli.run(parser.parse_args(["--quiet", "--epochs", "20", "--noise-scale"])) == 0
+    out = capsys.readouterr().out
+    match = re.search(r"noise scale B_simple\W+([\d,.]+); tr Σ ([\d.e+-]+)", out)
+    assert match, out  # 20 epochs from the init: the gradient is far above its noise
+    assert float(match.group(1).replace(",", "")) > 0 and float(match.group(2)) > 0
