@@ -32,8 +32,7 @@ Reported per quantity: the median time, the median over rounds of the per-round 
 ours/step, ours/jax_step and route/ours with a 95% bootstrap interval (rounds
 resampled), and XLA's temp memory (`memory_analysis().temp_size_in_bytes`).
 
-The timing code is local (a minimal interleaved timer with a bootstrap), not
-`manualgrad.benchmark`, whose interface is being reshaped. One extra row compares the
+Timing uses the one harness (`manualgrad.benchmark.paired_rounds`, `ratio_interval`). One extra row compares the
 layout used for the K columns of the loss-Hessian square root (a `jax.vmap` of the
 engine's chain over the columns) with stacking them into one (n_L, K·m) array and
 repeating the forward caches K times; that row uses the engine's internal API.
@@ -46,7 +45,6 @@ import functools
 import json
 import platform
 import sys
-import time
 from collections.abc import Callable
 
 import jax
@@ -56,7 +54,7 @@ import optax
 
 import manualgrad as mg
 from manualgrad import _engine as engine  # the layout comparison only
-from manualgrad import curvature
+from manualgrad import benchmark, curvature
 
 ACTS = ("relu", "relu", "softmax")
 CASES = [
@@ -218,29 +216,15 @@ def max_rel_err(got, want) -> float:
 
 
 def time_rounds(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, np.ndarray]:
-    """Seconds per call, in `rounds` interleaved rounds; odd rounds run in reverse order."""
-    names = list(calls)
-    for name in names:  # warm-up
-        jax.block_until_ready(calls[name]())
-    times = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
-            jax.block_until_ready(calls[name]())
-            times[name].append(time.perf_counter() - start)
-    return {k: np.asarray(v) for k, v in times.items()}
+    """Seconds per call, in the harness's paired rounds (order reversed every other round)."""
+    t = benchmark.paired_rounds(calls, rounds=rounds, calls=1)
+    return {k: np.asarray(v) for k, v in t.seconds.items()}
 
 
-def median_ratio(num: np.ndarray, den: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
-    """Median of the per-round ratios num/den and a 95% bootstrap interval over rounds."""
-    ratios = num / den
-    rng = np.random.default_rng(seed)
-    boots = np.median(rng.choice(ratios, (2000, ratios.size)), axis=1)
-    return (
-        float(np.median(ratios)),
-        float(np.quantile(boots, 0.025)),
-        float(np.quantile(boots, 0.975)),
-    )
+def median_ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, float, float]:
+    """Median of the per-round ratios num/den and its bootstrap 95% interval (the harness's)."""
+    r = benchmark.ratio_interval(list(num), list(den))
+    return (r.median, r.low, r.high)
 
 
 # --------------------------------------------------------------------------- one case

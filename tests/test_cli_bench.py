@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from manualgrad import ConfigError, benchmark
+from manualgrad import benchmark
+from manualgrad.errors import ConfigError
 from manualgrad._cli import bench
 
 RATIO_FIELDS = {"median", "low", "high", "rounds", "verdict"}

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _reference import REFERENCE_ACTIVATIONS
+from helpers import REFERENCE_ACTIVATIONS
 from jax.flatten_util import ravel_pytree
 
 import manualgrad as mg
