@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from manualgrad import benchmark
-from manualgrad.errors import ConfigError
 from manualgrad._cli import bench
+from manualgrad.errors import ConfigError
 
 RATIO_FIELDS = {"median", "low", "high", "rounds", "verdict"}
 

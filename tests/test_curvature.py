@@ -26,10 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import REFERENCE_ACTIVATIONS
 from jax.flatten_util import ravel_pytree
 
 import manualgrad as mg
+from helpers import REFERENCE_ACTIVATIONS
 from manualgrad import activations as acts_module
 from manualgrad import curvature
 
