@@ -33,8 +33,8 @@ ours/step, ours/jax_step and route/ours with a 95% bootstrap interval (rounds
 resampled), and XLA's temp memory (`memory_analysis().temp_size_in_bytes`).
 
 Timing uses the one harness (`manualgrad.benchmark.paired_rounds`, `ratio_interval`).
-One extra row compares the layout used for the K columns of the loss-Hessian square root (a `jax.vmap` of the
-engine's chain over the columns) with stacking them into one (n_L, K·m) array and
+One extra row compares the layout used for the K columns of the loss-Hessian square
+root (a `jax.vmap` of the engine's chain over the columns) with stacking them into one (n_L, K·m) array and
 repeating the forward caches K times; that row uses the engine's internal API.
 """
 
