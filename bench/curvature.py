@@ -34,8 +34,9 @@ resampled), and XLA's temp memory (`memory_analysis().temp_size_in_bytes`).
 
 Timing uses the one harness (`manualgrad.benchmark.paired_rounds`, `ratio_interval`).
 One extra row compares the layout used for the K columns of the loss-Hessian square
-root (a `jax.vmap` of the engine's chain over the columns) with stacking them into one (n_L, K·m) array and
-repeating the forward caches K times; that row uses the engine's internal API.
+root (a `jax.vmap` of the engine's chain over the columns) with stacking them into
+one (n_L, K·m) array and repeating the forward caches K times; that row uses the
+engine's internal API.
 """
 
 from __future__ import annotations
