@@ -121,9 +121,7 @@ def main() -> dict:
     out["norms_spec"] = str(norms_fn(params, X, Y).sharding.spec)
     out["per_example_all_reduce"] = {
         "norms": all_reduce_stats(norms_fn.lower(rep, Xs, Ys).compile())._asdict(),
-        "clipped": all_reduce_stats(
-            clipped_fn.lower(rep, Xs, Ys, 0.3).compile()
-        )._asdict(),
+        "clipped": all_reduce_stats(clipped_fn.lower(rep, Xs, Ys, 0.3).compile())._asdict(),
         "shard_map_clipped": all_reduce_stats(
             mg.parallel.shard_map_clipped_grads(net, mesh).lower(rep, Xs, Ys, 0.3).compile()
         )._asdict(),

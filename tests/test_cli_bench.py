@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from manualgrad import ConfigError, benchmark
+from manualgrad import benchmark
 from manualgrad._cli import bench
+from manualgrad.errors import ConfigError
 
 RATIO_FIELDS = {"median", "low", "high", "rounds", "verdict"}
 
