@@ -49,7 +49,7 @@ def run(args) -> list[dict]:
                 target_epsilon=eps, delta=args.delta, sampling_rate=args.q, steps=steps
             )
             calib = time.perf_counter() - t0
-        accs, spent = [], []
+        accs, spent, o_accs, o_eps = [], [], [], []
         t0 = time.perf_counter()
         for seed in range(args.seeds):
             k_init, k_train = jax.random.split(jax.random.key(seed))
@@ -75,6 +75,12 @@ def run(args) -> list[dict]:
                     key=k_train,
                 )
                 spent.append(result.epsilon)
+                if args.opacus:
+                    acc, eps_o = opacus_run(
+                        params, X, Y, X_test, Y_test, sigma=sigma, args=args, seed=seed
+                    )
+                    o_accs.append(acc)
+                    o_eps.append(eps_o)
             else:
                 result = train(
                     params,
@@ -98,6 +104,8 @@ def run(args) -> list[dict]:
                 "test_accuracies": accs,
                 "seconds_per_run": (time.perf_counter() - t0) / args.seeds,
                 "calibration_seconds": calib if private else 0.0,
+                "opacus_test_accuracies": o_accs,
+                "opacus_epsilon_prv": float(np.max(o_eps)) if o_eps else None,
             }
         )
         print(
@@ -106,6 +114,48 @@ def run(args) -> list[dict]:
             file=sys.stderr,
         )
     return rows
+
+
+def opacus_run(params, X, Y, X_test, Y_test, *, sigma, args, seed):
+    """The same network, init, q, C, σ, optimizer and steps in Opacus; (test accuracy, its ε)."""
+    import torch
+    from opacus import PrivacyEngine
+
+    torch.manual_seed(seed)
+    layers = []
+    n_layers = len(params) // 2
+    for l in range(1, n_layers + 1):
+        W = np.array(params[f"W{l}"])
+        lin = torch.nn.Linear(W.shape[1], W.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(W))
+            lin.bias.copy_(torch.from_numpy(np.array(params[f"b{l}"][:, 0])))
+        layers += [lin, torch.nn.Tanh()] if l < n_layers else [lin]
+    model = torch.nn.Sequential(*layers)
+    x = torch.from_numpy(np.asarray(X, np.float32).T.copy())
+    y = torch.from_numpy(np.argmax(np.asarray(Y), axis=0).astype(np.int64))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y), batch_size=round(args.q * x.shape[0])
+    )
+    engine = PrivacyEngine(accountant="prv")
+    model, optimizer, loader = engine.make_private(
+        module=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum),
+        data_loader=loader,
+        noise_multiplier=sigma,
+        max_grad_norm=args.clip,
+        poisson_sampling=True,
+    )
+    for _ in range(round(args.epochs)):
+        for xb, yb in loader:
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(xb), yb).backward()
+            optimizer.step()
+    with torch.no_grad():
+        xt = torch.from_numpy(np.asarray(X_test, np.float32).T.copy())
+        pred = model(xt).argmax(dim=1).numpy()
+    acc = float(np.mean(pred == np.argmax(np.asarray(Y_test), axis=0)))
+    return acc, float(engine.get_epsilon(args.delta))
 
 
 def table(rows, args, n) -> str:
@@ -121,6 +171,15 @@ def table(rows, args, n) -> str:
                 f"| {r['target_epsilon']:g} | {r['epsilon']:.3f} | {r['noise_multiplier']:.3f} "
                 f"| {_acc(r)} |"
             )
+    if args.opacus:
+        lines += ["", "| target ε | Opacus test accuracy | Opacus ε (PRV) |", "|---|---|---|"]
+        for r in rows:
+            if r["opacus_test_accuracies"]:
+                a = np.array(r["opacus_test_accuracies"]) * 100
+                lines.append(
+                    f"| {r['target_epsilon']:g} | {a.mean():.1f}% ± {a.std():.1f} "
+                    f"| {r['opacus_epsilon_prv']:.3f} |"
+                )
     return "\n".join(lines)
 
 
@@ -167,6 +226,12 @@ def main(argv=None) -> int:
     )
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument(
+        "--opacus",
+        action="store_true",
+        help="also train each private row with Opacus (same init, q, C, σ, optimizer, steps; "
+        "Poisson data loader) and report its accuracy and its PRV accountant's ε",
+    )
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None)
     args = p.parse_args(argv)
