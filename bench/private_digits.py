@@ -199,7 +199,19 @@ def plot(rows, path, args) -> None:
     mean = np.array([r["test_accuracy_mean"] for r in priv]) * 100
     sd = np.array([r["test_accuracy_std"] for r in priv]) * 100
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
-    ax.errorbar(eps, mean, yerr=sd, marker="o", capsize=3, label="DP-SGD (manualgrad)")
+    ax.errorbar(eps, mean, yerr=sd, marker="o", capsize=3, label="manualgrad (PLD ε)")
+    opacus = [r for r in priv if r.get("opacus_test_accuracies")]
+    if opacus:
+        o_acc = [100 * np.array(r["opacus_test_accuracies"]) for r in opacus]
+        ax.errorbar(
+            [r["opacus_epsilon_prv"] for r in opacus],
+            [a.mean() for a in o_acc],
+            yerr=[a.std() for a in o_acc],
+            marker="s",
+            capsize=3,
+            ls=":",
+            label="Opacus, same σ (its PRV ε)",
+        )
     ax.axhline(base["test_accuracy_mean"] * 100, color="gray", ls="--", label="non-private")
     ax.set_xscale("log", base=2)
     ax.set_xticks(eps, [f"{e:.2g}" for e in eps])
