@@ -212,14 +212,17 @@ def test_a_signal_saves_a_checkpoint_and_resuming_ends_with_the_uninterrupted_pa
         if p.epoch == 4:
             os.kill(os.getpid(), sig)
 
-    with pytest.raises(TrainingInterrupted) as stop:
-        mg.train(_params(), X, Y, ADAM, callback=signal_at_4, checkpoint_dir=tmp_path, **kw)
+    def not_caught(signum, frame):
+        raise AssertionError(f"{signal.Signals(signum).name} reached the caller: train missed it")
+
+    previous = signal.signal(sig, not_caught)
+    try:
+        with pytest.raises(TrainingInterrupted) as stop:
+            mg.train(_params(), X, Y, ADAM, callback=signal_at_4, checkpoint_dir=tmp_path, **kw)
+        assert signal.getsignal(sig) is not_caught  # the caller's handler is back
+    finally:
+        signal.signal(sig, previous)
     assert stop.value.signal == sig.name and stop.value.result.epoch == 4
-    assert (
-        signal.getsignal(sig) is not None
-        and signal.getsignal(sig)
-        == {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}[sig]
-    )  # handlers restored
 
     resumed = mg.train(_params(), X, Y, ADAM, checkpoint_dir=tmp_path, resume=True, **kw)
     assert (resumed.start_epoch, resumed.epoch) == (4, 9)
