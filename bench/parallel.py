@@ -211,12 +211,12 @@ def measure(args) -> dict:
     params = mg.init_params(args.dims, k1)
     X = jax.random.normal(k2, (args.dims[0], args.m))
     Y = (jax.random.uniform(k3, (1, args.m)) > 0.5).astype(jnp.float32)
-    mesh = mg.data_mesh()
-    Xs, Ys = mg.shard_batch(X, Y, mesh)
-    rep = mg.replicate(params, mesh)
+    mesh = mg.parallel.data_mesh()
+    Xs, Ys = mg.parallel.shard_batch(X, Y, mesh)
+    rep = mg.parallel.replicate(params, mesh)
     kw = {"activations": acts, "precision": "highest"}
 
-    single = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
+    single = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)
     static = ("activations", "loss", "keep_prob", "precision")
     single_norms = jax.jit(per_example.per_example_norms, static_argnames=static)
     single_clipped = jax.jit(per_example.clipped_grads, static_argnames=static)

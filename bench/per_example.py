@@ -36,7 +36,7 @@ import manualgrad as mg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import aot_compile, device_memory_bytes, median_time, temp_bytes
 
-STATIC = mg.STATIC_ARGNAMES
+STATIC = mg.functional.STATIC_ARGNAMES
 
 #: name, layer dims, hidden activation, output activation, loss, m
 CPU_CASES = [

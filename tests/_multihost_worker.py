@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import manualgrad as mg  # noqa: E402
+from helpers import rel_err  # noqa: E402
 
 ACTS = ("relu", "tanh", "sigmoid")
 
@@ -36,32 +37,26 @@ def local(x):
     return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), x)
 
 
-def rel_err(got, want) -> float:
-    errs = jax.tree.map(
-        lambda g, w: float(np.max(np.abs(g - w)) / max(np.max(np.abs(w)), 1e-300)), got, want
-    )
-    return max(jax.tree.leaves(errs))
-
-
 def main() -> dict:
-    mesh = mg.data_mesh()
+    mesh = mg.parallel.data_mesh()
     params = mg.init_params([3, 5, 4, 1], jax.random.key(0), dtype=jnp.float64)
     rng = np.random.default_rng(0)  # every process draws the same 8 examples…
     X_all = rng.normal(size=(3, 8))
     Y_all = (rng.uniform(size=(1, 8)) > 0.5).astype(np.float64)
     cols = slice(4 * process_id, 4 * process_id + 4)  # …and loads only its 4
-    X, Y = mg.shard_batch_from_local(X_all[:, cols], Y_all[:, cols], mesh)
+    X, Y = mg.parallel.shard_batch_from_local(X_all[:, cols], Y_all[:, cols], mesh)
 
     ref = local(mg.value_and_grad(params, X_all, Y_all, activations=ACTS, l2=0.1))
-    auto = mg.data_parallel_value_and_grad(params, X, Y, mesh, activations=ACTS, l2=0.1)
-    smap = mg.shard_map_value_and_grad(params, X, Y, mesh, activations=ACTS, l2=0.1)
+    net = mg.network(ACTS, l2=0.1)
+    auto = mg.parallel.data_parallel(net.value_and_grad, mesh)(params, X, Y)
+    smap = mg.parallel.shard_map_value_and_grad(net, mesh)(params, X, Y)
 
     opt = optax.sgd(0.5)
-    step = mg.data_parallel_step(opt, mesh, activations=ACTS)
-    p, s = params, step.init_state(params)
+    dp_step = mg.parallel.data_parallel_step(opt, mesh, mg.network(ACTS))
+    p, s = params, dp_step.init(params)
     p1, s1 = params, opt.init(params)
     for _ in range(2):
-        p, s, _ = step(p, s, X, Y)
+        p, s, _ = dp_step.step(p, s, X, Y)
         _, g1 = mg.value_and_grad(p1, X_all, Y_all, activations=ACTS)
         u, s1 = opt.update(g1, s1, p1)
         p1 = optax.apply_updates(p1, u)

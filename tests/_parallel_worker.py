@@ -22,7 +22,9 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
+import helpers  # noqa: E402
 import manualgrad as mg  # noqa: E402
+from helpers import rel_err  # noqa: E402
 from manualgrad import parallel, per_example  # noqa: E402
 
 N_DEVICES = 4
@@ -35,39 +37,22 @@ ACTS = {
 
 
 def problem(loss: str, m: int, seed: int = 0):
-    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
-    params = mg.init_params(DIMS[loss], k1, dtype=jnp.float64)
-    params = {k: v + 0.1 * jax.random.normal(k3, v.shape, v.dtype) for k, v in params.items()}
-    X = jax.random.normal(k2, (DIMS[loss][0], m), jnp.float64)
-    n_L = DIMS[loss][-1]
-    if loss == "bce":
-        Y = (jax.random.uniform(k3, (1, m)) > 0.5).astype(jnp.float64)
-    elif loss == "ce":
-        Y = jax.nn.one_hot(jax.random.randint(k3, (m,), 0, n_L), n_L, dtype=jnp.float64).T
-    else:
-        Y = jax.random.normal(k3, (n_L, m), jnp.float64)
-    return params, X, Y
+    return helpers.problem(DIMS[loss], loss, m, seed=seed)
 
 
-def rel_err(got, want) -> float:
-    """max over leaves of max|got − want| / max|want|."""
-    errs = jax.tree.map(
-        lambda g, w: float(jnp.max(jnp.abs(g - w)) / jnp.maximum(jnp.max(jnp.abs(w)), 1e-300)),
-        got,
-        want,
-    )
-    return max(jax.tree.leaves(errs))
+_single = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)
 
 
-_single = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
+def net_of(loss: str, **kw) -> mg.Network:
+    return mg.network(ACTS[loss], loss, **kw)
 
 
-def vs_single(fn, loss, m, **kw):
-    """fn's (C, grads) against the single-device value_and_grad (itself tested vs jax.grad)."""
+def vs_single(build, loss, m, key=None, **kw):
+    """`build(net)`'s (C, grads) against the single-device value_and_grad (tested vs jax.grad)."""
     params, X, Y = problem(loss, m)
-    opts = dict(activations=ACTS[loss], loss=loss, **kw)
-    got = fn(params, X, Y, **opts)
-    return rel_err(got, _single(params, X, Y, **opts))
+    got = build(net_of(loss, **kw))(params, X, Y, *([key] if key is not None else []))
+    want = _single(params, X, Y, activations=ACTS[loss], loss=loss, key=key, **kw)
+    return rel_err(got, want)
 
 
 _single_norms = jax.jit(
@@ -78,28 +63,34 @@ _single_clipped = jax.jit(
 )
 
 
-def per_example_vs_single(kind, m, **kw):
+def per_example_vs_single(kind, m, clip_norm=0.3, key=None, **kw):
     """Data-parallel norms / clipped grads against the single-device per_example ones."""
-    mesh = mg.data_mesh()
+    mesh = mg.parallel.data_mesh()
     params, X, Y = problem("bce", m)
-    opts = dict(activations=ACTS["bce"], **kw)
+    net = net_of("bce", **kw)
+    opts = dict(activations=ACTS["bce"], key=key, **kw)
     if kind == "norms":
-        got = mg.data_parallel_per_example_norms(params, X, Y, mesh, **opts)
+        got = mg.parallel.data_parallel(net.per_example_norms, mesh, per_example=True)(
+            params, X, Y, key
+        )
         return rel_err(got, _single_norms(params, X, Y, **opts))
     if kind == "clipped":
-        got = mg.data_parallel_clipped_grads(params, X, Y, mesh, **opts)
+        got = mg.parallel.data_parallel(net.clipped_grads, mesh)(params, X, Y, clip_norm, key)
     else:
-        got = mg.shard_map_clipped_grads(params, X, Y, mesh, **opts)
-    return rel_err(got, _single_clipped(params, X, Y, **opts))
+        got = mg.parallel.shard_map_clipped_grads(net, mesh)(params, X, Y, clip_norm)
+    return rel_err(got, _single_clipped(params, X, Y, clip_norm=clip_norm, **opts))
 
 
 def main() -> dict:
-    assert len(jax.devices()) == N_DEVICES, jax.devices()
-    mesh = mg.data_mesh()
-    out: dict = {"n_devices": len(jax.devices())}
+    mesh = mg.parallel.data_mesh()
+    out: dict = {}
 
-    auto = lambda p, X, Y, **kw: mg.data_parallel_value_and_grad(p, X, Y, mesh, **kw)  # noqa: E731
-    smap = lambda p, X, Y, **kw: mg.shard_map_value_and_grad(p, X, Y, mesh, **kw)  # noqa: E731
+    def auto(net):
+        return mg.parallel.data_parallel(net.value_and_grad, mesh)
+
+    def smap(net):
+        return mg.parallel.shard_map_value_and_grad(net, mesh)
+
     key = jax.random.key(7)
     out["agreement"] = {
         "auto_bce_m12": vs_single(auto, "bce", 12),
@@ -112,51 +103,46 @@ def main() -> dict:
     }
 
     # --- per-example norms and clipped grads (manualgrad.per_example)
-    clip = {"clip_norm": 0.3, "l2": 0.1}
     out["agreement"]["per_example_norms_m12"] = per_example_vs_single("norms", 12)
-    out["agreement"]["clipped_grads_m12"] = per_example_vs_single("clipped", 12, **clip)
+    out["agreement"]["clipped_grads_m12"] = per_example_vs_single("clipped", 12, l2=0.1)
     out["agreement"]["clipped_grads_dropout_m12"] = per_example_vs_single(
-        "clipped", 12, keep_prob=0.7, key=key, **clip
+        "clipped", 12, keep_prob=0.7, key=key, l2=0.1
     )
     out["agreement"]["shard_map_clipped_grads_m10_padded"] = per_example_vs_single(
-        "smap", 10, **clip
+        "smap", 10, l2=0.1
     )
     params, X, Y = problem("bce", 12)
-    Xs, Ys = mg.shard_batch(X, Y, mesh)
-    rep = mg.replicate(params, mesh)
-    norms_fn, clipped_fn = parallel._jit_per_example(mesh)
-    norms = mg.data_parallel_per_example_norms(params, X, Y, mesh, activations=ACTS["bce"])
-    out["norms_spec"] = str(norms.sharding.spec)
+    Xs, Ys = mg.parallel.shard_batch(X, Y, mesh)
+    rep = mg.parallel.replicate(params, mesh)
+    net = net_of("bce")
+    norms_fn = mg.parallel.data_parallel(net.per_example_norms, mesh, per_example=True)
+    clipped_fn = mg.parallel.data_parallel(net.clipped_grads, mesh)
+    out["norms_spec"] = str(norms_fn(params, X, Y).sharding.spec)
     out["per_example_all_reduce"] = {
-        "norms": parallel.all_reduce_stats(
-            norms_fn.lower(rep, Xs, Ys, activations=ACTS["bce"]).compile()
-        )._asdict(),
+        "norms": parallel.all_reduce_stats(norms_fn.lower(rep, Xs, Ys).compile())._asdict(),
         "clipped": parallel.all_reduce_stats(
-            clipped_fn.lower(rep, Xs, Ys, clip_norm=0.3, activations=ACTS["bce"]).compile()
+            clipped_fn.lower(rep, Xs, Ys, 0.3).compile()
         )._asdict(),
         "shard_map_clipped": parallel.all_reduce_stats(
-            parallel._shard_map_fn(mesh, ACTS["bce"], "bce", "default", True)
-            .lower(rep, Xs, Ys, 0.0, 0.3)
-            .compile()
+            mg.parallel.shard_map_clipped_grads(net, mesh).lower(rep, Xs, Ys, 0.3).compile()
         )._asdict(),
     }
 
     # --- data_parallel_fn inside a jitted scan of 2 steps (as manualgrad.train uses it)
-    dp_vag = mg.data_parallel_fn(mesh)
+    net_l2 = net_of("bce", l2=0.1)
+    dp_vag = mg.parallel.data_parallel_fn(mesh, net_l2.value_and_grad)
 
     def sgd_scan(vag, params, X, Y):
         def body(p, _):
-            C, g = vag(p, X, Y, activations=ACTS["bce"], l2=0.1)
+            C, g = vag(p, X, Y)
             return jax.tree.map(lambda a, b: a - 0.5 * b, p, g), C
 
         return jax.lax.scan(body, params, None, length=2)
 
     params, X, Y = problem("bce", 12)
     got = jax.jit(functools.partial(sgd_scan, dp_vag))(params, X, Y)
-    ref = jax.jit(functools.partial(sgd_scan, mg.value_and_grad))(params, X, Y)
+    ref = jax.jit(functools.partial(sgd_scan, net_l2.value_and_grad))(params, X, Y)
     out["agreement"]["data_parallel_fn_scan_m12"] = rel_err(got, ref)
-    out["data_parallel_fn_cached"] = mg.data_parallel_fn(mesh) is dp_vag
-    params, X, Y = problem("bce", 12)
     out["data_parallel_fn_all_reduce"] = parallel.all_reduce_stats(
         jax.jit(functools.partial(sgd_scan, dp_vag)).lower(params, X, Y).compile()
     )._asdict()
@@ -181,12 +167,12 @@ def main() -> dict:
     # --- a training step: 3 Adam steps, data-parallel vs single device
     params, X, Y = problem("bce", 12)
     opt = optax.adam(0.05)
-    step = mg.data_parallel_step(opt, mesh, activations=ACTS["bce"], l2=0.1)
-    p_dp, s_dp = params, step.init_state(params)
+    dp_step = mg.parallel.data_parallel_step(opt, mesh, net_l2)
+    p_dp, s_dp = params, dp_step.init(params)
     p_1, s_1 = params, opt.init(params)
     costs_dp, costs_1 = [], []
     for _ in range(3):
-        p_dp, s_dp, c_dp = step(p_dp, s_dp, X, Y)
+        p_dp, s_dp, c_dp = dp_step.step(p_dp, s_dp, X, Y)
         C, g = _single(p_1, X, Y, activations=ACTS["bce"], l2=0.1)
         updates, s_1 = opt.update(g, s_1, p_1)
         p_1 = optax.apply_updates(p_1, updates)
@@ -199,26 +185,24 @@ def main() -> dict:
 
     # --- placement
     params, X, Y = problem("bce", 12)
-    Xs, Ys = mg.shard_batch(X, Y, mesh)
+    Xs, Ys = mg.parallel.shard_batch(X, Y, mesh)
     out["x_shard_shapes"] = sorted({tuple(s.data.shape) for s in Xs.addressable_shards})
     out["x_spec"] = str(Xs.sharding.spec)
-    Xl, Yl = mg.shard_batch_from_local(X, Y, mesh)  # one process: local = global
+    Xl, Yl = mg.parallel.shard_batch_from_local(X, Y, mesh)  # one process: local = global
     out["from_local_equal"] = bool(
         Xl.shape == X.shape and jnp.array_equal(Xl, X) and jnp.array_equal(Yl, Y)
     )
     out["from_local_spec"] = str(Xl.sharding.spec)
-    _, grads = mg.data_parallel_value_and_grad(params, X, Y, mesh, activations=ACTS["bce"])
+    _, grads = auto(net)(params, X, Y)
     out["grads_spec"] = str(grads["W1"].sharding.spec)
     out["grads_on_every_device"] = len(grads["W1"].sharding.device_set) == N_DEVICES
 
     # --- clear errors when m does not divide
     errors = {}
     for name, call in {
-        "auto_m10": lambda: mg.data_parallel_value_and_grad(
-            params, X[:, :10], Y[:, :10], mesh, activations=ACTS["bce"]
-        ),
-        "step_m10": lambda: step(params, step.init_state(params), X[:, :10], Y[:, :10]),
-        "shard_batch_m10": lambda: mg.shard_batch(X[:, :10], Y[:, :10], mesh),
+        "auto_m10": lambda: auto(net)(params, X[:, :10], Y[:, :10]),
+        "step_m10": lambda: dp_step.step(params, dp_step.init(params), X[:, :10], Y[:, :10]),
+        "shard_batch_m10": lambda: mg.parallel.shard_batch(X[:, :10], Y[:, :10], mesh),
         "data_parallel_fn_m10": lambda: jax.jit(functools.partial(sgd_scan, dp_vag))(
             params, X[:, :10], Y[:, :10]
         ),
@@ -234,19 +218,13 @@ def main() -> dict:
     n_params = sum(v.size for v in params.values())
     out["param_bytes"] = int(n_params * 8)
     out["n_param_arrays"] = len(params)
-    rep = mg.replicate(params, mesh)
+    rep = mg.parallel.replicate(params, mesh)
     stats = {
         "single_device": parallel.all_reduce_stats(
             _single.lower(params, X, Y, activations=ACTS["bce"]).compile()
         ),
-        "auto": parallel.all_reduce_stats(
-            parallel._jit_value_and_grad(mesh).lower(rep, Xs, Ys, activations=ACTS["bce"]).compile()
-        ),
-        "shard_map": parallel.all_reduce_stats(
-            parallel._shard_map_fn(mesh, ACTS["bce"], "bce", "default")
-            .lower(rep, Xs, Ys, 0.0)
-            .compile()
-        ),
+        "auto": parallel.all_reduce_stats(auto(net).lower(rep, Xs, Ys).compile()),
+        "shard_map": parallel.all_reduce_stats(smap(net).lower(rep, Xs, Ys).compile()),
     }
     out["all_reduce"] = {k: v._asdict() for k, v in stats.items()}
     return out

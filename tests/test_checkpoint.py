@@ -13,7 +13,6 @@ import optax
 import pytest
 
 import manualgrad as mg
-from manualgrad import CheckpointError
 from manualgrad.checkpoint import (
     Checkpoint,
     checkpoint_path,
@@ -21,6 +20,7 @@ from manualgrad.checkpoint import (
     load_params,
     save_checkpoint,
 )
+from manualgrad.errors import CheckpointError
 
 FINGERPRINT = {"layers": [3, 4, 1], "optimizer": "adam", "lr": 0.01}
 
@@ -31,7 +31,8 @@ def _state(dims=(3, 4, 1), optimizer=None, seed=0):
     opt_state = optimizer.init(params)
     # take one step so that the optimizer state holds non-trivial values
     grads = jax.tree.map(lambda p: jnp.ones_like(p) * 0.5, params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
+    with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
+        updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
 

@@ -51,6 +51,27 @@ def test_check_passes_other_losses_and_architectures(capsys, argv):
     assert code == 0 and data["passed"] is True, data
 
 
+@pytest.mark.parametrize("seed", ["1", "2", "3"])
+@pytest.mark.parametrize("keep_prob", ["0.5", "0.7", "0.9"])
+def test_check_passes_under_dropout_for_every_rate_and_seed(capsys, keep_prob, seed):
+    # 2 tanh units before the relu layer: an example loses both with probability
+    # (1 − keep_prob)², and then its Z2 is exactly b2 = 0, a tie of relu
+    code, data = _json(capsys, "--layers", "2,2,3,1", "--keep-prob", keep_prob, "--seed", seed)
+    assert code == 0 and data["passed"] is True, data
+    for row in data["rows"]:
+        assert row["autodiff"] <= 1e-12
+
+
+def test_entries_at_a_relu_kink_are_reported_and_judged_by_jax_grad_alone(capsys):
+    code, data = _json(capsys, "--layers", "2,2,3,1", "--keep-prob", "0.5")
+    assert code == 0
+    at_kink = {row["name"]: row["at_kink"] for row in data["rows"]}
+    assert at_kink["b2"] == 3  # every b2 entry moves the Z2 = 0 of the dropped examples
+    assert at_kink["W1"] == at_kink["W3"] == 0
+    b2 = next(row for row in data["rows"] if row["name"] == "b2")
+    assert b2["finite_difference"] is None and b2["autodiff"] <= 1e-12
+
+
 def test_check_fails_with_exit_1_and_names_a_wrong_gradient(capsys, monkeypatch):
     real = mg.value_and_grad
 
@@ -117,3 +138,70 @@ def test_python_dash_m_manualgrad_check_runs_in_a_subprocess():
     assert [row.split()[1] for row in rows] == ["W1", "b1", "W2", "b2", "W3", "b3"]
     assert all("PASS" in row for row in rows)
     assert "PASS: all 6 parameters agree" in proc.stdout
+
+
+# --------------------------------------------------------------------------- check --against
+
+REFS = "tests/backward_references.py"
+
+
+def test_against_a_correct_backward_exits_0_and_says_so(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    code = main(["check", "--against", REFS])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "L_model_backward (course convention, loss bce) against jax.grad" in out
+    assert out.strip().splitlines()[-1] == "PASS: every key of 5 networks agrees with jax.grad"
+
+
+def test_against_a_buggy_backward_exits_1_with_the_table_and_the_diagnosis(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    code = main(["check", "--against", f"{REFS}:L_model_backward_dW_transposed"])
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal's width
+    assert code == 1
+    assert "L_model_backward_dW_transposed (course convention" in out
+    assert "│ dW1 │ 5×4 (want 4×5) │ – │ FAIL │ transposed (2) │" in out
+    assert "FAIL: 4 of 5 networks disagree with jax.grad:" in out  # a 1×1 dW is its own ᵀ
+    assert "dW[l] is transposed: formula (2), dW[l] = (1/m) dZ[l] A[l-1]ᵀ" in out
+
+
+def test_against_in_the_core_convention_with_json(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    argv = ["check", "--against", f"{REFS}:grads_missing_1_over_m", "--convention", "core"]
+    code = main([*argv, "--json", "--seed", "4"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1 and data["passed"] is False and data["convention"] == "core"
+    assert [n["name"] for n in data["networks"]][:3] == ["course", "square", "relu tie"]
+    keys = {k["key"]: k for k in data["networks"][0]["keys"]}
+    assert keys["dW1"]["mistakes"] == ["dW_missing_1_over_m"] and keys["db1"]["passed"]
+
+
+def test_against_with_mse(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["check", "--against", f"{REFS}:L_model_backward_mse", "--loss", "mse"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--against", "tests/no_such_file.py"], "no such file 'tests/no_such_file.py'"),
+        (["--against", f"{REFS}:nope"], "'backward_references.py' defines no function 'nope'"),
+        (["--against", f"{REFS}:_returning_list"], "returned list on the network 'course'"),
+        (["--against", REFS, "--layers", "2,3,1"], "`--layers` does not apply to `--against`"),
+        (["--against", REFS, "--keep-prob", "0.5"], "`--keep-prob` does not apply"),
+        (["--against", REFS, "--convention", "torch"], "unknown convention 'torch'"),
+        (["--against", REFS, "--loss", "ce"], "loss 'ce' cannot be checked here"),
+        (["--convention", "core"], "`--convention` needs `--against"),
+    ],
+    ids=["no-file", "no-function", "not-a-dict", "layers", "keep-prob", "convention", "loss",
+         "convention-alone"],
+)  # fmt: skip
+def test_against_errors_exit_2_with_one_line(capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(ROOT)
+    code = main(["check", *argv])
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("manualgrad check: error:")
+    assert message in lines[0]
+    assert captured.out == ""

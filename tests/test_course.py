@@ -17,16 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import rel_err
 from manualgrad import course
 from manualgrad._errors import ConfigError, ShapeError
 
 # The course prints 8 decimals; its values are float64.
 PRINTED = {"rtol": 0, "atol": 1e-8}
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 # ------------------------------------------------------------------ hand-derived tiny cases
@@ -369,10 +365,10 @@ def test_L_model_backward_equals_jax_grad_of_the_course_cost(x64, dims):
     d_params, d_deltas = jax.jit(jax.grad(_oracle_cost, argnums=(0, 3)))(params, X, Y, deltas)
 
     for k in params:
-        assert _rel(grads[f"d{k}"], d_params[k]) <= 1e-12, k
+        assert rel_err(grads[f"d{k}"], d_params[k]) <= 1e-12, k
     for l, d in enumerate(d_deltas):
         # the course's dA[l] is the derivative of each example's loss L_i: m · ∂C/∂A[l]
-        assert _rel(grads[f"dA{l}"], m * d) <= 1e-12, f"dA{l}"
+        assert rel_err(grads[f"dA{l}"], m * d) <= 1e-12, f"dA{l}"
 
 
 def test_compute_cost_equals_the_independent_course_cost(x64):

@@ -25,8 +25,11 @@ import pytest
 from jax.experimental import checkify
 
 import manualgrad as mg
+from manualgrad import course
 from manualgrad.data import load
 from manualgrad.datasets import spiral
+from manualgrad.errors import CheckpointError, ConfigError, DataError, DTypeError, ShapeError
+from manualgrad.testing import check_backward, default_cases, load_function
 from manualgrad.value_checks import checked_value_and_grad
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
@@ -95,16 +98,16 @@ def with_params(**leaves) -> Callable[[], dict]:
 
 
 def _jit_with_list():
-    f = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
+    f = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)
     return f(_params(), _X(), _Y(), activations=list(ACTS2), loss="ce")
 
 
-def checked(**changes) -> Callable[[], object]:
+def checked(activations=ACTS2, loss="ce", **changes) -> Callable[[], object]:
     """checked_value_and_grad on the (3, 4, 2) softmax/ce net, then `err.throw()`."""
-    kw = dict(params=_params(), X=_X(), Y=_Y(), activations=ACTS2, loss="ce")
+    kw = dict(params=_params(), X=_X(), Y=_Y())
 
     def call():
-        err, _ = checked_value_and_grad(**{**kw, **changes})
+        err, _ = checked_value_and_grad(mg.network(activations, loss))(**{**kw, **changes})
         err.throw()
 
     return call
@@ -117,7 +120,7 @@ def clip(**changes) -> Callable[[], object]:
     def call():
         kwargs = {**kw, **changes}
         if "noise_multiplier" in kwargs:
-            return mg.dp_grads(key=jax.random.key(0), **kwargs)
+            return mg.dp_grads(noise_key=jax.random.key(0), **kwargs)
         return mg.clipped_grads(**kwargs)
 
     return call
@@ -162,6 +165,35 @@ def _backward_bad_caches():
     return mg.backward(_params(), None, _Y(), activations=ACTS2, loss="ce")
 
 
+def student_file(source: str, spec: str = "student_backward.py") -> Callable[[], object]:
+    """load_function on a file with `source`, in a fresh temporary folder."""
+
+    def call():
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "student_backward.py"
+            path.write_text(source, encoding="utf-8")
+            return load_function(str(Path(folder) / spec))
+
+    return call
+
+
+def my_backward(AL, Y, caches):
+    """A correct course-convention backward pass (manualgrad's own), for `returning`."""
+    return course.L_model_backward(AL, Y, caches)
+
+
+def returning(change: Callable[[dict], object], **options) -> Callable[[], object]:
+    """check_backward of a function that returns `change(correct grads)`, on one network."""
+
+    def call():
+        def my_backward(AL, Y, caches):
+            return change(dict(course.L_model_backward(AL, Y, caches)))
+
+        return check_backward(my_backward, cases=default_cases()[:1], **options)
+
+    return call
+
+
 T, D = "Training (`train`, `accuracy`)", "Data sets and data files (`manualgrad.data`)"
 P, A, L, XS, YS, O, B, I, PE, J = (
     "Parameters",
@@ -176,235 +208,236 @@ P, A, L, XS, YS, O, B, I, PE, J = (
     "Under jax.jit",
 )
 V = "Value checks (opt-in, `manualgrad.value_checks`)"
+T = "Checking your own backward pass (`manualgrad.testing`, `manualgrad check --against`)"
 RUNTIME = checkify.JaxRuntimeError
 
 # fmt: off
 CASES: list[Case] = [
     # -- params ---------------------------------------------------------------------------
     Case("params-not-dict", P, "`params` is not a mapping (a list of arrays, None, …)",
-         vg(params=[jnp.ones((4, 3))]), mg.ShapeError, r"expected `params` to be a dict",
+         vg(params=[jnp.ones((4, 3))]), ShapeError, r"expected `params` to be a dict",
          "pass the dict returned by `init_params`"),
-    Case("params-empty", P, "`params` is an empty dict", vg(params={}), mg.ShapeError,
+    Case("params-empty", P, "`params` is an empty dict", vg(params={}), ShapeError,
          r"`params` is empty", "give at least `W1` and `b1`"),
     Case("params-extra-key", P, "`params` holds a key other than W<l>/b<l> (e.g. `gamma`)",
-         vg(params=with_params(gamma=jnp.ones((4, 1)))), mg.ShapeError,
+         vg(params=with_params(gamma=jnp.ones((4, 1)))), ShapeError,
          r"unexpected keys \['gamma'\]", "remove the key, or keep extra state elsewhere"),
     Case("params-leading-zero", P, "layer numbers written with a leading zero (`W01`)",
-         vg(params=with_params(W1=None, W01=jnp.ones((4, 3)))), mg.ShapeError,
+         vg(params=with_params(W1=None, W01=jnp.ones((4, 3)))), ShapeError,
          r"unexpected keys \['W01'\]", "number layers 1 … L without padding"),
     Case("params-missing-bias", P, "a layer has a `W` but no `b`",
-         vg(params=with_params(b2=None)), mg.ShapeError, r"missing \['b2'\]",
+         vg(params=with_params(b2=None)), ShapeError, r"missing \['b2'\]",
          "add the bias `b<l>` of shape (n_l, 1)"),
     Case("params-non-consecutive", P, "layers skip a number (`W1`, `W3` without `W2`)",
          vg(params=with_params(W2=None, b2=None, W3=jnp.ones((2, 4)), b3=jnp.ones((2, 1)))),
-         mg.ShapeError, r"missing \['W2', 'b2'\]", "renumber the layers 1 … L"),
+         ShapeError, r"missing \['W2', 'b2'\]", "renumber the layers 1 … L"),
     Case("params-leaf-not-numeric", P, "a leaf is not numeric data (None, a string, …)",
-         vg(params=with_params(W1="abc")), mg.DTypeError,
+         vg(params=with_params(W1="abc")), DTypeError,
          r"expected `params\['W1'\]` to be a numeric array", "store arrays in `params`"),
     Case("W-not-2d", P, "a weight matrix is 1-D or 3-D", vg(params=with_params(W1=jnp.ones(3))),
-         mg.ShapeError, r"layer 1: `W1` must be 2-D", "W[l] must be (n_l, n_{l-1})"),
+         ShapeError, r"layer 1: `W1` must be 2-D", "W[l] must be (n_l, n_{l-1})"),
     Case("W-empty-layer", P, "a layer has zero units", vg(params=with_params(
-         W1=jnp.ones((0, 3)), b1=jnp.ones((0, 1)), W2=jnp.ones((2, 0)))), mg.ShapeError,
+         W1=jnp.ones((0, 3)), b1=jnp.ones((0, 1)), W2=jnp.ones((2, 0)))), ShapeError,
          r"layer 1: `W1` has shape \(0, 3\)", "drop the empty layer"),
     Case("b-flat", P, "a bias has shape (n_l,) instead of (n_l, 1)",
-         vg(params=with_params(b1=jnp.zeros(4))), mg.ShapeError, r"b1\.reshape\(-1, 1\)",
+         vg(params=with_params(b1=jnp.zeros(4))), ShapeError, r"b1\.reshape\(-1, 1\)",
          "`b.reshape(-1, 1)`"),
     Case("b-disagrees-with-W", P, "`b[l]` has a different number of rows than `W[l]`",
-         vg(params=with_params(b1=jnp.zeros((3, 1)))), mg.ShapeError,
+         vg(params=with_params(b1=jnp.zeros((3, 1)))), ShapeError,
          r"layer 1: `b1` must have shape \(n_1, 1\) = \(4, 1\)", "give b[l] n_l rows"),
     Case("W-chain-broken", P, "`W[l]`'s columns differ from `W[l-1]`'s rows (e.g. W transposed)",
-         vg(params=with_params(W2=jnp.ones((2, 5)))), mg.ShapeError,
+         vg(params=with_params(W2=jnp.ones((2, 5)))), ShapeError,
          r"layer 2: `W2` has shape \(2, 5\) but A1 has 4 rows", "W[l] must be (n_l, n_{l-1})"),
     Case("params-integer", P, "a parameter has an integer dtype",
-         vg(params=with_params(W1=jnp.ones((4, 3), jnp.int32))), mg.DTypeError,
+         vg(params=with_params(W1=jnp.ones((4, 3), jnp.int32))), DTypeError,
          r"layer 1: `W1` has dtype int32", "`.astype(jnp.float32)`"),
     Case("params-complex", P, "a parameter is complex",
-         vg(params=with_params(W1=jnp.ones((4, 3), jnp.complex64))), mg.DTypeError,
+         vg(params=with_params(W1=jnp.ones((4, 3), jnp.complex64))), DTypeError,
          r"`W1` has dtype complex64, expected a real floating dtype", "use real floats"),
     Case("params-mixed-dtypes", P, "parameters have different float widths",
-         vg(params=with_params(W1=jnp.ones((4, 3), jnp.float16))), mg.DTypeError,
+         vg(params=with_params(W1=jnp.ones((4, 3), jnp.float16))), DTypeError,
          r"params mix dtypes \['float16', 'float32'\]", "cast all leaves to one dtype"),
     # -- activations ----------------------------------------------------------------------
     Case("activations-string", A, "`activations` is one string instead of one name per layer",
-         vg(activations="relu"), mg.ConfigError, r"expected `activations` to be a tuple of 2",
+         vg(activations="relu"), ConfigError, r"expected `activations` to be a tuple of 2",
          "`activations=('relu', 'softmax')`"),
     Case("activations-wrong-length", A, "fewer or more names than layers",
-         vg(activations=("relu", "relu", "softmax")), mg.ConfigError,
+         vg(activations=("relu", "relu", "softmax")), ConfigError,
          r"`activations` has 3 names but params have 2 layers", "one name per layer"),
     Case("activation-unknown", A, "a name that is not an activation",
-         vg(activations=("gelu", "softmax")), mg.ConfigError,
+         vg(activations=("gelu", "softmax")), ConfigError,
          r"layer 1: unknown activation 'gelu'; expected one of \['leaky_relu', 'linear'",
          "pick one of `manualgrad.ACTIVATIONS`"),
     Case("softmax-hidden", A, "softmax on a hidden layer", vg(activations=("softmax", "softmax")),
-         mg.ConfigError, r"layer 1: `softmax` is for the output layer only",
+         ConfigError, r"layer 1: `softmax` is for the output layer only",
          "use relu, tanh, … on hidden layers"),
     # -- losses ---------------------------------------------------------------------------
     Case("loss-unknown", L, "a name that is not a loss", vg(loss="cross_entropy"),
-         mg.ConfigError, r"unknown loss 'cross_entropy'; expected one of \['bce', 'ce', 'mse'\]",
+         ConfigError, r"unknown loss 'cross_entropy'; expected one of \['bce', 'ce', 'mse'\]",
          "pick one of `manualgrad.LOSSES`"),
-    Case("softmax-with-bce", L, "`bce` after a softmax output", vg(loss="bce"), mg.ConfigError,
+    Case("softmax-with-bce", L, "`bce` after a softmax output", vg(loss="bce"), ConfigError,
          r"loss 'bce' needs a sigmoid output layer, got 'softmax'", "use `ce` with softmax"),
-    Case("sigmoid-with-ce", L, "`ce` after a sigmoid output", bce(loss="ce"), mg.ConfigError,
+    Case("sigmoid-with-ce", L, "`ce` after a sigmoid output", bce(loss="ce"), ConfigError,
          r"loss 'ce' needs a softmax output layer, got 'sigmoid'", "use `bce` with sigmoid"),
     # -- X --------------------------------------------------------------------------------
     Case("X-not-numeric", XS, "X is None, a string or other non-numeric object", vg(X=None),
-         mg.DTypeError, r"expected `X` to be a numeric array, got None", "pass an array"),
+         DTypeError, r"expected `X` to be a numeric array, got None", "pass an array"),
     Case("X-transposed", XS, "X given as (m, n_x): examples as rows", vg(X=_X().T),
-         mg.ShapeError, r"did you pass X transposed\? use X\.T", "`X.T`"),
+         ShapeError, r"did you pass X transposed\? use X\.T", "`X.T`"),
     Case("X-wrong-features", XS, "X has a different number of features than W1 expects",
-         vg(X=_X(n_x=2)), mg.ShapeError, r"expected `X.shape\[0\] == W1.shape\[1\]` \(n_x = 3\)",
+         vg(X=_X(n_x=2)), ShapeError, r"expected `X.shape\[0\] == W1.shape\[1\]` \(n_x = 3\)",
          "match W1's columns to the features"),
     Case("X-one-example-flat", XS, "one example passed as a vector (n_x,)", vg(X=jnp.ones(3)),
-         mg.ShapeError, r"X\.reshape\(3, 1\)", "`X.reshape(n_x, 1)`"),
+         ShapeError, r"X\.reshape\(3, 1\)", "`X.reshape(n_x, 1)`"),
     Case("X-3d", XS, "images or batches passed without flattening (rank 3+)",
-         vg(X=jnp.ones((3, 5, 1))), mg.ShapeError, r"flatten each example to a column",
+         vg(X=jnp.ones((3, 5, 1))), ShapeError, r"flatten each example to a column",
          "`X.reshape(-1, m)`"),
     Case("m-zero", XS, "X has no examples", vg(X=jnp.ones((3, 0)), Y=jnp.ones((2, 0))),
-         mg.ShapeError, r"no examples \(m = 0\)", "pass at least one column"),
+         ShapeError, r"no examples \(m = 0\)", "pass at least one column"),
     Case("X-integer", XS, "integer X (e.g. raw pixel values)", vg(X=jnp.ones((3, 5), jnp.int32)),
-         mg.DTypeError, r"`X` has dtype int32; it must be floating point", "`X.astype(...)`"),
-    Case("X-boolean", XS, "boolean X", vg(X=jnp.ones((3, 5), bool)), mg.DTypeError,
+         DTypeError, r"`X` has dtype int32; it must be floating point", "`X.astype(...)`"),
+    Case("X-boolean", XS, "boolean X", vg(X=jnp.ones((3, 5), bool)), DTypeError,
          r"`X` has dtype bool", "`X.astype(...)`"),
-    Case("X-complex", XS, "complex X", vg(X=jnp.ones((3, 5), jnp.complex64)), mg.DTypeError,
+    Case("X-complex", XS, "complex X", vg(X=jnp.ones((3, 5), jnp.complex64)), DTypeError,
          r"`X` has dtype complex64", "use real floats"),
     Case("X-dtype-differs", XS, "X and params have different float dtypes",
-         vg(X=_X(dtype=jnp.float16)), mg.DTypeError,
+         vg(X=_X(dtype=jnp.float16)), DTypeError,
          r"`X` has dtype float16 but params have float32", "cast one to the other"),
     # -- Y --------------------------------------------------------------------------------
     Case("Y-flat-binary", YS, "binary labels as a vector (m,)", bce(Y=jnp.ones(5)),
-         mg.ShapeError, r"use Y\.reshape\(1, 5\)", "`Y.reshape(1, m)`"),
+         ShapeError, r"use Y\.reshape\(1, 5\)", "`Y.reshape(1, m)`"),
     Case("Y-flat-classes", YS, "class indices as a vector (m,) for a softmax output",
-         vg(Y=jnp.arange(5) % 2), mg.ShapeError, r"jax\.nn\.one_hot\(Y, 2\)\.T",
+         vg(Y=jnp.arange(5) % 2), ShapeError, r"jax\.nn\.one_hot\(Y, 2\)\.T",
          "`jax.nn.one_hot(y, n_L, axis=0)`"),
     Case("Y-column", YS, "binary labels as a column (m, 1)", bce(Y=jnp.ones((5, 1))),
-         mg.ShapeError, r"got \(5, 1\) — use Y\.T", "`Y.T`"),
-    Case("Y-transposed", YS, "one-hot labels as rows (m, n_L)", vg(Y=_Y().T), mg.ShapeError,
+         ShapeError, r"got \(5, 1\) — use Y\.T", "`Y.T`"),
+    Case("Y-transposed", YS, "one-hot labels as rows (m, n_L)", vg(Y=_Y().T), ShapeError,
          r"got \(5, 2\) — use Y\.T", "`Y.T`"),
     Case("Y-wrong-rows", YS, "Y has a different number of rows than the output layer",
-         vg(Y=jnp.ones((3, 5))), mg.ShapeError, r"the output layer has 2 units but Y has 3 rows",
+         vg(Y=jnp.ones((3, 5))), ShapeError, r"the output layer has 2 units but Y has 3 rows",
          "one row per output unit"),
     Case("Y-wrong-examples", YS, "Y has a different number of examples than X",
-         vg(Y=jnp.ones((2, 4))), mg.ShapeError, r"one column per example of X \(m = 5\)",
+         vg(Y=jnp.ones((2, 4))), ShapeError, r"one column per example of X \(m = 5\)",
          "one column per example"),
     Case("Y-complex", YS, "complex labels", vg(Y=jnp.ones((2, 5), jnp.complex64)),
-         mg.DTypeError, r"`Y` has dtype complex64; expected real labels", "use real labels"),
+         DTypeError, r"`Y` has dtype complex64; expected real labels", "use real labels"),
     Case("Y-not-numeric", YS, "labels as strings", vg(Y=np.array([["a"] * 5] * 2)),
-         mg.DTypeError, r"expected `Y` to be a numeric array", "encode labels as numbers"),
+         DTypeError, r"expected `Y` to be a numeric array", "encode labels as numbers"),
     # -- options --------------------------------------------------------------------------
     Case("precision-unknown", O, "an unknown precision policy", vg(precision="fp8"),
-         mg.ConfigError, r"unknown precision 'fp8'; expected one of", "see `mg.PRECISIONS`"),
+         ConfigError, r"unknown precision 'fp8'; expected one of", "see `mg.precision.PRECISIONS`"),
     Case("bf16-needs-float32", O, "precision 'bf16' with non-float32 params",
          vg(params=lambda: _params(dtype=jnp.float16), X=_X(dtype=jnp.float16),
-            precision="bf16"), mg.ConfigError, r"precision 'bf16' keeps params",
+            precision="bf16"), ConfigError, r"precision 'bf16' keeps params",
          "float32 params, or another policy"),
-    Case("l2-negative", O, "a negative L2 strength", vg(l2=-0.1), mg.ConfigError,
+    Case("l2-negative", O, "a negative L2 strength", vg(l2=-0.1), ConfigError,
          r"`l2` \(λ\) must be finite and ≥ 0, got -0.1", "`l2 >= 0`"),
-    Case("l2-nan", O, "a NaN L2 strength", vg(l2=float("nan")), mg.ConfigError,
+    Case("l2-nan", O, "a NaN L2 strength", vg(l2=float("nan")), ConfigError,
          r"must be finite and ≥ 0, got nan", "a finite `l2 >= 0`"),
     Case("l2-inf", O, "an infinite L2 strength (or one that overflows the params' dtype)",
-         vg(l2=1e39), mg.ConfigError, r"must be finite and ≥ 0, got 1e\+39", "a finite `l2`"),
+         vg(l2=1e39), ConfigError, r"must be finite and ≥ 0, got 1e\+39", "a finite `l2`"),
     Case("l2-not-scalar", O, "`l2` given as a vector or non-number", vg(l2=jnp.ones(3)),
-         mg.ConfigError, r"expected `l2` to be a real scalar, got an array", "a scalar `l2`"),
+         ConfigError, r"expected `l2` to be a real scalar, got an array", "a scalar `l2`"),
     Case("keep-prob-zero", O, "keep_prob = 0 (drops everything)", vg(keep_prob=0.0),
-         mg.ConfigError, r"`keep_prob` must be in \(0, 1\], got 0.0", "0 < keep_prob <= 1"),
-    Case("keep-prob-above-one", O, "keep_prob > 1", vg(keep_prob=1.5), mg.ConfigError,
+         ConfigError, r"`keep_prob` must be in \(0, 1\], got 0.0", "0 < keep_prob <= 1"),
+    Case("keep-prob-above-one", O, "keep_prob > 1", vg(keep_prob=1.5), ConfigError,
          r"`keep_prob` must be in \(0, 1\], got 1.5", "0 < keep_prob <= 1"),
     Case("keep-prob-not-float", O, "keep_prob as an array or bool (it is static under jit)",
-         vg(keep_prob=jnp.array(0.5)), mg.ConfigError, r"`keep_prob` must be a Python float",
+         vg(keep_prob=jnp.array(0.5)), ConfigError, r"`keep_prob` must be a Python float",
          "a Python float"),
     Case("dropout-without-key", O, "keep_prob < 1 without `key`", vg(keep_prob=0.8),
-         mg.ConfigError, r"dropout is on \(keep_prob = 0.8\) but no `key`",
+         ConfigError, r"dropout is on \(keep_prob = 0.8\) but no `key`",
          "`key=jax.random.key(seed)`"),
     Case("key-invalid", O, "`key` is an int or an array that is not a PRNG key",
-         vg(keep_prob=0.8, key=0), mg.ConfigError, r"expected `key` to be one PRNG key, got 0",
+         vg(keep_prob=0.8, key=0), ConfigError, r"expected `key` to be one PRNG key, got 0",
          "`key=jax.random.key(seed)`"),
     # -- backward -------------------------------------------------------------------------
     Case("caches-invalid", B, "`backward` given something other than forward's caches",
-         _backward_bad_caches, mg.ShapeError, r"expected `caches` to be forward's tuple of 2",
+         _backward_bad_caches, ShapeError, r"expected `caches` to be forward's tuple of 2",
          "pass `forward(...)[1]`"),
     # -- init -----------------------------------------------------------------------------
     Case("init-layer-dims", I, "fewer than two layer sizes, or sizes that are not ints",
-         lambda: mg.init_params([3], jax.random.key(0)), mg.ShapeError,
+         lambda: mg.init_params([3], jax.random.key(0)), ShapeError,
          r"`layer_dims` must be \[n_x, n_1, …, n_L\]", "e.g. `[2, 4, 1]`"),
     Case("init-layer-zero", I, "a layer of size 0 (e.g. `--layers 2,0,1`)",
-         lambda: mg.init_params([2, 0, 1], jax.random.key(0)), mg.ShapeError,
+         lambda: mg.init_params([2, 0, 1], jax.random.key(0)), ShapeError,
          r"`layer_dims\[1\]` \(the size of hidden layer 1\) is 0",
          "give every layer at least one unit"),
     Case("init-key", I, "an int seed instead of a PRNG key", lambda: mg.init_params([3, 1], 0),
-         mg.ConfigError, r"expected `key` to be one PRNG key", "`jax.random.key(seed)`"),
+         ConfigError, r"expected `key` to be one PRNG key", "`jax.random.key(seed)`"),
     Case("init-dtype", I, "an integer dtype", lambda: mg.init_params(
-         [3, 1], jax.random.key(0), dtype=jnp.int32), mg.DTypeError,
+         [3, 1], jax.random.key(0), dtype=jnp.int32), DTypeError,
          r"`dtype` must be a floating dtype, got int32", "`dtype=jnp.float32`"),
     Case("init-method", I, "an unknown init method", lambda: mg.init_params(
-         [3, 1], jax.random.key(0), method="glorot"), mg.ConfigError,
-         r"unknown init method 'glorot'", "see `mg.INIT_METHODS`"),
+         [3, 1], jax.random.key(0), method="glorot"), ConfigError,
+         r"unknown init method 'glorot'", "see `mg.functional.INIT_METHODS`"),
     # -- train and accuracy ---------------------------------------------------------------
     Case("train-epochs-zero", T, "`epochs` = 0 (nothing to train) or not a positive int",
-         fit(epochs=0), mg.ConfigError, r"`epochs` must be a positive int, got 0",
+         fit(epochs=0), ConfigError, r"`epochs` must be a positive int, got 0",
          "`epochs >= 1`"),
     Case("train-batch-larger-than-m", T, "`batch_size` larger than the training set",
-         fit(batch_size=100), mg.ConfigError,
+         fit(batch_size=100), ConfigError,
          r"`batch_size` = 100 is larger than the m = 5 training examples",
          "`batch_size <= m`, or None for full batch"),
     Case("train-checkpoint-every-without-dir", T, "`checkpoint_every` without `checkpoint_dir`",
-         fit(checkpoint_every=100), mg.ConfigError, r"`checkpoint_every` needs `checkpoint_dir`",
+         fit(checkpoint_every=100), ConfigError, r"`checkpoint_every` needs `checkpoint_dir`",
          "pass `checkpoint_dir=`"),
     Case("train-resume-without-dir", T, "`resume=True` without `checkpoint_dir`",
-         fit(resume=True), mg.ConfigError, r"`resume` needs `checkpoint_dir`",
+         fit(resume=True), ConfigError, r"`resume` needs `checkpoint_dir`",
          "pass the directory to resume from"),
     Case("train-resume-with-start-epoch", T, "`resume=True` together with `opt_state` or "
          "`start_epoch`", fit(resume=True, checkpoint_dir="ckpt", start_epoch=1),
-         mg.ConfigError, r"takes the optimizer state and the epoch from the checkpoint",
+         ConfigError, r"takes the optimizer state and the epoch from the checkpoint",
          "drop `opt_state`/`start_epoch`"),
     Case("train-resume-other-run", T, "resuming a checkpoint written by a run with other "
-         "options, data, initial params or key", in_tmp(resume_other_run), mg.CheckpointError,
+         "options, data, initial params or key", in_tmp(resume_other_run), CheckpointError,
          r"was written for a different run \(l2: checkpoint 0\.0, now 0\.1\)",
          "the same arguments, or another `checkpoint_dir`"),
     Case("accuracy-flat-labels", T, "`accuracy` given labels as a vector (m,)",
          lambda: mg.accuracy(_params((3, 4, 1)), _X(), jnp.ones(5), activations=("relu",
-         "sigmoid")), mg.ShapeError, r"use Y\.reshape\(1, 5\)", "`Y.reshape(1, m)`"),
+         "sigmoid")), ShapeError, r"use Y\.reshape\(1, 5\)", "`Y.reshape(1, m)`"),
     Case("accuracy-class-labels", T, "`accuracy` (or `value_and_grad` with `ce`) given one "
          "row of class indices for a softmax output", lambda: mg.accuracy(
-         _params(), _X(), jnp.array([[0, 1, 1, 0, 1]]), activations=ACTS2), mg.ShapeError,
+         _params(), _X(), jnp.array([[0, 1, 1, 0, 1]]), activations=ACTS2), ShapeError,
          r"one-hot encode them to \(2, 5\): jax\.nn\.one_hot\(Y\[0\], 2\)\.T",
          "`jax.nn.one_hot(y, n_L).T`"),
     # -- data sets and data files ----------------------------------------------------------
     Case("dataset-unknown", D, "a built-in data set name with a typo (`flowr`, `Spiral`)",
-         lambda: load("Spiral"), mg.ConfigError,
+         lambda: load("Spiral"), ConfigError,
          r"unknown data set 'Spiral' \(did you mean 'spiral'\?\): the built-in sets are "
          r"flower, moons, circles, spiral", "the right name, or a .npz/.csv file"),
     Case("dataset-m-too-small", D, "`m` smaller than the number of classes",
-         lambda: spiral(m=2), mg.ConfigError, r"`m` must be an int ≥ 3",
+         lambda: spiral(m=2), ConfigError, r"`m` must be an int ≥ 3",
          "at least one example per class"),
     Case("data-m-with-file", D, "`m` given for a data file", in_tmp(lambda: load(
-         write("d.npz", np.zeros(1)), m=10)), mg.ConfigError,
+         write("d.npz", np.zeros(1)), m=10)), ConfigError,
          r"`m` sets the size of a built-in data set", "leave `m` out"),
     Case("csv-text-labels", D, "class names as text in the label column",
-         in_tmp(lambda: load(write("pets.csv", "x1,x2,y\n1,2,cat\n3,4,dog\n"))), mg.DataError,
+         in_tmp(lambda: load(write("pets.csv", "x1,x2,y\n1,2,cat\n3,4,dog\n"))), DataError,
          r"'cat' is not a number: encode the classes as integers 0 … K-1",
          "encode classes as 0 … K-1"),
     Case("csv-rows-read-as-columns", D, "a CSV with one example per line read with "
          "`examples='columns'` (`--examples columns`)", in_tmp(lambda: load(write(
-         "d.csv", "x1,x2,y\n1,2,0\n3,4,1\n5,6,0\n"), examples="columns")), mg.DataError,
+         "d.csv", "x1,x2,y\n1,2,0\n3,4,1\n5,6,0\n"), examples="columns")), DataError,
          r"the lines start with numbers, so the file probably holds one example per line",
          "leave out `--examples columns`"),
     Case("npz-not-zip", D, "a file named .npz that is not a zip archive (e.g. a .npy)",
-         in_tmp(lambda: load(write("d.npz", np.zeros(3)))), mg.DataError,
+         in_tmp(lambda: load(write("d.npz", np.zeros(3)))), DataError,
          r"not a \.npz file .* a \.npy file \(one array\)", "`np.savez(path, X=X, Y=Y)`"),
     # -- per-example ----------------------------------------------------------------------
     Case("clip-norm-negative", PE, "a negative clipping norm", clip(clip_norm=-1.0),
-         mg.ConfigError, r"`clip_norm` must be finite and > 0, got -1.0", "`clip_norm > 0`"),
+         ConfigError, r"`clip_norm` must be finite and > 0, got -1.0", "`clip_norm > 0`"),
     Case("clip-norm-zero", PE, "clipping norm 0", clip(clip_norm=0.0),
-         mg.ConfigError, r"`clip_norm` must be finite and > 0, got 0.0", "`clip_norm > 0`"),
+         ConfigError, r"`clip_norm` must be finite and > 0, got 0.0", "`clip_norm > 0`"),
     Case("clip-norm-nan", PE, "a NaN clipping norm",
-         clip(clip_norm=float("nan")), mg.ConfigError,
+         clip(clip_norm=float("nan")), ConfigError,
          r"`clip_norm` must be finite and > 0, got nan", "a finite `clip_norm > 0`"),
     Case("noise-multiplier-negative", PE, "a negative noise multiplier",
-         clip(noise_multiplier=-0.5), mg.ConfigError,
+         clip(noise_multiplier=-0.5), ConfigError,
          r"`noise_multiplier` must be finite and ≥ 0, got -0.5", "`noise_multiplier >= 0`"),
     Case("course-complex", "Course-compatible API", "complex data passed to the course API",
          lambda: mg.course.L_model_forward(jnp.ones((3, 5), jnp.complex64), _params()),
-         mg.DTypeError, r"`X` has dtype complex64; expected real numbers", "`jnp.real(X)`"),
+         DTypeError, r"`X` has dtype complex64; expected real numbers", "`jnp.real(X)`"),
     # -- jit ------------------------------------------------------------------------------
     Case("jit-list-activations", J, "`activations` as a list under `jax.jit` (statics must be "
          "hashable); eagerly a list is accepted", _jit_with_list, ValueError,
@@ -425,6 +458,41 @@ CASES: list[Case] = [
     Case("values-ce-not-one-hot", V, "a `ce` label column that is not one-hot",
          checked(Y=_Y().at[:, 0].set(0.5)), RUNTIME, r"`Y` has 1 column that is not one-hot",
          "`jax.nn.one_hot(y, n_L, axis=0)`"),
+    # -- checking your own backward pass --------------------------------------------------
+    Case("against-no-file", T, "`--against` names a file that does not exist",
+         lambda: load_function("missing_backward.py:L_model_backward"), ConfigError,
+         r"no such file 'missing_backward.py'", "check the path (relative to where you run)"),
+    Case("against-not-python", T, "`--against` names something other than a .py file",
+         lambda: load_function("backward.ipynb"), ConfigError,
+         r"expected FILE.py or FILE.py:FUNCTION, got 'backward.ipynb'",
+         "export the notebook's functions to a .py file"),
+    Case("against-does-not-load", T, "the file raises while it is loaded (top-level code runs)",
+         student_file("import numpy as np\nraise RuntimeError('no data here')\n"),
+         ConfigError, r"'student_backward.py' does not load: RuntimeError: no data here "
+         r"\(line 2\)", "move top-level work under `if __name__ == \"__main__\":`"),
+    Case("against-no-function", T, "the file has no function of that name",
+         student_file("def helper():\n    pass\n"), ConfigError,
+         r"'student_backward.py' defines no function 'L_model_backward' \(it has helper\)",
+         "name it: `FILE.py:FUNCTION`"),
+    Case("against-convention", T, "an unknown `convention`",
+         lambda: check_backward(my_backward, convention="torch"), ConfigError,
+         r"unknown convention 'torch'; expected one of \['course', 'core'\]",
+         "'course' for (AL, Y, caches), 'core' for (params, X, Y)"),
+    Case("against-loss", T, "a loss the course's sigmoid network cannot have",
+         lambda: check_backward(my_backward, loss="ce"), ConfigError,
+         r"loss 'ce' cannot be checked here", "`bce` or `mse`"),
+    Case("backward-not-a-dict", T, "the function returns something other than a dict",
+         returning(lambda g: list(g.values())), ShapeError,
+         r"`my_backward` returned list on the network 'course'", "return the grads dict"),
+    Case("backward-missing-key", T, "a key is missing from the returned dict",
+         returning(lambda g: {k: v for k, v in g.items() if k != "dA0"}), ShapeError,
+         r"`my_backward` returned no \['dA0'\]", "return every dA, dW and db"),
+    Case("backward-not-numeric", T, "a returned value is not an array",
+         returning(lambda g: {**g, "db1": None}), DTypeError,
+         r"`my_backward` returned 'db1' = NoneType", "return arrays"),
+    Case("backward-wrong-shape", T, "a returned array has a shape no known mistake explains",
+         returning(lambda g: {**g, "dW2": g["dW2"][:, :1]}), ShapeError,
+         r"`my_backward` returned 'dW2' with shape \(3, 1\)", "dW[l] has W[l]'s shape"),
 ]
 
 

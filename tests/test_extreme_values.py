@@ -26,20 +26,13 @@ import optax
 import pytest
 
 import manualgrad as mg
+from helpers import REFERENCE_ACTIVATIONS, TOL, rel_err
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
-REF_ACTIVATIONS = {
-    "relu": jax.nn.relu,  # jax's relu has derivative 0 at 0, like the course
-    "leaky_relu": lambda z: jnp.where(z > 0, z, 0.01 * z),  # g'(0) = 0.01 (jax.nn's is 1)
-    "tanh": jnp.tanh,
-    "sigmoid": jax.nn.sigmoid,
-    "linear": lambda z: z,
-    "softmax": lambda z: jax.nn.softmax(z, axis=0),
-}
+REF_ACTIVATIONS = REFERENCE_ACTIVATIONS
 BOUNDED = ("sigmoid", "tanh", "softmax")
-PAIRS = [("sigmoid", "bce"), ("softmax", "ce")] + [(a, "mse") for a in mg.ACTIVATIONS]
-TOL = {jnp.float32: 1e-5, jnp.float64: 1e-12}
+PAIRS = [("sigmoid", "bce"), ("softmax", "ce")] + [(a, "mse") for a in mg.activations.ACTIVATIONS]
 
 
 def ref_cost(params, X, Y, activations, loss):
@@ -85,13 +78,6 @@ def extreme_net(output, loss, big, dtype, *, depth, m):
     cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
     hidden = ("relu", "tanh")[: depth - 1]
     return {k: cast(v) for k, v in params.items()}, cast(X), cast(Y), (*hidden, output)
-
-
-def rel_err(got, want):
-    """‖got − want‖ / ‖want‖, scaled first so that norms of 1e300-sized values do not overflow."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    scale = max(np.max(np.abs(want)), np.finfo(np.float64).tiny)
-    return np.linalg.norm((got - want) / scale) / max(np.linalg.norm(want / scale), 1e-300)
 
 
 def assert_matches_reference(params, X, Y, activations, loss, dtype):

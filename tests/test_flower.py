@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from manualgrad import flower
 from manualgrad._errors import ConfigError
+from manualgrad.datasets import flower
 
 
 def test_flower_has_examples_as_columns_and_float64_arrays():

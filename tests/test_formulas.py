@@ -7,22 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from _reference import REFERENCE_ACTIVATIONS, reference_losses
+from helpers import F64_TOL, REFERENCE_ACTIVATIONS, reference_losses, rel_err
 from manualgrad import dense
 from manualgrad.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
 from manualgrad.losses import LOSSES
 
 pytestmark = pytest.mark.usefixtures("x64")
 
-TOL = 1e-12
+TOL = F64_TOL
 
 
 def _normal(seed, shape):
     return jax.random.normal(jax.random.key(seed), shape, jnp.float64)
-
-
-def _rel(a, b):
-    return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
 
 
 def _layer(n_prev=5, n=4, m=7):
@@ -50,8 +46,8 @@ def test_formula_1_matches_vjp_of_one_example_forward():
     a_prev, dz = _normal(6, (5,)), _normal(7, (4,))
     _, vjp = jax.vjp(lambda W, b: W @ a_prev + b[:, 0], W, b)
     dW_ref, db_ref = vjp(dz)
-    assert _rel(dense.example_weight_grad(dz, a_prev), dW_ref) <= TOL
-    assert _rel(dense.example_bias_grad(dz), db_ref) <= TOL
+    assert rel_err(dense.example_weight_grad(dz, a_prev), dW_ref) <= TOL
+    assert rel_err(dense.example_bias_grad(dz), db_ref) <= TOL
 
 
 def test_formula_2_weight_grad_matches_vjp():
@@ -59,7 +55,7 @@ def test_formula_2_weight_grad_matches_vjp():
     m = A_prev.shape[1]
     _, vjp = jax.vjp(lambda W: W @ A_prev + b, W)
     (dW_ref,) = vjp(dZ)
-    assert _rel(dense.weight_grad(dZ, A_prev), dW_ref / m) <= TOL
+    assert rel_err(dense.weight_grad(dZ, A_prev), dW_ref / m) <= TOL
 
 
 def test_formula_2_bias_grad_matches_vjp():
@@ -69,21 +65,21 @@ def test_formula_2_bias_grad_matches_vjp():
     (db_ref,) = vjp(dZ)
     db = dense.bias_grad(dZ)
     assert db.shape == b.shape
-    assert _rel(db, db_ref / m) <= TOL
+    assert rel_err(db, db_ref / m) <= TOL
 
 
 def test_formula_2_is_the_mean_of_formula_1_over_examples():
     _, _, A_prev, dZ = _layer()
     mean_of_outer = jnp.mean(jax.vmap(dense.example_weight_grad, in_axes=1)(dZ, A_prev), axis=0)
-    assert _rel(dense.weight_grad(dZ, A_prev), mean_of_outer) <= TOL
+    assert rel_err(dense.weight_grad(dZ, A_prev), mean_of_outer) <= TOL
 
 
 def test_formula_4_prev_activation_grad_matches_vjp():
     W, b, A_prev, dZ = _layer()
     _, vjp = jax.vjp(lambda A: W @ A + b, A_prev)
     (dA_ref,) = vjp(dZ)
-    assert _rel(dense.prev_activation_grad(W, dZ), dA_ref) <= TOL
-    assert _rel(dense.prev_activation_grad(W, dZ[:, 0]), dA_ref[:, 0]) <= TOL
+    assert rel_err(dense.prev_activation_grad(W, dZ), dA_ref) <= TOL
+    assert rel_err(dense.prev_activation_grad(W, dZ[:, 0]), dA_ref[:, 0]) <= TOL
 
 
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
@@ -93,7 +89,7 @@ def test_formula_5_activation_backward_matches_vjp(name):
     _, vjp = jax.vjp(REFERENCE_ACTIVATIONS[name], Z)
     (dZ_ref,) = vjp(dA)
     dZ = dense.activation_backward(dA, Z, act.forward(Z), act)
-    assert _rel(dZ, dZ_ref) <= TOL
+    assert rel_err(dZ, dZ_ref) <= TOL
 
 
 @pytest.mark.parametrize("name", HIDDEN_ACTIVATIONS)
@@ -101,7 +97,7 @@ def test_activation_derivative_matches_jax_grad_elementwise(name):
     act = ACTIVATIONS[name]
     z = jnp.concatenate([_normal(10, (50,)), jnp.array([-3.0, -1e-3, 1e-3, 3.0])])
     ref = jax.vmap(jax.grad(REFERENCE_ACTIVATIONS[name]))(z)
-    assert _rel(act.derivative(z, act.forward(z)), ref) <= TOL
+    assert rel_err(act.derivative(z, act.forward(z)), ref) <= TOL
 
 
 def test_relu_derivative_at_zero_is_zero_as_in_the_course():
@@ -120,7 +116,7 @@ def test_formula_3_chain_matches_vjp_through_next_layer(hidden):
     (dZ_ref,) = vjp(dZ_next)
     dA = dense.prev_activation_grad(W_next, dZ_next)
     dZ = dense.activation_backward(dA, Z, act.forward(Z), act)
-    assert _rel(dZ, dZ_ref) <= TOL
+    assert rel_err(dZ, dZ_ref) <= TOL
 
 
 OUTPUT_PAIRS = [("sigmoid", "bce"), ("softmax", "ce")] + [(a, "mse") for a in ACTIVATIONS]
@@ -143,7 +139,7 @@ def test_fused_output_dZ_matches_vjp_of_loss(output, loss):
     Y = _targets(loss, ZL.shape)
     _, vjp = jax.vjp(lambda Z: reference_losses(Z, Y, output, loss), ZL)
     (dZ_ref,) = vjp(jnp.ones(ZL.shape[1]))
-    assert _rel(dense.output_backward(ZL, act.forward(ZL), Y, act, spec), dZ_ref) <= TOL
+    assert rel_err(dense.output_backward(ZL, act.forward(ZL), Y, act, spec), dZ_ref) <= TOL
 
 
 @pytest.mark.parametrize("loss", list(LOSSES))
@@ -159,7 +155,7 @@ def test_loss_dA_matches_jax_grad_of_loss_in_a(loss):
         "ce": lambda a: -jnp.sum(Y * jnp.log(a)),
         "mse": lambda a: 0.5 * jnp.sum((a - Y) ** 2),
     }[loss]
-    assert _rel(spec.dA(AL, Y), jax.grad(by_formula)(AL)) <= TOL
+    assert rel_err(spec.dA(AL, Y), jax.grad(by_formula)(AL)) <= TOL
 
 
 @pytest.mark.parametrize(("output", "loss"), OUTPUT_PAIRS, ids=lambda x: x)
@@ -168,5 +164,6 @@ def test_per_example_loss_matches_optax(output, loss):
     ZL = _normal(18, (1 if loss == "bce" else 3, 8))
     Y = _targets(loss, ZL.shape)
     assert (
-        _rel(spec.per_example(ZL, act.forward(ZL), Y), reference_losses(ZL, Y, output, loss)) <= TOL
+        rel_err(spec.per_example(ZL, act.forward(ZL), Y), reference_losses(ZL, Y, output, loss))
+        <= TOL
     )

@@ -8,7 +8,7 @@ return finite results or raise a `manualgrad.ManualgradError` — never a raw XL
 
 The entry points: `forward`, `cost`, `value_and_grad`, `backward`, `predict` and
 `accuracy`; the per-example module's `per_example_grads`, `per_example_norms`,
-`clipped_grads`, `dp_grads` and `example_grads`; the course module's
+`clipped_grads`, `dp_grads` and `one_example_grads`; the course module's
 `L_model_forward`, `compute_cost` and `L_model_backward`; `train` with its own
 options broken too; and the built-in data sets' generators.
 
@@ -44,7 +44,7 @@ def _settings(max_examples: int) -> settings:
     )
 
 
-NAMES = [*mg.ACTIVATIONS, "gelu", "Relu", "", None, 3]
+NAMES = [*mg.activations.ACTIVATIONS, "gelu", "Relu", "", None, 3]
 LOSS_NAMES = ["bce", "ce", "mse", "xent", None, 1]
 DTYPES = [jnp.float32, jnp.float16, jnp.int32, jnp.bool_, jnp.complex64, jnp.uint8]
 BAD_OBJECTS = [None, "abc", object, 1.5]
@@ -55,7 +55,7 @@ PER_EXAMPLE = {
         "per_example_norms",
         "clipped_grads",
         "dp_grads",
-        "example_grads",
+        "one_example_grads",
     )
 }
 
@@ -95,7 +95,7 @@ def malformed(draw):
         params[f"b{l}"] = _array(draw, (dims[l], 1), jnp.float32)
     X = _array(draw, (dims[0], m), jnp.float32)
     classes = jnp.asarray(draw(st.lists(st.integers(0, dims[-1] - 1), min_size=m, max_size=m)))
-    Y = jax.nn.one_hot(classes, dims[-1], axis=0) if loss == "ce" else (X[:1] > 0) * 1.0
+    Y = jax.nn.one_hot(classes, dims[-1], axis=0) if loss == "ce" else (X[:1] > 0).astype(X.dtype)
     Y = Y if loss == "ce" else jnp.broadcast_to(Y, (dims[-1], m)).astype(jnp.float32)
     acts = (*[draw(st.sampled_from(NAMES[:5])) for _ in dims[2:]], output)
     kwargs = {
@@ -104,7 +104,11 @@ def malformed(draw):
         "key": jax.random.key(draw(st.integers(0, 9))),
         "precision": draw(st.sampled_from(["default", "highest", "bf16"])),
     }
-    dp = {"clip_norm": draw(st.sampled_from([1.0, 0.1])), "noise_multiplier": 1.1}
+    dp = {
+        "clip_norm": draw(st.sampled_from([1.0, 0.1])),
+        "noise_multiplier": 1.1,
+        "noise_key": jax.random.key(7),
+    }
 
     if "params" in broken:
         for _ in range(draw(st.integers(1, 2))):
@@ -142,6 +146,7 @@ def malformed(draw):
             "precision": ["fp8", None, 3, "HIGHEST"],
             "clip_norm": [-1.0, 0.0, float("nan"), float("inf"), None, "a", jnp.ones(2)],
             "noise_multiplier": [-0.5, float("nan"), None, jnp.ones(2)],
+            "noise_key": [None, 0, jnp.ones(3), "key"],
         }[option]))  # fmt: skip
         if option == "key":
             kwargs["keep_prob"] = 0.5
@@ -205,7 +210,7 @@ def test_malformed_inputs_raise_manualgrad_errors_or_give_finite_results():
             )
         extra = dict(common, Y=Y, loss=loss, **dp, **kw)
         one = lambda A: A[:, 0] if getattr(A, "ndim", 0) == 2 and A.shape[1] > 0 else A  # noqa: E731
-        extra.update(x=one(X), y=one(Y))  # example_grads takes one example
+        extra.update(x=one(X), y=one(Y))  # one_example_grads takes one example
         for name, fn in PER_EXAMPLE.items():
             _call(seen, name, fn, **_accepted(fn, extra))
         fwd = _call(seen, "course.L_model_forward", course.L_model_forward, X=X, parameters=params)

@@ -18,7 +18,13 @@ import pytest
 import manualgrad as mg
 from manualgrad import course
 from manualgrad._errors import DTypeError, ShapeError
-from manualgrad.gradcheck import compare_with_autodiff, finite_difference_grads, relative_difference
+from manualgrad.activations import ACTIVATIONS
+from manualgrad.gradcheck import (
+    compare_with_autodiff,
+    finite_difference_grads,
+    relative_difference,
+    stencil_kinks,
+)
 
 # ---------------------------------------------------------------------- relative_difference
 
@@ -79,11 +85,11 @@ def test_finite_difference_grads_refuse_float32():
 # -------------------------------------------------------------------- compare_with_autodiff
 
 ACTS = ("tanh", "relu", "sigmoid")
-_value_and_grad = jax.jit(mg.value_and_grad, static_argnames=mg.STATIC_ARGNAMES)
+_value_and_grad = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)
 
 
 def _problem(dims=(2, 3, 3, 1), m=9, l2=0.0):
-    X, Y = mg.flower(m, seed=0)
+    X, Y = mg.datasets.flower(m, seed=0)
     X, Y = jnp.asarray(X), jnp.asarray(Y)
     params = mg.init_params(list(dims), jax.random.key(0), dtype=X.dtype)
 
@@ -150,7 +156,7 @@ def test_a_forgotten_l2_term_is_caught_by_finite_differences_alone(x64):
 
 
 def test_course_style_grads_are_accepted_and_pass(x64):
-    X, Y = mg.flower(8, seed=2)
+    X, Y = mg.datasets.flower(8, seed=2)
     params = course.initialize_parameters_deep([2, 4, 3, 1], key=jax.random.key(1))
     params = {k: v * 50 for k, v in params.items()}  # randn · 0.5: not vanishingly small
 
@@ -185,3 +191,66 @@ def test_report_to_dict_is_json_ready(x64):
     assert data["passed"] is True
     assert [row["name"] for row in data["rows"]] == ["W1", "b1", "W2", "b2", "W3", "b3"]
     assert data["rows"][0]["finite_difference"] is None
+
+
+# ------------------------------------------------------------------------- kinks (relu ties)
+
+
+def test_stencil_kinks_flags_the_entries_whose_stencil_crosses_zero(x64):
+    # z = w itself: w_i ± 1e-6 changes side of 0 exactly for |w_i| < 1e-6 (and for w_i = 0)
+    params = {"w": jnp.array([3e-7, 0.5, -4e-7, -2.0, 0.0])}
+    kinks = stencil_kinks(lambda p: [p["w"]], params, eps=1e-6)
+    np.testing.assert_array_equal(kinks["w"], [True, False, True, False, True])
+
+
+def _relu_tie_problem():
+    """C(w) = Σ relu(w ⊙ x) with w_0 x_0 = 0, a tie; by hand ∂C/∂w = x ⊙ [w ⊙ x > 0]."""
+    x = jnp.array([2.0, 1.0, -1.5])
+    params = {"w": jnp.array([0.0, 0.7, -0.4])}
+
+    def cost_fn(p):
+        return jnp.sum(ACTIVATIONS["relu"].forward(p["w"] * x))
+
+    hand = {"w": x * jnp.array([0.0, 1.0, 1.0])}  # z = (0, 0.7, 0.6)
+    return params, hand, cost_fn, (lambda p: [p["w"] * x])
+
+
+def test_a_relu_tie_is_reported_at_a_kink_instead_of_failing(x64):
+    params, hand, cost_fn, kinks = _relu_tie_problem()
+    without = compare_with_autodiff(hand, cost_fn, params, finite_differences=True)
+    assert not without.passed  # the central difference at the tie is x_0 / 2 = 1, not 0
+    report = compare_with_autodiff(hand, cost_fn, params, finite_differences=True, kinks=kinks)
+    assert report.passed, report
+    assert report.rows[0].at_kink == 1
+    assert report.rows[0].finite_difference <= 1e-9
+
+
+def test_a_wrong_entry_away_from_the_kink_still_fails(x64):
+    params, hand, cost_fn, kinks = _relu_tie_problem()
+    wrong = {"w": hand["w"].at[2].multiply(1.001)}
+    report = compare_with_autodiff(wrong, cost_fn, params, finite_differences=True, kinks=kinks)
+    assert not report.passed
+    assert report.rows[0].finite_difference > 1e-4 and report.rows[0].at_kink == 1
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu"])
+def test_jax_grad_of_a_kinked_forward_at_zero_is_the_hand_written_derivative(x64, name):
+    act = ACTIVATIONS[name]
+    assert act.kink_at_zero
+    z = jnp.zeros(())
+    assert jax.grad(act.forward)(z) == act.derivative(z, act.forward(z))
+
+
+@pytest.mark.parametrize("hidden", ["relu", "leaky_relu"])
+def test_backward_equals_jax_grad_of_cost_where_dropout_leaves_Z_exactly_zero(x64, hidden):
+    # one hidden unit per layer and keep_prob 0.5: about half the examples lose layer 1,
+    # so Z2 = W2 · 0 + b2 = 0 exactly there (b starts at 0)
+    X, Y = mg.datasets.flower(40, seed=3)
+    X, Y = jnp.asarray(X), jnp.asarray(Y)
+    params = mg.init_params([2, 1, 3, 1], jax.random.key(3), dtype=X.dtype)
+    options = dict(activations=("tanh", hidden, "sigmoid"), keep_prob=0.5, key=jax.random.key(4))
+    _, caches = mg.forward(params, X, **options)
+    assert int(jnp.sum(caches[1].Z == 0)) > 0  # the tie this test is about
+    _, grads = _value_and_grad(params, X, Y, **options)
+    report = compare_with_autodiff(grads, lambda p: mg.cost(p, X, Y, **options), params)
+    assert report.passed, report

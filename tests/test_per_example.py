@@ -17,28 +17,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import manualgrad as mg
+from helpers import F32_TOL, F64_TOL, REFERENCE_ACTIVATIONS, rel_err
 from manualgrad.regularization import dropout_masks
 
-TOL64 = 1e-12
-TOL32 = 1e-5
-SOME = settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+TOL64, TOL32 = F64_TOL, F32_TOL
 
 # ---------------------------------------------------------------------------------------
 # An independent oracle: jax.nn activations, losses from the logits, jax.grad
 # ---------------------------------------------------------------------------------------
 
-ORACLE_ACT = {
-    "relu": jax.nn.relu,
-    "leaky_relu": functools.partial(jax.nn.leaky_relu, negative_slope=0.01),
-    "tanh": jnp.tanh,
-    "sigmoid": jax.nn.sigmoid,
-    "linear": lambda z: z,
-    "softmax": jax.nn.softmax,
-}
+ORACLE_ACT = REFERENCE_ACTIVATIONS
 
 
 def _dot(W, a):
@@ -54,7 +46,7 @@ def oracle_forward(params, x, acts, masks=None, keep_prob=1.0):
         if l < len(acts):
             a = ORACLE_ACT[acts[l - 1]](z)
             if masks is not None:
-                a = a * masks[l - 1] / keep_prob
+                a = a * masks[l - 1].astype(a.dtype) / keep_prob
             out.append(a)
     return out
 
@@ -97,18 +89,6 @@ def oracle_clipped_mean(per_example, C):
         k: jnp.mean(v * s.reshape((-1,) + (1,) * (v.ndim - 1)), axis=0)
         for k, v in per_example.items()
     }
-
-
-def rel_err(got, want):
-    """max |got − want| over all leaves / max |want| (keys and shapes must match)."""
-    assert sorted(got) == sorted(want)
-    got = {k: np.asarray(v, np.float64) for k, v in got.items()}
-    want = {k: np.asarray(v, np.float64) for k, v in want.items()}
-    for k in want:
-        assert got[k].shape == want[k].shape, (k, got[k].shape, want[k].shape)
-    num = max(np.max(np.abs(got[k] - want[k])) for k in want)
-    den = max(np.max(np.abs(want[k])) for k in want)
-    return num / den if den > 0 else num
 
 
 @functools.partial(jax.jit, static_argnames=("acts", "loss", "keep_prob"))
@@ -215,8 +195,10 @@ def evaluate(params, X, Y, *, acts, loss):
         "grads": mg.value_and_grad(params, X, Y, **kw)[1],
         "norms": mg.per_example_norms(params, X, Y, **kw),
         "clipped": unstack(jax.vmap(clipped)(Cs)),
-        "dp0": mg.dp_grads(params, X, Y, key, clip_norm=Cs[1], noise_multiplier=0.0, **kw),
-        "factors": mg.clip_factors(flat_norms(oracle) ** 2, Cs[1]),
+        "dp0": mg.dp_grads(
+            params, X, Y, noise_key=key, clip_norm=Cs[1], noise_multiplier=0.0, **kw
+        ),
+        "factors": mg.per_example.clip_factors(flat_norms(oracle) ** 2, Cs[1]),
         "Cs": dict(zip(REGIMES, Cs, strict=True)),
     }
 
@@ -231,7 +213,7 @@ def oracle_kw(problem):
 
 
 def jitted(fn):
-    return jax.jit(fn, static_argnames=mg.STATIC_ARGNAMES)
+    return jax.jit(fn, static_argnames=mg.functional.STATIC_ARGNAMES)
 
 
 # ---------------------------------------------------------------------------------------
@@ -239,7 +221,6 @@ def jitted(fn):
 # ---------------------------------------------------------------------------------------
 
 
-@SOME
 @given(problem=problems())
 def test_formula_2_is_the_mean_over_examples_of_per_example_grads(x64, problem):
     r = results(problem)
@@ -247,7 +228,6 @@ def test_formula_2_is_the_mean_over_examples_of_per_example_grads(x64, problem):
     assert rel_err(mean, r["grads"]) <= TOL64
 
 
-@SOME
 @given(problem=problems())
 def test_per_example_grads_equal_vmap_of_jax_grad(x64, problem):
     r = results(problem)
@@ -266,7 +246,9 @@ def test_formula_1_elementwise_dW_ij_is_dz_i_times_a_prev_j(x64, name):
     problem = POOL[name]
     params, X, Y = problem.data()
     x, y = X[:, -1], Y[:, -1]
-    example_grads = jax.jit(mg.example_grads, static_argnames=("activations", "loss"))
+    example_grads = jax.jit(
+        mg.per_example.one_example_grads, static_argnames=("activations", "loss")
+    )
     g = example_grads(params, x, y, **problem.kw)
     fwd = oracle_forward(params, x, problem.acts)  # a0, z1, a1, z2, …, zL
     n_layers = len(problem.acts)
@@ -293,7 +275,6 @@ def test_formula_1_elementwise_dW_ij_is_dz_i_times_a_prev_j(x64, name):
 # ---------------------------------------------------------------------------------------
 
 
-@SOME
 @given(problem=problems())
 def test_per_example_norms_equal_norms_of_vmap_jax_grad(x64, problem):
     r = results(problem)
@@ -303,7 +284,6 @@ def test_per_example_norms_equal_norms_of_vmap_jax_grad(x64, problem):
 
 
 @pytest.mark.parametrize("regime", REGIMES)
-@SOME
 @given(problem=problems())
 def test_clipped_grads_equal_explicit_clipping_of_vmap_jax_grad(x64, regime, problem):
     r = results(problem)
@@ -413,17 +393,17 @@ def test_zero_gradient_example_has_norm_zero_and_finite_dp_grads(x64):
     problem, params, X, Y, _, C = _zero_gradient_case()
     assert float(jitted(mg.per_example_norms)(params, X, Y, **problem.kw)[0]) == 0.0
     dp = jitted(mg.dp_grads)(
-        params, X, Y, jax.random.key(0), clip_norm=C, noise_multiplier=1.0, **problem.kw
+        params, X, Y, noise_key=jax.random.key(0), clip_norm=C, noise_multiplier=1.0, **problem.kw
     )
     assert all(bool(jnp.all(jnp.isfinite(v))) for v in dp.values())
 
 
 def test_clip_factors_are_one_with_zero_derivative_at_zero_norm(x64):
     sq = jnp.array([0.0, 0.25, 4.0, 16.0])
-    s, ds = jax.jvp(lambda q: mg.clip_factors(q, 1.0), (sq,), (jnp.ones(4),))
+    s, ds = jax.jvp(lambda q: mg.per_example.clip_factors(q, 1.0), (sq,), (jnp.ones(4),))
     np.testing.assert_allclose(s, [1.0, 1.0, 0.5, 0.25], rtol=TOL64)
     np.testing.assert_allclose(ds, [0.0, 0.0, -0.5 * 4.0**-1.5, -0.5 * 16.0**-1.5], rtol=TOL64)
-    vjp = jax.grad(lambda q: jnp.sum(mg.clip_factors(q, 1.0)))(sq)
+    vjp = jax.grad(lambda q: jnp.sum(mg.per_example.clip_factors(q, 1.0)))(sq)
     assert bool(jnp.all(jnp.isfinite(vjp)))
 
 
@@ -432,7 +412,6 @@ def test_clip_factors_are_one_with_zero_derivative_at_zero_norm(x64):
 # ---------------------------------------------------------------------------------------
 
 
-@SOME
 @given(problem=problems())
 def test_dp_grads_without_noise_equal_clipped_grads(x64, problem):
     r = results(problem)
@@ -446,7 +425,9 @@ def test_dp_noise_has_std_sigma_C_over_m_on_the_mean(x64):
     clipped = jitted(mg.clipped_grads)(params, X, Y, clip_norm=C, **problem.kw)
 
     def dp(k):
-        return mg.dp_grads(params, X, Y, k, clip_norm=C, noise_multiplier=sigma, **problem.kw)
+        return mg.dp_grads(
+            params, X, Y, noise_key=k, clip_norm=C, noise_multiplier=sigma, **problem.kw
+        )
 
     noisy = jax.jit(jax.vmap(dp))(jax.random.split(jax.random.key(7), n_keys))
     scale = sigma * C / problem.m
@@ -460,7 +441,7 @@ def test_dp_noise_is_independent_across_parameters(x64):
     problem = POOL["leaky-sigmoid-linear-mse"]
     params, X, Y = problem.data()
     noisy = jitted(mg.dp_grads)(
-        params, X, Y, jax.random.key(3), clip_norm=1.0, noise_multiplier=1.0, **problem.kw
+        params, X, Y, noise_key=jax.random.key(3), clip_norm=1.0, noise_multiplier=1.0, **problem.kw
     )
     clipped = jitted(mg.clipped_grads)(params, X, Y, clip_norm=1.0, **problem.kw)
     first = [float((noisy[k] - clipped[k]).ravel()[0]) for k in params]
@@ -487,14 +468,16 @@ def test_clipped_grads_float32_match_float64_oracle_within_1e_5():
 
 def test_example_grads_reject_a_batch_with_a_hint():
     params = mg.init_params([3, 2, 1], jax.random.key(0))
-    with pytest.raises(mg.ShapeError, match="per_example_grads"):
-        mg.example_grads(params, jnp.ones((3, 4)), jnp.ones(1), activations=("relu", "sigmoid"))
+    with pytest.raises(mg.errors.ShapeError, match="per_example_grads"):
+        mg.per_example.one_example_grads(
+            params, jnp.ones((3, 4)), jnp.ones(1), activations=("relu", "sigmoid")
+        )
 
 
 @pytest.mark.parametrize("C", [0.0, -1.0])
 def test_clipped_grads_reject_nonpositive_clip_norm(C):
     params = mg.init_params([3, 2, 1], jax.random.key(0))
-    with pytest.raises(mg.ConfigError, match="clip_norm"):
+    with pytest.raises(mg.errors.ConfigError, match="clip_norm"):
         mg.clipped_grads(
             params, jnp.ones((3, 4)), jnp.ones((1, 4)), clip_norm=C, activations=("relu", "sigmoid")
         )
@@ -502,12 +485,12 @@ def test_clipped_grads_reject_nonpositive_clip_norm(C):
 
 def test_dp_grads_reject_negative_noise_multiplier():
     params = mg.init_params([3, 2, 1], jax.random.key(0))
-    with pytest.raises(mg.ConfigError, match="noise_multiplier"):
+    with pytest.raises(mg.errors.ConfigError, match="noise_multiplier"):
         mg.dp_grads(
             params,
             jnp.ones((3, 4)),
             jnp.ones((1, 4)),
-            jax.random.key(0),
+            noise_key=jax.random.key(0),
             clip_norm=1.0,
             noise_multiplier=-0.5,
             activations=("relu", "sigmoid"),
@@ -526,8 +509,11 @@ def test_dp_sgd_with_optax_lowers_the_cost():
 
     @jax.jit
     def step(params, state, key):
-        g = mg.dp_grads(params, X, Y, key, clip_norm=1.0, noise_multiplier=1.0, activations=acts)
-        updates, state = opt.update(g, state, params)
+        g = mg.dp_grads(
+            params, X, Y, noise_key=key, clip_norm=1.0, noise_multiplier=1.0, activations=acts
+        )
+        with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
+            updates, state = opt.update(g, state, params)
         return optax.apply_updates(params, updates), state
 
     cost = jax.jit(lambda p: mg.cost(p, X, Y, activations=acts))

@@ -16,7 +16,6 @@ import manualgrad as mg
 from manualgrad.value_checks import check_values, checked_value_and_grad
 
 ACTS = ("tanh", "softmax")
-STATIC = (*mg.STATIC_ARGNAMES, "soft_labels")
 
 
 def _data(m=6):
@@ -28,9 +27,8 @@ def _data(m=6):
 
 def test_clean_inputs_pass_and_results_equal_value_and_grad_under_jit():
     params, X, Y = _data()
-    err, (C, grads) = jax.jit(checked_value_and_grad, static_argnames=STATIC)(
-        params, X, Y, activations=ACTS, loss="ce"
-    )
+    net = mg.network(ACTS, "ce")
+    err, (C, grads) = jax.jit(checked_value_and_grad(net))(params, X, Y)
     assert err.get() is None
     C_ref, grads_ref = mg.value_and_grad(params, X, Y, activations=ACTS, loss="ce")
     np.testing.assert_allclose(C, C_ref, rtol=1e-6)  # jit vs eager: fusion may round apart
@@ -67,10 +65,9 @@ def test_soft_labels_relaxes_the_label_check_only_to_valid_probabilities(loss, Y
     params = mg.init_params([2, n_L], jax.random.key(0))
     X = jnp.ones((2, 3))
     acts = ("sigmoid",) if loss == "bce" else ("softmax",)
-    hard_err, _ = checked_value_and_grad(params, X, Y, activations=acts, loss=loss)
-    soft_err, _ = checked_value_and_grad(
-        params, X, Y, activations=acts, loss=loss, soft_labels=True
-    )
+    net = mg.network(acts, loss)
+    hard_err, _ = checked_value_and_grad(net)(params, X, Y)
+    soft_err, _ = checked_value_and_grad(net, soft_labels=True)(params, X, Y)
     assert hard_err.get() is not None
     assert (soft_err.get() is None) == ok_soft
 
@@ -78,17 +75,14 @@ def test_soft_labels_relaxes_the_label_check_only_to_valid_probabilities(loss, Y
 def test_mse_checks_finiteness_but_not_label_ranges():
     params = mg.init_params([2, 1], jax.random.key(0))
     X = jnp.ones((2, 3))
-    err, _ = checked_value_and_grad(
-        params, X, jnp.array([[-5.0, 7.0, 2.0]]), activations=("linear",), loss="mse"
-    )
+    checked = checked_value_and_grad(mg.network(["linear"], "mse"))
+    err, _ = checked(params, X, jnp.array([[-5.0, 7.0, 2.0]]))
     assert err.get() is None
-    err, _ = checked_value_and_grad(
-        params, X, jnp.array([[-5.0, jnp.nan, 2.0]]), activations=("linear",), loss="mse"
-    )
+    err, _ = checked(params, X, jnp.array([[-5.0, jnp.nan, 2.0]]))
     assert "`Y` has 1 non-finite entry " in err.get()
 
 
 def test_check_values_validates_shapes_at_trace_time_first():
     params, X, Y = _data()
-    with pytest.raises(mg.ShapeError, match=r"did you pass X transposed"):
+    with pytest.raises(mg.errors.ShapeError, match=r"did you pass X transposed"):
         checkify.checkify(check_values)(params, X.T, Y)

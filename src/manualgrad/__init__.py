@@ -7,133 +7,53 @@ The formulas (examples are columns, m examples, per-example loss L):
     (3) dZ[l] = W[l+1]ᵀ dZ[l+1] ⊙ g[l]'(Z[l])
     (4) dA[l-1] = W[l]ᵀ dZ[l]
     (5) dZ[l] = dA[l] ⊙ g[l]'(Z[l])
+
+The top level holds the core: :func:`network` (bind the options once, get jit-ready
+functions), the functional primitives it binds, per-example gradients and clipping,
+and training. Everything else lives in sub-namespaces: `mg.per_example`,
+`mg.parallel`, `mg.course`, `mg.gradcheck`, `mg.datasets`, `mg.bridge`,
+`mg.errors`, and the building blocks `mg.dense`, `mg.activations`, `mg.losses`.
 """
 
-from manualgrad._errors import ConfigError, DTypeError, ManualgradError, ShapeError
-from manualgrad.activations import ACTIVATIONS
-from manualgrad.bridge import cost_fn  # issue 5: custom_vjp bridge
-from manualgrad.losses import LOSSES
-from manualgrad.network import (
-    INIT_METHODS,
-    STATIC_ARGNAMES,
-    LayerCache,
-    backward,
-    cost,
-    forward,
-    init_params,
-    predict,
-    value_and_grad,
-)
-from manualgrad.precision import PRECISIONS
+from manualgrad import activations as activations
+from manualgrad import bridge as bridge
+from manualgrad import checkpoint as checkpoint
+from manualgrad import course as course
+from manualgrad import datasets as datasets
+from manualgrad import dense as dense
+from manualgrad import errors as errors
+from manualgrad import functional as functional
+from manualgrad import gradcheck as gradcheck
+from manualgrad import losses as losses
+from manualgrad import parallel as parallel
+from manualgrad import per_example as per_example
+from manualgrad import precision as precision
+from manualgrad import regularization as regularization
+from manualgrad import value_checks as value_checks
+from manualgrad._errors import ManualgradError
+from manualgrad._network import Network, network
+from manualgrad.functional import backward, cost, forward, init_params, predict, value_and_grad
+from manualgrad.per_example import clipped_grads, dp_grads, per_example_grads, per_example_norms
+from manualgrad.train import TrainResult, accuracy, train
 
-# isort: split
-# course-compatible API, gradient checking, data sets (issue 2, parts 6-8)
-from manualgrad import course
-from manualgrad.datasets import flower
-from manualgrad.gradcheck import compare_with_autodiff, finite_difference_grads, relative_difference
-
-# isort: split
-# per-example gradients, exact per-example norms, DP clipping (issue 3)
-from manualgrad.per_example import (
-    clip_factors,
-    clipped_grads,
-    dp_grads,
-    example_grads,
-    per_example_grads,
-    per_example_norms,
-)
-
-# isort: split
-# training with optax, data errors, checkpoints (issue 4)
-from manualgrad._errors import CheckpointError, DataError
-from manualgrad.train import Progress, TrainResult, accuracy, train
-
-# isort: split
-# Opt-in value checks (issue 7): NaN/Inf and label ranges, via jax.experimental.checkify.
-from manualgrad.value_checks import check_values, checked_value_and_grad
-
-# isort: split
-# data parallelism: sharded batches, all-reduced sums of (2), multi-host (issue 6)
-from manualgrad.parallel import (
-    AllReduceStats,
-    all_reduce_stats,
-    batch_sharding,
-    data_mesh,
-    data_parallel_clipped_grads,
-    data_parallel_fn,
-    data_parallel_per_example_norms,
-    data_parallel_step,
-    data_parallel_value_and_grad,
-    replicate,
-    replicated,
-    shard_batch,
-    shard_batch_from_local,
-    shard_map_clipped_grads,
-    shard_map_value_and_grad,
-)
-
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one source of the version (pyproject reads it)
 
 __all__ = [
-    "ACTIVATIONS",
-    "INIT_METHODS",
-    "LOSSES",
-    "PRECISIONS",
-    "STATIC_ARGNAMES",
-    "ConfigError",
-    "DTypeError",
-    "LayerCache",
     "ManualgradError",
-    "ShapeError",
+    "Network",
+    "TrainResult",
     "__version__",
+    "accuracy",
     "backward",
-    "check_values",
-    "checked_value_and_grad",
+    "clipped_grads",
     "cost",
-    "cost_fn",  # issue 5
+    "dp_grads",
     "forward",
     "init_params",
-    "predict",
-    "value_and_grad",
-]
-
-# course-compatible API, gradient checking, data sets (issue 2, parts 6-8)
-__all__ += [
-    "compare_with_autodiff",
-    "course",
-    "finite_difference_grads",
-    "flower",
-    "relative_difference",
-]
-
-# per-example gradients, exact per-example norms, DP clipping (issue 3)
-__all__ += [
-    "clip_factors",
-    "clipped_grads",
-    "dp_grads",
-    "example_grads",
+    "network",
     "per_example_grads",
     "per_example_norms",
-]
-
-# training (issue 4)
-__all__ += ["CheckpointError", "DataError", "Progress", "TrainResult", "accuracy", "train"]
-
-# data parallelism: sharded batches, all-reduced sums of (2), multi-host (issue 6)
-__all__ += [
-    "AllReduceStats",
-    "all_reduce_stats",
-    "batch_sharding",
-    "data_mesh",
-    "data_parallel_clipped_grads",
-    "data_parallel_fn",
-    "data_parallel_per_example_norms",
-    "data_parallel_step",
-    "data_parallel_value_and_grad",
-    "replicate",
-    "replicated",
-    "shard_batch",
-    "shard_batch_from_local",
-    "shard_map_clipped_grads",
-    "shard_map_value_and_grad",
+    "predict",
+    "train",
+    "value_and_grad",
 ]

@@ -195,11 +195,13 @@ def check_activations(activations: Sequence[str], n_layers: int) -> tuple[Activa
     return tuple(acts)
 
 
-def check_loss(loss: str, output: Activation) -> Loss:
-    """Check the loss name and that it fits the output activation."""
+def check_loss(loss: str, output: Activation | None) -> Loss:
+    """Check the loss name and, when `output` is given, that it fits the output activation."""
     if not isinstance(loss, str) or loss not in LOSSES:
         raise ConfigError(f"unknown loss {_describe(loss)}; expected one of {sorted(LOSSES)}")
     spec = get_loss(loss)
+    if output is None:
+        return spec
     if spec.output_activations is not None and output.name not in spec.output_activations:
         raise ConfigError(
             f"loss {loss!r} needs a {' or '.join(spec.output_activations)} output layer, got "
@@ -315,8 +317,8 @@ def _check_real_scalar(name: str, x: Any, example: str) -> float | None:
         raise ConfigError(
             f"expected `{name}` to be a real scalar, got {_describe(x)}: e.g. {name}={example}"
         )
-    dt = getattr(x, "dtype", None)
-    if dt is not None and not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)):
+    dt = _dtype(x)
+    if _is_array(x) and not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)):
         raise ConfigError(f"expected `{name}` to be a real scalar, got dtype {dt}")
     return _concrete(x)
 
@@ -334,31 +336,12 @@ def check_key(key: Any) -> None:
         )
 
 
-def check_options(
-    *,
-    l2: Any = 0.0,
-    keep_prob: Any = 1.0,
-    key: Any = None,
-    precision: str = "default",
-    dtype: Any = None,
-) -> None:
-    """Check 0 ≤ l2 < ∞, keep_prob in (0, 1], a valid key when dropout is on, the precision."""
+def check_static_options(*, keep_prob: Any = 1.0, precision: Any = "default") -> None:
+    """Check keep_prob in (0, 1] (a Python float, static under jit) and the precision name."""
     if not isinstance(precision, str) or precision not in PRECISIONS:
         raise ConfigError(
             f"unknown precision {_describe(precision)}; expected one of {list(PRECISIONS)}"
         )
-    if precision == "bf16" and dtype is not None and np.dtype(dtype) != np.float32:
-        raise ConfigError(
-            f"precision 'bf16' keeps params and accumulation in float32, but params are {dtype}: "
-            "cast params and X to float32 or use precision='highest'"
-        )
-    value = _check_real_scalar("l2", l2, "0.01")
-    if value is not None:
-        limit = float(jnp.finfo(dtype).max) if dtype is not None else math.inf
-        if not 0 <= value < limit:
-            raise ConfigError(
-                f"`l2` (λ) must be finite and ≥ 0, got {l2}: use l2=0.0 for no regularisation"
-            )
     if isinstance(keep_prob, bool) or not isinstance(keep_prob, int | float):
         raise ConfigError(
             f"`keep_prob` must be a Python float in (0, 1] (static under jit), got "
@@ -369,14 +352,37 @@ def check_options(
             f"`keep_prob` must be in (0, 1], got {keep_prob}: it is the probability of keeping "
             "a unit (1.0 turns dropout off)"
         )
+
+
+def check_dtype_options(*, precision: str, dtype: Any) -> None:
+    """Check that the precision policy suits the params' dtype (bf16 needs float32 params)."""
+    if precision == "bf16" and np.dtype(dtype) != np.float32:
+        raise ConfigError(
+            f"precision 'bf16' keeps params and accumulation in float32, but params are {dtype}: "
+            "cast params and X to float32 or use precision='highest'"
+        )
+
+
+def check_l2(l2: Any, *, dtype: Any = None) -> None:
+    """Check 0 ≤ λ < ∞ when λ is concrete (a traced λ passes)."""
+    value = _check_real_scalar("l2", l2, "0.01")
+    if value is not None:
+        limit = float(jnp.finfo(dtype).max) if dtype is not None else math.inf
+        if not 0 <= value < limit:
+            raise ConfigError(
+                f"`l2` (λ) must be finite and ≥ 0, got {l2}: use l2=0.0 for no regularisation"
+            )
+
+
+def check_dropout_key(keep_prob: float, key: Any) -> None:
+    """With dropout on (keep_prob < 1), check that a valid key draws the masks."""
     if keep_prob < 1:
         if key is None:
             raise ConfigError(
                 f"dropout is on (keep_prob = {keep_prob}) but no `key` was given: pass "
                 "key=jax.random.key(seed) to draw the masks"
             )
-        if key is not True:  # backward checks only that forward had a key
-            check_key(key)
+        check_key(key)
 
 
 def check_clip_norm(clip_norm: Any) -> float | None:

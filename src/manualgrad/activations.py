@@ -8,7 +8,7 @@ functions are elementwise and work on any shape: (n_l, m) in the batched formula
 
 | name         | g(z)                       | g'(z)                          |
 |--------------|----------------------------|--------------------------------|
-| `relu`       | max(z, 0)                  | 1 if z > 0 else 0 (g'(0) = 0)  |
+| `relu`       | z if z > 0 else 0          | 1 if z > 0 else 0 (g'(0) = 0)  |
 | `leaky_relu` | z if z > 0 else 0.01 z     | 1 if z > 0 else 0.01           |
 | `tanh`       | tanh z                     | 1 − tanh² z                    |
 | `sigmoid`    | 1 / (1 + e^{−z})           | σ(z)(1 − σ(z))                 |
@@ -18,6 +18,15 @@ functions are elementwise and work on any shape: (n_l, m) in the batched formula
 `softmax` normalises over axis 0 (the classes of each example column) and is meant
 for the output layer. Its Jacobian is diag(a) − a aᵀ, so formula (5) becomes the
 Jacobian-vector product dz = a ⊙ (da − ⟨da, a⟩) (:func:`softmax_backward`).
+
+relu and leaky_relu have a kink at z = 0, where g' is not defined and any value
+between the one-sided slopes is a valid subgradient. Both here take the left slope
+(relu'(0) = 0 as in the course, leaky_relu'(0) = 0.01), and their forward functions
+are written with `jnp.where(Z > 0, …)` so that `jax.grad` of the forward picks the
+same one: `jnp.maximum(Z, 0)` would give ½ at a tie, and a gradient check of the
+hand-written backward against it would fail wherever some Z is exactly 0 (zero
+biases and a dropped-out previous layer make that common). `kink_at_zero` marks
+them, so that finite differences can leave out a stencil that straddles the kink.
 """
 
 from __future__ import annotations
@@ -34,8 +43,8 @@ LEAKY_SLOPE = 0.01
 
 
 def relu(Z: Array) -> Array:
-    """g(z) = max(z, 0)."""
-    return jnp.maximum(Z, 0)
+    """g(z) = z for z > 0, else 0; `jax.grad` of it at z = 0 is 0, like :func:`relu_derivative`."""
+    return jnp.where(Z > 0, Z, jnp.zeros_like(Z))
 
 
 def relu_derivative(Z: Array, A: Array) -> Array:
@@ -45,7 +54,7 @@ def relu_derivative(Z: Array, A: Array) -> Array:
 
 
 def leaky_relu(Z: Array) -> Array:
-    """g(z) = z for z > 0, else 0.01 z."""
+    """g(z) = z for z > 0, else 0.01 z; `jax.grad` of it at z = 0 is 0.01, as is g'(0)."""
     return jnp.where(Z > 0, Z, LEAKY_SLOPE * Z)
 
 
@@ -102,17 +111,19 @@ class Activation(NamedTuple):
     """An activation g with its hand-written derivative.
 
     `derivative(Z, A)` returns g'(Z) elementwise; it is `None` for `softmax`, whose
-    backward is the Jacobian-vector product :func:`softmax_backward`.
+    backward is the Jacobian-vector product :func:`softmax_backward`. `kink_at_zero`
+    is True when g' jumps at z = 0 (relu, leaky_relu).
     """
 
     name: str
     forward: Callable[[Array], Array]
     derivative: Callable[[Array, Array], Array] | None
+    kink_at_zero: bool = False
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation("relu", relu, relu_derivative),
-    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_derivative),
+    "relu": Activation("relu", relu, relu_derivative, kink_at_zero=True),
+    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_derivative, kink_at_zero=True),
     "tanh": Activation("tanh", tanh, tanh_derivative),
     "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative),
     "linear": Activation("linear", linear, linear_derivative),

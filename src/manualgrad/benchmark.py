@@ -7,7 +7,7 @@ of (params, X, Y) -> (C, grads) are compiled ahead of time and timed side by sid
 |------------|---------------------------------------------------------------------|
 | `manual`   | :func:`manualgrad.value_and_grad` (forward + hand-written backward)  |
 | `autodiff` | `jax.value_and_grad(manualgrad.cost)` (XLA's reverse mode)           |
-| `bridge`   | `jax.value_and_grad(manualgrad.cost_fn(...))` (custom_vjp bridge)    |
+| `bridge`   | `jax.value_and_grad(mg.network(...).custom_vjp_cost)` (custom_vjp bridge)     |
 
 Method: `jax.jit(f).lower(...).compile()` (compile time reported separately); the
 gradients of `manual` and `bridge` are checked against `autodiff` before any timing;
@@ -53,8 +53,8 @@ import numpy as np
 from jax import lax
 
 from manualgrad._errors import ConfigError
-from manualgrad.bridge import cost_fn
-from manualgrad.network import cost, init_params, value_and_grad
+from manualgrad._network import network
+from manualgrad.functional import cost, init_params, value_and_grad
 
 Array = jax.Array
 
@@ -242,7 +242,7 @@ def _variant_fns(activations: tuple[str, ...], precision: str) -> dict[str, Call
     def autodiff(p, X, Y):
         return jax.value_and_grad(lambda p_: cost(p_, X, Y, **kw))(p)
 
-    bridge_cost = cost_fn(activations, "bce", precision=precision)
+    bridge_cost = network(activations, "bce", precision=precision).custom_vjp_cost
 
     def bridge(p, X, Y):
         return jax.value_and_grad(bridge_cost)(p, X, Y)

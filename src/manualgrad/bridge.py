@@ -1,8 +1,9 @@
 r"""A `jax.custom_vjp` bridge: code written for `jax.grad` runs the hand-written backward.
 
-:func:`cost_fn` returns a function `(params, X, Y[, key]) -> C` that computes the same
+`net.custom_vjp_cost` of a :func:`manualgrad.network` (built here by
+:func:`custom_vjp_cost`) is a function `(params, X, Y[, key]) -> C` that computes the same
 cost as :func:`manualgrad.cost`. Its forward pass saves the layer caches as residuals
-and its backward pass is :func:`manualgrad.backward`'s chain of formulas (5), (2), (4),
+and its backward pass is the engine's chain of formulas (5), (4) and then (2),
 so `jax.grad`, `jax.value_and_grad`, optax loops and flax-style training code use the
 formulas unchanged. The incoming cotangent ḡ (1.0 under `jax.grad`) scales every
 cotangent returned:
@@ -18,7 +19,7 @@ so `jax.grad` with respect to any argument is exact. Under `jax.jit` the cotange
 nobody asks for are dropped by XLA and cost nothing.
 
 >>> import jax, jax.numpy as jnp, manualgrad as mg
->>> f = mg.cost_fn(("relu", "sigmoid"), "bce")
+>>> f = mg.network(["relu", "sigmoid"], "bce").custom_vjp_cost
 >>> params = mg.init_params([2, 4, 1], jax.random.key(0))
 >>> X = jnp.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]])
 >>> Y = jnp.array([[1.0, 0.0, 1.0]])
@@ -29,45 +30,54 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
+from manualgrad import _engine as engine
 from manualgrad import _validation as check
-from manualgrad._errors import ConfigError
 from manualgrad.dense import prev_activation_grad
-from manualgrad.losses import cost_from_losses
-from manualgrad.network import _backward_dZ, _cost_from_caches, _forward, _grads_from_dZ, _prepare
 
 Array = jax.Array
+
+__all__ = ["custom_vjp_cost"]
+
+
+def _cost_and_pass(static, params, X, Y, key):
+    spec, l2 = static
+    m = X.shape[1]
+    _, caches = engine.forward(params, X, spec, engine.dropout_masks(params, m, spec, key))
+    C = engine.cost(params, jnp.sum(engine.example_losses(caches, Y, spec)), m=m, l2=l2)
+    return C, caches
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _bridge_cost(static, params, X, Y, key):
-    acts, loss_spec, l2, keep_prob, precision = static
-    _, caches = _forward(params, X, acts, keep_prob, key, precision)
-    return _cost_from_caches(params, caches, Y, loss_spec, l2)
+    return _cost_and_pass(static, params, X, Y, key)[0]
 
 
 def _bridge_fwd(static, params, X, Y, key):
-    acts, loss_spec, l2, keep_prob, precision = static
-    _, caches = _forward(params, X, acts, keep_prob, key, precision)
-    C = _cost_from_caches(params, caches, Y, loss_spec, l2)
+    C, caches = _cost_and_pass(static, params, X, Y, key)
     return C, (params, caches, Y)
 
 
 def _bridge_bwd(static, residuals, g):
-    acts, loss_spec, l2, keep_prob, precision = static
+    spec, l2 = static
     params, caches, Y = residuals
     m = Y.shape[1]
-    dZs = _backward_dZ(params, caches, Y, acts, loss_spec, keep_prob, precision, scale=1 / m)
-    grads = _grads_from_dZ(params, caches, dZs, l2, m, precision, dZ_has_1_over_m=True)
-    # ∂C/∂X = (1/m) W[1]ᵀ dZ[1]: formula (4) at layer 1 (the dZs already carry the 1/m)
-    dX = prev_activation_grad(params["W1"], dZs[0], precision=precision)  # (4)
-    last = caches[-1]
-    _, loss_vjp = jax.vjp(lambda Y_: cost_from_losses(loss_spec.per_example(last.Z, last.A, Y_)), Y)
+    dZs = engine.chain(params, caches, engine.output_dZ(caches, Y, spec), spec)
+    grads = engine.grads_from_dZ(params, caches, dZs, m=m, precision=spec.precision)  # (2)
+    grads = engine.add_l2_grads(grads, params, l2, m)
+    # ∂C/∂X = (1/m) W[1]ᵀ dZ[1]: formula (4) at layer 1, then the 1/m of the cost
+    dX = prev_activation_grad(params["W1"], dZs[0], precision=spec.precision) / m  # (4)
+
+    def mean_loss(Y_):
+        return jnp.sum(engine.example_losses(caches, Y_, spec)) / m
+
+    _, loss_vjp = jax.vjp(mean_loss, Y)
     (dY,) = loss_vjp(g)
     dparams = jax.tree.map(lambda d: g * d, grads)
     return dparams, g * dX, dY, None
@@ -76,40 +86,24 @@ def _bridge_bwd(static, residuals, g):
 _bridge_cost.defvjp(_bridge_fwd, _bridge_bwd)
 
 
-def cost_fn(
-    activations: Sequence[str],
-    loss: str = "bce",
-    *,
-    l2: float = 0.0,
-    keep_prob: float = 1.0,
-    precision: str = "default",
-) -> Callable[..., Array]:
-    """The cost C(params, X, Y[, key]) as a function whose `jax.grad` is the hand-written one.
+def custom_vjp_cost(spec: engine.Spec, l2: float) -> Callable[..., Array]:
+    """The cost C(params, X, Y[, key]) of `spec` and λ = `l2`, whose `jax.grad` is hand-written.
 
-    `activations`, `loss`, `l2` (λ, a Python number), `keep_prob` and `precision` mean
-    what they mean for :func:`manualgrad.value_and_grad` and are fixed here, so the
-    returned function takes only arrays: params (dict), X (n_x, m), Y (n_L, m) and, when
-    keep_prob < 1, a `jax.random.key` for the dropout masks. Its value equals
+    :func:`manualgrad.network` calls this for `net.custom_vjp_cost`; use that. The
+    returned function takes only arrays: params (dict), X (n_x, m), Y (n_L, m) and,
+    when keep_prob < 1, a `jax.random.key` for the dropout masks. Its value equals
     :func:`manualgrad.cost`; its `jax.grad` with respect to params equals
     `value_and_grad`'s grads, and with respect to X and Y the exact ∂C/∂X and ∂C/∂Y.
     Inputs are validated at trace time, as in every other entry point.
     """
-    activations = tuple(activations)
-    try:
-        l2 = float(l2)
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        raise ConfigError(
-            f"`cost_fn` fixes `l2` when it is built, so it must be a Python number, got {l2!r}; "
-            "to vary λ, build one function per value (or use manualgrad.value_and_grad)"
-        ) from None
-    check.check_options(l2=l2, keep_prob=keep_prob, key=True, precision=precision)
+    static: Any = (spec, l2)
 
     def cost(params: Mapping[str, Array], X: Array, Y: Array, key: Array | None = None) -> Array:
         """C = (1/m) Σ_i L(a[L](i), y(i)) (+ L2 term); `jax.grad` runs the hand-written backward."""
-        X, Y, acts, loss_spec = _prepare(
-            params, X, Y, activations, loss, l2, keep_prob, key, precision
-        )
-        static: Any = (acts, loss_spec, l2, keep_prob, precision)
-        return _bridge_cost(static, dict(params), X, Y, key if keep_prob < 1 else None)
+        params_ = check.as_params(params)
+        n_layers = check.check_params(params_)
+        check.check_activations([a.name for a in spec.activations], n_layers)
+        X, Y_, _ = engine.check_inputs(params_, X, Y, spec, l2=l2, key=key)
+        return _bridge_cost(static, params_, X, Y_, key if spec.keep_prob < 1 else None)
 
     return cost

@@ -62,8 +62,8 @@ from manualgrad import _validation as check
 from manualgrad import dense
 from manualgrad._errors import ConfigError, DTypeError, ShapeError
 from manualgrad.activations import ACTIVATIONS, Activation, get_activation
+from manualgrad.functional import init_params
 from manualgrad.losses import bce_dA, cost_from_losses
-from manualgrad.network import init_params
 from manualgrad.regularization import l2_cost
 
 Array = jax.Array

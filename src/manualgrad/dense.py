@@ -45,26 +45,25 @@ def linear_forward(W: Array, b: Array, A_prev: Array, *, precision: str = "defau
 
 
 def weight_grad(
-    dZ: Array, A_prev: Array, *, precision: str = "default", m: int | None = None
+    dZ: Array, A_prev: Array, *, precision: str = "default", m: int | float | Array | None = None
 ) -> Array:
     """Formula (2): dW[l] = (1/m) dZ[l] A[l-1]ᵀ.
 
     Shapes: dZ (n_l, m), A_prev (n_{l-1}, m) -> dW (n_l, n_{l-1}). The contraction is
-    over the example axis of both, so A_prevᵀ is never formed. `m` defaults to
-    dZ.shape[1]; pass `m=1` when dZ already carries the 1/m (as in the network's
-    backward, which scales dZ[L] once). The 1/m is applied to whichever of dZ (n_l·m
-    numbers) and the product (n_l·n_{l-1}) is smaller, so it never costs a pass over a
-    large dW that the matmul cannot absorb (the course's 12288-pixel input layer).
+    over the example axis of both, so A_prevᵀ is never formed. `m` is the normaliser,
+    dZ.shape[1] by default (the engine passes it: a device's shard of a batch divides
+    by the global m, DP-SGD by the expected batch size). The 1/m is applied to
+    whichever of dZ (n_l·m numbers) and the product (n_l·n_{l-1}) is smaller, so it
+    never costs a pass over a large dW that the matmul cannot absorb (the course's
+    12288-pixel input layer).
     """
     m = dZ.shape[1] if m is None else m
-    if m == 1:
-        return matmul(dZ, A_prev, 1, 1, precision)  # (2), 1/m already in dZ
     if dZ.shape[1] < A_prev.shape[0]:
         return matmul(dZ / m, A_prev, 1, 1, precision)  # (2), (1/m) dZ first
     return matmul(dZ, A_prev, 1, 1, precision) / m  # (2)
 
 
-def bias_grad(dZ: Array, *, m: int | None = None) -> Array:
+def bias_grad(dZ: Array, *, m: int | float | Array | None = None) -> Array:
     """Formula (2) for b: db[l] = (1/m) Σ_i dZ[l](i) = (1/m) sum(dZ, axis=1, keepdims=True).
 
     Shapes: dZ (n_l, m) -> db (n_l, 1). `m` as for :func:`weight_grad`.
@@ -109,13 +108,17 @@ def activation_backward(dA: Array, Z: Array, A: Array, activation: Activation) -
 
 
 def linear_backward(
-    dZ: Array, A_prev: Array, W: Array, *, precision: str = "default", m: int | None = None
+    dZ: Array,
+    A_prev: Array,
+    W: Array,
+    *,
+    precision: str = "default",
+    m: int | float | Array | None = None,
 ) -> tuple[Array, Array, Array]:
     """Formulas (2) and (4) for one layer: (dW, db, dA_prev) from dZ[l].
 
     Shapes: dZ (n_l, m), A_prev (n_{l-1}, m), W (n_l, n_{l-1}) ->
-    dW (n_l, n_{l-1}), db (n_l, 1), dA_prev (n_{l-1}, m). `m` as for :func:`weight_grad`
-    (dA_prev is then scaled like dZ).
+    dW (n_l, n_{l-1}), db (n_l, 1), dA_prev (n_{l-1}, m). `m` as for :func:`weight_grad`.
     """
     dW = weight_grad(dZ, A_prev, precision=precision, m=m)
     db = bias_grad(dZ, m=m)

@@ -36,7 +36,7 @@ finite differences there cannot tell right from wrong, so they are float64 only.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -104,6 +104,14 @@ def _check_float64(params: PyTree, what: str) -> None:
         )
 
 
+def _map_over_coordinates(one: Callable[[Array], Any], n: int, batch_size: int) -> Any:
+    """`one(i)` for i = 0 … n−1 under `jax.jit`: one vmapped batch, or `jax.lax.map` in batches."""
+    indices = jnp.arange(n)
+    if n <= batch_size:  # one vmapped batch: a single, smaller compilation
+        return jax.jit(jax.vmap(one))(indices)
+    return jax.jit(lambda i: jax.lax.map(one, i, batch_size=batch_size))(indices)
+
+
 def finite_difference_grads(
     cost_fn: Callable[[PyTree], Array], params: PyTree, eps: float = 1e-6, batch_size: int = 256
 ) -> PyTree:
@@ -121,12 +129,40 @@ def finite_difference_grads(
         step = jnp.zeros_like(theta).at[i].set(eps)
         return (cost_fn(unravel(theta + step)) - cost_fn(unravel(theta - step))) / (2 * eps)
 
-    indices = jnp.arange(theta.size)
-    if theta.size <= batch_size:  # one vmapped batch: a single, smaller compilation
-        fd = jax.jit(jax.vmap(one))(indices)
-    else:
-        fd = jax.jit(lambda i: jax.lax.map(one, i, batch_size=batch_size))(indices)
-    return unravel(fd)
+    return unravel(_map_over_coordinates(one, theta.size, batch_size))
+
+
+def stencil_kinks(
+    pre_activations: Callable[[PyTree], Sequence[Array]],
+    params: PyTree,
+    eps: float = 1e-6,
+    batch_size: int = 256,
+) -> PyTree:
+    r"""Which central differences straddle a kink: a pytree of bools like `params`.
+
+    `pre_activations(params)` returns the pre-activations Z of every layer whose
+    activation has a kink at z = 0 (relu, leaky_relu; see
+    :data:`manualgrad.activations.ACTIVATIONS`' `kink_at_zero`). Entry θ_i is True when
+    some z changes side of the kink within the stencil,
+
+    $$[z(\theta + \varepsilon e_i) > 0] \neq [z(\theta - \varepsilon e_i) > 0].$$
+
+    There the cost is not differentiable along e_i inside [θ_i − ε, θ_i + ε]: the
+    central difference averages the two one-sided slopes (½ for relu at a tie) and
+    says nothing about the subgradient a backward pass chose. A z exactly at 0 is
+    common — zero biases plus a layer whose inputs were all dropped out give Z = b = 0.
+    """
+    _check_float64(params, "stencil_kinks")
+    theta, unravel = ravel_pytree(params)
+
+    def one(i: Array) -> Array:
+        step = jnp.zeros_like(theta).at[i].set(eps)
+        plus = pre_activations(unravel(theta + step))
+        minus = pre_activations(unravel(theta - step))
+        crossed = [jnp.any((zp > 0) != (zm > 0)) for zp, zm in zip(plus, minus, strict=True)]
+        return jnp.any(jnp.stack(crossed)) if crossed else jnp.zeros((), bool)
+
+    return unravel(_map_over_coordinates(one, theta.size, batch_size))
 
 
 def _leaf_names(tree: PyTree) -> list[str]:
@@ -153,13 +189,19 @@ def _as_params_tree(grads: PyTree, params: PyTree) -> PyTree:
 
 
 class ParamCheck(NamedTuple):
-    """One parameter's result: its relative differences and whether both are under tolerance."""
+    """One parameter's result: its relative differences and whether both are under tolerance.
+
+    `at_kink` counts the entries whose central difference straddles a kink
+    (:func:`stencil_kinks`); `finite_difference` is measured over the other entries
+    (None when finite differences were off, or every entry is at a kink).
+    """
 
     name: str
     shape: tuple[int, ...]
     autodiff: float
     finite_difference: float | None
     passed: bool
+    at_kink: int = 0
 
 
 @dataclass(frozen=True)
@@ -211,6 +253,7 @@ def compare_with_autodiff(
     eps: float = 1e-6,
     autodiff_tol: float | None = None,
     fd_tol: float = FD_TOL,
+    kinks: Callable[[PyTree], Sequence[Array]] | None = None,
 ) -> GradCheckReport:
     """Check hand-written `grads` against `jax.grad(cost_fn)(params)`, parameter by parameter.
 
@@ -219,10 +262,20 @@ def compare_with_autodiff(
     `finite_differences=True` (float64 only) each parameter is also compared with
     :func:`finite_difference_grads`. `autodiff_tol` defaults to :data:`AUTODIFF_TOL`
     for the params' dtype; a row passes when every difference is ≤ its tolerance.
+
+    `kinks(params)` returns the pre-activations of the layers whose activation has a
+    kink at 0 (relu, leaky_relu). With it, entries whose central difference straddles
+    a kink (:func:`stencil_kinks`) are left out of the finite-difference comparison
+    and counted in each row's `at_kink`; jax.grad still checks them.
     """
     grads = _as_params_tree(grads, params)
     reference = jax.jit(jax.grad(cost_fn))(params)
     approx = finite_difference_grads(cost_fn, params, eps) if finite_differences else None
+    at_kink = (
+        stencil_kinks(kinks, params, eps)
+        if finite_differences and kinks is not None
+        else jax.tree.map(lambda x: np.zeros(np.shape(x), bool), params)
+    )
     if autodiff_tol is None:
         dtype = str(jnp.result_type(*jax.tree.leaves(params)))
         autodiff_tol = AUTODIFF_TOL.get(dtype, AUTODIFF_TOL["float32"])
@@ -233,24 +286,33 @@ def compare_with_autodiff(
             f"expected `grads` with the structure of `params` ({ref_tree}), got {g_tree}"
         )
     fd_leaves = jax.tree.leaves(approx) if approx is not None else [None] * len(g_leaves)
+    kink_leaves = [np.asarray(k) for k in jax.tree.leaves(at_kink)]
     rows = []
-    for name, g, ref, fd in zip(_leaf_names(params), g_leaves, ref_leaves, fd_leaves, strict=True):
+    smooth_g, smooth_fd = [], []  # the entries finite differences can judge
+    for name, g, ref, fd, kink in zip(
+        _leaf_names(params), g_leaves, ref_leaves, fd_leaves, kink_leaves, strict=True
+    ):
         if jnp.shape(g) != jnp.shape(ref):
             raise ShapeError(
                 f"`grads` entry {name!r} has shape {jnp.shape(g)}, expected the parameter's "
                 f"shape {jnp.shape(ref)}"
             )
         d_auto = relative_difference(g, ref)
-        d_fd = None if fd is None else relative_difference(g, fd)
+        d_fd = None
+        if fd is not None:
+            smooth_g.append(np.where(kink, 0.0, np.asarray(g, np.float64)))
+            smooth_fd.append(np.where(kink, 0.0, np.asarray(fd, np.float64)))
+            # None when every entry is at a kink: finite differences cannot judge this row
+            d_fd = None if kink.all() else relative_difference(smooth_g[-1], smooth_fd[-1])
         ok = d_auto <= autodiff_tol and (d_fd is None or d_fd <= fd_tol)
-        rows.append(ParamCheck(name, tuple(np.shape(g)), d_auto, d_fd, bool(ok)))
+        rows.append(ParamCheck(name, tuple(np.shape(g)), d_auto, d_fd, bool(ok), int(np.sum(kink))))
     if isinstance(params, Mapping):  # the params' own order (W1, b1, W2, …), not sorted keys
         order = {str(k): i for i, k in enumerate(params)}
         rows.sort(key=lambda row: order.get(row.name, len(order)))
     return GradCheckReport(
         rows=tuple(rows),
         autodiff=relative_difference(grads, reference),
-        finite_difference=None if approx is None else relative_difference(grads, approx),
+        finite_difference=None if approx is None else relative_difference(smooth_g, smooth_fd),
         autodiff_tol=float(autodiff_tol),
         fd_tol=float(fd_tol),
     )

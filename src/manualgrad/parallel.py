@@ -9,30 +9,32 @@ with no communication. Only the sums over examples need the other devices:
     db[l] = (1/m) Σ_d [ Σ_{i∈S_d} dZ[l](i) ]                                                 (2)
     C     = (1/m) Σ_d [ Σ_{i∈S_d} L_i ]  (+ (λ/2m) Σ_l ‖W[l]‖_F², computed on every device)
 
-The bracket is formula (2) applied to a device's own columns *as a sum* (no 1/m_d);
-the outer Σ_d is one `lax.psum` (an all-reduce), and the 1/m is the global m. No
-1/m_d ever appears, so nothing has to be rescaled by m_d/m: the result differs from
-the single-device one only by the order of the floating-point additions.
+The bracket is formula (2) applied to a device's own columns with the *global* m
+(the engine's normaliser); the outer Σ_d is one `lax.psum` (an all-reduce). No 1/m_d
+ever appears, so nothing has to be rescaled by m_d/m: the result differs from the
+single-device one only by the order of the floating-point additions.
 
-- :func:`data_parallel_value_and_grad`: `jax.jit` of :func:`manualgrad.value_and_grad`
-  on sharded inputs; XLA's partitioner inserts the all-reduces.
-- :func:`shard_map_value_and_grad`: the readable reference — `shard_map`, local
-  sums of (2), a visible `lax.psum`, division by the global m.
-- :func:`data_parallel_per_example_norms`: every ‖g_i‖ stays on its example's
-  device, no collective at all; :func:`data_parallel_clipped_grads` and
-  :func:`shard_map_clipped_grads`: only the clipped sum of (2) is reduced.
-- :func:`data_parallel_step`: a jitted optax training step on sharded batches;
-  :func:`data_parallel_fn`: `value_and_grad` pinned to the shardings, for use inside
-  jit (e.g. `train(..., value_and_grad_fn=data_parallel_fn(mesh))`).
+Every function here takes the functions of a :class:`manualgrad.Network` (built once
+with :func:`manualgrad.network`), so the options are never repeated:
+
+- :func:`data_parallel`: `jax.jit` of any network function (`net.value_and_grad`,
+  `net.clipped_grads`, `net.per_example_norms`, …) with the examples split over the
+  mesh; XLA's partitioner inserts the all-reduces. Per-example outputs stay on their
+  example's device (no collective at all for `per_example_norms`); `clipped_grads`
+  reduces only the clipped sums of (2).
+- :func:`shard_map_value_and_grad`, :func:`shard_map_clipped_grads`: the readable
+  reference — `shard_map`, local parts of (2), a visible `lax.psum`.
+- :func:`data_parallel_step`: an optax training step on sharded batches;
+  :func:`data_parallel_fn`: a network function pinned to the shardings, for use
+  inside jit (e.g. `train(..., value_and_grad_fn=data_parallel_fn(mesh, fn))`).
 
 Shardings: X (n_x, m) and Y (n_L, m) use `NamedSharding(mesh, P(None, "batch"))`
-(:func:`batch_sharding`), params use `P()` (:func:`replicated`). jax requires the
-sharded axis to divide evenly: :func:`data_parallel_value_and_grad`,
-:func:`data_parallel_step` and :func:`shard_batch` raise a :class:`ShapeError` when
-m is not a multiple of the device count, while :func:`shard_map_value_and_grad`
-pads X and Y with masked zero columns (exact: a masked column's dZ[L] is 0, so by
-the linearity of (4), (5) and (2) it adds exactly 0 to every sum, and it is left
-out of the cost and of m).
+(:func:`batch_sharding`), params use `P()` (:func:`replicated_sharding`). jax requires
+the sharded axis to divide evenly: :func:`data_parallel`, :func:`data_parallel_step`
+and :func:`shard_batch` raise a :class:`ShapeError` when m is not a multiple of the
+device count, while the shard_map functions pad X and Y with masked zero columns
+(exact: a masked column's dZ is zeroed, so by the linearity of (4), (5) and (2) it
+adds exactly 0 to every sum, and it is left out of the cost and of m).
 
 Nothing here assumes one process: with `jax.distributed.initialize()` the mesh from
 :func:`data_mesh` spans every host's devices, :func:`shard_batch_from_local` builds
@@ -40,21 +42,20 @@ the global X, Y from each process's own columns, and the same jitted functions r
 on every process (see the README's "Many devices").
 
 >>> import jax, jax.numpy as jnp, manualgrad as mg
->>> mesh = mg.data_mesh()
+>>> mesh = mg.parallel.data_mesh()
 >>> params = mg.init_params([2, 4, 1], jax.random.key(0))
 >>> X = jnp.ones((2, 4 * len(jax.devices())))
 >>> Y = jnp.ones((1, 4 * len(jax.devices())))
->>> cost, grads = mg.data_parallel_value_and_grad(
-...     params, X, Y, mesh, activations=("relu", "sigmoid"))
+>>> net = mg.network(["relu", "sigmoid"])
+>>> cost, grads = mg.parallel.data_parallel(net.value_and_grad, mesh)(params, X, Y)
 >>> sorted(grads) == sorted(params)
 True
 """
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -64,28 +65,12 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from manualgrad import _engine as engine
 from manualgrad._errors import ConfigError, ShapeError
-from manualgrad.dense import bias_grad, weight_grad
-from manualgrad.network import (
-    STATIC_ARGNAMES,
-    _backward_dZ,
-    _forward,
-    _prepare,
-    value_and_grad,
-)
-from manualgrad.per_example import (
-    _squared_norms,
-    clip_factors,
-    clipped_grads,
-    per_example_norms,
-)
-from manualgrad.regularization import l2_cost, l2_weight_grad
+from manualgrad._network import Network
+from manualgrad.per_example import clipped_sum_dZ
 
-# The public `jax.shard_map` (jax ≥ 0.7); the experimental one before that.
-if hasattr(jax, "shard_map"):
-    shard_map = jax.shard_map
-else:  # pragma: no cover - older jax
-    from jax.experimental.shard_map import shard_map
+shard_map = jax.shard_map
 
 Array = jax.Array
 Params = dict[str, Array]
@@ -132,7 +117,7 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(None, _axis(mesh)))
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
     """`NamedSharding(mesh, P())`: a full copy on every device (params, keys, the cost)."""
     return NamedSharding(mesh, P())
 
@@ -205,118 +190,100 @@ def shard_batch_from_local(X_local: Any, Y_local: Any, mesh: Mesh) -> tuple[Arra
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Put every leaf of `tree` (params, an optimizer state, a key) on every device."""
-    return jax.device_put(tree, replicated(mesh))
+    return jax.device_put(tree, replicated_sharding(mesh))
 
 
 # --------------------------------------------------------------------------- automatic sharding
 
 
-@functools.cache
-def _jit_value_and_grad(mesh: Mesh) -> Callable:
-    rep = replicated(mesh)
-    return jax.jit(value_and_grad, static_argnames=STATIC_ARGNAMES, out_shardings=(rep, rep))
+def data_parallel_fn(mesh: Mesh, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn(params, X, Y, *args, **kwargs)` with X, Y split by columns over `mesh`, inside jit.
 
-
-def data_parallel_value_and_grad(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    mesh: Mesh,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
-) -> tuple[Array, Params]:
-    """:func:`manualgrad.value_and_grad` with X, Y split by columns over `mesh`.
-
-    The same cost and grads as the single-device call (up to the order of the
-    additions), replicated on every device. This is `jax.jit` of the core function
-    on inputs sharded as `P(None, "batch")` with params replicated: XLA partitions
-    the forward and formulas (3)-(5) by columns and turns the example sums of (2)
-    and of the cost into all-reduces. Dropout masks are drawn for the global
-    (n_l, m) shapes, so they are the single-device masks too.
-
-    m must be a multiple of `mesh.size` (:class:`ShapeError` otherwise).
+    For use *inside* a jitted computation (e.g. `train(...,
+    value_and_grad_fn=data_parallel_fn(mesh, net.value_and_grad))`, whose mini-batches
+    are cut inside one compiled scan): it pins X and Y to :func:`batch_sharding` and
+    params to :func:`replicated_sharding` with `jax.lax.with_sharding_constraint`, so
+    XLA partitions the forward pass and formulas (3)-(5) by columns and turns the
+    sums over examples of (2) and of the cost into all-reduces. Every batch's m must
+    be a multiple of `mesh.size` (checked at trace time, :class:`ShapeError`).
     """
-    X, Y = shard_batch(X, Y, mesh)
-    params, key = replicate((dict(params), key), mesh)
-    return _jit_value_and_grad(mesh)(
-        params,
-        X,
-        Y,
-        activations=tuple(activations),
-        loss=loss,
-        l2=l2,
-        keep_prob=keep_prob,
-        key=key,
-        precision=precision,
-    )
+    batch, rep = batch_sharding(mesh), replicated_sharding(mesh)
+
+    def sharded(params, X, Y, *args, **kwargs):
+        _check_divisible(np.shape(X)[1], mesh.size)
+        params = lax.with_sharding_constraint(dict(params), rep)
+        X = lax.with_sharding_constraint(X, batch)
+        Y = lax.with_sharding_constraint(Y, batch)
+        return fn(params, X, Y, *args, **kwargs)
+
+    return sharded
+
+
+def data_parallel(
+    fn: Callable[..., Any], mesh: Mesh, *, per_example: bool = False
+) -> Callable[..., Any]:
+    """`jax.jit` of `fn(params, X, Y, *args)` with the examples split over `mesh`.
+
+    `fn` is any function of a :class:`manualgrad.Network` (`net.value_and_grad`,
+    `net.clipped_grads`, `net.per_example_norms`, …). The result equals the
+    single-device one up to the order of the additions. Outputs are replicated on
+    every device, or, with `per_example=True` (per-example outputs such as
+    `net.per_example_norms`, shape (m,)), split over the devices like the examples —
+    then nothing is communicated at all, since ‖g_i‖ uses column i alone. Norms, clip
+    factors and scaled dZ columns are local, so `net.clipped_grads` all-reduces only
+    the clipped sums of (2). Dropout masks are drawn for the global (n_l, m) shapes:
+    they are the single-device masks too. m must be a multiple of `mesh.size`.
+
+    The returned function is a `jax.jit` object: `.lower(...).compile()` gives the
+    compiled computation to inspect.
+    """
+    out = NamedSharding(mesh, P(_axis(mesh))) if per_example else replicated_sharding(mesh)
+    return jax.jit(data_parallel_fn(mesh, fn), out_shardings=out)
 
 
 # --------------------------------------------------------------------------- explicit shard_map
 
 
-def _column_sums(params, caches, dZs, w, precision):
-    """Formula (2) as a weighted *sum* over this device's columns, for every layer.
+def _shard_map_fn(net: Network, mesh: Mesh, clipped: bool) -> Callable[..., Any]:
+    """jit(shard_map(...)) of net's value_and_grad, or of its clipped_grads when `clipped`.
 
-    Returns {"W1": Σ_i w_i dz[1](i) a[0](i)ᵀ, "b1": Σ_i w_i dz[1](i), …}: no 1/m.
-    w (m_d,) is 0 on padding columns and 1 (or the clip factor s_i) elsewhere;
-    dZs are :func:`manualgrad.network._backward_dZ`'s, caches the forward's.
+    Each device runs the engine's pass on its own columns; padding columns get weight
+    0 (their dZ columns are zeroed before (2), so they add exactly 0 to every sum);
+    formula (2) divides by the *global* m on each device, and one `lax.psum` adds the
+    devices' parts: (1/m) Σ_d Σ_{i∈S_d} = (1/m) Σ_i.
     """
-    sums: Params = {}
-    for l, (cache, dZ) in enumerate(zip(caches, dZs, strict=True), start=1):
-        dZ = dZ * w[None, :]  # column i scaled by w_i (dZ is linear in dz[L](i))
-        sums[f"W{l}"] = weight_grad(dZ, cache.A_prev, precision=precision, m=1)  # (2), as Σ_i
-        sums[f"b{l}"] = bias_grad(dZ, m=1)  # (2), as Σ_i
-    return {k: sums[k] for k in params}
-
-
-@functools.cache
-def _shard_map_fn(
-    mesh: Mesh,
-    activations: tuple[str, ...],
-    loss: str,
-    precision: str,
-    clipped: bool = False,
-):
-    """jit(shard_map(...)) of value_and_grad, or of clipped_grads when `clipped`."""
+    if net.keep_prob != 1:
+        raise ConfigError(
+            f"the shard_map path has no dropout, but the network has keep_prob = "
+            f"{net.keep_prob}: use `data_parallel(net.value_and_grad, mesh)` for dropout"
+        )
     axis = _axis(mesh)
     n_devices = mesh.size
+    l2 = net.l2
 
-    def run(params, X, Y, l2, clip_norm=None):
-        X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, 1.0, None, precision)
-        m = X.shape[1]  # the global m: the real examples, not the padding
+    def run(params, X, Y, clip_norm=None):
+        params, spec = engine.spec_for(params, net.activations, net.loss, precision=net.precision)
+        X, Y, m = engine.check_inputs(params, X, Y, spec, l2=l2)  # the global m
         m_pad = -(-m // n_devices) * n_devices
         X = jnp.pad(X, ((0, 0), (0, m_pad - m)))
         Y = jnp.pad(Y, ((0, 0), (0, m_pad - m)))
         mask = jnp.arange(m_pad) < m
 
         def per_device(params, X, Y, mask):  # X: (n_x, m_pad / N), this device's columns
-            _, caches = _forward(params, X, acts, 1.0, None, precision)
-            dZs = _backward_dZ(params, caches, Y, acts, loss_spec, 1.0, precision)
+            p = engine.backward_pass(params, X, Y, spec)
+            if clip_norm is not None:  # s_i = min(1, C/‖g_i‖) uses column i only: local
+                p = p._replace(dZs=clipped_sum_dZ(p, clip_norm))
             w = mask.astype(X.dtype)  # padding columns add exactly 0 to every sum
-            if clipped:  # s_i = min(1, C/‖g_i‖) needs column i only: no communication
-                w = w * clip_factors(_squared_norms(caches, dZs), clip_norm)
-            sums = _column_sums(params, caches, dZs, w, precision)
+            dZs = tuple(dZ * w[None, :] for dZ in p.dZs)
+            part = engine.grads_from_dZ(params, p.caches, dZs, m=m, precision=net.precision)
             if clipped:
-                sums = lax.psum(sums, axis)  # Σ_d over devices: the only collective
-            else:
-                last = caches[-1]
-                losses = loss_spec.per_example(last.Z, last.A, Y)
-                loss_sum = jnp.sum(jnp.where(mask, losses, 0))  # Σ_i L_i on this device
-                loss_sum, sums = lax.psum((loss_sum, sums), axis)  # Σ_d over devices
-            grads = {k: g / m for k, g in sums.items()}  # (2): the 1/m of the global m
-            # L2 acts on the replicated params, once, with the global m (l2 is traced: a
-            # zero λ adds exact zeros); it belongs to no example, so it is never clipped
-            for k in grads:
-                if k.startswith("W"):
-                    grads[k] = grads[k] + l2_weight_grad(params[k], l2, m)
-            if clipped:
-                return grads
-            return loss_sum / m + l2_cost(params, l2, m), grads  # C = (1/m) Σ_i L_i (+ L2)
+                grads = lax.psum(part, axis)  # Σ_d over devices: the only collective
+                return engine.add_l2_grads(grads, params, l2, m)  # L2 once, never clipped
+            losses = engine.example_losses(p.caches, Y, spec)
+            loss_sum = jnp.sum(jnp.where(mask, losses, 0))  # Σ_i L_i on this device
+            loss_sum, grads = lax.psum((loss_sum, part), axis)  # Σ_d over devices
+            C = engine.cost(params, loss_sum, m=m, l2=l2)
+            return C, engine.add_l2_grads(grads, params, l2, m)
 
         return shard_map(
             per_device,
@@ -328,218 +295,69 @@ def _shard_map_fn(
     return jax.jit(run)
 
 
-def shard_map_value_and_grad(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    mesh: Mesh,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    precision: str = "default",
-) -> tuple[Array, Params]:
-    """(C, ∂C/∂params) with the cross-device sums written out: `shard_map` + `lax.psum`.
+def shard_map_value_and_grad(net: Network, mesh: Mesh) -> Callable[..., tuple[Array, Params]]:
+    """`(params, X, Y) -> (C, ∂C/∂params)` with the cross-device sums written out.
 
-    Each device runs the forward pass and formulas (5), (4) on its own columns and
-    applies formula (2) to them as a *sum*, Σ_{i∈S_d} dZ(i) A_prev(i)ᵀ and
-    Σ_{i∈S_d} dZ(i), together with Σ_{i∈S_d} L_i; one `lax.psum` adds these over the
-    devices, and only then is everything divided by the global m. The L2 terms use
-    the replicated params and the global m.
+    `shard_map` + `lax.psum`: each device runs the forward pass and formulas (5), (4)
+    on its own columns and applies formula (2) to them with the *global* m,
+    Σ_{i∈S_d} dZ(i) A_prev(i)ᵀ / m and Σ_{i∈S_d} dZ(i) / m, together with
+    Σ_{i∈S_d} L_i; one `lax.psum` adds these over the devices. The L2 terms use the
+    replicated params and the global m, once.
 
     Any m works: X and Y are padded to a multiple of `mesh.size` with zero columns
-    that are masked out of every sum (dZ[L] = 0 there). Dropout is not offered here
-    (use :func:`data_parallel_value_and_grad`); X and Y may be ordinary or already
-    sharded arrays.
+    that are masked out of every sum (their dZ columns are zeroed), out of the cost
+    and out of m. No dropout (use :func:`data_parallel`). Returns a `jax.jit` object.
     """
-    return _shard_map_fn(mesh, tuple(activations), loss, precision)(dict(params), X, Y, l2)
+    return _shard_map_fn(net, mesh, clipped=False)
 
 
-@functools.cache
-def data_parallel_fn(mesh: Mesh, fn: Callable = value_and_grad) -> Callable:
-    """`fn` (default :func:`manualgrad.value_and_grad`) with X, Y split over `mesh` inside jit.
-
-    Returns a function with `fn`'s signature, `(params, X, Y, **options)`, for use
-    *inside* a jitted computation — e.g. `train(..., value_and_grad_fn=data_parallel_fn(mesh))`
-    (:mod:`manualgrad.train`), whose mini-batches are cut inside one compiled scan. It
-    pins X and Y to :func:`batch_sharding` and params to :func:`replicated` with
-    `jax.lax.with_sharding_constraint`, so XLA partitions the columns and all-reduces
-    the sums of (2). Every batch's m must be a multiple of `mesh.size` (checked at
-    trace time, :class:`ShapeError`; with `train`'s mini-batches that includes the
-    last, m mod B one). Cached, so the same mesh gives the same function (and no
-    recompilation in callers that cache on it).
-    """
-    batch, rep = batch_sharding(mesh), replicated(mesh)
-
-    def sharded(params, X, Y, **options):
-        _check_divisible(np.shape(X)[1], mesh.size)
-        params = lax.with_sharding_constraint(dict(params), rep)
-        X = lax.with_sharding_constraint(X, batch)
-        Y = lax.with_sharding_constraint(Y, batch)
-        return fn(params, X, Y, **options)
-
-    return sharded
-
-
-# --------------------------------------------------------------------------- per-example
-
-
-@functools.cache
-def _jit_per_example(mesh: Mesh):
-    static = ("activations", "loss", "keep_prob", "precision")
-    examples = NamedSharding(mesh, P(_axis(mesh)))
-    norms = jax.jit(per_example_norms, static_argnames=static, out_shardings=examples)
-    clipped = jax.jit(clipped_grads, static_argnames=static, out_shardings=replicated(mesh))
-    return norms, clipped
-
-
-def data_parallel_per_example_norms(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    mesh: Mesh,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
-) -> Array:
-    """:func:`manualgrad.per_example_norms` with the examples split over `mesh`.
-
-    ‖g_i‖² = Σ_l ‖dz[l](i)‖² (‖a[l-1](i)‖² + 1) uses column i alone, so each device
-    computes the norms of its own examples and nothing is communicated: the result,
-    of shape (m,), stays split over the devices (`P("batch")`) and the compiled
-    computation holds no all-reduce. m must be a multiple of `mesh.size`.
-    """
-    X, Y = shard_batch(X, Y, mesh)
-    params, key = replicate((dict(params), key), mesh)
-    norms, _ = _jit_per_example(mesh)
-    return norms(
-        params,
-        X,
-        Y,
-        activations=tuple(activations),
-        loss=loss,
-        keep_prob=keep_prob,
-        key=key,
-        precision=precision,
-    )
-
-
-def data_parallel_clipped_grads(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    mesh: Mesh,
-    *,
-    clip_norm: float | Array,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
-) -> Params:
-    """:func:`manualgrad.clipped_grads` with the examples split over `mesh`.
-
-    Norms, clip factors s_i and the scaled dZ[l] are all per column, hence local;
-    the only communication is the sum of formula (2) over the clipped columns,
-    (1/m) Σ_d Σ_{i∈S_d} s_i dz[l](i) a[l-1](i)ᵀ: one all-reduce of the 2L arrays
-    dW[l], db[l]. The result is replicated. m must be a multiple of `mesh.size`.
-    """
-    X, Y = shard_batch(X, Y, mesh)
-    params, key = replicate((dict(params), key), mesh)
-    _, clipped = _jit_per_example(mesh)
-    return clipped(
-        params,
-        X,
-        Y,
-        clip_norm=clip_norm,
-        activations=tuple(activations),
-        loss=loss,
-        l2=l2,
-        keep_prob=keep_prob,
-        key=key,
-        precision=precision,
-    )
-
-
-def shard_map_clipped_grads(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    mesh: Mesh,
-    *,
-    clip_norm: float | Array,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    precision: str = "default",
-) -> Params:
-    """:func:`manualgrad.clipped_grads` written out with `shard_map` and one `lax.psum`.
+def shard_map_clipped_grads(net: Network, mesh: Mesh) -> Callable[..., Params]:
+    """`(params, X, Y, clip_norm) -> (1/m) Σ_i s_i g_i (+ (λ/m) W)`, written with `shard_map`.
 
     Each device runs the backward chain on its own columns, computes ‖g_i‖ and
     s_i = min(1, C/‖g_i‖) for its own examples (no communication), applies formula
-    (2) to s_i dz[l](i) as a sum, and a single `lax.psum` of the 2L sums, divided by
-    the global m, gives (1/m) Σ_i s_i g_i; L2 is added after, unclipped. Any m works
-    (masked padding, as in :func:`shard_map_value_and_grad`); no dropout.
+    (2) with the global m to s_i dz[l](i), and a single `lax.psum` of the 2L sums
+    gives the clipped mean; L2 is added after, unclipped. Any m works (masked padding,
+    as in :func:`shard_map_value_and_grad`); no dropout. Returns a `jax.jit` object.
     """
-    fn = _shard_map_fn(mesh, tuple(activations), loss, precision, clipped=True)
-    return fn(dict(params), X, Y, l2, clip_norm)
+    return _shard_map_fn(net, mesh, clipped=True)
 
 
 # --------------------------------------------------------------------------- training step
 
 
-def data_parallel_step(
-    optimizer: Any,
-    mesh: Mesh,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float = 0.0,
-    keep_prob: float = 1.0,
-    precision: str = "default",
-) -> Callable[..., tuple[Params, Any, Array]]:
-    """A jitted data-parallel training step for an optax `GradientTransformation`.
+class DataParallelStep(NamedTuple):
+    """`init(params) -> opt_state` (replicated) and the jitted
+    `step(params, opt_state, X, Y, key=None) -> (params, opt_state, cost)`."""
 
-    Returns `step(params, opt_state, X, Y, key=None) -> (params, opt_state, cost)`:
-    X, Y are split by columns over `mesh` (:class:`ShapeError` unless the batch size
-    m is a multiple of `mesh.size`), params and opt_state are replicated, the grads
-    are :func:`manualgrad.value_and_grad`'s (all-reduced by XLA), and the optax update
-    runs identically on every device, so the new params stay replicated. Use
-    `init_state(params)` on the returned function to build a replicated opt_state.
+    init: Callable[..., Any]
+    step: Callable[..., Any]
+
+
+def data_parallel_step(optimizer: Any, mesh: Mesh, net: Network) -> DataParallelStep:
+    """A data-parallel training step of `net` for an optax `GradientTransformation`.
+
+    `step` splits X, Y by columns over `mesh` (:class:`ShapeError` unless the batch size
+    m is a multiple of `mesh.size`), keeps params and opt_state replicated, takes
+    `net.value_and_grad`'s grads (all-reduced by XLA), and runs the optax update
+    identically on every device, so the new params stay replicated. `key` is the
+    dropout key (needed when `net.keep_prob` < 1).
     """
     import optax
 
-    acts = tuple(activations)
-    rep = replicated(mesh)
+    rep = replicated_sharding(mesh)
+    value_and_grad = data_parallel_fn(mesh, net.value_and_grad)
 
-    def step(params, opt_state, X, Y, key):
-        C, grads = value_and_grad(
-            params,
-            X,
-            Y,
-            activations=acts,
-            loss=loss,
-            l2=l2,
-            keep_prob=keep_prob,
-            key=key,
-            precision=precision,
-        )
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+    def update(params, opt_state, X, Y, key=None):
+        C, grads = value_and_grad(params, X, Y, key)
+        with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
+            updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, C
 
-    jitted = jax.jit(step, out_shardings=(rep, rep, rep))
+    def init(params):
+        return replicate(optimizer.init(dict(params)), mesh)
 
-    def data_parallel(params, opt_state, X, Y, key=None):
-        X, Y = shard_batch(X, Y, mesh)
-        params, opt_state, key = replicate((dict(params), opt_state, key), mesh)
-        return jitted(params, opt_state, X, Y, key)
-
-    data_parallel.init_state = lambda params: replicate(optimizer.init(dict(params)), mesh)
-    return data_parallel
+    return DataParallelStep(init=init, step=jax.jit(update, out_shardings=(rep, rep, rep)))
 
 
 # --------------------------------------------------------------------------- inspecting HLO

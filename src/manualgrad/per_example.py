@@ -9,14 +9,15 @@ what autodiff users usually pay m copies of the weights for:
 
 | function            | returns                                       | forms each g_i? |
 |---------------------|-----------------------------------------------|-----------------|
-| `example_grads`     | g = ∂L/∂params for one example (x, y)         | (one example)   |
-| `per_example_grads` | `jax.vmap(example_grads)`: leaves (m, *shape) | yes, m of them  |
+| `one_example_grads` | g = ∂L/∂params for one example (x, y)         | (one example)   |
+| `per_example_grads` | `jax.vmap(one_example_grads)`: (m, *shape)    | yes, m of them  |
 | `per_example_norms` | ‖g_i‖ for i = 1 … m, shape (m,)               | no              |
 | `clipped_grads`     | (1/m) Σ_i min(1, C/‖g_i‖) g_i                 | no              |
 | `dp_grads`          | (Σ_i min(1, C/‖g_i‖) g_i + N(0, σ²C² I)) / m  | no              |
 
-The last three run the ordinary batched backward chain once
-(:func:`manualgrad.network._backward_dZ`), and then use two facts about its dZ[l]:
+The first two run the engine's chain (:mod:`manualgrad._engine`) on one example's
+vectors and apply formula (1); the last three run it once on the batch and then use
+two facts about its dZ[l]:
 
 * the norm identity, from ‖u vᵀ‖_F = ‖u‖ ‖v‖ and formula (1):
   ‖g_i‖² = Σ_l ‖dz[l](i)‖² (‖a[l-1](i)‖² + 1);
@@ -35,10 +36,10 @@ by every batched function here (`keep_prob` < 1 with a `key`, as in
 `value_and_grad`): mask D[l] has one column per example, so g_i is the gradient of
 example i's loss under its own mask, and the same key gives the same masks as
 `value_and_grad`. `per_example_grads` vmaps over the columns of those same masks;
-the single-example `example_grads` has no dropout.
+the single-example `one_example_grads` has no dropout.
 
-All functions are pure and jit-compatible with :data:`manualgrad.STATIC_ARGNAMES`
-static; `clip_norm` and `noise_multiplier` may be traced.
+All functions are pure; bound by :func:`manualgrad.network` they take only arrays
+and jit directly. `clip_norm`, `noise_multiplier` and `normaliser` may be traced.
 
 >>> import jax, jax.numpy as jnp, manualgrad as mg
 >>> params = mg.init_params([2, 3, 1], jax.random.key(0))
@@ -51,65 +52,39 @@ static; `clip_norm` and `noise_multiplier` may be traced.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Unpack
 
 import jax
 import jax.numpy as jnp
 
+from manualgrad import _engine as engine
 from manualgrad import _validation as check
+from manualgrad._engine import Options
 from manualgrad._errors import ShapeError
-from manualgrad.dense import (
-    activation_backward,
-    example_bias_grad,
-    example_weight_grad,
-    linear_forward,
-    output_backward,
-    prev_activation_grad,
-)
-from manualgrad.network import (
-    _backward_dZ,
-    _forward,
-    _grads_from_dZ,
-    _hidden_dropout_masks,
-    _prepare,
-)
-from manualgrad.regularization import apply_dropout
 
 Array = jax.Array
 Params = dict[str, Array]
 
+_NO_L2 = tuple(name for name in engine.OPTION_NAMES if name != "l2")
 
-# --------------------------------------------------------------------------------------
-# One example: formulas (1), (4), (5) on vectors
-# --------------------------------------------------------------------------------------
-
-
-def _example_grads(params, x, y, acts, loss_spec, masks, keep_prob, precision):
-    """g = ∂L/∂params for one example; x (n_x,), y (n_L,), masks: one (n_l,) per hidden layer."""
-    n_layers = len(acts)
-    a, caches = x, []
-    for l, act in enumerate(acts, start=1):
-        z = linear_forward(params[f"W{l}"], params[f"b{l}"][:, 0], a, precision=precision)
-        a_l = act.forward(z)
-        caches.append((a, z, a_l))
-        d = masks[l - 1] if l < n_layers else None
-        a = a_l if d is None else apply_dropout(a_l, d, keep_prob)
-    _, zL, aL = caches[-1]
-    dz = output_backward(zL, aL, y, acts[-1], loss_spec)
-    grads: Params = {}
-    for l in range(n_layers, 0, -1):
-        a_prev, _, _ = caches[l - 1]
-        grads[f"W{l}"] = example_weight_grad(dz, a_prev)  # (1)
-        grads[f"b{l}"] = example_bias_grad(dz)  # (1)
-        if l > 1:
-            da_prev = prev_activation_grad(params[f"W{l}"], dz, precision=precision)  # (4)
-            if masks[l - 2] is not None:
-                da_prev = apply_dropout(da_prev, masks[l - 2], keep_prob)
-            _, z_prev, a_prev_act = caches[l - 2]
-            dz = activation_backward(da_prev, z_prev, a_prev_act, acts[l - 2])  # (5)
-    return {k: grads[k] for k in params}
+__all__ = [
+    "clip_factors",
+    "clipped_grads",
+    "dp_grads",
+    "one_example_grads",
+    "per_example_grads",
+    "per_example_norms",
+    "squared_norms",
+]
 
 
-def example_grads(
+def _one_example(params, x, y, spec, masks):
+    """g = ∂L/∂params of one example: the engine's chain on vectors, then formula (1)."""
+    p = engine.backward_pass(params, x, y, spec, masks)
+    return engine.example_grads_from_dz(params, p.caches, p.dZs)  # (1)
+
+
+def one_example_grads(
     params: Mapping[str, Array],
     x: Array,
     y: Array,
@@ -127,8 +102,8 @@ def example_grads(
         da[l-1] = W[l]ᵀ dz[l]                                      (4)
         dz[l-1] = da[l-1] ⊙ g[l-1]'(z[l-1])                        (5)
 
-    with the same activation and loss derivatives as the batched backward. No dropout
-    here (see :func:`per_example_grads` for dropout per example).
+    with the same engine and derivatives as the batched backward. No dropout here
+    (see :func:`per_example_grads` for dropout per example).
     """
     x, y = check.as_array("x", x), check.as_array("y", y)
     if x.ndim != 1:
@@ -140,25 +115,15 @@ def example_grads(
         raise ShapeError(
             f"expected one example's `y` of shape (n_L,), got {y.shape} — pass y = Y[:, i]"
         )
-    X, Y, acts, loss_spec = _prepare(
-        params, x[:, None], y[:, None], activations, loss, 0.0, 1.0, None, precision
-    )
-    masks = [None] * (len(acts) - 1)
-    return _example_grads(params, X[:, 0], Y[:, 0], acts, loss_spec, masks, 1.0, precision)
+    params, spec = engine.spec_for(params, activations, loss, precision=precision)
+    X, Y, _ = engine.check_inputs(params, x[:, None], y[:, None], spec)
+    return _one_example(params, X[:, 0], Y[:, 0], spec, None)
 
 
 def per_example_grads(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
+    params: Mapping[str, Array], X: Array, Y: Array, **options: Unpack[Options]
 ) -> Params:
-    """g_i = ∂L_i/∂params for every example: `jax.vmap` of :func:`example_grads` over columns.
+    """g_i = ∂L_i/∂params for every example: `jax.vmap` of :func:`one_example_grads` over columns.
 
     Shapes: X (n_x, m), Y (n_L, m) -> a dict with the params' keys, each leaf of shape
     (m, *param.shape): W[l] -> (m, n_l, n_{l-1}), b[l] -> (m, n_l, 1). Their mean over
@@ -166,14 +131,15 @@ def per_example_grads(
     With `keep_prob` < 1 the masks are those `value_and_grad` draws from `key`, one
     column per example. This materialises m copies of the params: for norms or
     clipping use :func:`per_example_norms` / :func:`clipped_grads`, which do not.
+    Options as for :func:`manualgrad.value_and_grad`, except `l2` (no g_i has an L2 term).
     """
-    X, Y, acts, loss_spec = _prepare(
-        params, X, Y, activations, loss, 0.0, keep_prob, key, precision
+    params, X, Y, spec, _, key = engine.checked_options(
+        params, X, Y, options, function="per_example_grads", allowed=_NO_L2
     )
-    masks = _hidden_dropout_masks(params, X.shape[1], len(acts), keep_prob, key)
+    masks = engine.dropout_masks(params, X.shape[1], spec, key)
 
     def one(x, y, cols):
-        return _example_grads(params, x, y, acts, loss_spec, cols, keep_prob, precision)
+        return _one_example(params, x, y, spec, cols)
 
     return jax.vmap(one, in_axes=(1, 1, 1))(X, Y, masks)
 
@@ -183,10 +149,13 @@ def per_example_grads(
 # --------------------------------------------------------------------------------------
 
 
-def _squared_norms(caches, dZs) -> Array:
-    """‖g_i‖² = Σ_l ‖dz[l](i)‖² (‖a[l-1](i)‖² + 1), shape (m,): the norm identity of (1)."""
-    total = 0
-    for cache, dZ in zip(caches, dZs, strict=True):
+def squared_norms(p: engine.Pass) -> Array:
+    """‖g_i‖² = Σ_l ‖dz[l](i)‖² (‖a[l-1](i)‖² + 1), shape (m,): the norm identity of (1).
+
+    From the engine's :class:`~manualgrad._engine.Pass` (its dZ[l] without 1/m).
+    """
+    total = jnp.zeros(p.dZs[0].shape[1:], p.dZs[0].dtype)
+    for cache, dZ in zip(p.caches, p.dZs, strict=True):
         dz_sq = jnp.sum(dZ * dZ, axis=0)  # ‖dz[l](i)‖², (m,)
         a_sq = jnp.sum(cache.A_prev * cache.A_prev, axis=0)  # ‖a[l-1](i)‖², (m,)
         total = total + dz_sq * (a_sq + 1)  # ‖dW_i‖_F² + ‖db_i‖² by (1)
@@ -205,23 +174,14 @@ def clip_factors(squared_norms: Array, clip_norm: float | Array) -> Array:
     return jnp.where(over, C * jax.lax.rsqrt(safe), jnp.ones_like(squared_norms))
 
 
-def _forward_dZ(params, X, Y, activations, loss, keep_prob, key, precision, l2=0.0):
-    X, Y, acts, loss_spec = _prepare(params, X, Y, activations, loss, l2, keep_prob, key, precision)
-    _, caches = _forward(params, X, acts, keep_prob, key, precision)
-    dZs = _backward_dZ(params, caches, Y, acts, loss_spec, keep_prob, precision)
-    return caches, dZs
+def _pass(params, X, Y, spec, key) -> engine.Pass:
+    return engine.backward_pass(
+        params, X, Y, spec, engine.dropout_masks(params, X.shape[1], spec, key)
+    )
 
 
 def per_example_norms(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
+    params: Mapping[str, Array], X: Array, Y: Array, **options: Unpack[Options]
 ) -> Array:
     r"""‖g_i‖ for each example: the L2 norm over all layers' dW and db of ∂L_i/∂params.
 
@@ -231,20 +191,23 @@ def per_example_norms(
         ‖g_i‖² = Σ_l ‖dz[l](i)‖² (‖a[l-1](i)‖² + 1),
 
     never forming a per-example gradient (cost O(Σ_l (n_l + n_{l-1}) m) on top of the
-    chain). The L2 term is not part of any g_i. Dropout as in :func:`per_example_grads`.
+    chain). The L2 term is not part of any g_i. Dropout as in :func:`per_example_grads`;
+    options as for :func:`manualgrad.value_and_grad`, except `l2`.
     """
-    caches, dZs = _forward_dZ(params, X, Y, activations, loss, keep_prob, key, precision)
-    return jnp.sqrt(_squared_norms(caches, dZs))
+    params, X, Y, spec, _, key = engine.checked_options(
+        params, X, Y, options, function="per_example_norms", allowed=_NO_L2
+    )
+    return jnp.sqrt(squared_norms(_pass(params, X, Y, spec, key)))
 
 
-def _clipped_mean(params, X, Y, clip_norm, activations, loss, l2, keep_prob, key, precision):
-    """(1/m) Σ_i s_i g_i (+ (λ/m) W), and m."""
-    check.check_clip_norm(clip_norm)  # > 0 and finite when concrete; traced values pass
-    caches, dZs = _forward_dZ(params, X, Y, activations, loss, keep_prob, key, precision, l2)
-    s = clip_factors(_squared_norms(caches, dZs), clip_norm)  # (m,)
-    scaled = tuple(dZ * s[None, :] for dZ in dZs)  # column i of every dZ[l] times s_i
-    m = dZs[0].shape[1]
-    return _grads_from_dZ(params, caches, scaled, l2, m, precision), m  # (2), then L2
+def clipped_sum_dZ(p: engine.Pass, clip_norm: float | Array) -> tuple[Array, ...]:
+    """Every dZ[l] with column i scaled by s_i = min(1, C/‖g_i‖): the pass of Σ_i s_i L_i.
+
+    Formula (2) on these with normaliser m gives (1/m) Σ_i s_i g_i (column i of every
+    dZ[l] is linear in example i's dz[L]).
+    """
+    s = clip_factors(squared_norms(p), clip_norm)  # (m,) or () for one example
+    return tuple(dZ * (s[None, :] if dZ.ndim == 2 else s) for dZ in p.dZs)
 
 
 def clipped_grads(
@@ -253,12 +216,7 @@ def clipped_grads(
     Y: Array,
     *,
     clip_norm: float | Array,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
+    **options: Unpack[Options],
 ) -> Params:
     r"""(1/m) Σ_i min(1, C/‖g_i‖) g_i [+ (λ/m) W[l]], in one backward pass.
 
@@ -276,62 +234,88 @@ def clipped_grads(
 
     The L2 term belongs to no example: its (λ/m) W[l] is added once, after clipping.
     Dropout (`keep_prob` < 1, `key`) clips each example's gradient under its own mask.
-    Shapes: X (n_x, m), Y (n_L, m) -> a dict with the params' keys and shapes.
+    Shapes: X (n_x, m), Y (n_L, m) -> a dict with the params' keys and shapes. Options
+    as for :func:`manualgrad.value_and_grad`.
     """
-    grads, _ = _clipped_mean(
-        params, X, Y, clip_norm, activations, loss, l2, keep_prob, key, precision
+    check.check_clip_norm(clip_norm)  # > 0 and finite when concrete; traced values pass
+    params, X, Y, spec, l2, key = engine.checked_options(
+        params, X, Y, options, function="clipped_grads"
     )
-    return grads
+    m = X.shape[1]
+    p = _pass(params, X, Y, spec, key)
+    grads = engine.grads_from_dZ(
+        params, p.caches, clipped_sum_dZ(p, clip_norm), m=m, precision=spec.precision
+    )
+    return engine.add_l2_grads(grads, params, l2, m)
 
 
 def dp_grads(
     params: Mapping[str, Array],
     X: Array,
     Y: Array,
-    key: Array,
     *,
+    noise_key: Array,
     clip_norm: float | Array,
     noise_multiplier: float | Array,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    keep_prob: float = 1.0,
-    dropout_key: Array | None = None,
-    precision: str = "default",
+    normaliser: float | Array | None = None,
+    **options: Unpack[Options],
 ) -> Params:
-    r"""The DP-SGD gradient: clipped *sum* plus Gaussian noise, then divided by m.
+    r"""The DP-SGD gradient: the clipped *sum* plus Gaussian noise, divided by the normaliser.
 
     | symbol | argument            |
     |--------|---------------------|
     | C      | `clip_norm`         |
     | σ      | `noise_multiplier`  |
-    | ξ      | N(0, I) from `key`, one draw per parameter |
+    | ξ      | N(0, I) from `noise_key`, one draw per parameter |
+    | B      | `normaliser` (default: m, the realised batch size) |
 
-        g̃ = (1/m) (Σ_i min(1, C/‖g_i‖) g_i + σ C ξ)  [+ (λ/m) W[l]]
+        g̃ = (1/B) (Σ_i min(1, C/‖g_i‖) g_i + σ C ξ)  [+ (λ/B) W[l]]
 
     Sum vs mean: the noise, of standard deviation σC, is added to the clipped *sum*,
-    whose sensitivity to one example is C; dividing by m afterwards leaves noise of
-    standard deviation σC/m on the returned mean. Adding σC noise to the mean instead
-    (a known bug) would be m times too much noise; adding σC/m to the sum, m times too
-    little privacy. m is the actual batch size (fixed-size batches); with Poisson
-    sampling, divide the sum by the expected batch size instead.
+    whose sensitivity to one example is C; dividing by B afterwards leaves noise of
+    standard deviation σC/B on the returned gradient. With Poisson sampling (each
+    example in the batch with probability q) the privacy analyses assume the public
+    B = q·N, the *expected* batch size: pass `normaliser=q * N` — never the realised
+    batch size, which depends on the data (:mod:`manualgrad.privacy` does this).
 
-    `key` draws the noise (split into one key per parameter, in the params' order);
-    dropout masks, if `keep_prob` < 1, come from the separate `dropout_key`. The L2
-    term depends on no example, so it is neither clipped nor noised.
-    With σ = 0 this equals :func:`clipped_grads`.
+    `noise_key` draws the noise (split into one key per parameter, in the params'
+    order); dropout masks, if `keep_prob` < 1, come from the separate `key`, as in
+    every other function. The L2 term depends on no example, so it is neither clipped
+    nor noised. With σ = 0 and B = m this equals :func:`clipped_grads`. Other options
+    as for :func:`manualgrad.value_and_grad`.
     """
+    check.check_clip_norm(clip_norm)
     check.check_noise_multiplier(noise_multiplier)  # ≥ 0 and finite when concrete
-    check.check_key(key)
-    grads, m = _clipped_mean(
-        params, X, Y, clip_norm, activations, loss, l2, keep_prob, dropout_key, precision
+    check.check_key(noise_key)
+    params, X, Y, spec, l2, key = engine.checked_options(params, X, Y, options, function="dp_grads")
+    B = X.shape[1] if normaliser is None else normaliser
+    p = _pass(params, X, Y, spec, key)
+    grads = engine.grads_from_dZ(
+        params, p.caches, clipped_sum_dZ(p, clip_norm), m=B, precision=spec.precision
     )
-    names = list(params)
-    keys = jax.random.split(key, len(names))
+    return engine.add_l2_grads(
+        add_dp_noise(grads, noise_key, clip_norm, noise_multiplier, B), params, l2, B
+    )
+
+
+def add_dp_noise(
+    grads: Params,
+    noise_key: Array,
+    clip_norm: float | Array,
+    noise_multiplier: float | Array,
+    normaliser: float | Array,
+) -> Params:
+    """grads + σ C ξ / B, ξ ~ N(0, I): the Gaussian mechanism on the clipped sum, normalised.
+
+    `grads` is (1/B) Σ_i s_i g_i; one key per parameter from `noise_key`, in the
+    params' order, so a given key always gives the same noise.
+    """
+    names = list(grads)
+    keys = jax.random.split(noise_key, len(names))
     dtype = grads[names[0]].dtype
     std = jnp.asarray(noise_multiplier, dtype) * jnp.asarray(clip_norm, dtype)  # σC on the sum
     noisy = {}
     for k_noise, name in zip(keys, names, strict=True):
         xi = jax.random.normal(k_noise, grads[name].shape, dtype)
-        noisy[name] = grads[name] + std * xi / m  # (Σ_i s_i g_i + σCξ)/m = clipped mean + σCξ/m
+        noisy[name] = grads[name] + std * xi / normaliser  # (Σ_i s_i g_i + σCξ)/B
     return noisy

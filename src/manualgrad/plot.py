@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from manualgrad._errors import ConfigError
-from manualgrad.network import predict
+from manualgrad.functional import predict
 
 __all__ = ["ensure_matplotlib", "plot_training", "training_figure"]
 

@@ -19,14 +19,14 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def l2_cost(params: Mapping[str, Array], l2: float | Array, m: int) -> Array:
+def l2_cost(params: Mapping[str, Array], l2: float | Array, m: int | float | Array) -> Array:
     """(λ / 2m) Σ_l ‖W[l]‖_F² over the weight matrices of `params` (biases excluded)."""
     n_layers = len(params) // 2
     squares = sum(jnp.sum(params[f"W{l}"] ** 2) for l in range(1, n_layers + 1))
-    return l2 / (2 * m) * squares
+    return jnp.asarray(l2 / (2 * m) * squares)
 
 
-def l2_weight_grad(W: Array, l2: float | Array, m: int) -> Array:
+def l2_weight_grad(W: Array, l2: float | Array, m: int | float | Array) -> Array:
     """∂/∂W of (λ / 2m) ‖W‖_F²: the (λ/m) W added to dW[l]."""
     return l2 / m * W
 

@@ -66,7 +66,7 @@ from jax.typing import ArrayLike
 from manualgrad import _validation as check
 from manualgrad._errors import ConfigError
 from manualgrad.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
-from manualgrad.network import predict, value_and_grad
+from manualgrad.functional import predict, value_and_grad
 
 Array = jax.Array
 Params = dict[str, Array]
@@ -195,7 +195,8 @@ def _compiled_chunk(
             precision=precision,
             **({"step": t} if takes_step else {}),
         )
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
+            updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), C
 
     def epoch(carry, e, X, Y, key):
@@ -433,8 +434,9 @@ def train(
     precision)` returns (C_t, g_t). `key` is the step's own key at every step (also with
     keep_prob = 1), and a function that declares a `step` parameter also gets the
     optimizer step t = 0, 1, … (a traced int), e.g. for DP-SGD's noise:
-    ``lambda p, X, Y, *, key, **kw: (0.0, dp_grads(p, X, Y, key, clip_norm=1.0,
-    noise_multiplier=1.1, **kw))`` (dropout_key omitted: no dropout).
+    ``lambda p, X, Y, *, key, **kw: (0.0, dp_grads(p, X, Y, noise_key=key,
+    clip_norm=1.0, noise_multiplier=1.1, **kw))`` (without dropout; with it, split
+    `key` into a noise key and a dropout key).
 
     With `checkpoint_dir`, the state (params, optimizer state, epoch, key, cost
     history and :func:`run_fingerprint`) is saved atomically every `checkpoint_every`

@@ -25,19 +25,19 @@ Two ways to use them. Directly, in any function you wrap with `checkify.checkify
 >>> X = jnp.array([[0.5, jnp.nan], [1.0, 2.0]]); Y = jnp.array([[1.0, 0.0]])
 >>> def step(params, X, Y):
 ...     check_values(params, X, Y, loss="bce")
-...     return mg.value_and_grad(params, X, Y, activations=("relu", "sigmoid"))
+...     return mg.value_and_grad(params, X, Y, activations=["relu", "sigmoid"])
 >>> err, (C, grads) = jax.jit(checkify.checkify(step))(params, X, Y)
 >>> print(err.get()[:40])
 `X` has 1 non-finite entry (NaN or ±Inf)
 
 `err.throw()` raises it as a `checkify.JaxRuntimeError` (a no-op when all checks passed).
-Or call :func:`checked_value_and_grad`, which is `value_and_grad` with the checks and
-returns `(err, (C, grads))`; jit it with `static_argnames=mg.STATIC_ARGNAMES`.
+Or wrap a network: :func:`checked_value_and_grad` (`checked_value_and_grad(net)`) is
+`net.value_and_grad` with the checks, returning `(err, (C, grads))`; jit it directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -45,8 +45,7 @@ import jax.numpy as jnp
 from jax.experimental import checkify
 
 from manualgrad import _validation as check
-from manualgrad.losses import get_loss
-from manualgrad.network import value_and_grad
+from manualgrad._network import Network
 
 Array = jax.Array
 
@@ -123,7 +122,7 @@ def check_values(
     X = check.as_array("X", X)
     m = check.check_X(params, X)
     if loss is not None and (not isinstance(loss, str) or loss not in ("bce", "ce", "mse")):
-        get_loss(loss)  # raises the catalogue's unknown-loss error
+        check.check_loss(loss, None)  # raises the catalogue's unknown-loss error
     _check_finite("X", X)
     for name, p in params.items():
         _check_finite(name, p)
@@ -136,29 +135,18 @@ def check_values(
 
 
 def checked_value_and_grad(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
-    soft_labels: bool = False,
-) -> tuple[checkify.Error, tuple[Array, dict[str, Array]]]:
-    """:func:`manualgrad.value_and_grad` with :func:`check_values`: returns (err, (C, grads)).
+    net: Network, *, soft_labels: bool = False
+) -> Callable[..., tuple[checkify.Error, tuple[Array, dict[str, Array]]]]:
+    """`net.value_and_grad` with :func:`check_values`, as `(params, X, Y, key=None) -> (err, out)`.
 
-    Jit it with `static_argnames=(*mg.STATIC_ARGNAMES, "soft_labels")`; call
+    `out` is `(C, grads)`.
+
+    The label check follows `net.loss`. Jit the returned function directly; call
     `err.throw()` (or inspect `err.get()`, None when every check passed) afterwards.
     """
 
-    def checked(params: Any, X: Any, Y: Any, l2: Any, key: Any):
-        check_values(params, X, Y, loss=loss, soft_labels=soft_labels)
-        return value_and_grad(
-            params, X, Y, activations=activations, loss=loss, l2=l2, keep_prob=keep_prob,
-            key=key, precision=precision,
-        )  # fmt: skip
+    def checked(params: Any, X: Any, Y: Any, key: Any = None):
+        check_values(params, X, Y, loss=net.loss, soft_labels=soft_labels)
+        return net.value_and_grad(params, X, Y, key)
 
-    return checkify.checkify(checked)(params, X, Y, l2, key)
+    return checkify.checkify(checked)

@@ -184,6 +184,7 @@ def _parallel_options(devices: int | None, m: int, batch_size: int | None) -> di
     """`value_and_grad_fn` for `train` on a data-parallel mesh of `devices`, or nothing."""
     if devices is None:
         return {}
+    from manualgrad.functional import value_and_grad
     from manualgrad.parallel import data_mesh, data_parallel_fn
 
     mesh = data_mesh(devices)
@@ -197,7 +198,7 @@ def _parallel_options(devices: int | None, m: int, batch_size: int | None) -> di
             f"{' and '.join(map(str, sizes))} — choose --batch-size (and a training set "
             f"size) whose batches are multiples of {devices}"
         )
-    return {"value_and_grad_fn": data_parallel_fn(mesh)}
+    return {"value_and_grad_fn": data_parallel_fn(mesh, value_and_grad)}
 
 
 def resume_command(argv: list[str]) -> str:
@@ -228,7 +229,7 @@ def _run(args) -> int:
 
     from manualgrad.checkpoint import checkpoint_path
     from manualgrad.data import as_targets, load, train_test_split
-    from manualgrad.network import init_params
+    from manualgrad.functional import init_params
     from manualgrad.train import TrainingInterrupted, accuracy, steps_per_epoch, train
 
     if args.plot:

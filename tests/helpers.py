@@ -1,20 +1,32 @@
-"""Independent oracles for the tests: a plain forward and cost written with jax.nn and optax.
+"""What every test shares: independent oracles, one relative error, problem builders, tolerances.
 
 Nothing here calls manualgrad's forward, loss or backward code, so `jax.grad` of
 :func:`reference_cost` is an independent check of the hand-written backward pass.
 Dropout masks are an *input* (drawn with manualgrad's documented mask function),
-not something under test.
+not something under test. The activations follow manualgrad's documented
+subgradient convention at the kink, g'(0) = 0 for relu and 0.01 for leaky_relu,
+so `jax.grad` of the oracle is the derivative the formulas claim, everywhere.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+import manualgrad as mg
+
+#: Tolerances of the comparisons with an oracle, relative, per dtype. float32 tests
+#: run under `jax.default_matmul_precision("highest")` (GPUs default to TF32).
+TOL = {jnp.float64: 1e-12, jnp.float32: 1e-5}
+F64_TOL = TOL[jnp.float64]
+F32_TOL = TOL[jnp.float32]
+
+#: g(z) for each activation, written with jax.nn / jnp (z: (n, m) or (n,), classes on axis 0).
 REFERENCE_ACTIVATIONS = {
-    "relu": jax.nn.relu,
-    "leaky_relu": lambda z: jax.nn.leaky_relu(z, negative_slope=0.01),
+    "relu": jax.nn.relu,  # jax.grad gives 0 at z = 0, the convention of the formulas
+    "leaky_relu": lambda z: jnp.where(z > 0, z, 0.01 * z),  # 0.01 at 0 (jax.nn's gives 1)
     "tanh": jnp.tanh,
     "sigmoid": jax.nn.sigmoid,
     "linear": lambda z: z,
@@ -44,6 +56,36 @@ def reference_cost(params, X, Y, activations, loss, l2=0.0, keep_prob=1.0, masks
     m = X.shape[1]
     C = jnp.mean(reference_losses(Z, Y, activations[-1], loss))
     return C + l2 / (2 * m) * sum(jnp.sum(params[f"W{l}"] ** 2) for l in range(1, L + 1))
+
+
+def rel_err(got, want) -> float:
+    """max |got − want| over all leaves / max |want| over all leaves (trees must match).
+
+    The one relative error of the suite for values, trees and arrays (0/0 counts as 0);
+    :func:`max_relative_error` is the per-parameter norm for gradients.
+    """
+    got_leaves, got_tree = jax.tree.flatten(got)
+    want_leaves, want_tree = jax.tree.flatten(want)
+    assert got_tree == want_tree, (got_tree, want_tree)
+    num = den = 0.0
+    for g, w in zip(got_leaves, want_leaves, strict=True):
+        g, w = np.asarray(g, np.float64), np.asarray(w, np.float64)
+        assert g.shape == w.shape, (g.shape, w.shape)
+        if w.size:
+            num, den = max(num, float(np.max(np.abs(g - w)))), max(den, float(np.max(np.abs(w))))
+    return num / den if den > 0 else num
+
+
+def problem(layer_dims, loss, m, *, seed=0, dtype=jnp.float64, method="he", noise=0.1):
+    """(params, X, Y): params perturbed off their init (nonzero b), X ~ N(0, 1), valid Y."""
+    k_init, k_noise, k_X, k_Y = jax.random.split(jax.random.key(seed), 4)
+    params = mg.init_params(layer_dims, k_init, method=method, dtype=dtype)
+    params = {
+        n: p + noise * jax.random.normal(jax.random.fold_in(k_noise, i), p.shape, dtype)
+        for i, (n, p) in enumerate(params.items())
+    }
+    X = jax.random.normal(k_X, (layer_dims[0], m), dtype)
+    return params, X, labels_for(loss, layer_dims[-1], m, k_Y, dtype)
 
 
 def max_relative_error(grads, reference):

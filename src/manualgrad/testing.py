@@ -1,0 +1,623 @@
+r"""Check your own backward pass against `jax.grad`, with a diagnosis of what is wrong.
+
+You wrote backprop by hand — the course's `L_model_backward` in numpy, say — and want
+to know whether it is right, and if not, what is wrong with it.
+:func:`check_backward` runs your function on several small float64 networks
+([LINEAR → RELU] × (L − 1) → LINEAR → SIGMOID, the course's model), compares every key it
+returns with `jax.grad` of an independently written cost, and explains each key that
+disagrees (:mod:`manualgrad.mistakes`): "dW2 is m times too large: the 1/m of formula
+(2) is missing". :func:`assert_backward_matches` does the same inside a test and raises
+an `AssertionError` with the per-key table; the pytest plugin
+(:mod:`manualgrad.pytest_plugin`) hands it to your test as a fixture.
+
+| convention | your function                     | it returns                          |
+|------------|-----------------------------------|-------------------------------------|
+| `"course"` | `L_model_backward(AL, Y, caches)` | {"dA0"…, "dW1"…, "db1"…}            |
+| `"core"`   | `grads(params, X, Y)`             | {"dW1", "db1", …} or {"W1", "b1", …} |
+
+`caches` is the course's list of L caches `((A_prev, W, b), Z)`, as
+:func:`manualgrad.course.L_model_forward` makes them; all arrays are numpy float64, so
+numpy code (in-place `dZ[Z <= 0] = 0` included) and jax.numpy code both work.
+
+What the keys are compared with (per network of m examples, cost C = (1/m) Σ_i L_i):
+
+| key       | the truth                                      | formula |
+|-----------|------------------------------------------------|---------|
+| `dW{l}`   | ∂C/∂W[l]                                       | (2)     |
+| `db{l}`   | ∂C/∂b[l], shape (n_l, 1)                       | (2)     |
+| `dA{l}`   | m ∂C/∂A[l]: each example's own ∂L_i/∂a[l](i)   | (4)     |
+
+as the course defines them (its dA carry no 1/m; dA0 is with respect to X). A key
+passes when its relative difference ‖g − g̃‖ / (‖g‖ + ‖g̃‖) is at most `tol` (1e-10; a
+correct float64 backward measures about 1e-16). `loss="mse"` checks a backward of the
+squared error ½ (a − y)² instead of the cross-entropy, same network.
+
+>>> from manualgrad import course
+>>> report = check_backward(course.L_model_backward)
+>>> report.passed, len(report.results)
+(True, 5)
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import io
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from manualgrad._errors import ConfigError, DTypeError, ShapeError
+from manualgrad.mistakes import (
+    Finding,
+    Layer,
+    diagnose,
+    explain_ids,
+    harmonize,
+    label,
+    sigmoid,
+    summarize,
+)
+
+CONVENTIONS = ("course", "core")
+#: The losses a checked backward may differentiate (both after a sigmoid output).
+LOSSES = ("bce", "mse")
+#: A key passes at this relative difference to jax.grad or below (float64).
+TOL = 1e-10
+#: The function name `load_function` looks for when the spec names none.
+DEFAULT_FUNCTION = "L_model_backward"
+
+
+class BackwardCase(NamedTuple):
+    """One network a backward pass is checked on: relu hidden layers, a sigmoid output.
+
+    `layers` is [n_x, n_1, …, n_L] with n_L = 1; `seed` draws W, b, X and Y. With
+    `tie`, example 1 is all zeros and the hidden biases are 0, so every hidden Z is
+    exactly 0 in that column: there relu'(0) decides (it is 0).
+    """
+
+    name: str
+    layers: tuple[int, ...]
+    m: int
+    seed: int
+    tie: bool = False
+
+    def describe(self) -> str:
+        acts = ", ".join(["relu"] * (len(self.layers) - 2) + ["sigmoid"])
+        tie = "; example 1 puts every hidden Z exactly at 0" if self.tie else ""
+        return (
+            f"network {self.name!r}: layers {','.join(map(str, self.layers))} ({acts}), "
+            f"m = {self.m}{tie}"
+        )
+
+
+def default_cases(seed: int = 0) -> tuple[BackwardCase, ...]:
+    """The course's shape of network, an all-square one, a relu tie, and two random ones.
+
+    Square widths let a dW transposed, or a dA[l-1] computed with W[l-1], still run and
+    show in the values; the random networks (depth 1–4, widths 1–6, m 3–9) come from
+    `seed`, so a run is reproducible.
+    """
+    rng = np.random.default_rng(seed)
+    random_cases = []
+    for i in (1, 2):
+        depth = int(rng.integers(1, 5))
+        widths = tuple(int(n) for n in rng.integers(1, 7, size=depth))  # n_x, n_1 … n_{L-1}
+        random_cases.append(
+            BackwardCase(f"random {i}", (*widths, 1), int(rng.integers(3, 10)), seed + 10 + i)
+        )
+    return (
+        BackwardCase("course", (5, 4, 3, 1), 8, seed),
+        BackwardCase("square", (4, 4, 4, 4, 1), 6, seed + 1),
+        BackwardCase("relu tie", (3, 5, 2, 1), 5, seed + 2, tie=True),
+        *random_cases,
+    )
+
+
+class _Network(NamedTuple):
+    """A drawn case: params, data, forward values and the true gradients (numpy float64)."""
+
+    case: BackwardCase
+    params: dict[str, np.ndarray]
+    X: np.ndarray
+    Y: np.ndarray
+    layers: tuple[Layer, ...]
+    truth: dict[str, np.ndarray]
+    true_dA: dict[int, np.ndarray]
+    AL: np.ndarray
+    caches: list[tuple[tuple[np.ndarray, ...], np.ndarray]]  # the course's ((A_prev, W, b), Z)
+
+
+def _forward_layers(params, X, Y, loss) -> tuple[Layer, ...]:
+    n_layers = len(params) // 2
+    layers, A = [], X
+    for l in range(1, n_layers + 1):
+        W, b = params[f"W{l}"], params[f"b{l}"]
+        Z = W @ A + b
+        activation = "relu" if l < n_layers else "sigmoid"
+        A_next = np.maximum(Z, 0) if activation == "relu" else sigmoid(Z)
+        W_below = params[f"W{l - 1}"] if l > 1 else None
+        layers.append(Layer(l, n_layers, activation, A, W, W_below, Z, A_next, Y, loss))
+        A = A_next
+    return tuple(layers)
+
+
+def _oracle(params, X, Y, loss):
+    """jax.grad of the cost with respect to params, every Z[l] and every A[l] (A[0] = X).
+
+    Written with jax.nn, independently of manualgrad's backward: relu hidden layers
+    (jax.nn.relu, relu'(0) = 0), a sigmoid output, and the loss on A[L] —
+    −[y log a + (1 − y) log(1 − a)] or ½ (a − y)² — averaged over the m columns.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    n_layers = len(params) // 2
+
+    def cost(params, taps_Z, taps_A):
+        A = jnp.asarray(X) + taps_A[0]
+        for l in range(1, n_layers + 1):
+            Z = jnp.matmul(params[f"W{l}"], A, precision="highest") + params[f"b{l}"]
+            Z = Z + taps_Z[l - 1]
+            A = (jax.nn.relu if l < n_layers else jax.nn.sigmoid)(Z) + taps_A[l]
+        if loss == "bce":
+            losses = -(Y * jnp.log(A) + (1 - Y) * jnp.log1p(-A))
+        else:
+            losses = 0.5 * (A - Y) ** 2
+        return jnp.mean(jnp.sum(losses, axis=0))
+
+    with jax.enable_x64(True):
+        p = {k: jnp.asarray(v) for k, v in params.items()}
+        m = X.shape[1]
+        shapes = [X.shape] + [(params[f"W{l}"].shape[0], m) for l in range(1, n_layers + 1)]
+        taps_A = [jnp.zeros(s, jnp.float64) for s in shapes]
+        taps_Z = taps_A[1:]
+        # one compiled function: eager jax.grad would compile each primitive for each shape
+        g_params, _, g_A = jax.jit(jax.grad(cost, argnums=(0, 1, 2)))(p, taps_Z, taps_A)
+        return (
+            {k: np.asarray(v, np.float64) for k, v in g_params.items()},
+            [np.asarray(a, np.float64) for a in g_A],
+        )
+
+
+def _acceptable(layers: Sequence[Layer], truth: Mapping[str, np.ndarray]) -> bool:
+    """A draw that lets every mistake show: no saturated output, no zero gradient, every relu
+    layer with both signs of Z (so a missing g' or a wrong one changes the numbers)."""
+    AL = layers[-1].A
+    if AL.min() < 0.05 or AL.max() > 0.95:
+        return False
+    if any(np.linalg.norm(v) < 1e-6 for v in truth.values()):
+        return False
+    return all((layer.Z > 0).any() and (layer.Z < 0).any() for layer in layers[:-1])
+
+
+def _course_forward(params, X):
+    """AL and the caches of :func:`manualgrad.course.L_model_forward`, as numpy float64."""
+    import jax
+
+    from manualgrad import course
+
+    with jax.enable_x64(True):
+        AL, caches = jax.jit(course.L_model_forward)(X, params)
+        caches = [
+            (tuple(np.asarray(x, np.float64) for x in linear), np.asarray(Z, np.float64))
+            for linear, Z in caches
+        ]
+        return np.asarray(AL, np.float64), caches
+
+
+@functools.lru_cache(maxsize=64)
+def _draw(case: BackwardCase, loss: str) -> _Network:
+    """The network of `case` (cached: its arrays are never handed out, only copies)."""
+    rng = np.random.default_rng(case.seed)
+    dims, m = case.layers, case.m
+    n_layers = len(dims) - 1
+    for _ in range(1000):
+        params = {}
+        for l in range(1, n_layers + 1):
+            params[f"W{l}"] = rng.standard_normal((dims[l], dims[l - 1])) / np.sqrt(dims[l - 1])
+            zero_b = case.tie and l < n_layers
+            params[f"b{l}"] = (
+                np.zeros((dims[l], 1)) if zero_b else 0.5 * rng.standard_normal((dims[l], 1))
+            )
+        X = rng.standard_normal((dims[0], m))
+        if case.tie:
+            X[:, 0] = 0.0
+        Y = (rng.random((1, m)) < 0.5).astype(np.float64)
+        layers = _forward_layers(params, X, Y, loss)
+        if not _acceptable(layers, {}):
+            continue
+        g_params, g_A = _oracle(params, X, Y, loss)
+        truth = {f"d{k}": v for k, v in g_params.items()}
+        truth |= {f"dA{l}": m * g_A[l] for l in range(n_layers)}  # (4): per-example dA
+        if _acceptable(layers, truth):
+            true_dA = {l: m * g_A[l] for l in range(1, n_layers + 1)}
+            AL, caches = _course_forward(params, X)
+            return _Network(case, params, X, Y, layers, truth, true_dA, AL, caches)
+    raise ConfigError(f"could not draw a usable network for {case.describe()}; try another seed")
+
+
+# ------------------------------------------------------------------------------ the report
+
+
+class CaseResult(NamedTuple):
+    """One network's verdict: a :class:`~manualgrad.mistakes.Finding` per key, in backprop
+    order, or `error`, the exception the function raised on it."""
+
+    case: BackwardCase
+    findings: tuple[Finding, ...]
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(f.passed for f in self.findings)
+
+
+@dataclass(frozen=True)
+class BackwardReport:
+    """The result of :func:`check_backward`: one :class:`CaseResult` per network."""
+
+    function: str
+    convention: str
+    loss: str
+    tol: float
+    results: tuple[CaseResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def mistakes(self) -> set[str]:
+        """The ids of every diagnosis made ("follows" and "unknown" included)."""
+        return {i for r in self.results for f in r.findings if not f.passed for i in f.mistakes}
+
+    def summary(self) -> list[str]:
+        """One line per distinct diagnosis, naming the keys it covers, then the errors raised."""
+        findings = [f for r in self.results for f in r.findings]
+        lines = [f"{', '.join(keys)}: {explain_ids(ids)}" for ids, keys in summarize(findings)]
+        errors = [r for r in self.results if r.error is not None]
+        if errors:
+            names = ", ".join(repr(r.case.name) for r in errors)
+            lines.append(f"raised on {names}: {errors[0].error}")
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+
+        def finding(f: Finding) -> dict[str, Any]:
+            return f._asdict() | {"shape": list(f.shape), "expected_shape": list(f.expected_shape)}
+
+        return {
+            "passed": self.passed,
+            "function": self.function,
+            "convention": self.convention,
+            "loss": self.loss,
+            "tol": self.tol,
+            "summary": self.summary(),
+            "networks": [
+                {
+                    "name": r.case.name,
+                    "layers": list(r.case.layers),
+                    "m": r.case.m,
+                    "passed": r.passed,
+                    "error": r.error,
+                    "keys": [finding(f) for f in r.findings],
+                }
+                for r in self.results
+            ],
+        }
+
+    def print(self, console: Any = None, *, summary_first: bool = False) -> None:
+        """Print the tables and the diagnosis with `rich` (to `console`, default stdout)."""
+        from rich.console import Console
+
+        console = Console() if console is None else console
+        verdict = self._verdict()
+        if summary_first:
+            console.print(verdict)
+        networks = _plural(len(self.results), "network")
+        console.print(
+            f"{self.function} ({self.convention} convention, loss {self.loss}) against jax.grad, "
+            f"float64, {networks}; a key passes at a relative difference "
+            f"‖g − g̃‖ / (‖g‖ + ‖g̃‖) ≤ {self.tol:.0e}"
+        )
+        for result in self.results:
+            _print_case(console, result)
+        if not summary_first:
+            console.print(verdict)
+
+    def format(self, *, summary_first: bool = False) -> str:
+        """The printed report as plain text (no colour), e.g. for an assertion message."""
+        from rich.console import Console
+
+        buffer = io.StringIO()
+        console = Console(file=buffer, width=110, color_system=None, soft_wrap=True)
+        self.print(console, summary_first=summary_first)
+        return buffer.getvalue()
+
+    def _verdict(self) -> str:
+        from rich.markup import escape
+
+        n = len(self.results)
+        if self.passed:
+            return f"[green]PASS[/green]: every key of {_plural(n, 'network')} agrees with jax.grad"
+        failed = sum(not r.passed for r in self.results)
+        networks = _plural(n, "network")
+        lines = [f"[bold red]FAIL[/bold red]: {failed} of {networks} disagree with jax.grad:"]
+        lines += [f"- {escape(line)}" for line in self.summary()]
+        return "\n".join(lines)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _print_case(console: Any, result: CaseResult) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    title = result.case.describe()
+    if result.error is not None:
+        console.print(f"{title}: [bold red]raised[/bold red] {escape(result.error)}")
+        return
+    if result.passed:
+        n = _plural(len(result.findings), "key")
+        console.print(f"{title}: {n}, all agree [green]PASS[/green]")
+        return
+    console.print(f"{title}:")
+    table = Table()
+    table.add_column("key")
+    table.add_column("shape")
+    table.add_column("vs jax.grad", justify="right")
+    table.add_column("verdict")
+    table.add_column("diagnosis")
+    for f in result.findings:
+        shape = "×".join(map(str, f.shape)) or "scalar"
+        if f.shape != f.expected_shape:
+            shape += f" (want {'×'.join(map(str, f.expected_shape))})"
+        difference = "–" if f.difference is None else f"{f.difference:.2e}"
+        verdict = "[green]PASS[/green]" if f.passed else "[bold red]FAIL[/bold red]"
+        table.add_row(f.key, shape, difference, verdict, escape(label(f)))
+    console.print(table)
+    for f in result.findings:
+        if "unknown" in f.mistakes:
+            console.print(f"  {f.key}: {escape(f.text or '')}")
+
+
+# ------------------------------------------------------------------- running the function
+
+
+def _function_name(func: Callable[..., Any]) -> str:
+    return getattr(func, "__name__", type(func).__name__)
+
+
+def _exception_line(err: BaseException, func: Callable[..., Any]) -> str:
+    """`ValueError: … (file.py, line 12: dW = …)`, at the deepest frame in func's file."""
+    frames = traceback.extract_tb(err.__traceback__)
+    code = getattr(func, "__code__", None)
+    own = [fr for fr in frames if code is not None and fr.filename == code.co_filename]
+    where = (own or frames[-1:] or [None])[-1]
+    text = f"{type(err).__name__}: {err}"
+    if where is not None:
+        text += f" ({Path(where.filename).name}, line {where.lineno}: {where.line})"
+    return text
+
+
+def _expected_keys(convention: str, n_layers: int) -> list[str]:
+    keys = [f"d{p}{l}" for l in range(1, n_layers + 1) for p in "Wb"]
+    if convention == "course":
+        keys += [f"dA{l}" for l in range(n_layers)]
+    return keys
+
+
+def _as_arrays(out: Any, net: _Network, convention: str, name: str) -> dict[str, np.ndarray]:
+    """The returned dict as numpy arrays under the course's keys, or a one-line error."""
+    n_layers = len(net.layers)
+    expected = _expected_keys(convention, n_layers)
+    hint = (
+        f"'dA0' … 'dA{n_layers - 1}', 'dW1' … 'dW{n_layers}', 'db1' … 'db{n_layers}'"
+        if convention == "course"
+        else f"'dW1', 'db1', … 'dW{n_layers}', 'db{n_layers}' (or the params' names 'W1', …)"
+    )
+    where = f"on the {net.case.describe()}"
+    if not isinstance(out, Mapping):
+        raise ShapeError(
+            f"`{name}` returned {type(out).__name__} {where}; expected a dict with keys {hint}"
+        )
+    out = dict(out)
+    if convention == "core" and all(f"W{l}" in out for l in range(1, n_layers + 1)):
+        out = {f"d{k}": v for k, v in out.items()}  # params-style names
+    missing = [k for k in expected if k not in out]
+    if missing:
+        raise ShapeError(
+            f"`{name}` returned no {missing} {where}: expected the keys {hint}, "
+            f"got {sorted(map(str, out))}"
+        )
+    arrays = {}
+    for key in expected:
+        value = out[key]
+        try:
+            array = np.asarray(value)
+        except Exception:  # an object numpy cannot convert
+            array = np.asarray(None)
+        if array.dtype.kind not in "fiu":
+            raise DTypeError(
+                f"`{name}` returned {key!r} = {type(value).__name__} {where}; expected a "
+                "numeric array (numpy or jax)"
+            )
+        arrays[key] = array if array.dtype.kind == "f" else array.astype(np.float64)
+    return arrays
+
+
+def _shape_owner(key: str) -> str:
+    kind, l = key[:2], int(key[2:])
+    if kind == "dA":
+        return "X's shape (n_x, m)" if l == 0 else f"A{l}'s shape (n_{l}, m)"
+    return f"{kind[1]}{l}'s shape"
+
+
+def _call(func, net: _Network, convention: str) -> Any:
+    """`func` on fresh copies of the network's arrays, with float64 on for jax.numpy code."""
+    import jax
+
+    with jax.enable_x64(True):
+        if convention == "course":
+            caches = [(tuple(x.copy() for x in linear), Z.copy()) for linear, Z in net.caches]
+            return func(net.AL.copy(), net.Y.copy(), caches)
+        return func({k: v.copy() for k, v in net.params.items()}, net.X.copy(), net.Y.copy())
+
+
+def check_backward(
+    func: Callable[..., Any],
+    *,
+    convention: str = "course",
+    loss: str = "bce",
+    cases: Sequence[BackwardCase] | None = None,
+    tol: float = TOL,
+    name: str | None = None,
+) -> BackwardReport:
+    """Run `func` on each network of `cases` and compare every key with jax.grad.
+
+    `convention` "course": `func(AL, Y, caches)` returns {"dA0", …, "dW1", …, "db1", …};
+    "core": `func(params, X, Y)` returns the gradients under the params' keys (with or
+    without the leading "d"). `loss` is the cost `func` differentiates: "bce" (the
+    course's cross-entropy) or "mse" (½ (a − y)²), after a sigmoid output. `cases`
+    defaults to :func:`default_cases`; `name` (default: `func.__name__`) names it in
+    the report.
+
+    Returns a :class:`BackwardReport`; an exception `func` raises is recorded as its
+    network's failure. Raises :class:`~manualgrad.ShapeError` (or
+    :class:`~manualgrad.DTypeError`) when `func` returns something that cannot be
+    compared: not a dict, missing keys, a non-numeric value, or a shape no known
+    mistake explains (a transposed dW and a db without keepdims are diagnosed instead).
+    """
+    if convention not in CONVENTIONS:
+        raise ConfigError(f"unknown convention {convention!r}; expected one of {list(CONVENTIONS)}")
+    if loss not in LOSSES:
+        raise ConfigError(
+            f"loss {loss!r} cannot be checked here; expected one of {list(LOSSES)} (the "
+            "course's network ends in a sigmoid)"
+        )
+    cases = default_cases() if cases is None else tuple(cases)
+    name = _function_name(func) if name is None else name
+    results = []
+    for case in cases:
+        net = _draw(case, loss)
+        try:
+            out = _call(func, net, convention)
+        except Exception as err:  # the user's code failed on this network: its verdict
+            results.append(CaseResult(case, (), _exception_line(err, func)))
+            continue
+        returned = _as_arrays(out, net, convention, name)
+        findings = diagnose(net.layers, returned, net.truth, net.true_dA, tol=tol)
+        for f in findings:
+            if f.shape != f.expected_shape and f.mistakes == ("unknown",):
+                raise ShapeError(
+                    f"`{name}` returned {f.key!r} with shape {f.shape} on the "
+                    f"{case.describe()}; expected {f.expected_shape}, {_shape_owner(f.key)}"
+                )
+        results.append(CaseResult(case, tuple(findings)))
+    # where a network cannot tell two mistakes apart, take the one the others pin down
+    settled = iter(harmonize([f for r in results for f in r.findings]))
+    results = [r._replace(findings=tuple(next(settled) for _ in r.findings)) for r in results]
+    return BackwardReport(name, convention, loss, tol, tuple(results))
+
+
+def assert_backward_matches(
+    func: Callable[..., Any],
+    *,
+    convention: str = "course",
+    loss: str = "bce",
+    cases: Sequence[BackwardCase] | None = None,
+    tol: float = TOL,
+) -> BackwardReport:
+    """:func:`check_backward`, raising `AssertionError` unless every key of every network passes.
+
+    The message is the report: the verdict and one line per diagnosis first, then the
+    table of each failing network. A returned value that cannot be compared (not a dict,
+    a missing key, a wrong shape) is an `AssertionError` too, with its one-line reason.
+    Returns the report when it passes.
+    """
+    __tracebackhide__ = True  # pytest: show the caller's line, not this one
+    try:
+        report = check_backward(func, convention=convention, loss=loss, cases=cases, tol=tol)
+    except (ShapeError, DTypeError) as err:
+        raise AssertionError(str(err)) from err
+    if not report.passed:
+        raise AssertionError(report.format(summary_first=True))
+    return report
+
+
+def load_function(spec: str, default: str = DEFAULT_FUNCTION) -> Callable[..., Any]:
+    """The function `FUNCTION` of the Python file in `spec` = "FILE.py:FUNCTION" (or "FILE.py").
+
+    The file is run as a module with its own folder on `sys.path` (so it can import its
+    neighbours, like a notebook's `dnn_utils`). Raises :class:`~manualgrad.ConfigError`,
+    with one line, when the file is missing, is not Python, fails to load, or does not
+    define a callable `FUNCTION`.
+    """
+    path_text, sep, name = spec.rpartition(":")
+    if not sep or not name or name.endswith(".py") or "/" in name or "\\" in name:
+        path_text, name = spec, default
+    path = Path(path_text)
+    if path.suffix != ".py":
+        raise ConfigError(f"expected FILE.py or FILE.py:FUNCTION, got {spec!r}")
+    if not path.is_file():
+        raise ConfigError(f"no such file {path_text!r} (from {spec!r})")
+    module_name = f"_manualgrad_checked_{path.stem}"
+    loader_spec = importlib.util.spec_from_file_location(module_name, path)
+    if loader_spec is None or loader_spec.loader is None:
+        raise ConfigError(f"cannot load {path.name!r} as a Python module")
+    module = importlib.util.module_from_spec(loader_spec)
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    sys.modules[module_name] = module  # as `import` does: dataclasses and pickling need it
+    try:
+        loader_spec.loader.exec_module(module)
+    except (Exception, SystemExit) as err:
+        del sys.modules[module_name]
+        if isinstance(err, SyntaxError):
+            reason = f"SyntaxError: {err.msg} (line {err.lineno})"
+        else:
+            reason = f"{type(err).__name__}: {err}"
+            frames = traceback.extract_tb(err.__traceback__)
+            lines = [f.lineno for f in frames if Path(f.filename).resolve() == path.resolve()]
+            if lines:
+                reason += f" (line {lines[-1]})"
+        raise ConfigError(f"{path.name!r} does not load: {reason}") from None
+    finally:
+        sys.path.remove(folder)
+    func = getattr(module, name, None)
+    if func is None:
+        defined = sorted(
+            k
+            for k, v in vars(module).items()
+            if callable(v) and getattr(v, "__module__", None) == module_name and k[0] != "_"
+        )
+        listed = ", ".join(defined[:6]) + (", …" if len(defined) > 6 else "")
+        raise ConfigError(
+            f"{path.name!r} defines no function {name!r} (it has {listed or 'none'}): "
+            "name one with FILE.py:FUNCTION"
+        )
+    if not callable(func):
+        raise ConfigError(f"{name!r} in {path.name!r} is a {type(func).__name__}, not a function")
+    return func
+
+
+__all__ = [
+    "CONVENTIONS",
+    "LOSSES",
+    "TOL",
+    "BackwardCase",
+    "BackwardReport",
+    "CaseResult",
+    "assert_backward_matches",
+    "check_backward",
+    "default_cases",
+    "load_function",
+]

@@ -1,0 +1,412 @@
+"""`manualgrad.testing` and `manualgrad.mistakes`: checking a user's own backward pass.
+
+The oracle is the set of numpy reference implementations in tests/backward_references.py:
+one correct `L_model_backward` (and `grads`, in the core convention) and one version per
+classic mistake, each written the way a student would write it. Every version must get
+the right verdict and exactly the diagnosis of its mistake.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import tomllib
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import backward_references as refs
+from manualgrad import course
+from manualgrad._errors import ConfigError, DTypeError, ShapeError
+from manualgrad.cli import main
+from manualgrad.functional import value_and_grad
+from manualgrad.mistakes import MISTAKES
+from manualgrad.testing import (
+    BackwardCase,
+    assert_backward_matches,
+    check_backward,
+    default_cases,
+    load_function,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+REFS = ROOT / "tests" / "backward_references.py"
+
+# ------------------------------------------------------------------------- correct versions
+
+
+@pytest.mark.parametrize(
+    ("func", "convention", "loss"),
+    [
+        (refs.L_model_backward, "course", "bce"),
+        (refs.L_model_backward_mse, "course", "mse"),
+        (refs.grads, "core", "bce"),
+    ],
+    ids=["course-bce", "course-mse", "core-bce"],
+)
+def test_a_correct_numpy_backward_passes_every_key_of_every_network(func, convention, loss):
+    report = check_backward(func, convention=convention, loss=loss)
+    assert report.passed, report.format()
+    assert len(report.results) == len(default_cases())
+    differences = [f.difference for r in report.results for f in r.findings]
+    assert max(differences) <= 1e-13  # measured ≈ 1e-15; the threshold is 1e-10
+    assert {f.key for f in report.results[0].findings} == {
+        *(f"dW{l}" for l in (1, 2, 3)),
+        *(f"db{l}" for l in (1, 2, 3)),
+        *((f"dA{l}" for l in (0, 1, 2)) if convention == "course" else ()),
+    }
+
+
+def test_manualgrads_course_backward_passes_the_check():
+    assert_backward_matches(course.L_model_backward)
+
+
+def test_manualgrads_core_backward_passes_the_check_in_the_core_convention():
+    def grads(params, X, Y):
+        n_layers = len(params) // 2
+        activations = ("relu",) * (n_layers - 1) + ("sigmoid",)
+        return value_and_grad(params, X, Y, activations=activations, loss="bce")[1]
+
+    assert_backward_matches(grads, convention="core")
+
+
+# ------------------------------------------------------------------- one version per mistake
+
+# (function in backward_references, loss, the diagnosis expected); `grads_…` are core-convention
+BUGGY = [
+    ("L_model_backward_missing_1_over_m", "bce", {"dW_missing_1_over_m", "db_missing_1_over_m"}),
+    ("L_model_backward_dW_1_over_m_twice", "bce", {"dW_1_over_m_twice"}),
+    ("L_model_backward_db_1_over_m_twice", "bce", {"db_1_over_m_twice"}),
+    ("L_model_backward_dW_transposed", "bce", {"dW_transposed"}),
+    ("L_model_backward_dW_sign", "bce", {"dW_sign"}),
+    ("L_model_backward_db_without_keepdims", "bce", {"db_without_keepdims"}),
+    ("L_model_backward_db_wrong_axis", "bce", {"db_wrong_axis"}),
+    ("L_model_backward_db_summed_over_everything", "bce", {"db_summed_over_everything"}),
+    ("L_model_backward_db_sign", "bce", {"db_sign"}),
+    ("L_model_backward_dA_with_1_over_m", "bce", {"dA_with_1_over_m", "follows"}),
+    ("L_model_backward_dA_without_transpose", "bce", {"dA_without_transpose", "follows"}),
+    ("L_model_backward_dA_from_W_below", "bce", {"dA_from_W_below", "follows"}),
+    ("L_model_backward_dA_sign", "bce", {"dA_sign", "follows"}),
+    ("L_model_backward_sign", "bce", {"dz_sign", "follows"}),
+    ("L_model_backward_without_derivative", "bce", {"dz_without_derivative"}),
+    ("L_model_backward_sigmoid_on_relu", "bce", {"sigmoid_derivative_on_relu"}),
+    ("L_model_backward_relu_on_sigmoid", "bce", {"relu_derivative_on_sigmoid", "follows"}),
+    ("L_model_backward_derivative_at_A", "bce", {"derivative_at_A", "follows"}),
+    ("L_model_backward_Z_one_minus_Z", "bce", {"a_one_minus_a_at_Z", "follows"}),
+    ("L_model_backward_relu_at_zero", "bce", {"relu_derivative_at_zero"}),
+    ("L_model_backward_fused_as_dA", "bce", {"fused_dZ_used_as_dA", "follows"}),
+    ("L_model_backward_mse_fused", "mse", {"fused_dZ_with_wrong_loss", "follows"}),
+    ("grads_missing_1_over_m", "bce", {"dW_missing_1_over_m"}),
+    ("grads_sigmoid_on_relu", "bce", {"sigmoid_derivative_on_relu"}),
+    ("grads_dA_from_W_below", "bce", {"dA_from_W_below"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "loss", "expected"),
+    BUGGY,
+    ids=[n.replace("L_model_backward_", "").replace("grads_", "core-") for n, *_ in BUGGY],
+)
+def test_each_buggy_version_fails_with_the_diagnosis_of_its_mistake(name, loss, expected):
+    convention = "core" if name.startswith("grads") else "course"
+    report = check_backward(getattr(refs, name), convention=convention, loss=loss)
+    assert not report.passed
+    assert report.mistakes() == expected, report.format()
+
+
+def test_every_mistake_of_the_catalogue_has_a_buggy_version():
+    covered = set().union(*(expected for _, _, expected in BUGGY))
+    assert {m.id for m in MISTAKES} <= covered
+
+
+def test_a_diagnosis_names_the_formula_and_the_layer():
+    report = check_backward(refs.L_model_backward_missing_1_over_m, cases=default_cases()[:1])
+    row = next(f for f in report.results[0].findings if f.key == "dW2")
+    assert row.text == (
+        "dW[2] is m times too large: the 1/m of formula (2) is missing — "
+        "dW[2] = (1/m) dZ[2] A[1]ᵀ (m = 8)"
+    )
+
+
+def test_a_relu_derivative_at_zero_shows_only_on_the_network_with_a_tie():
+    report = check_backward(refs.L_model_backward_relu_at_zero)
+    failing = [r.case.name for r in report.results if not r.passed]
+    assert failing == ["relu tie"]
+    assert all(r.case.tie == (not r.passed) for r in report.results)
+
+
+def test_a_dA_from_the_wrong_layer_runs_on_the_square_network_and_raises_elsewhere():
+    report = check_backward(refs.L_model_backward_dA_from_W_below)
+    square = next(r for r in report.results if r.case.name == "square")
+    assert square.error is None and not square.passed
+    course_net = next(r for r in report.results if r.case.name == "course")
+    assert course_net.error is not None and course_net.error.startswith("ValueError")
+    assert "backward_references.py, line" in course_net.error
+
+
+def test_the_layers_below_a_mistake_follow_from_it():
+    report = check_backward(refs.L_model_backward_sign, cases=default_cases()[:1])
+    diagnosis = {f.key: f.mistakes for f in report.results[0].findings}
+    assert diagnosis["dW3"] == diagnosis["db3"] == diagnosis["dA2"] == ("dz_sign",)
+    assert {diagnosis[k] for k in ("dW2", "db2", "dA1", "dW1", "db1", "dA0")} == {("follows",)}
+
+
+def _scaled(func, key, factor):
+    def backward(AL, Y, caches):
+        grads = func(AL, Y, caches)
+        return {**grads, key: grads[key] * factor}
+
+    return backward
+
+
+def test_an_unknown_mistake_names_the_first_layer_to_go_wrong():
+    report = check_backward(_scaled(refs.L_model_backward, "dW2", 1.5), cases=default_cases()[:1])
+    row = next(f for f in report.results[0].findings if not f.passed)
+    assert row.key == "dW2" and row.mistakes == ("unknown",)
+    assert row.text is not None
+    assert row.text.startswith("it is 1.5 × the right value; no known mistake fits")
+    assert "layer 2 is the first to go wrong" in row.text
+
+
+def test_a_float32_backward_fails_and_is_told_to_compute_in_float64():
+    def float32_backward(AL, Y, caches):
+        grads = refs.L_model_backward(AL, Y, caches)
+        return {k: v.astype(np.float32) for k, v in grads.items()}
+
+    report = check_backward(float32_backward, cases=default_cases()[:1])
+    assert not report.passed
+    row = next(f for f in report.results[0].findings if not f.passed)
+    assert "dtype float32: compute in float64" in (row.text or "")
+
+
+def test_jax_numpy_code_runs_in_float64():
+    def jnp_backward(AL, Y, caches):
+        return {k: jnp.asarray(v) for k, v in refs.L_model_backward(AL, Y, caches).items()}
+
+    assert check_backward(jnp_backward).passed
+    assert jnp.zeros(1).dtype == jnp.float32  # float64 was scoped to the check
+
+
+def test_the_networks_are_reproducible_from_the_seed():
+    assert default_cases(3) == default_cases(3)
+    assert default_cases(3)[3:] != default_cases(4)[3:]
+    case = BackwardCase("tiny", (2, 3, 1), 4, seed=5)
+    a = check_backward(refs.L_model_backward_missing_1_over_m, cases=[case])
+    b = check_backward(refs.L_model_backward_missing_1_over_m, cases=[case])
+    assert a.to_dict() == b.to_dict()
+
+
+# ------------------------------------------------------------------------- assertion helper
+
+
+def test_assert_backward_matches_raises_with_the_summary_and_the_table():
+    with pytest.raises(AssertionError) as info:
+        assert_backward_matches(refs.L_model_backward_db_without_keepdims)
+    message = str(info.value)
+    first = message.strip().splitlines()[0]
+    assert first == "FAIL: 5 of 5 networks disagree with jax.grad:"
+    assert "db3, db2, db1: db[l] has shape (n_l,), not (n_l, 1): sum with keepdims=True" in message
+    assert "│ db1 │ 4 (want 4×1) │" in message and "no keepdims (2)" in message
+
+
+def test_assert_backward_matches_returns_the_report_when_it_passes():
+    report = assert_backward_matches(refs.L_model_backward)
+    assert report.passed and report.function == "L_model_backward"
+
+
+# ------------------------------------------------------------- values that cannot be compared
+
+
+def _returning(value):
+    def backward(AL, Y, caches):
+        return value(refs.L_model_backward(AL, Y, caches))
+
+    return backward
+
+
+@pytest.mark.parametrize(
+    ("transform", "error", "message"),
+    [
+        (lambda g: list(g.values()), ShapeError, r"returned list on the network 'course'.*"
+         r"expected a dict with keys 'dA0' … 'dA2', 'dW1' … 'dW3', 'db1' … 'db3'"),
+        (lambda g: {k: v for k, v in g.items() if k != "db2"}, ShapeError,
+         r"returned no \['db2'\] on the network 'course'"),
+        (lambda g: {**g, "dW1": None}, DTypeError, r"returned 'dW1' = NoneType .* expected a "
+         r"numeric array"),
+        (lambda g: {**g, "dW2": g["dW2"][:, :2]}, ShapeError,
+         r"returned 'dW2' with shape \(3, 2\) .* expected \(3, 4\), W2's shape"),
+        (lambda g: {**g, "dA0": g["dA0"][:, :1]}, ShapeError,
+         r"'dA0' with shape \(5, 1\) .* expected \(5, 8\), X's shape \(n_x, m\)"),
+    ],
+    ids=["not-a-dict", "missing-key", "not-numeric", "wrong-shape", "wrong-dA-shape"],
+)  # fmt: skip
+def test_a_value_that_cannot_be_compared_is_one_line_error(transform, error, message):
+    func = _returning(transform)
+    with pytest.raises(error, match=message) as info:
+        check_backward(func)
+    assert "\n" not in str(info.value)
+    with pytest.raises(AssertionError, match=message):  # in a test: a failure, not an error
+        assert_backward_matches(func)
+
+
+def test_an_exception_in_the_function_is_its_networks_failure():
+    def broken(AL, Y, caches):
+        return {"dW1": undefined_name}  # type: ignore[name-defined]  # noqa: F821
+
+    report = check_backward(broken, cases=default_cases()[:2])
+    assert not report.passed
+    assert all(r.error is not None for r in report.results)
+    assert report.results[0].error.startswith("NameError: name 'undefined_name' is not defined")
+    assert "test_testing.py, line" in report.results[0].error
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"convention": "torch"}, "unknown convention 'torch'"), ({"loss": "ce"}, "loss 'ce'")],
+    ids=["convention", "loss"],
+)
+def test_bad_options_raise_config_errors(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        check_backward(refs.L_model_backward, **kwargs)
+
+
+# --------------------------------------------------------------------------- load_function
+
+
+def test_load_function_finds_the_named_function_and_defaults_to_L_model_backward():
+    assert load_function(f"{REFS}:grads").__name__ == "grads"
+    default = load_function(str(REFS))
+    assert default.__name__ == "L_model_backward"
+    assert check_backward(default).passed
+
+
+def _write(tmp_path, text, name="student.py"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("source", "spec", "message"),
+    [
+        (None, "{dir}/missing.py", r"no such file '.*missing.py'"),
+        (None, "{dir}/notes.txt:f", r"expected FILE.py or FILE.py:FUNCTION, got '.*notes.txt:f'"),
+        ("def f(:\n", "{path}:f", r"'student.py' does not load: SyntaxError: .* \(line 1\)"),
+        ("import numpy\nraise RuntimeError('no data')\n", "{path}:f",
+         r"'student.py' does not load: RuntimeError: no data \(line 2\)"),
+        ("import not_a_module_anywhere\n", "{path}:f",
+         r"'student.py' does not load: ModuleNotFoundError: No module named"),
+        ("def helper(): pass\n", "{path}:L_model_backward",
+         r"'student.py' defines no function 'L_model_backward' \(it has helper\)"),
+        ("L_model_backward = 3\n", "{path}", r"'L_model_backward' in 'student.py' is a int"),
+    ],
+    ids=["no-file", "not-python", "syntax-error", "raises", "import-error", "no-function",
+         "not-callable"],
+)  # fmt: skip
+def test_load_function_errors_are_one_line(tmp_path, source, spec, message):
+    path = _write(tmp_path, source) if source is not None else str(tmp_path / "student.py")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_function(spec.format(dir=tmp_path, path=path))
+    assert "\n" not in str(info.value)
+
+
+def test_load_function_lets_the_file_import_its_neighbours(tmp_path):
+    _write(tmp_path, "def relu_backward(dA, Z):\n    return dA * (Z > 0)\n", "dnn_utils.py")
+    path = _write(tmp_path, "from dnn_utils import relu_backward\n")
+    assert load_function(f"{path}:relu_backward").__name__ == "relu_backward"
+
+
+# --------------------------------------------------------------------------- pytest plugin
+
+
+def test_pyproject_registers_the_pytest_plugin():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    plugins = pyproject["project"]["entry-points"]["pytest11"]
+    assert plugins == {"manualgrad.pytest_plugin": "manualgrad.pytest_plugin"}
+
+
+STUDENT_TEST = """
+from student import L_model_backward
+
+def test_backward(assert_backward_matches):
+    assert_backward_matches(L_model_backward)
+"""
+
+
+def _student(pytester, backward_name):
+    source = REFS.read_text(encoding="utf-8")
+    source += f"\nL_model_backward = {backward_name}\n"
+    pytester.makepyfile(student=source, test_student=STUDENT_TEST)
+    return pytester.runpytest("-p", "manualgrad.pytest_plugin", "-q", "-p", "no:cacheprovider")
+
+
+def test_the_fixture_passes_a_correct_backward_in_a_three_line_test(pytester):
+    result = _student(pytester, "make_L_model_backward()")
+    result.assert_outcomes(passed=1)
+
+
+def test_the_fixture_fails_a_buggy_backward_with_the_diagnosis(pytester):
+    result = _student(pytester, "L_model_backward_missing_1_over_m")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*FAIL: 5 of 5 networks disagree with jax.grad:*",
+            "*dW4, dW3, dW2, dW1: dW[[]l] is m times too large: the 1/m of formula (2) is missing*",
+        ]
+    )
+
+
+def test_the_fixture_is_the_library_function(pytester):
+    pytester.makepyfile(
+        """
+        from manualgrad.testing import assert_backward_matches as library
+
+        def test_same(assert_backward_matches):
+            assert assert_backward_matches is library
+        """
+    )
+    pytester.runpytest("-p", "manualgrad.pytest_plugin", "-q").assert_outcomes(passed=1)
+
+
+def test_float64_stays_scoped_to_the_check():
+    check_backward(refs.L_model_backward, cases=default_cases()[:1])
+    assert not jax.config.jax_enable_x64
+
+
+# -------------------------------------------------------------------------- the docs page
+
+DOC = ROOT / "docs" / "check_your_backward.md"
+
+
+def _blocks(kind):
+    text = DOC.read_text(encoding="utf-8")
+    return [block.split("```", 1)[0] for block in text.split(f"```{kind}\n")[1:]]
+
+
+def _run_check(capsys, monkeypatch, path):
+    monkeypatch.setenv("COLUMNS", "100")
+    code = main(["check", "--against", str(path)])
+    out = capsys.readouterr().out
+    return code, "".join(line.rstrip() + "\n" for line in out.splitlines())
+
+
+def test_the_docs_page_shows_the_real_output_of_its_example_and_of_its_fix(
+    tmp_path, capsys, monkeypatch
+):
+    student, fix = _blocks("python")[0], _blocks("python")[1]
+    bug_output, fixed_output = _blocks("text")[0], _blocks("text")[1]
+    path = tmp_path / "my_backward.py"
+    path.write_text(student, encoding="utf-8")
+    assert _run_check(capsys, monkeypatch, path) == (1, bug_output)
+    fixed = student.replace("    dZ[Z < 0] = 0\n", "    dZ[Z <= 0] = 0\n")
+    assert fix.strip() in fixed  # the page's fix is what the fixed file contains
+    path.write_text(fixed, encoding="utf-8")
+    assert _run_check(capsys, monkeypatch, path) == (0, fixed_output)
+
+
+def test_the_docs_page_lists_every_mistake_of_the_catalogue():
+    text = DOC.read_text(encoding="utf-8")
+    missing = [m.label for m in MISTAKES if f"| {m.label} " not in text]
+    assert missing == []
