@@ -195,7 +195,7 @@ def check_activations(activations: Sequence[str], n_layers: int) -> tuple[Activa
     return tuple(acts)
 
 
-def check_loss(loss: str, output: Activation | None) -> Loss:
+def check_loss(loss: Any, output: Activation | None) -> Loss:
     """Check the loss name and, when `output` is given, that it fits the output activation."""
     if not isinstance(loss, str) or loss not in LOSSES:
         raise ConfigError(f"unknown loss {_describe(loss)}; expected one of {sorted(LOSSES)}")
