@@ -1,5 +1,6 @@
 """Data parallelism on N virtual CPU devices: agreement, bytes all-reduced, step times.
 
+    python bench/parallel.py --quick              # a small network, seconds
     python bench/parallel.py                      # 4 virtual devices, JSON to stdout + table
     python bench/parallel.py --json out.json      # also write the JSON to a file
     python bench/parallel.py --model --tflops 400 # the paper model of docs/scaling.md
@@ -11,26 +12,23 @@ What it reports:
   (every W[l], b[l] once, plus the scalar cost) and read from the all-reduce
   instructions of the compiled HLO; and what a ring all-reduce sends per device,
   2(N-1)/N times that;
-- median step times. The virtual devices share this machine's cores, so the times
+- step times, each sharded variant against its single-device reference in paired,
+  interleaved rounds (`manualgrad.benchmark`: median of per-round ratios with a 95 %
+  bootstrap interval). The virtual devices share this machine's cores, so the times
   show overhead, not speed-up: the scaling on real GPUs is worked out on paper in
   docs/scaling.md (`--model`).
 
-Every variant is compiled ahead of time, warmed up, and timed with
-`block_until_ready`; agreement is checked before timing.
+Every variant is compiled ahead of time and warmed up; agreement is checked before
+timing.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,7 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--devices", type=int, default=4, help="virtual CPU devices (default 4)")
     p.add_argument("--dims", type=int, nargs="+", default=[256, 512, 512, 1])
     p.add_argument("--m", type=int, default=2048, help="global batch (examples)")
-    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=11, help="paired rounds (default 11)")
+    p.add_argument("--quick", action="store_true", help="a small network, 3 rounds")
     p.add_argument("--json", type=Path, help="also write the JSON result here")
     p.add_argument("--model", action="store_true", help="print the paper scaling model only")
     p.add_argument("--model-dims", type=int, nargs="+", default=[1024, 4096, 4096, 4096, 1])
@@ -182,18 +181,6 @@ def print_model(args) -> dict:
 # --------------------------------------------------------------------------- measurement
 
 
-def median_time(fn, *args, repeats: int) -> float:
-    import jax
-
-    jax.block_until_ready(fn(*args))  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def measure(args) -> dict:
     import jax
 
@@ -201,100 +188,93 @@ def measure(args) -> dict:
     import jax.numpy as jnp
 
     import manualgrad as mg
-    from manualgrad import parallel, per_example
+    from manualgrad import benchmark as B
+    from manualgrad.parallel import (
+        data_mesh,
+        data_parallel,
+        replicate,
+        shard_batch,
+        shard_map_clipped_grads,
+        shard_map_value_and_grad,
+    )
 
     n = len(jax.devices())
     if n != args.devices:
         raise SystemExit(f"expected {args.devices} devices, jax sees {n}")
     acts = ("relu",) * (len(args.dims) - 2) + ("sigmoid",)
     k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
-    params = mg.init_params(args.dims, k1)
+    net = mg.network(acts, precision="highest")
+    params = net.init(args.dims, k1)
     X = jax.random.normal(k2, (args.dims[0], args.m))
     Y = (jax.random.uniform(k3, (1, args.m)) > 0.5).astype(jnp.float32)
-    mesh = mg.parallel.data_mesh()
-    Xs, Ys = mg.parallel.shard_batch(X, Y, mesh)
-    rep = mg.parallel.replicate(params, mesh)
-    kw = {"activations": acts, "precision": "highest"}
-
-    single = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)
-    static = ("activations", "loss", "keep_prob", "precision")
-    single_norms = jax.jit(per_example.per_example_norms, static_argnames=static)
-    single_clipped = jax.jit(per_example.clipped_grads, static_argnames=static)
-    norms_dp, clipped_dp = parallel._jit_per_example(mesh)
-    clip = {"clip_norm": 1.0, **kw}
-    C = {"clip_norm": 1.0}  # the traced argument, passed again at each call
-    # name: (compiled, inputs, the single-device variant it must agree with)
+    mesh = data_mesh()
+    Xs, Ys = shard_batch(X, Y, mesh)
+    rep = replicate(params, mesh)
+    vag, norms, clipped = net.value_and_grad, net.per_example_norms, net.clipped_grads
+    # name: (function of (params, X, Y), the single-device variant it must agree with)
     variants = {
-        "value_and_grad, single device": (
-            single.lower(params, X, Y, **kw).compile(),
-            (params, X, Y),
-            None,
-        ),
+        "value_and_grad, single device": (vag, None),
         "value_and_grad, jit on sharded inputs": (
-            parallel._jit_value_and_grad(mesh).lower(rep, Xs, Ys, **kw).compile(),
-            (rep, Xs, Ys),
+            data_parallel(vag, mesh),
             "value_and_grad, single device",
         ),
         "value_and_grad, shard_map + psum": (
-            parallel._shard_map_fn(mesh, acts, "bce", "highest").lower(rep, Xs, Ys, 0.0).compile(),
-            (rep, Xs, Ys, 0.0),
+            shard_map_value_and_grad(net, mesh),
             "value_and_grad, single device",
         ),
-        "per_example_norms, single device": (
-            single_norms.lower(params, X, Y, **kw).compile(),
-            (params, X, Y),
-            None,
-        ),
+        "per_example_norms, single device": (norms, None),
         "per_example_norms, jit on sharded inputs": (
-            norms_dp.lower(rep, Xs, Ys, **kw).compile(),
-            (rep, Xs, Ys),
+            data_parallel(norms, mesh, per_example=True),
             "per_example_norms, single device",
         ),
-        "clipped_grads, single device": (
-            single_clipped.lower(params, X, Y, **clip).compile(),
-            (params, X, Y, C),
-            None,
-        ),
+        "clipped_grads, single device": (lambda p, X, Y: clipped(p, X, Y, 1.0), None),
         "clipped_grads, jit on sharded inputs": (
-            clipped_dp.lower(rep, Xs, Ys, **clip).compile(),
-            (rep, Xs, Ys, C),
+            lambda p, X, Y: data_parallel(clipped, mesh)(p, X, Y, 1.0),
             "clipped_grads, single device",
         ),
         "clipped_grads, shard_map + psum": (
-            parallel._shard_map_fn(mesh, acts, "bce", "highest", True)
-            .lower(rep, Xs, Ys, 0.0, 1.0)
-            .compile(),
-            (rep, Xs, Ys, 0.0, 1.0),
+            lambda p, X, Y: shard_map_clipped_grads(net, mesh)(p, X, Y, 1.0),
             "clipped_grads, single device",
         ),
     }
 
-    def rel(got, ref) -> float:
-        errs = jax.tree.map(
-            lambda g, w: float(jnp.max(jnp.abs(g - w)) / jnp.max(jnp.abs(w))), got, ref
-        )
-        return max(jax.tree.leaves(errs))
-
     param_bytes = sum(v.size * v.dtype.itemsize for v in params.values())
     counted = param_bytes + 4  # every W, b and the float32 cost
-    outputs, results = {}, {}
-    for name, (compiled, inputs, ref_name) in variants.items():
-        if isinstance(inputs[-1], dict):  # keyword arguments last
-            compiled = functools.partial(compiled, **inputs[-1])
-            inputs = inputs[:-1]
-        outputs[name] = compiled(*inputs)
-        err = 0.0 if ref_name is None else rel(outputs[name], outputs[ref_name])
+    compiled, outputs, results = {}, {}, {}
+    for name, (fn, ref_name) in variants.items():
+        inputs = (params, X, Y) if ref_name is None else (rep, Xs, Ys)
+        exe = B.aot_compile(fn, *inputs)
+        compiled[name] = (exe, inputs)
+        outputs[name] = exe(*inputs)
+        err = 0.0 if ref_name is None else B.max_rel_err(outputs[name], outputs[ref_name])
         if err > 1e-5:
             raise SystemExit(f"{name} disagrees with the single device: {err:.2e}")
-        stats = parallel.all_reduce_stats(getattr(compiled, "func", compiled))
+        stats = B.all_reduce_stats(exe)
         results[name] = {
             "max_rel_err": err,
             "all_reduce_ops": stats.ops,
             "all_reduce_arrays": stats.arrays,
             "all_reduce_bytes_hlo": stats.bytes,
-            "median_ms": 1e3 * median_time(compiled, *inputs, repeats=args.repeats),
         }
+    # each sharded variant against its single-device reference, in paired rounds
+    for name, (_, ref_name) in variants.items():
+        exe, inputs = compiled[name]
+        if ref_name is None:
+            continue
+        ref_exe, ref_inputs = compiled[ref_name]
+        timings = B.paired_rounds(
+            {
+                "v": lambda exe=exe, inputs=inputs: exe(*inputs),
+                "ref": lambda ref_exe=ref_exe, ref_inputs=ref_inputs: ref_exe(*ref_inputs),
+            },
+            rounds=args.rounds,
+        )
+        ratio = B.ratio_interval(timings.seconds["v"], timings.seconds["ref"])
+        results[name]["median_ms"] = 1e3 * float(jnp.median(jnp.array(timings.seconds["v"])))
+        results[ref_name]["median_ms"] = 1e3 * float(jnp.median(jnp.array(timings.seconds["ref"])))
+        results[name]["vs_single_device"] = ratio.as_json()
     return {
+        "machine": B.machine(),
         "devices": n,
         "dims": args.dims,
         "m": args.m,
@@ -304,31 +284,44 @@ def measure(args) -> dict:
         "param_bytes": param_bytes,
         "all_reduce_bytes_counted": counted,
         "ring_bytes_sent_per_device": 2 * (n - 1) / n * counted,
+        "rounds": args.rounds,
         "variants": results,
     }
 
 
 def print_measurement(res: dict) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
+    info = res["machine"]
     table = Table(
-        title=f"{res['dims']}, m = {res['m']}, {res['devices']} virtual "
-        f"{res['backend']} devices; counted all-reduce bytes/step = "
-        f"{res['all_reduce_bytes_counted']:,} (params + cost)"
+        title=f"{res['dims']}, m = {res['m']}, {res['devices']} virtual {res['backend']} "
+        f"devices; counted all-reduce bytes/step = {res['all_reduce_bytes_counted']:,} "
+        "(params + cost)",
+        caption=f"{info['device']}, {info['cores']} cores, {info['date']}; "
+        f"{res['rounds']} paired rounds",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1),
+        pad_edge=False,
     )
-    for col in ("variant", "max rel err", "all-reduce ops", "arrays", "bytes (HLO)", "median ms"):
-        table.add_column(col, justify="right")
+    for col in ("variant", "max err", "AR ops", "arrays", "AR bytes", "ms",
+                "/single [95% CI]"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
     for name, r in res["variants"].items():
+        q = r.get("vs_single_device")
+        short = name.replace(", single device", ": 1 device").replace(", jit on ", ": jit, ")
         table.add_row(
-            name,
-            f"{r['max_rel_err']:.1e}",
+            short.replace(", shard_map + psum", ": shard_map"),
+            f"{r['max_rel_err']:.0e}",
             str(r["all_reduce_ops"]),
             str(r["all_reduce_arrays"]),
             f"{r['all_reduce_bytes_hlo']:,}",
             f"{r['median_ms']:.2f}",
+            "—" if q is None else f"{q['median']:.2f} [{q['low']:.2f},{q['high']:.2f}]",
         )
-    Console(stderr=True, width=120).print(table)
+    Console(stderr=True, width=110).print(table)
 
 
 def main(argv=None) -> int:
@@ -337,6 +330,8 @@ def main(argv=None) -> int:
         result = print_model(args)
     else:
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        if args.quick:
+            args.dims, args.m, args.rounds = [64, 128, 128, 1], 512, 3
         result = measure(args)
         print_measurement(result)
     text = json.dumps(result, indent=2)

@@ -1,23 +1,26 @@
-"""Benchmark: DP clipping in one backward pass vs the non-private step vs jax.vmap(jax.grad).
+"""Benchmark: DP clipping in one backward pass, against the non-private step and jax.vmap(jax.grad).
 
-    PYTHONPATH=src python bench/per_example.py [--quick] [--gpu] [--json FILE]
+    python bench/per_example.py --quick          # small cases, a minute on 2 cores
+    python bench/per_example.py --json out.jsonl # the CPU cases
+    python bench/per_example.py --gpu            # adds a 4096-wide case
 
-For each case it AOT-compiles three float32 variants, checks that they agree, then
-times them (median after warm-up, `block_until_ready`) and reads XLA's
-`memory_analysis().temp_size_in_bytes`:
+Per case, float32, each variant compiled ahead of time:
 
-| variant   | computes                                                   |
-|-----------|------------------------------------------------------------|
-| `step`    | `mg.value_and_grad` (the non-private step)                 |
-| `clipped` | `mg.clipped_grads`: (1/m) Σ_i min(1, C/‖g_i‖) g_i          |
-| `vmap`    | the same by `jax.vmap(jax.grad(one-example cost))`, explicit norms and clipping |
+| variant   | computes                                                                    |
+|-----------|-----------------------------------------------------------------------------|
+| `jax`     | (a) `jax.value_and_grad` of an idiomatic cost (the non-private baseline)    |
+| `step`    | manualgrad's non-private step, `value_and_grad`                             |
+| `clipped` | manualgrad's `clipped_grads`: (1/m) Σ_i min(1, C/‖g_i‖) g_i                  |
+| `vmap`    | the same clipped mean as a JAX user writes it: `jax.vmap(jax.grad(...))` of  |
+|           | the idiomatic one-example cost, explicit norms and clipping                 |
 
-C is the median per-example norm (half the examples are clipped). The vmap route
-materialises m per-example gradients; when that does not fit (its compiled temp size
-is over the memory budget) it runs on CPU as a `lax.scan` over chunks of examples
-(the table says so), and on a GPU it is not run at all: its temp size is reported.
-Targets (issue 3): clipped ≤ 1.10 × step time and ≤ 1.2 × step temp memory, and
-≥ 50 × faster than the vmap route on CPU.
+C is the median per-example norm (about half the examples are clipped). Agreement is
+checked before timing: clipped with C = ∞ against the step, clipped against the vmap
+route. Times are paired, interleaved rounds (`manualgrad.benchmark`): step / (a),
+clipped / step, and vmap / clipped, each the median of per-round ratios with its 95 %
+bootstrap interval. The vmap route materialises m per-example gradients; when its
+compiled temp size is over the memory budget it runs on CPU as a `lax.scan` over chunks
+of examples (the table says so), and on a GPU it is not run: its temp size is reported.
 """
 
 from __future__ import annotations
@@ -31,12 +34,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-import manualgrad as mg
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import aot_compile, device_memory_bytes, median_time, temp_bytes
-
-STATIC = mg.functional.STATIC_ARGNAMES
+from manualgrad import benchmark as B
+from manualgrad.functional import init_params, value_and_grad
+from manualgrad.per_example import clipped_grads, per_example_norms
 
 #: name, layer dims, hidden activation, output activation, loss, m
 CPU_CASES = [
@@ -51,15 +51,16 @@ GPU_CASE = ("1024-4096x3-1 bce", [1024, 4096, 4096, 4096, 1], "relu", "sigmoid",
 
 
 def vmap_clipped(params, X, Y, clip_norm, *, activations, loss, chunk=None):
-    """(1/m) Σ_i min(1, C/‖g_i‖) g_i with g_i from jax.vmap(jax.grad) — the autodiff route.
+    """(1/m) Σ_i min(1, C/‖g_i‖) g_i with g_i from jax.vmap(jax.grad) of the idiomatic cost.
 
     With `chunk`, a `lax.scan` over blocks of `chunk` examples accumulates the clipped
     sum, so only `chunk` per-example gradients exist at a time.
     """
 
     def one_grad(x, y):  # ∂L_i/∂params: the cost of a batch of one example is its loss
-        return jax.grad(mg.cost)(params, x[:, None], y[:, None], activations=activations,
-                                 loss=loss)  # fmt: skip
+        return jax.grad(B.idiomatic_cost)(
+            params, x[:, None], y[:, None], activations=activations, loss=loss
+        )
 
     def clipped_sum(Xc, Yc):
         g = jax.vmap(one_grad, in_axes=(1, 1))(Xc, Yc)  # leaves (k, *shape)
@@ -76,23 +77,15 @@ def vmap_clipped(params, X, Y, clip_norm, *, activations, loss, chunk=None):
         Yc = Y.reshape(Y.shape[0], n, chunk).transpose(1, 0, 2)
 
         def body(acc, xy):
-            part = clipped_sum(*xy)
-            return jax.tree.map(jnp.add, acc, part), None
+            return jax.tree.map(jnp.add, acc, clipped_sum(*xy)), None
 
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        total, _ = jax.lax.scan(body, zeros, (Xc, Yc))
+        total, _ = jax.lax.scan(body, jax.tree.map(jnp.zeros_like, params), (Xc, Yc))
     return {k: v / m for k, v in total.items()}
-
-
-def rel_err(got, want) -> float:
-    num = max(float(jnp.max(jnp.abs(got[k] - want[k]))) for k in want)
-    den = max(float(jnp.max(jnp.abs(want[k]))) for k in want)
-    return num / den
 
 
 def make_problem(dims, hidden, out, loss, m, seed=0):
     k_p, k_x, k_y = jax.random.split(jax.random.key(seed), 3)
-    params = mg.init_params(dims, k_p)
+    params = init_params(dims, k_p)
     X = jax.random.normal(k_x, (dims[0], m), jnp.float32)
     if loss == "ce":
         Y = jax.nn.one_hot(jax.random.randint(k_y, (m,), 0, dims[-1]), dims[-1]).T
@@ -102,139 +95,159 @@ def make_problem(dims, hidden, out, loss, m, seed=0):
     return params, X, Y, acts
 
 
-def run_case(case, *, budget, repeat, vmap_repeat, tol, log):
+def vmap_route(params, X, Y, C, kw, budget, log):
+    """The compiled vmap route (chunked on CPU when it does not fit), its temp bytes, a note."""
+    n_params = sum(v.size for v in params.values())
+    m = X.shape[1]
+
+    def build(chunk):
+        return B.aot_compile(lambda p, X, Y, C: vmap_clipped(p, X, Y, C, chunk=chunk, **kw),
+                             params, X, Y, C)  # fmt: skip
+
+    try:
+        full = build(None)
+    except jax.errors.JaxRuntimeError as err:  # XLA cannot even plan it (GPU autotuning OOM)
+        reason = str(err).splitlines()[0][:60]
+        gib = 4 * n_params * m / 2**30
+        note = f"not run: does not compile ({reason}…); g_i alone {gib:.0f} GiB"
+        log(f"  vmap route: {note}")
+        return None, None, note
+    full_temp = B.temp_bytes(full)
+    if full_temp is None or full_temp <= budget:
+        return full, full_temp, ""
+    if jax.default_backend() != "cpu":
+        return None, full_temp, f"not run: temp {full_temp / 2**30:.1f} GiB > device memory"
+    per_example = 4 * n_params * 3  # g_i, its square, its scaled copy
+    chunk = max(1, min(2 ** int(math.log2(max(1, budget // per_example))), m))
+    while m % chunk:
+        chunk //= 2
+    exe = build(chunk)
+    note = f"lax.scan over chunks of {chunk}; unchunked temp {full_temp / 2**30:.1f} GiB"
+    return exe, B.temp_bytes(exe), note
+
+
+def run_case(case, *, budget, rounds, vmap_rounds, tol, log):
     name, dims, hidden, out, loss, m = case
     params, X, Y, acts = make_problem(dims, hidden, out, loss, m)
     kw = {"activations": acts, "loss": loss}
-    n_params = sum(v.size for v in params.values())
-    log(f"[bold]{name}[/bold]: {n_params / 1e6:.2f} M params, m = {m}")
+    log(f"[bold]{name}[/bold]: {sum(v.size for v in params.values()) / 1e6:.2f} M params, m = {m}")
 
-    step = aot_compile(mg.value_and_grad, params, X, Y, static_argnames=STATIC, **kw)
-    clip = aot_compile(mg.clipped_grads, params, X, Y, clip_norm=jnp.float32(1.0),
-                       static_argnames=STATIC, **kw)  # fmt: skip
-    norms = jax.jit(mg.per_example_norms, static_argnames=STATIC)(params, X, Y, **kw)
+    step = B.aot_compile(lambda p, X, Y: value_and_grad(p, X, Y, **kw), params, X, Y)
+    base = B.aot_compile(B.idiomatic_value_and_grad(acts, loss), params, X, Y)
+    clip = B.aot_compile(lambda p, X, Y, C: clipped_grads(p, X, Y, clip_norm=C, **kw),
+                         params, X, Y, jnp.float32(1.0))  # fmt: skip
+    norms = jax.jit(lambda p, X, Y: per_example_norms(p, X, Y, **kw))(params, X, Y)
     C = jnp.median(norms).astype(jnp.float32)
-
-    vkw = dict(kw, chunk=None)
-    vstatic = ("activations", "loss", "chunk")
-    note = ""
-    try:
-        vmap_full = aot_compile(vmap_clipped, params, X, Y, C, static_argnames=vstatic, **vkw)
-        full_temp = temp_bytes(vmap_full)
-    except jax.errors.JaxRuntimeError as err:  # XLA cannot even plan it (e.g. GPU autotuning OOM)
-        vmap_full, full_temp = None, None
-        gib = 4 * n_params * m / 2**30
-        reason = str(err).splitlines()[0][:60]
-        note = f"not run: does not compile ({reason}…); g_i alone {gib:.0f} GiB"
-        log(f"  vmap route: {note}")
-    if vmap_full is None:
-        vmap_exe, vmap_temp = None, None
-    elif full_temp is None or full_temp <= budget:
-        vmap_exe, vmap_temp = vmap_full, full_temp
-    elif jax.default_backend() == "cpu":
-        per_example = 4 * n_params * 3  # g_i, its square, its scaled copy
-        chunk = 2 ** int(math.log2(max(1, budget // per_example)))
-        chunk = max(1, min(chunk, m))
-        while m % chunk:
-            chunk //= 2
-        vkw["chunk"] = chunk
-        vmap_exe = aot_compile(vmap_clipped, params, X, Y, C, static_argnames=vstatic, **vkw)
-        vmap_temp = temp_bytes(vmap_exe)
-        note = f"lax.scan over chunks of {chunk}; unchunked temp {full_temp / 2**30:.1f} GiB"
-    else:
-        vmap_exe, vmap_temp = None, full_temp
-        note = f"not run: temp {full_temp / 2**30:.1f} GiB > device memory"
+    vmap_exe, vmap_temp, note = vmap_route(params, X, Y, C, kw, budget, log)
 
     # agreement before timing
-    _, g_step = step(params, X, Y)
-    err_noclip = rel_err(clip(params, X, Y, clip_norm=jnp.float32(1e30)), g_step)
-    g_clip = clip(params, X, Y, clip_norm=C)
-    checks = {"clipped(C=inf) vs step": err_noclip}
+    checks = {
+        "step vs (a)": B.max_rel_err(step(params, X, Y), base(params, X, Y)),
+        "clipped(C=inf) vs step": B.max_rel_err(
+            clip(params, X, Y, jnp.float32(1e30)), step(params, X, Y)[1]
+        ),
+    }
     if vmap_exe is not None:
-        checks["clipped vs vmap"] = rel_err(g_clip, vmap_exe(params, X, Y, C))
+        checks["clipped vs vmap"] = B.max_rel_err(clip(params, X, Y, C), vmap_exe(params, X, Y, C))
     for what, err in checks.items():
         log(f"  agreement {what}: max rel err {err:.2e} (tol {tol:.0e})")
         if not err <= tol:
             raise SystemExit(f"{name}: {what} disagree: {err:.3e} > {tol}")
 
-    rows = []
-    t_step = median_time(lambda: step(params, X, Y), repeat=repeat)
-    t_clip = median_time(lambda: clip(params, X, Y, clip_norm=C), repeat=repeat)
-    t_vmap = (
-        median_time(lambda: vmap_exe(params, X, Y, C), repeat=vmap_repeat, warmup=1)
-        if vmap_exe is not None
-        else None
-    )
-    temps = {"step": temp_bytes(step), "clipped": temp_bytes(clip), "vmap": vmap_temp}
-    for variant, t in (("step", t_step), ("clipped", t_clip), ("vmap", t_vmap)):
-        rows.append({
-            "case": name, "dims": dims, "m": m, "backend": jax.default_backend(),
-            "device": str(jax.devices()[0].device_kind), "variant": variant,
-            "median_s": t, "time_vs_step": None if t is None else t / t_step,
-            "temp_bytes": temps[variant],
-            "temp_vs_step": (temps[variant] / temps["step"]
-                             if temps[variant] is not None and temps["step"] else None),
-            "note": note if variant == "vmap" else "",
-            "checks": checks if variant == "clipped" else None,
-        })  # fmt: skip
-    if t_vmap is not None:
-        rows[2]["vmap_vs_clipped"] = t_vmap / t_clip
-    return rows
+    def pair(a, b, n):
+        t = B.paired_rounds({"a": a, "b": b}, rounds=n)
+        r = B.ratio_interval(t.seconds["a"], t.seconds["b"])
+        ms = {k: 1e3 * sorted(v)[len(v) // 2] for k, v in t.seconds.items()}
+        return {**r.as_json(), "calls": t.calls}, ms
+
+    step_vs_jax, ms1 = pair(lambda: step(params, X, Y), lambda: base(params, X, Y), rounds)
+    clip_vs_step, ms2 = pair(lambda: clip(params, X, Y, C), lambda: step(params, X, Y), rounds)
+    row = {
+        "kind": "case", "case": name, "dims": dims, "m": m, "loss": loss,
+        "step_ms": ms1["a"], "jax_ms": ms1["b"], "clipped_ms": ms2["a"],
+        "step_vs_jax": step_vs_jax, "clipped_vs_step": clip_vs_step,
+        "temp_bytes": {"jax": B.temp_bytes(base), "step": B.temp_bytes(step),
+                       "clipped": B.temp_bytes(clip), "vmap": vmap_temp},
+        "vmap_note": note, "checks": checks,
+    }  # fmt: skip
+    if vmap_exe is not None:
+        vmap_vs_clip, ms3 = pair(
+            lambda: vmap_exe(params, X, Y, C), lambda: clip(params, X, Y, C), vmap_rounds
+        )
+        row |= {"vmap_ms": ms3["a"], "vmap_vs_clipped": vmap_vs_clip}
+    return row
+
+
+def _ratio(r, spec=".2f"):
+    if r is None:
+        return "—"
+    return f"{r['median']:{spec}} [{r['low']:{spec}},{r['high']:{spec}}]"
+
+
+def print_table(rows, info):
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title="per-example clipping, float32: medians of per-round ratios [95% CI]; "
+        "(a) = jax.grad of an idiomatic cost; temp: (a)/step/clipped",
+        caption=f"{info['device']}, {info['cores']} cores, {info['date']}",
+        box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1), pad_edge=False,
+    )  # fmt: skip
+    for col in ("case @m", "step ms", "step/(a)", "clipped/step", "vmap/clipped",
+                "temp MiB a/s/c"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "case @m" else "right", no_wrap=True)
+    for r in rows:
+        t = r["temp_bytes"]
+        mib = "/".join("—" if t[k] is None else f"{t[k] / 2**20:.0f}"
+                       for k in ("jax", "step", "clipped"))  # fmt: skip
+        table.add_row(
+            f"{r['case'].split()[0]} @{r['m']}", f"{r['step_ms']:.1f}", _ratio(r["step_vs_jax"]),
+            _ratio(r["clipped_vs_step"]), _ratio(r.get("vmap_vs_clipped"), ".0f"), mib,
+        )  # fmt: skip
+    Console(width=100).print(table)
+    for r in rows:
+        if r["vmap_note"]:
+            print(f"  {r['case']}: vmap route {r['vmap_note']}")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    parser.add_argument("--quick", action="store_true", help="small cases, few rounds")
     parser.add_argument("--gpu", action="store_true", help=f"add the case {GPU_CASE[0]}")
-    parser.add_argument("--json", type=Path, help="also write the JSON lines to this file")
-    parser.add_argument("--repeat", type=int, default=10, help="timed runs of step/clipped")
-    parser.add_argument("--vmap-repeat", type=int, default=3, help="timed runs of vmap")
+    parser.add_argument("--json", type=Path, help="write the JSON lines to this file")
+    parser.add_argument("--rounds", type=int, default=None, help="paired rounds (default 21)")
+    parser.add_argument("--vmap-rounds", type=int, default=3, help="rounds of the vmap route")
     parser.add_argument("--budget-gib", type=float, default=None,
-                        help="memory budget of the vmap route (default: device memory, or "
-                             "4 GiB on CPU)")  # fmt: skip
+                        help="memory budget of the vmap route (default: 80 %% of device "
+                             "memory, or 4 GiB on CPU)")  # fmt: skip
     args = parser.parse_args(argv)
 
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(stderr=True)
-    backend = jax.default_backend()
-    dev_mem = device_memory_bytes()
-    budget = (
-        int(args.budget_gib * 2**30)
-        if args.budget_gib
-        else (int(0.8 * dev_mem) if dev_mem else 4 * 2**30)
-    )
-    tol = 1e-3 if backend == "cpu" else 3e-2  # float32; GPUs default to TF32 matmuls
+    dev_mem = B.device_memory_bytes()
+    if args.budget_gib:
+        budget = int(args.budget_gib * 2**30)
+    else:
+        budget = int(0.8 * dev_mem) if dev_mem else 4 * 2**30
+    tol = 1e-3 if jax.default_backend() == "cpu" else 3e-2  # float32; GPUs default to TF32
+    rounds = args.rounds or (5 if args.quick else 21)
     cases = QUICK_CASES if args.quick else CPU_CASES
     if args.gpu:
         cases = [*cases, GPU_CASE]
+    info = {"kind": "machine", **B.machine(), "rounds": rounds, "vmap_rounds": args.vmap_rounds}
+    lines = [json.dumps(info)]
     rows = []
     for case in cases:
-        case_rows = run_case(case, budget=budget, repeat=args.repeat,
-                             vmap_repeat=args.vmap_repeat, tol=tol, log=console.print)  # fmt: skip
-        for r in case_rows:  # each case's rows as soon as they exist, in case a later one dies
-            console.print(json.dumps(r), soft_wrap=True)
-        rows += case_rows
-
-    table = Table(title=f"per-example clipping, float32, {backend} ({rows[0]['device']})")
-    for col in ("case", "m", "variant", "median ms", "× step", "temp MiB", "temp × step", "note"):
-        table.add_column(col)
-    for r in rows:
-        fmt = lambda v, f: "—" if v is None else format(v, f)  # noqa: E731
-        table.add_row(
-            r["case"], str(r["m"]), r["variant"], fmt(r["median_s"] and 1e3 * r["median_s"], ".1f"),
-            fmt(r["time_vs_step"], ".2f"),
-            fmt(r["temp_bytes"] and r["temp_bytes"] / 2**20, ".1f"),
-            fmt(r["temp_vs_step"], ".2f"),
-            (f"{r['vmap_vs_clipped']:.0f}× clipped. " if "vmap_vs_clipped" in r else "")
-            + r["note"],
-        )  # fmt: skip
-    Console(width=150).print(table)
-    lines = [json.dumps(r) for r in rows]
-    print("\n".join(lines))
-    if args.json:
-        args.json.write_text("\n".join(lines) + "\n")
+        row = run_case(case, budget=budget, rounds=rounds, vmap_rounds=args.vmap_rounds,
+                       tol=tol, log=console.print)  # fmt: skip
+        rows.append(row)
+        lines.append(json.dumps(row))
+        if args.json:  # each case as soon as it exists, in case a later one dies
+            args.json.write_text("\n".join(lines) + "\n")
+    print_table(rows, info)
     return 0
 
 

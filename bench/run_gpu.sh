@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Issue 5 on one GPU (H100/H200), in under 5 minutes: the fp32-highest, tf32-default and bf16
-# matmul ceilings and the gradient-step grid (manual vs jax.grad vs the custom_vjp bridge).
-# Each policy runs in its own process under `timeout`, so one failure cannot stop the others;
-# then bench/per_example.py if it exists, and the optimised HLO of the course shape. Writes
-# JSON lines, a log and a summary to $OUT (./out if unset); prints the summary table last.
+# The GPU benchmarks on one card (H100/H200), 11 minutes at most (the sum of the timeouts): `manualgrad bench` over the
+# GPU grid for the fp32-highest, tf32-default and bf16 policies (manual vs (a) jax.grad of an
+# idiomatic cost, with (b) equinox and (c) torch where installed),
+# then bench/per_example.py --gpu, then the optimised HLO of the course shape. Each part runs
+# in its own process under `timeout`, so one failure cannot stop the others. Writes JSON
+# lines, a log and a summary to $OUT (./out if unset); prints the summary table last.
+# Only public entry points: `python -m manualgrad bench`, `manualgrad.benchmark`.
 # MANUALGRAD_BENCH_TINY=1 runs a seconds-long grid instead (to test the script on CPU).
 set -u
 cd "$(dirname "$0")/.."
@@ -19,11 +21,11 @@ LOG="$OUT/run.log"
 SMALL=(--grid 12288,20,7,5,1@209 --grid 784,256,128,1@4096 --grid 1024,1024,1024,1@8192
        --grid 1024,4096,4096,4096,1@8192)
 BIG=(--grid 1024,4096,4096,4096,1@65536)
-EXTRA=(--reps 100 --budget 1.5 --ceiling-n 8192)
-T_SMALL=120; T_BIG=100; T_OTHER=100
+EXTRA=(--rounds 15 --slot 0.03 --ceiling-n 8192 --equinox --torch)
+T_SMALL=150; T_BIG=100; T_OTHER=120
 if [ "${MANUALGRAD_BENCH_TINY:-0}" = "1" ]; then
     SMALL=(--grid 8,4,1@16); BIG=(--grid 12,6,3,1@32)
-    EXTRA=(--reps 3 --budget 0.05 --ceiling-n 64)
+    EXTRA=(--rounds 3 --slot 0.005 --ceiling-n 64 --equinox --torch --diagnostics)
 fi
 
 echo "== device"
@@ -33,7 +35,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 bench() {  # bench NAME SECONDS ARGS...: one process, JSON lines to $OUT/bench_NAME.jsonl
     local name=$1 seconds=$2; shift 2
     echo "== bench $name" | tee -a "$LOG"
-    timeout -k 10 "$seconds" "$PY" -m manualgrad._cli.bench "$@" "${EXTRA[@]}" \
+    timeout -k 10 "$seconds" "$PY" -m manualgrad bench "$@" "${EXTRA[@]}" \
         --json "$OUT/bench_$name.jsonl" >> "$LOG" 2>&1
     local rc=$?
     [ $rc -eq 0 ] || echo "bench $name: exit $rc (124 = timed out; see run.log)" | tee -a "$LOG"
@@ -47,7 +49,7 @@ PER_EXAMPLE=(--gpu)
 [ "${MANUALGRAD_BENCH_TINY:-0}" = "1" ] && PER_EXAMPLE=(--quick)
 if [ -f bench/per_example.py ]; then
     echo "== bench/per_example.py ${PER_EXAMPLE[*]}" | tee -a "$LOG"
-    timeout -k 10 90 "$PY" bench/per_example.py "${PER_EXAMPLE[@]}" --json "$OUT/per_example.json" \
+    timeout -k 10 120 "$PY" bench/per_example.py "${PER_EXAMPLE[@]}" --json "$OUT/per_example.jsonl" \
         >> "$LOG" 2>&1 || echo "per_example.py: exit $? (see run.log)" | tee -a "$LOG"
 fi
 
@@ -57,9 +59,10 @@ import sys, jax
 from manualgrad import benchmark as B
 dims, m = (12288, 20, 7, 5, 1), 209
 params, X, Y = B.problem(dims, m, jax.numpy.float32)
+fns = B.step_functions(("relu",) * 3 + ("sigmoid",), "highest", diagnostics=True)
 with open(sys.argv[1], "w") as f:
-    for name, fn in B._variant_fns(("relu",) * 3 + ("sigmoid",), "highest").items():
-        f.write(f"==== {name}\n{jax.jit(fn).lower(params, X, Y).compile().as_text()}\n")
+    for name, fn in fns.items():
+        f.write(f"==== {name}\n{B.aot_compile(fn, params, X, Y).as_text()}\n")
 PYEOF
 
 echo "== summary"
@@ -73,19 +76,9 @@ for path in sorted(glob.glob(f"{sys.argv[1]}/bench_*.jsonl")):
         rows += [json.loads(line) for line in f if line.strip()]
 if not rows:
     print("no benchmark rows were written"); sys.exit(1)
-Console(width=220).print(benchmark.table(rows))
-grid = [r for r in rows if r["kind"] == "grid" and "ratio" in r]
-for r in grid:
-    dims = ",".join(map(str, r["layer_dims"]))
-    print(f"{r['policy']:<12} {dims:>22} m={r['m']:<6} ratio {r['ratio']:.3f}  "
-          f"bridge {r['bridge_ratio']:.3f}  ceiling manual "
-          f"{100 * r.get('manual_frac_ceiling', float('nan')):.1f}% autodiff "
-          f"{100 * r.get('autodiff_frac_ceiling', float('nan')):.1f}%  temp MiB "
-          f"{(r['manual_temp_bytes'] or 0) / 2**20:.1f}/{(r['autodiff_temp_bytes'] or 0) / 2**20:.1f}")
-errors = [r for r in rows if "error" in r]
-for r in errors:
-    print("ERROR", r["policy"], r.get("layer_dims"), r.get("m"), r["error"][:200])
-if grid:
-    print(f"worst manual/autodiff ratio {max(r['ratio'] for r in grid):.3f} over {len(grid)} "
-          f"points; rows with errors: {len(errors)}")
+Console(width=250).print(benchmark.table(rows, wide=True))
+for r in rows:
+    if "error" in r:
+        print("ERROR", r.get("policy"), r.get("layer_dims"), r.get("m"), r["error"][:200])
+print(benchmark.summary(rows))
 PYEOF

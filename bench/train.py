@@ -1,201 +1,219 @@
-"""Training-loop benchmark: manualgrad's jit-compiled lax.scan loop vs the course's numpy loop.
+"""Training-loop benchmark: manualgrad's `train` against an idiomatic jax.grad + optax loop.
 
-The course's 4-layer "cat" network [12288, 20, 7, 5, 1] (relu, relu, relu, sigmoid),
-m = 209 random float32 examples, plain gradient descent with lr 0.0075 for 2500
-iterations — the setting of the course's L_layer_model. Both variants start from the
-same float32 params and do the same float32 arithmetic. Before timing, both run the
-first `--check-iterations` (100) iterations and must agree to 1e-4 relative (costs and
-params; measured ~1e-7). Over thousands of float32 iterations on random labels the two
-drift apart by rounding (relu kinks amplify last-bit differences); that drift is
-reported, not judged.
+    python bench/train.py --quick            # 200 iterations / 5 epochs, a minute on 2 cores
+    python bench/train.py --json out.jsonl   # the full settings below
 
-    python bench/train.py                 # 2500 iterations, median of 3 timed runs
-    python bench/train.py --iterations 100 --repeats 1   # quick
+Two settings, float32:
 
-Prints a rich table and one JSON line.
+| setting  | network, activations                 | data     | method                           |
+|----------|--------------------------------------|----------|----------------------------------|
+| `course` | [12288, 20, 7, 5, 1], relu³ sigmoid  | m = 209  | full-batch gradient descent,     |
+|          | (the course's cat network)           |          | `optax.sgd(0.0075)`, 2500 steps  |
+| `mini`   | [784, 256, 128, 1], relu² sigmoid    | m = 4096 | `optax.adam(1e-3)`, B = 128,     |
+|          |                                      |          | reshuffled every epoch, 20 epochs|
+
+`manualgrad` is :func:`manualgrad.train.train` (all epochs in one compiled call). The
+baseline (a) is what a JAX user writes: one `jax.jit` of a `lax.scan` over epochs (and
+over mini-batches) taking `jax.value_and_grad` of an idiomatic cost
+(`manualgrad.benchmark.idiomatic_cost`: `jax.nn` + `optax.losses`) and the same optax
+update. Both see the same batches: the baseline shuffles with the key schedule that
+`train` documents (epoch e permutes the columns with `fold_in(k_shuffle, e)`,
+`k_shuffle = split(key)[0]`), and the two are checked to end with the same params over
+the first `--check-steps` steps before anything is timed.
+
+Timing: whole runs in paired, interleaved rounds (`manualgrad.benchmark.paired_rounds`),
+the median of per-round ratios manualgrad / (a) with its 95 % bootstrap interval; and
+the fraction of the machine's matmul rate the loop reaches: model FLOPs per step
+(forward, dW, dA[l ≥ 2]) × steps / time, over an n×n matmul measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
+import sys
+from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from rich.console import Console
-from rich.table import Table
+from jax import lax
 
-import manualgrad as mg
-
-DIMS = [12288, 20, 7, 5, 1]
-ACTS = ("relu", "relu", "relu", "sigmoid")
-M = 209
-LR = 0.0075
+from manualgrad import benchmark as B
+from manualgrad.functional import init_params
+from manualgrad.train import train
 
 
-# --- the course's loop in plain numpy (L_layer_model with its helper functions) -----------
+class Setting(NamedTuple):
+    name: str
+    dims: tuple[int, ...]
+    m: int
+    optimizer: optax.GradientTransformation
+    batch_size: int | None
+    epochs: int
+    quick_epochs: int
 
 
-def _sigmoid(Z):
-    return 1 / (1 + np.exp(-Z))
+SETTINGS = (
+    Setting("course", (12288, 20, 7, 5, 1), 209, optax.sgd(0.0075), None, 2500, 200),
+    Setting("mini", (784, 256, 128, 1), 4096, optax.adam(1e-3), 128, 20, 5),
+)
 
 
-def numpy_model(X, Y, params, iterations, lr=LR):
-    """The course's L_layer_model: forward, cost, backward (incl. dA0), update."""
-    params = {k: v.copy() for k, v in params.items()}
-    L = len(params) // 2
-    m = X.shape[1]
-    costs = []
-    for _ in range(iterations):
-        caches, A = [], X
-        for l in range(1, L + 1):  # forward
-            A_prev = A
-            Z = params[f"W{l}"] @ A_prev + params[f"b{l}"]
-            A = _sigmoid(Z) if l == L else np.maximum(0, Z)
-            caches.append((A_prev, Z, A))
-        AL = A
-        cost = -np.sum(Y * np.log(AL) + (1 - Y) * np.log(1 - AL)) / m
-        costs.append(cost)
-        grads, dA = {}, None
-        for l in range(L, 0, -1):  # backward
-            A_prev, Z, A = caches[l - 1]
-            if l == L:
-                # dAL * sigmoid'(ZL) = -(Y/AL - (1-Y)/(1-AL)) * AL (1-AL), simplified to
-                # AL - Y as manualgrad does: in float32 the unsimplified product loses all
-                # precision once AL is near 0 or 1 (1 - AL cancels), and the runs drift apart.
-                dZ = AL - Y
-            else:
-                dZ = np.array(dA, copy=True)  # relu_backward
-                dZ[Z <= 0] = 0
-            grads[f"W{l}"] = 1 / m * dZ @ A_prev.T
-            grads[f"b{l}"] = 1 / m * np.sum(dZ, axis=1, keepdims=True)
-            dA = params[f"W{l}"].T @ dZ  # dA_prev, also for l = 1 as the course does
-        for l in range(1, L + 1):  # update_parameters
-            params[f"W{l}"] = params[f"W{l}"] - lr * grads[f"W{l}"]
-            params[f"b{l}"] = params[f"b{l}"] - lr * grads[f"b{l}"]
-    return params, np.array(costs)
+def idiomatic_loop(setting: Setting, activations: tuple[str, ...], epochs: int):
+    """What a JAX user writes: jit(lax.scan over epochs of lax.scan over batches)."""
+    opt, B_ = setting.optimizer, setting.batch_size
+    grad_fn = jax.value_and_grad(B.idiomatic_cost)
+
+    def step(carry, batch):
+        params, state = carry
+        C, g = grad_fn(params, *batch, activations=activations)
+        updates, state = opt.update(g, state, params)
+        return (optax.apply_updates(params, updates), state), C
+
+    def run(params, X, Y, key):
+        m = X.shape[1]
+        k_shuffle = jax.random.split(key)[0]
+
+        def epoch(carry, e):
+            if B_ is None:
+                return step(carry, (X, Y))
+            perm = jax.random.permutation(jax.random.fold_in(k_shuffle, e), m)
+            n = m // B_
+
+            def batches(A):
+                return A[:, perm].reshape(A.shape[0], n, B_).transpose(1, 0, 2)
+
+            carry, costs = lax.scan(step, carry, (batches(X), batches(Y)))
+            return carry, jnp.mean(costs)
+
+        (params, _), costs = lax.scan(epoch, (params, opt.init(params)), jnp.arange(epochs))
+        return params, costs
+
+    return run
 
 
-# --- manualgrad ----------------------------------------------------------------------------
-
-SGD = optax.sgd(LR)
-
-
-def manualgrad_model(X, Y, params, iterations):
-    """mg.train with plain gradient descent: all iterations in one jit-compiled lax.scan."""
-    result = mg.train(
-        params, X, Y, SGD, activations=ACTS, loss="bce", epochs=iterations,
-        epochs_per_call=iterations,
-    )  # fmt: skip
-    jax.block_until_ready(result.params)
-    return result.params, result.history
+def problem(setting: Setting, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    X = jnp.asarray(rng.random((setting.dims[0], setting.m), dtype=np.float32))
+    Y = jnp.asarray((rng.random((1, setting.m)) < 0.35).astype(np.float32))
+    params = init_params(setting.dims, jax.random.key(seed), method="xavier")
+    return params, X, Y
 
 
-def _max_rel(a, b):
-    return max(
-        float(np.max(np.abs(np.asarray(a[k]) - b[k]))) / float(np.max(np.abs(b[k]))) for k in b
+def run_setting(setting: Setting, *, epochs: int, check_epochs: int, rounds: int, ceiling, log):
+    activations = ("relu",) * (len(setting.dims) - 2) + ("sigmoid",)
+    params, X, Y = problem(setting)
+    key = jax.random.key(0)
+    steps_per_epoch = 1 if setting.batch_size is None else setting.m // setting.batch_size
+    if setting.batch_size is not None and setting.m % setting.batch_size:
+        raise SystemExit(f"{setting.name}: m must be a multiple of the batch size")
+
+    def manual(n):
+        result = train(params, X, Y, setting.optimizer, activations=activations, loss="bce",
+                       epochs=n, batch_size=setting.batch_size, key=key,
+                       epochs_per_call=n)  # fmt: skip
+        return result.params, result.history
+
+    def baseline(n):
+        return B.aot_compile(idiomatic_loop(setting, activations, n), params, X, Y, key)
+
+    # 1. the same batches and updates: both end with the same params
+    got, _ = manual(check_epochs)
+    want, _ = baseline(check_epochs)(params, X, Y, key)
+    err = B.max_rel_err(got, want)
+    n_check = check_epochs * steps_per_epoch
+    log(f"{setting.name}: params after {n_check} steps, max rel err {err:.1e}")
+    if not err <= 1e-4:
+        raise SystemExit(f"{setting.name}: manualgrad and (a) disagree: {err:.2e} > 1e-4")
+
+    # 2. whole runs, paired rounds
+    loop = baseline(epochs)
+    timings = B.paired_rounds(
+        {"manualgrad": lambda: manual(epochs)[0], "jax": lambda: loop(params, X, Y, key)[0]},
+        rounds=rounds,
+        calls=1,
+        warmup=1,
     )
+    ratio = B.ratio_interval(timings.seconds["manualgrad"], timings.seconds["jax"])
+    steps = epochs * steps_per_epoch
+    batch = setting.m if setting.batch_size is None else setting.batch_size
+    flops = B.model_flops(setting.dims, batch) * steps
+    row = {
+        "kind": "setting", "setting": setting.name, "dims": list(setting.dims), "m": setting.m,
+        "batch_size": setting.batch_size, "epochs": epochs, "steps": steps,
+        "check_steps": check_epochs * steps_per_epoch, "check_max_rel_err": err,
+        "rounds": rounds,
+        "manualgrad_s": float(np.median(timings.seconds["manualgrad"])),
+        "jax_s": float(np.median(timings.seconds["jax"])),
+        "manualgrad_vs_jax": ratio.as_json(),
+        "flops_model": flops,
+    }  # fmt: skip
+    for name in ("manualgrad", "jax"):
+        rate = flops / row[f"{name}_s"] / 1e12
+        row[f"{name}_tflops"] = rate
+        row[f"{name}_frac_ceiling"] = rate / ceiling["tflops"]
+    return row
 
 
-def _timed(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
-
-
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--iterations", type=int, default=2500)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--check-iterations", type=int, default=100,
-        help="iterations over which both variants must agree to 1e-4 (default: 100)",
-    )  # fmt: skip
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations and rounds")
+    parser.add_argument("--rounds", type=int, default=None, help="paired rounds (default 7)")
+    parser.add_argument("--check-steps", type=int, default=20,
+                        help="steps over which both must end with the same params")  # fmt: skip
+    parser.add_argument("--setting", choices=[s.name for s in SETTINGS], action="append")
+    parser.add_argument("--json", type=Path, help="write the JSON lines to this file")
     args = parser.parse_args(argv)
 
-    rng = np.random.default_rng(args.seed)
-    X = rng.random((DIMS[0], M), dtype=np.float32)  # pixel-like values in [0, 1)
-    Y = (rng.random((1, M)) < 0.35).astype(np.float32)
-    init = mg.init_params(DIMS, jax.random.key(args.seed), method="xavier")  # course: /sqrt(n)
-    np_params = {k: np.asarray(v) for k, v in init.items()}
-    jX, jY = jnp.asarray(X), jnp.asarray(Y)
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
 
-    # 1. verify: both variants agree over the first iterations, before float32 drift sets in
-    n_check = min(args.iterations, args.check_iterations)
-    mg_check, mg_check_costs = manualgrad_model(jX, jY, init, n_check)
-    np_check, np_check_costs = numpy_model(X, Y, np_params, n_check)
-    cost_rel = float(np.max(np.abs(np.asarray(mg_check_costs) - np_check_costs) / np_check_costs))
-    param_rel = _max_rel(mg_check, np_check)
-    agree = cost_rel < 1e-4 and param_rel < 1e-4
+    console = Console(stderr=True)
+    rounds = args.rounds or (3 if args.quick else 7)
+    ceiling = B.matmul_ceiling("f32-default", 1024, rounds=15)
+    info = {"kind": "machine", **B.machine(), "rounds": rounds}
+    lines = [json.dumps(info), json.dumps(ceiling)]
+    rows = []
+    for setting in SETTINGS:
+        if args.setting and setting.name not in args.setting:
+            continue
+        spe = 1 if setting.batch_size is None else setting.m // setting.batch_size
+        row = run_setting(
+            setting,
+            epochs=setting.quick_epochs if args.quick else setting.epochs,
+            check_epochs=max(1, args.check_steps // spe),
+            rounds=rounds,
+            ceiling=ceiling,
+            log=console.print,
+        )
+        rows.append(row)
+        lines.append(json.dumps(row))
+        if args.json:
+            args.json.write_text("\n".join(lines) + "\n")
 
-    # 2. time the full runs (the first manualgrad call compiles; the timed ones reuse it)
-    t0 = time.perf_counter()
-    manualgrad_model(jX, jY, init, args.iterations)
-    first_call = time.perf_counter() - t0
-    t_mg, (mg_params, mg_costs) = _timed(
-        lambda: manualgrad_model(jX, jY, init, args.iterations), args.repeats
-    )
-    t_np, (np_params_out, np_costs) = _timed(
-        lambda: numpy_model(X, Y, np_params, args.iterations), args.repeats
-    )
-    # informational: over thousands of float32 steps rounding differences grow (relu kinks)
-    drift_cost = abs(float(mg_costs[-1]) - float(np_costs[-1])) / abs(float(np_costs[-1]))
-    drift_param = _max_rel(mg_params, np_params_out)
-    result = {
-        "benchmark": "train_loop_cat_network",
-        "dims": DIMS,
-        "m": M,
-        "iterations": args.iterations,
-        "repeats": args.repeats,
-        "backend": jax.default_backend(),
-        "device": str(jax.devices()[0]),
-        "manualgrad_s": t_mg,
-        "manualgrad_first_call_s": first_call,
-        "numpy_s": t_np,
-        "speedup": t_np / t_mg,
-        "final_cost_manualgrad": float(mg_costs[-1]),
-        "final_cost_numpy": float(np_costs[-1]),
-        "check_iterations": n_check,
-        "check_cost_max_rel_diff": cost_rel,
-        "check_param_max_rel_diff": param_rel,
-        "agree": agree,
-        "final_cost_rel_diff": drift_cost,
-        "final_param_max_rel_diff": drift_param,
-    }
-    table = Table(title=f"training loop, {DIMS}, m={M}, {args.iterations} GD iterations")
-    for col in ("variant", "median time (s)", "ms / iteration", "final cost"):
-        table.add_column(col, justify="right" if col != "variant" else "left")
-    table.add_row(
-        "manualgrad (lax.scan, jit)", f"{t_mg:.3f}", f"{1e3 * t_mg / args.iterations:.3f}",
-        f"{float(mg_costs[-1]):.6f}",
+    table = Table(
+        title="training loop: manualgrad train vs (a) jit(lax.scan) of jax.grad + optax",
+        caption=f"{info['device']}, {info['cores']} cores, {info['date']}; % peak: of a "
+        f"1024² matmul ({1e3 * ceiling['tflops']:.0f} GFLOP/s)",
+        box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1), pad_edge=False,
     )  # fmt: skip
-    table.add_row(
-        "numpy (course loop)", f"{t_np:.3f}", f"{1e3 * t_np / args.iterations:.3f}",
-        f"{float(np_costs[-1]):.6f}",
-    )  # fmt: skip
-    console = Console()
-    console.print(table)
-    console.print(
-        f"speedup {t_np / t_mg:.2f}×; first manualgrad call (with compilation) {first_call:.2f} s; "
-        f"agreement over the first {n_check} iterations: costs max rel {cost_rel:.2e}, params "
-        f"max rel {param_rel:.2e} "
-        + ("[green]OK[/green]" if agree else "[red]DISAGREE[/red]")
-        + f"; after {args.iterations}: final cost rel {drift_cost:.2e}, params max rel "
-        f"{drift_param:.2e} (float32 drift)"
-    )
-    print(json.dumps(result))
-    if not agree:
-        raise SystemExit(1)
-    return result
+    for col in ("setting", "steps", "manualgrad s", "(a) s", "manualgrad/(a) [95% CI]",
+                "verdict", "% peak m/(a)"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "setting" else "right", no_wrap=True)
+    for r in rows:
+        q = r["manualgrad_vs_jax"]
+        table.add_row(
+            r["setting"], str(r["steps"]), f"{r['manualgrad_s']:.3f}", f"{r['jax_s']:.3f}",
+            f"{q['median']:.3f} [{q['low']:.3f}, {q['high']:.3f}]", q["verdict"],
+            f"{100 * r['manualgrad_frac_ceiling']:.0f}/{100 * r['jax_frac_ceiling']:.0f}",
+        )  # fmt: skip
+    Console(width=100).print(table)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -25,7 +25,8 @@ import optax  # noqa: E402
 import helpers  # noqa: E402
 import manualgrad as mg  # noqa: E402
 from helpers import rel_err  # noqa: E402
-from manualgrad import parallel, per_example  # noqa: E402
+from manualgrad import per_example  # noqa: E402
+from manualgrad.benchmark import all_reduce_stats  # noqa: E402
 
 N_DEVICES = 4
 DIMS = {"bce": [3, 5, 4, 1], "ce": [3, 6, 3], "mse": [3, 4, 2]}
@@ -119,11 +120,9 @@ def main() -> dict:
     clipped_fn = mg.parallel.data_parallel(net.clipped_grads, mesh)
     out["norms_spec"] = str(norms_fn(params, X, Y).sharding.spec)
     out["per_example_all_reduce"] = {
-        "norms": parallel.all_reduce_stats(norms_fn.lower(rep, Xs, Ys).compile())._asdict(),
-        "clipped": parallel.all_reduce_stats(
-            clipped_fn.lower(rep, Xs, Ys, 0.3).compile()
-        )._asdict(),
-        "shard_map_clipped": parallel.all_reduce_stats(
+        "norms": all_reduce_stats(norms_fn.lower(rep, Xs, Ys).compile())._asdict(),
+        "clipped": all_reduce_stats(clipped_fn.lower(rep, Xs, Ys, 0.3).compile())._asdict(),
+        "shard_map_clipped": all_reduce_stats(
             mg.parallel.shard_map_clipped_grads(net, mesh).lower(rep, Xs, Ys, 0.3).compile()
         )._asdict(),
     }
@@ -143,7 +142,7 @@ def main() -> dict:
     got = jax.jit(functools.partial(sgd_scan, dp_vag))(params, X, Y)
     ref = jax.jit(functools.partial(sgd_scan, net_l2.value_and_grad))(params, X, Y)
     out["agreement"]["data_parallel_fn_scan_m12"] = rel_err(got, ref)
-    out["data_parallel_fn_all_reduce"] = parallel.all_reduce_stats(
+    out["data_parallel_fn_all_reduce"] = all_reduce_stats(
         jax.jit(functools.partial(sgd_scan, dp_vag)).lower(params, X, Y).compile()
     )._asdict()
 
@@ -220,11 +219,11 @@ def main() -> dict:
     out["n_param_arrays"] = len(params)
     rep = mg.parallel.replicate(params, mesh)
     stats = {
-        "single_device": parallel.all_reduce_stats(
+        "single_device": all_reduce_stats(
             _single.lower(params, X, Y, activations=ACTS["bce"]).compile()
         ),
-        "auto": parallel.all_reduce_stats(auto(net).lower(rep, Xs, Ys).compile()),
-        "shard_map": parallel.all_reduce_stats(smap(net).lower(rep, Xs, Ys).compile()),
+        "auto": all_reduce_stats(auto(net).lower(rep, Xs, Ys).compile()),
+        "shard_map": all_reduce_stats(smap(net).lower(rep, Xs, Ys).compile()),
     }
     out["all_reduce"] = {k: v._asdict() for k, v in stats.items()}
     return out

@@ -1,22 +1,22 @@
-"""Smoke test of `manualgrad bench`: a tiny grid runs in seconds and its JSON lines parse."""
+"""The benchmark harness: its statistics, its checks, its output. No timing is asserted."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+import jax
+import jax.numpy as jnp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
 
 from manualgrad import benchmark
 from manualgrad._cli import bench
+from manualgrad.errors import ConfigError
 
-GRID_FIELDS = {
-    "device", "jax", "kind", "policy", "layer_dims", "m", "flops_model", "agree", "reps",
-    "ratio", "ratio_min", "ratio_paired", "bridge_ratio",
-    *(f"{v}_{k}" for v in benchmark.VARIANTS
-      for k in ("ms", "tflops", "frac_ceiling", "compile_s", "temp_bytes", "flops_xla")),
-    "manual_max_rel_err", "bridge_max_rel_err",
-}  # fmt: skip
+RATIO_FIELDS = {"median", "low", "high", "rounds", "verdict"}
 
 
 def _run(argv):
@@ -30,31 +30,157 @@ def rows(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "out.jsonl"
     argv = ["--json", str(path), "--grid", "6,5,3,1@12",
             "--precision", "f32-highest", "--precision", "f64",
-            "--reps", "3", "--budget", "0.05", "--ceiling-n", "32"]  # fmt: skip
+            "--rounds", "3", "--calls", "1", "--ceiling-n", "32", "--diagnostics"]  # fmt: skip
     assert _run(argv) == 0
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_bench_json_lines_have_one_ceiling_per_policy_and_one_row_per_point(rows):
-    kinds = [(r["kind"], r["policy"]) for r in rows]
-    assert sorted(k for k in kinds if k[0] == "ceiling") == [
-        ("ceiling", "f32-highest"),
-        ("ceiling", "f64"),
-    ]
-    assert sorted((r["policy"], r["m"]) for r in rows if r["kind"] == "grid") == [
-        ("f32-highest", 12),
-        ("f64", 12),
-    ]
+# --------------------------------------------------------------------------- statistics
 
 
-def test_bench_grid_rows_have_every_field_and_agree(rows):
+def test_ratio_is_the_median_of_per_round_ratios_not_the_ratio_of_medians():
+    # per-round ratios 0.5, 3, 2/3: their median is 2/3; the medians' ratio would be 2/2 = 1
+    r = benchmark.ratio_interval([1.0, 3.0, 2.0], [2.0, 1.0, 3.0])
+    assert r.median == pytest.approx(2 / 3)
+    assert r.rounds == 3
+    assert 0.5 <= r.low <= r.median <= r.high <= 3.0
+
+
+def test_identical_per_round_ratios_give_a_zero_width_interval():
+    # load moves both timings of a round together: the ratio, and so the interval, stay put
+    base = [1.0, 5.0, 2.0, 9.0, 3.0, 4.0, 7.0]
+    r = benchmark.ratio_interval([0.9 * t for t in base], base)
+    assert (r.low, r.median, r.high) == pytest.approx((0.9, 0.9, 0.9))
+
+
+@given(st.lists(st.tuples(st.floats(1e-4, 1.0), st.floats(1e-4, 1.0)), min_size=2, max_size=40))
+def test_bootstrap_interval_covers_the_median_within_the_observed_ratios(pairs):
+    times, base = zip(*pairs, strict=True)
+    ratios = [a / b for a, b in pairs]
+    r = benchmark.ratio_interval(times, base)
+    assert min(ratios) - 1e-12 <= r.low <= r.median <= r.high <= max(ratios) + 1e-12
+
+
+def test_more_rounds_narrow_the_interval():
+    key_a, key_b = jax.random.split(jax.random.key(0))
+    noise = 1 + 0.1 * jax.random.normal(key_a, (400,))
+    base = 1 + 0.1 * jax.random.normal(key_b, (400,))
+    few = benchmark.ratio_interval(0.95 * noise[:10], base[:10])
+    many = benchmark.ratio_interval(0.95 * noise, base)
+    assert many.high - many.low < few.high - few.low
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "verdict"),
+    [(0.90, 0.99, "faster"), (0.95, 1.00, "tie"), (0.99, 1.02, "tie"), (1.01, 1.10, "slower")],
+    ids=["below-1", "touching-1", "straddling-1", "above-1"],
+)
+def test_an_interval_that_contains_one_is_a_tie(low, high, verdict):
+    assert benchmark.Ratio((low + high) / 2, low, high, 9).verdict == verdict
+
+
+def test_rounds_alternate_the_order_of_the_variants():
+    calls = []
+    thunks = {name: (lambda name=name: calls.append(name)) for name in "ab"}
+    timings = benchmark.paired_rounds(thunks, rounds=4, calls=2, warmup=1)
+    assert calls[2:] == list("aabbbbaaaabbbbaa")
+    assert timings.rounds == 4 and timings.calls == 2
+    assert [len(v) for v in timings.seconds.values()] == [4, 4]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _idiomatic_step(scale=1.0):
+    params, X, Y = benchmark.problem((5, 4, 1), 8, jnp.float32)
+    vag = benchmark.idiomatic_value_and_grad(("relu", "sigmoid"))
+
+    def fn(p, X, Y):
+        C, g = vag(p, X, Y)
+        return C, jax.tree.map(lambda v: scale * v, g)
+
+    return benchmark.jax_step(fn, params, X, Y)
+
+
+def test_a_step_that_disagrees_with_the_baseline_is_reported_and_not_timed():
+    steps = {"jax": _idiomatic_step(), "manual": _idiomatic_step(scale=1.01)}
+    row = benchmark.compare_steps(steps, tol=1e-4, rounds=3)
+    assert row["agree"] is False
+    assert "manual" in row["error"]
+    assert row["manual_max_rel_err"] == pytest.approx(0.01, rel=1e-3)
+    assert "manual_ms" not in row and "manual_vs_jax" not in row
+
+
+def test_idiomatic_baseline_agrees_with_manualgrad_in_float64(rows):
+    grid = [r for r in rows if r["kind"] == "grid" and r["policy"] == "f64"]
+    assert grid and all(r["manual_max_rel_err"] <= 1e-12 for r in grid)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def test_json_lines_are_machine_then_ceilings_then_grid_points(rows):
+    assert [r["kind"] for r in rows] == ["machine", "ceiling", "ceiling", "grid", "grid"]
+    info = rows[0]
+    assert {"device", "cores", "load_avg", "jax", "python", "date", "rounds"} <= set(info)
+    assert [(r["policy"], r["n"]) for r in rows[1:3]] == [("f32-highest", 32), ("f64", 32)]
+
+
+def test_grid_rows_carry_each_ratio_with_its_interval_and_rounds(rows):
     for r in (r for r in rows if r["kind"] == "grid"):
         assert "error" not in r, r["error"]
-        assert set(r) >= GRID_FIELDS, GRID_FIELDS - set(r)
-        assert r["agree"] is True
-        assert r["manual_ms"] > 0 and r["autodiff_ms"] > 0
-        assert r["ratio"] == pytest.approx(r["manual_ms"] / r["autodiff_ms"])
+        assert r["agree"] is True and r["rounds"] == 3 and r["calls"] == 1
         assert r["flops_model"] == benchmark.model_flops(r["layer_dims"], r["m"])
+        for name in ("manual", "mg_autodiff", "bridge"):
+            ratio = r[f"{name}_vs_jax"]
+            assert set(ratio) == RATIO_FIELDS
+            assert ratio["low"] <= ratio["median"] <= ratio["high"] and ratio["rounds"] == 3
+            assert r[f"{name}_ms"] > 0
+        for name in ("manual", "jax"):  # paired with the matmul: an interval, in (0, ∞)
+            frac = r[f"{name}_frac_peak"]
+            assert 0 < frac["low"] <= frac["median"] <= frac["high"] and frac["rounds"] == 3
+        assert r["jax_ms"] > 0
+
+
+def _render(tab, width):
+    console = Console(width=width, record=True, color_system=None)
+    console.print(tab)
+    return [line.rstrip() for line in console.export_text().splitlines()]
+
+
+def _synthetic_rows():
+    """The longest labels the default grids produce, every policy, with ratios."""
+    ratio = {"median": 0.987, "low": 0.951, "high": 1.012, "rounds": 21, "verdict": "tie"}
+    grid = [
+        {"kind": "grid", "policy": policy, "layer_dims": list(case.layer_dims), "m": case.m,
+         "manual_ms": 12345.678, "jax_ms": 12345.678,
+         "manual_frac_peak": {"median": 0.999, "low": 0.99, "high": 1.0, "rounds": 21},
+         "manual_vs_jax": ratio, "eqx_vs_jax": ratio, "torch_vs_jax": ratio}
+        for policy in benchmark.POLICIES
+        for case in benchmark.GPU_GRID + benchmark.CPU_GRID
+    ]  # fmt: skip
+    info = {"kind": "machine", "device": "cuda: NVIDIA H200", "cores": 16, "date": "2026-11-28"}
+    ceilings = [{"kind": "ceiling", "policy": p, "tflops": 618.0} for p in benchmark.POLICIES]
+    return [info, *ceilings, *grid]
+
+
+def test_default_table_fits_100_columns_without_wrapping_or_cropping():
+    tab = benchmark.table(_synthetic_rows())
+    narrow, roomy = _render(tab, 100), _render(tab, 300)
+    assert max(len(line) for line in narrow) <= 100
+    assert narrow == roomy  # the same lines at 300 columns: nothing was wrapped or cut
+    assert all("…" not in line for line in narrow)
+
+
+def test_wide_table_adds_the_other_baselines():
+    header = "\n".join(_render(benchmark.table(_synthetic_rows(), wide=True), 400)[:6])
+    assert "eqx/(a)" in header and "torch/(a)" in header
+    assert "eqx" not in "\n".join(_render(benchmark.table(_synthetic_rows()), 100)[:6])
+
+
+def test_network_label_writes_a_run_of_equal_widths_once():
+    assert benchmark.network_label((1024, 4096, 4096, 4096, 1), 8192) == "1024,4096×3,1 @8192"
+    assert benchmark.network_label((784, 256, 256, 1), 64) == "784,256,256,1 @64"
 
 
 def test_model_flops_counts_forward_dW_and_dA_except_dA0():
@@ -64,5 +190,5 @@ def test_model_flops_counts_forward_dW_and_dA_except_dA0():
 
 def test_parse_case_reads_dims_at_m_and_rejects_garbage():
     assert benchmark.parse_case("12288,20,7,5,1@209") == benchmark.Case((12288, 20, 7, 5, 1), 209)
-    with pytest.raises(benchmark.ConfigError, match="12288,20,7,5,1@209"):
+    with pytest.raises(ConfigError, match="12288,20,7,5,1@209"):
         benchmark.parse_case("12288x20")

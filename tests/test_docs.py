@@ -3,8 +3,10 @@
 A page's python blocks run in order in one namespace, as a reader would run them in one
 session. Where a ```text block follows a python block directly (nothing but blank lines
 between), it is that block's printed output and must match exactly, so a page cannot show
-numbers the code no longer prints. After a deliberate change, rewrite those output blocks
-with
+numbers the code no longer prints. A block whose fence names a file
+(```` ```python title="my_backward.py" ````) is also saved under that name in a temporary
+folder on `sys.path`, so a later block can import it as the reader's file. After a
+deliberate change, rewrite those output blocks with
 
     PYTHONPATH=src python tests/test_docs.py
 """
@@ -15,6 +17,7 @@ import contextlib
 import io
 import re
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +26,8 @@ import numpy as np
 import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
+FENCE = re.compile(r"^```(\w*)([^\n]*)\n(.*?)^```[ \t]*$", re.S | re.M)
+TITLE = re.compile(r'title="([\w.]+\.py)"')
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Block:
     code: str
     line: int  # line of the code's first line in the page, for tracebacks
     output: re.Match[str] | None  # the ```text fence that shows its printed output
+    file: str | None = None  # the file name the fence gives the block, if any
 
 
 def python_blocks(text: str) -> list[Block]:
@@ -45,8 +50,10 @@ def python_blocks(text: str) -> list[Block]:
             and after.group(1) == "text"
             and not text[here.end() : after.start()].strip()
         )
-        line = text.count("\n", 0, here.start(2)) + 1
-        blocks.append(Block(here.group(2), line, after if shows_output else None))
+        line = text.count("\n", 0, here.start(3)) + 1
+        title = TITLE.search(here.group(2))
+        output = after if shows_output else None
+        blocks.append(Block(here.group(3), line, output, title.group(1) if title else None))
     return blocks
 
 
@@ -61,9 +68,14 @@ def run_page(path: Path) -> list[tuple[Block, str]]:
     x64 = jax.config.read("jax_enable_x64")
     namespace = {"__name__": "__docs__"}
     ran = []
+    files = tempfile.TemporaryDirectory()
+    sys.path.insert(0, files.name)
+    modules = set(sys.modules)
     try:
         with np.printoptions(), jax.numpy_dtype_promotion("standard"):
             for block in python_blocks(path.read_text(encoding="utf-8")):
+                if block.file is not None:
+                    Path(files.name, block.file).write_text(block.code, encoding="utf-8")
                 code = compile("\n" * (block.line - 1) + block.code, str(path), "exec")
                 out = io.StringIO()
                 with contextlib.redirect_stdout(out):
@@ -71,6 +83,13 @@ def run_page(path: Path) -> list[tuple[Block, str]]:
                 ran.append((block, out.getvalue()))
     finally:
         jax.config.update("jax_enable_x64", x64)
+        sys.path.remove(files.name)
+        for name in set(sys.modules) - modules:  # the page's own files, imported from there
+            if getattr(sys.modules[name], "__file__", "") and files.name in str(
+                sys.modules[name].__file__
+            ):
+                del sys.modules[name]
+        files.cleanup()
     return ran
 
 
@@ -86,7 +105,7 @@ def test_page_runs_and_prints_what_it_shows(path):
     for block, printed in run_page(path):
         if block.output is not None:
             where = f"{path.name}, the block at line {block.line}"
-            assert printed == block.output.group(2), f"{where} printed something else"
+            assert printed == block.output.group(3), f"{where} printed something else"
 
 
 def update(path: Path) -> bool:
@@ -94,7 +113,7 @@ def update(path: Path) -> bool:
     text = path.read_text(encoding="utf-8")
     for block, printed in reversed(run_page(path)):
         if block.output is not None:
-            start, end = block.output.span(2)
+            start, end = block.output.span(3)
             text = text[:start] + printed + text[end:]
     changed = text != path.read_text(encoding="utf-8")
     path.write_text(text, encoding="utf-8")

@@ -136,6 +136,17 @@ def fit(**changes) -> Callable[[], object]:
     return call
 
 
+def curv(fn: str = "diag_ggn", **changes) -> Callable[[], object]:
+    """A `manualgrad.curvature` function on the (3, 4, 2) relu/softmax/ce net."""
+    kw = dict(params=_params(), X=_X(), Y=_Y(), activations=ACTS2, loss="ce")
+
+    def call():
+        args = {k: v() if callable(v) else v for k, v in {**kw, **changes}.items()}
+        return getattr(mg.curvature, fn)(**args)
+
+    return call
+
+
 def in_tmp(call: Callable[[], object]) -> Callable[[], object]:
     """Run `call` inside a fresh temporary directory, so file names in messages are short."""
 
@@ -159,6 +170,15 @@ def write(name: str, content: str | np.ndarray) -> str:
 def resume_other_run():
     fit(checkpoint_dir="ckpt")()
     fit(checkpoint_dir="ckpt", resume=True, l2=0.1)()
+
+
+def _v(**leaves) -> Callable[[], object]:
+    """A direction shaped like the (3, 4, 2) params, with some leaves replaced or removed."""
+    return lambda: {
+        k: leaves.get(k, jnp.ones_like(p))
+        for k, p in _params().items()
+        if leaves.get(k, 0) is not None
+    }
 
 
 def _backward_bad_caches():
@@ -209,6 +229,7 @@ P, A, L, XS, YS, O, B, I, PE, J = (
 )
 V = "Value checks (opt-in, `manualgrad.value_checks`)"
 T = "Checking your own backward pass (`manualgrad.testing`, `manualgrad check --against`)"
+CV = "Curvature (`manualgrad.curvature`)"
 RUNTIME = checkify.JaxRuntimeError
 
 # fmt: off
@@ -438,6 +459,34 @@ CASES: list[Case] = [
     Case("course-complex", "Course-compatible API", "complex data passed to the course API",
          lambda: mg.course.L_model_forward(jnp.ones((3, 5), jnp.complex64), _params()),
          DTypeError, r"`X` has dtype complex64; expected real numbers", "`jnp.real(X)`"),
+    # -- curvature ------------------------------------------------------------------------
+    Case("mc-samples-zero", CV, "`mc_samples` ≤ 0", curv(mc_samples=0, key=jax.random.key(0)),
+         ConfigError, r"`mc_samples` must be ≥ 1, got 0", "`mc_samples=1` or more"),
+    Case("mc-samples-not-int", CV, "`mc_samples` is not a Python int (a float, an array)",
+         curv(mc_samples=2.5, key=jax.random.key(0)), ConfigError,
+         r"`mc_samples` must be a Python int ≥ 1", "a Python int (static under jit)"),
+    Case("mc-samples-without-key", CV, "`mc_samples` given without `key`",
+         curv("kfac_factors", mc_samples=2), ConfigError,
+         r"`mc_samples` = 2 asks for sampled labels but no `key`", "`key=jax.random.key(seed)`"),
+    Case("key-without-mc-samples", CV, "a `key` given but `mc_samples` left at None (exact)",
+         curv(key=jax.random.key(0)), ConfigError,
+         r"a `key` was given but `mc_samples` is None", "`mc_samples=1`, or drop the key"),
+    Case("v-not-dict", CV, "the direction `v` is not a dict", curv(
+         "ggn_vector_product", v=[jnp.ones((4, 3))]), ShapeError,
+         r"expected `v` to be a dict shaped like params", "`jax.tree.map(jnp.ones_like, params)`"),
+    Case("v-missing-key", CV, "`v` lacks a parameter (or has an extra one)",
+         curv("hessian_vector_product", v=_v(b2=None)), ShapeError,
+         r"`v` must have the params' keys .*; missing \['b2'\]", "one leaf per parameter"),
+    Case("v-wrong-shape", CV, "a leaf of `v` has another shape than its parameter",
+         curv("ggn_vector_product", v=_v(W1=jnp.ones((3, 4)))), ShapeError,
+         r"`v\['W1'\]` has shape \(3, 4\), expected \(4, 3\)", "shape `v` like params"),
+    Case("noise-scale-one-example", CV, "the gradient noise scale on one example",
+         curv("gradient_noise_scale", X=_X(m=1), Y=_Y(m=1)), ShapeError,
+         r"needs m ≥ 2, got X with m = 1", "a batch of several examples"),
+    Case("diag-hessian-softmax-mse", CV, "`diag_hessian` of a softmax output with `mse`",
+         curv("diag_hessian", loss="mse"), ConfigError,
+         r"`diag_hessian` needs the output activation's g'' elementwise",
+         "`ce` with softmax, or `hessian_vector_product`"),
     # -- jit ------------------------------------------------------------------------------
     Case("jit-list-activations", J, "`activations` as a list under `jax.jit` (statics must be "
          "hashable); eagerly a list is accepted", _jit_with_list, ValueError,

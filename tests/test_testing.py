@@ -8,6 +8,7 @@ the right verdict and exactly the diagnosis of its mistake.
 
 from __future__ import annotations
 
+import re
 import textwrap
 import tomllib
 from pathlib import Path
@@ -381,8 +382,10 @@ DOC = ROOT / "docs" / "check_your_backward.md"
 
 
 def _blocks(kind):
+    """The page's ```kind blocks (a fence may name a file: ```python title="f.py")."""
     text = DOC.read_text(encoding="utf-8")
-    return [block.split("```", 1)[0] for block in text.split(f"```{kind}\n")[1:]]
+    fences = re.finditer(rf"^```{kind}[^\n]*\n(.*?)^```", text, re.S | re.M)
+    return [fence.group(1) for fence in fences]
 
 
 def _run_check(capsys, monkeypatch, path):

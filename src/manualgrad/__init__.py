@@ -11,7 +11,7 @@ The formulas (examples are columns, m examples, per-example loss L):
 The top level holds the core: :func:`network` (bind the options once, get jit-ready
 functions), the functional primitives it binds, per-example gradients and clipping,
 and training. Everything else lives in sub-namespaces: `mg.per_example`,
-`mg.parallel`, `mg.course`, `mg.gradcheck`, `mg.datasets`, `mg.bridge`,
+`mg.parallel`, `mg.curvature`, `mg.course`, `mg.gradcheck`, `mg.datasets`, `mg.bridge`,
 `mg.errors`, and the building blocks `mg.dense`, `mg.activations`, `mg.losses`.
 """
 
@@ -19,6 +19,7 @@ from manualgrad import activations as activations
 from manualgrad import bridge as bridge
 from manualgrad import checkpoint as checkpoint
 from manualgrad import course as course
+from manualgrad import curvature as curvature
 from manualgrad import datasets as datasets
 from manualgrad import dense as dense
 from manualgrad import errors as errors

@@ -38,7 +38,9 @@ x (n_x,), y (n_L,), so the one-example path of formula (1) is the same code, and
 
 This module is manualgrad's internal API: the public modules (`functional`,
 `per_example`, `parallel`, `bridge`, `course`, `curvature`, `privacy`) import it;
-users should not. Its functions take validated inputs and do no checks of their own
+users should not. Its trace-time validators are part of it, as `check`
+(:mod:`manualgrad._validation`: shapes, dtypes, names and options, with the
+catalogue's messages). Its functions take validated inputs and do no checks of their own
 beyond :func:`make_spec` and :func:`check_inputs`.
 """
 

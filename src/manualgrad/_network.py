@@ -33,8 +33,8 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 
 from manualgrad import _engine as engine
-from manualgrad import _validation as check
-from manualgrad import functional, per_example
+from manualgrad import curvature, functional, per_example
+from manualgrad._engine import check
 from manualgrad._errors import ConfigError
 from manualgrad.bridge import custom_vjp_cost
 
@@ -61,6 +61,24 @@ class Network(NamedTuple):
     The functions bound are :mod:`manualgrad.functional`'s, :mod:`manualgrad.per_example`'s
     and :func:`manualgrad.bridge.custom_vjp_cost` (a cost whose `jax.grad` runs
     the hand-written backward).
+
+    Curvature and gradient statistics (:mod:`manualgrad.curvature`), of the
+    deterministic network (no dropout); `v` is a direction shaped like params, `key`
+    and `mc_samples` select the Monte-Carlo estimate (`mc_samples` is static: jit
+    `functools.partial(net.diag_ggn, mc_samples=1)`):
+
+    | field                    | signature                                       |
+    |--------------------------|-------------------------------------------------|
+    | `sum_grad_squared`       | `(params, X, Y) -> {k: Σ_i g_i²}`               |
+    | `grad_variance`          | `(params, X, Y) -> {k: (1/m) Σ_i (g_i − ḡ)²}`   |
+    | `gradient_gram`          | `(params, X, Y) -> (m, m)`                      |
+    | `gradient_noise_scale`   | `(params, X, Y) -> NoiseScale`                  |
+    | `ggn_vector_product`     | `(params, X, Y, v) -> G v`                      |
+    | `hessian_vector_product` | `(params, X, Y, v) -> ∇²C v`                    |
+    | `diag_ggn`               | `(params, X, Y, key=None, mc_samples=None)`     |
+    | `kfac_factors`           | `(params, X, Y, key=None, mc_samples=None)`     |
+    | `diag_hessian`           | `(params, X, Y) -> diag ∇²C`                    |
+
     `key` is the dropout key (needed when keep_prob < 1). `activations`, `loss`,
     `l2`, `keep_prob` and `precision` hold the bound options.
     """
@@ -80,6 +98,15 @@ class Network(NamedTuple):
     clipped_grads: Callable[..., Any]
     dp_grads: Callable[..., Any]
     custom_vjp_cost: Callable[..., Any]
+    sum_grad_squared: Callable[..., Any]
+    grad_variance: Callable[..., Any]
+    gradient_gram: Callable[..., Any]
+    gradient_noise_scale: Callable[..., Any]
+    ggn_vector_product: Callable[..., Any]
+    hessian_vector_product: Callable[..., Any]
+    diag_ggn: Callable[..., Any]
+    kfac_factors: Callable[..., Any]
+    diag_hessian: Callable[..., Any]
 
 
 def network(
@@ -190,6 +217,32 @@ def network(
         clipped_grads=clipped_grads,
         dp_grads=dp_grads,
         custom_vjp_cost=custom_vjp_cost(spec, l2),
+        **_curvature_fields(acts, loss, l2, precision),
+    )
+
+
+def _curvature_fields(acts: tuple[str, ...], loss: str, l2: float, precision: str) -> dict:
+    """The :mod:`manualgrad.curvature` functions with the network's options bound."""
+    opts = dict(activations=acts, loss=loss, precision=precision)
+    with_l2 = dict(opts, l2=l2)
+
+    def sampled(fn, **kw):
+        def bound(params, X, Y, key=None, mc_samples=None):
+            return fn(params, X, Y, key=key, mc_samples=mc_samples, **kw)
+
+        bound.__doc__ = fn.__doc__
+        return bound
+
+    return dict(
+        sum_grad_squared=partial(curvature.sum_grad_squared, **opts),
+        grad_variance=partial(curvature.grad_variance, **opts),
+        gradient_gram=partial(curvature.gradient_gram, **opts),
+        gradient_noise_scale=partial(curvature.gradient_noise_scale, **with_l2),
+        ggn_vector_product=partial(curvature.ggn_vector_product, **with_l2),
+        hessian_vector_product=partial(curvature.hessian_vector_product, **with_l2),
+        diag_ggn=sampled(curvature.diag_ggn, **with_l2),
+        kfac_factors=sampled(curvature.kfac_factors, **opts),
+        diag_hessian=partial(curvature.diag_hessian, **with_l2),
     )
 
 

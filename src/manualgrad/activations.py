@@ -6,14 +6,19 @@ activations the cheapest exact form uses A (σ' = A(1 − A), tanh' = 1 − A²)
 functions are elementwise and work on any shape: (n_l, m) in the batched formulas,
 (n_l,) in the single-example ones.
 
-| name         | g(z)                       | g'(z)                          |
-|--------------|----------------------------|--------------------------------|
-| `relu`       | z if z > 0 else 0          | 1 if z > 0 else 0 (g'(0) = 0)  |
-| `leaky_relu` | z if z > 0 else 0.01 z     | 1 if z > 0 else 0.01           |
-| `tanh`       | tanh z                     | 1 − tanh² z                    |
-| `sigmoid`    | 1 / (1 + e^{−z})           | σ(z)(1 − σ(z))                 |
-| `linear`     | z                          | 1                              |
-| `softmax`    | e^{z_k} / Σ_j e^{z_j}      | not elementwise: see below     |
+| name         | g(z)                   | g'(z)                         | g''(z)            |
+|--------------|------------------------|-------------------------------|-------------------|
+| `relu`       | z if z > 0 else 0      | 1 if z > 0 else 0 (g'(0) = 0) | 0                 |
+| `leaky_relu` | z if z > 0 else 0.01 z | 1 if z > 0 else 0.01          | 0                 |
+| `tanh`       | tanh z                 | 1 − tanh² z                   | −2a(1 − a²)       |
+| `sigmoid`    | 1 / (1 + e^{−z})       | σ(z)(1 − σ(z))                | a(1 − a)(1 − 2a)  |
+| `linear`     | z                      | 1                             | 0                 |
+| `softmax`    | e^{z_k} / Σ_j e^{z_j}  | not elementwise: see below    | not elementwise   |
+
+The second derivatives serve curvature (:mod:`manualgrad.curvature`): the exact
+Hessian of the cost differs from the Gauss-Newton matrix by terms g''(Z) ⊙ dA, and
+those vanish for the piecewise-linear activations of :data:`PIECEWISE_LINEAR`
+(g'' = 0 wherever it is defined).
 
 `softmax` normalises over axis 0 (the classes of each example column) and is meant
 for the output layer. Its Jacobian is diag(a) − a aᵀ, so formula (5) becomes the
@@ -53,6 +58,12 @@ def relu_derivative(Z: Array, A: Array) -> Array:
     return (Z > 0).astype(Z.dtype)
 
 
+def relu_second_derivative(Z: Array, A: Array) -> Array:
+    """g''(z) = 0 wherever it is defined (z ≠ 0)."""
+    del A
+    return jnp.zeros_like(Z)
+
+
 def leaky_relu(Z: Array) -> Array:
     """g(z) = z for z > 0, else 0.01 z; `jax.grad` of it at z = 0 is 0.01, as is g'(0)."""
     return jnp.where(Z > 0, Z, LEAKY_SLOPE * Z)
@@ -62,6 +73,12 @@ def leaky_relu_derivative(Z: Array, A: Array) -> Array:
     """g'(z) = 1 for z > 0, else 0.01."""
     del A
     return jnp.where(Z > 0, jnp.ones_like(Z), jnp.full_like(Z, LEAKY_SLOPE))
+
+
+def leaky_relu_second_derivative(Z: Array, A: Array) -> Array:
+    """g''(z) = 0 wherever it is defined (z ≠ 0)."""
+    del A
+    return jnp.zeros_like(Z)
 
 
 def tanh(Z: Array) -> Array:
@@ -75,6 +92,12 @@ def tanh_derivative(Z: Array, A: Array) -> Array:
     return 1 - A * A
 
 
+def tanh_second_derivative(Z: Array, A: Array) -> Array:
+    """g''(z) = d/dz (1 − tanh² z) = −2 tanh z (1 − tanh² z) = −2a(1 − a²)."""
+    del Z
+    return -2 * A * (1 - A * A)
+
+
 def sigmoid(Z: Array) -> Array:
     """g(z) = 1 / (1 + e^{−z}), evaluated without overflow for large |z|."""
     return jax.nn.sigmoid(Z)
@@ -84,6 +107,12 @@ def sigmoid_derivative(Z: Array, A: Array) -> Array:
     """g'(z) = σ(z)(1 − σ(z)) = a(1 − a)."""
     del Z
     return A * (1 - A)
+
+
+def sigmoid_second_derivative(Z: Array, A: Array) -> Array:
+    """g''(z) = d/dz σ(1 − σ) = σ'(1 − σ) − σσ' = a(1 − a)(1 − 2a)."""
+    del Z
+    return A * (1 - A) * (1 - 2 * A)
 
 
 def linear(Z: Array) -> Array:
@@ -97,6 +126,12 @@ def linear_derivative(Z: Array, A: Array) -> Array:
     return jnp.ones_like(Z)
 
 
+def linear_second_derivative(Z: Array, A: Array) -> Array:
+    """g''(z) = 0."""
+    del A
+    return jnp.zeros_like(Z)
+
+
 def softmax(Z: Array) -> Array:
     """a_k = e^{z_k} / Σ_j e^{z_j} over axis 0, shifted by max_k z_k so it never overflows."""
     return jax.nn.softmax(Z, axis=0)
@@ -108,27 +143,35 @@ def softmax_backward(dA: Array, A: Array) -> Array:
 
 
 class Activation(NamedTuple):
-    """An activation g with its hand-written derivative.
+    """An activation g with its hand-written first and second derivatives.
 
     `derivative(Z, A)` returns g'(Z) elementwise; it is `None` for `softmax`, whose
-    backward is the Jacobian-vector product :func:`softmax_backward`. `kink_at_zero`
-    is True when g' jumps at z = 0 (relu, leaky_relu).
+    backward is the Jacobian-vector product :func:`softmax_backward`.
+    `second_derivative(Z, A)` returns g''(Z) elementwise (None for `softmax`).
+    `kink_at_zero` is True when g' jumps at z = 0 (relu, leaky_relu).
     """
 
     name: str
     forward: Callable[[Array], Array]
     derivative: Callable[[Array, Array], Array] | None
+    second_derivative: Callable[[Array, Array], Array] | None = None
     kink_at_zero: bool = False
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation("relu", relu, relu_derivative, kink_at_zero=True),
-    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_derivative, kink_at_zero=True),
-    "tanh": Activation("tanh", tanh, tanh_derivative),
-    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative),
-    "linear": Activation("linear", linear, linear_derivative),
-    "softmax": Activation("softmax", softmax, None),
+    "relu": Activation("relu", relu, relu_derivative, relu_second_derivative, True),
+    "leaky_relu": Activation(
+        "leaky_relu", leaky_relu, leaky_relu_derivative, leaky_relu_second_derivative, True
+    ),
+    "tanh": Activation("tanh", tanh, tanh_derivative, tanh_second_derivative),
+    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative, sigmoid_second_derivative),
+    "linear": Activation("linear", linear, linear_derivative, linear_second_derivative),
+    "softmax": Activation("softmax", softmax, None, None),
 }
+
+#: Activations whose g'' is 0 wherever it is defined: for them the Hessian's residual
+#: terms g''(Z) ⊙ dA vanish, so the Hessian's diagonal blocks equal the GGN's.
+PIECEWISE_LINEAR = frozenset({"relu", "leaky_relu", "linear"})
 
 #: Activations allowed on hidden layers (softmax is for the output layer only).
 HIDDEN_ACTIVATIONS = tuple(name for name in ACTIVATIONS if name != "softmax")

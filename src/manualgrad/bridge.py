@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from manualgrad import _engine as engine
-from manualgrad import _validation as check
+from manualgrad._engine import check
 from manualgrad.dense import prev_activation_grad
 
 Array = jax.Array

@@ -18,7 +18,10 @@ from manualgrad._errors import ManualgradError
 #: sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("manualgrad._cli.check", "compare the hand-written gradients with jax.grad"),
-    "bench": ("manualgrad._cli.bench", "time the hand-written gradient step against jax.grad"),
+    "bench": (
+        "manualgrad._cli.bench",
+        "time the hand-written gradient step against an idiomatic jax.grad step",
+    ),
     "train": ("manualgrad._cli.train", "train a network with the hand-written gradients and optax"),
 }
 

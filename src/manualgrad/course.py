@@ -58,8 +58,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manualgrad import _validation as check
 from manualgrad import dense
+from manualgrad._engine import check
 from manualgrad._errors import ConfigError, DTypeError, ShapeError
 from manualgrad.activations import ACTIVATIONS, Activation, get_activation
 from manualgrad.functional import init_params

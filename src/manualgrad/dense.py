@@ -21,6 +21,14 @@ as vectors of shape (n_l,), except the batched formula (2) and its one-example f
     (3)  dZ[l] = W[l+1]ᵀ dZ[l+1] ⊙ g[l]'(Z[l])   = (4) followed by (5)
     (4)  dA[l-1] = W[l]ᵀ dZ[l]
     (5)  dZ[l] = dA[l] ⊙ g[l]'(Z[l])
+
+Forward mode (the R-operator): the change Ż, Ȧ of the activations when the params
+move along a direction (Ẇ, ḃ), and the second-order term of (5) (see
+docs/curvature.md):
+
+    (6)  Ż[l] = W[l] Ȧ[l-1] + Ẇ[l] A[l-1] + ḃ[l],    Ȧ[0] = 0
+    (7)  Ȧ[l] = g[l]'(Z[l]) ⊙ Ż[l]
+    (8)  ∂²L/∂z[l]² = diag(g') (∂²L/∂a[l]²) diag(g') + diag(r[l]),  r[l] = g[l]''(Z[l]) ⊙ dA[l]
 """
 
 from __future__ import annotations
@@ -105,6 +113,48 @@ def activation_backward(dA: Array, Z: Array, A: Array, activation: Activation) -
     if activation.derivative is None:
         return softmax_backward(dA, A)  # (5), softmax's Jacobian-vector product
     return dA * activation.derivative(Z, A)  # (5)
+
+
+def linear_jvp(
+    W: Array,
+    A_prev: Array,
+    W_dot: Array,
+    b_dot: Array,
+    A_prev_dot: Array | None,
+    *,
+    precision: str = "default",
+) -> Array:
+    """Formula (6): Ż[l] = W[l] Ȧ[l-1] + Ẇ[l] A[l-1] + ḃ[l] (the product rule on Z = W A + b).
+
+    Shapes: W, W_dot (n_l, n_{l-1}), b_dot (n_l, 1), A_prev, A_prev_dot (n_{l-1}, m) ->
+    Ż (n_l, m). `A_prev_dot` is None at layer 1, where A[0] = X does not move.
+    """
+    Z_dot = matmul(W_dot, A_prev, 1, 0, precision) + b_dot  # (6), Ẇ A[l-1] + ḃ
+    if A_prev_dot is not None:
+        Z_dot = Z_dot + matmul(W, A_prev_dot, 1, 0, precision)  # (6), + W Ȧ[l-1]
+    return Z_dot
+
+
+def activation_jvp(Z_dot: Array, Z: Array, A: Array, activation: Activation) -> Array:
+    """Formula (7): Ȧ[l] = g[l]'(Z[l]) ⊙ Ż[l].
+
+    Shapes: all (n_l, m). Softmax's Jacobian diag(a) − a aᵀ is symmetric, so its
+    Jacobian-vector product is the same product as in (5):
+    ȧ = a ⊙ (ż − ⟨ż, a⟩) (:func:`manualgrad.activations.softmax_backward`).
+    """
+    if activation.derivative is None:
+        return softmax_backward(Z_dot, A)  # (7), softmax's symmetric Jacobian
+    return Z_dot * activation.derivative(Z, A)  # (7)
+
+
+def activation_residual(dA: Array, Z: Array, A: Array, activation: Activation) -> Array:
+    """Formula (8)'s residual r[l] = g[l]''(Z[l]) ⊙ dA[l]: what the Hessian adds to the GGN at l.
+
+    Shapes: dA, Z, A (n_l, m) -> (n_l, m), one diagonal of ∂²L_i/∂z[l]² per column. Zero
+    for the piecewise-linear activations; softmax (not elementwise) has no such diagonal.
+    """
+    assert activation.second_derivative is not None, "softmax's g'' is not elementwise"
+    return activation.second_derivative(Z, A) * dA  # (8)
 
 
 def linear_backward(

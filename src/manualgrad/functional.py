@@ -38,8 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from manualgrad import _engine as engine
-from manualgrad import _validation as check
-from manualgrad._engine import LayerCache, Options
+from manualgrad._engine import LayerCache, Options, check
 from manualgrad._errors import ConfigError
 
 Array = jax.Array

@@ -58,8 +58,7 @@ import jax
 import jax.numpy as jnp
 
 from manualgrad import _engine as engine
-from manualgrad import _validation as check
-from manualgrad._engine import Options
+from manualgrad._engine import Options, check
 from manualgrad._errors import ShapeError
 
 Array = jax.Array

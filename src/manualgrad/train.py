@@ -63,7 +63,7 @@ import optax
 from jax import lax
 from jax.typing import ArrayLike
 
-from manualgrad import _validation as check
+from manualgrad._engine import check
 from manualgrad._errors import ConfigError
 from manualgrad.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from manualgrad.functional import predict, value_and_grad

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import checkify
 
-from manualgrad import _validation as check
+from manualgrad._engine import check
 from manualgrad._network import Network
 
 Array = jax.Array

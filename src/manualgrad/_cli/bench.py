@@ -1,7 +1,8 @@
-"""`manualgrad bench`: time the hand-written gradient step against jax.grad.
+"""`manualgrad bench`: time the hand-written gradient step against what a JAX user writes.
 
-Wires options to :func:`manualgrad.benchmark.run`; prints a rich table and writes one
-JSON object per line (ceilings and grid points) to `--json`, if given.
+Wires options to :func:`manualgrad.benchmark.run`; prints a table that fits 100
+columns (`--wide`: every column) and writes one JSON object per line (the machine, the
+matmul ceilings, the grid points) to `--json`, if given.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a small grid and short timing budget: under a minute on CPU",
+        help="a small grid and few rounds: about a minute on a 2-core CPU",
     )
     parser.add_argument("--json", metavar="FILE", help="write one JSON object per line to FILE")
     parser.add_argument(
@@ -36,17 +37,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIMS@M",
         help="grid point like 12288,20,7,5,1@209 (repeatable); default: a grid for the device",
     )
-    parser.add_argument("--reps", type=int, default=None, help="max timed rounds per grid point")
     parser.add_argument(
-        "--budget",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="timing budget per grid point (rounds are cut to fit, at least 3)",
-    )
+        "--rounds", type=int, default=None, help="paired rounds per comparison (default 21; 7 "
+        "with --quick)"
+    )  # fmt: skip
     parser.add_argument(
-        "--torch", action="store_true", help="also time PyTorch autograd if torch is importable"
+        "--calls", type=int, default=None,
+        help="calls per variant and round (default: enough for --slot seconds)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--slot", type=float, default=None, metavar="SECONDS",
+        help="target time of one variant's turn in a round (default 0.2; 0.02 with --quick)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--equinox", action="store_true", help="also time baseline (b), an equinox MLP"
     )
+    parser.add_argument("--torch", action="store_true", help="also time baseline (c), PyTorch")
+    parser.add_argument(
+        "--diagnostics",
+        action="store_true",
+        help="also time jax.grad of manualgrad's own cost and the custom_vjp bridge",
+    )
+    parser.add_argument("--wide", action="store_true", help="print every column")
     parser.add_argument("--ceiling-n", type=int, default=None, help="size of the square matmul")
 
 
@@ -62,13 +74,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         cases = benchmark.CPU_GRID if on_cpu else benchmark.GPU_GRID
     policies = args.precision or [p for p in benchmark.POLICIES if on_cpu or p != "f64"]
-    reps = args.reps or (15 if args.quick else 100)
-    budget = args.budget if args.budget is not None else (0.5 if args.quick else 4.0)
+    rounds = args.rounds or (7 if args.quick else 21)
+    slot = args.slot if args.slot is not None else (0.02 if args.quick else 0.2)
     ceiling_n = args.ceiling_n or (512 if args.quick and on_cpu else None)
 
     console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)
+    if args.wide:  # as wide as its columns need: let the terminal wrap the lines
+        table_console = Console(width=300)
+    else:  # 100 columns, also when writing to a file or a pipe
+        table_console = console if console.is_terminal else Console(width=100)
     out = open(args.json, "w") if args.json else None  # noqa: SIM115
     try:
 
@@ -77,26 +91,32 @@ def run(args: argparse.Namespace) -> int:
                 out.write(json.dumps(row) + "\n")
                 out.flush()
             if row["kind"] == "grid":
-                dims = ",".join(map(str, row["layer_dims"]))
-                status = row.get("error") or f"ratio {row['ratio']:.3f}"
-                console.print(f"  {row['policy']:<12} {dims}@{row['m']}: {status}", highlight=False)
+                label = benchmark.network_label(row["layer_dims"], row["m"])
+                ratio = row.get("manual_vs_jax") or {}
+                status = row.get("error") or (
+                    f"manual/(a) {ratio.get('median', 0):.3f} "
+                    f"[{ratio.get('low', 0):.3f}, {ratio.get('high', 0):.3f}] "
+                    f"{ratio.get('verdict', '')}"
+                )
+                console.print(f"  {row['policy']:<12} {label}: {status}", highlight=False)
 
         rows = benchmark.run(
             cases,
             policies,
-            reps=reps,
-            budget_s=budget,
+            rounds=rounds,
+            calls=args.calls,
+            slot_s=slot,
             ceiling_n=ceiling_n,
             emit=emit,
+            equinox=args.equinox,
             torch=args.torch,
+            diagnostics=args.diagnostics,
         )
     finally:
         if out is not None:
             out.close()
-    console.print(benchmark.table(rows))
-    ratios = [r["ratio"] for r in rows if r["kind"] == "grid" and "ratio" in r]
-    if ratios:
-        console.print(f"worst manual/autodiff ratio: {max(ratios):.3f} over {len(ratios)} points")
+    table_console.print(benchmark.table(rows, wide=args.wide))
+    console.print(benchmark.summary(rows), highlight=False)
     failed = [r for r in rows if "error" in r]
     return 1 if failed else 0
 

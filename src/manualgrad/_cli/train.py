@@ -137,6 +137,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "for 2-D data)",
     )
     c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.add_argument(
+        "--noise-scale",
+        action="store_true",
+        help="print the gradient noise scale B_simple = tr(Σ)/|G|² (McCandlish et al. 2018) "
+        "of the final params on the training set: about the largest useful batch size",
+    )
 
 
 def _optimizer(name: str, lr: float):
@@ -350,6 +356,14 @@ def _run(args) -> int:
     table.add_row("epochs / steps", f"{result.epoch} / {result.epoch * spe}{resumed}")
     table.add_row("time", f"{seconds:.2f} s (compilation included)")
     table.add_row("steps/s", f"{steps / seconds:,.0f}" if seconds > 0 else "-")
+    if args.noise_scale:
+        from manualgrad.curvature import gradient_noise_scale
+
+        Xn, Yn = jnp.asarray(X_tr, dtype), jnp.asarray(Y_tr, dtype)
+        ns = gradient_noise_scale(result.params, Xn, Yn, activations=acts, loss=loss, l2=args.l2)
+        G2, tr = float(ns.grad_sq_norm), float(ns.trace_cov)
+        value = f"{float(ns.b_simple):,.1f}" if G2 > 0 else f"> {m} (|G|² within its noise)"
+        table.add_row("noise scale B_simple", f"{value}; tr Σ {tr:.3g}, |G|² {G2:.3g}")
     if args.plot:
         from manualgrad.plot import plot_training
 
