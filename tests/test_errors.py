@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -136,6 +137,28 @@ def fit(**changes) -> Callable[[], object]:
     return call
 
 
+def _eps(**changes) -> Callable[[], object]:
+    """privacy.epsilon of 100 DP-SGD steps (σ = 1, q = 0.01, δ = 1e-5), some arguments replaced."""
+    kw = dict(noise_multiplier=1.0, sampling_rate=0.01, steps=100, delta=1e-5)
+    return lambda: mg.privacy.epsilon(**{**kw, **changes})
+
+
+def _plan(n=1000, steps=100, **changes) -> Callable[[], object]:
+    """privacy.plan for N = n examples, with a DPConfig (q = 0.01, σ = 1, rdp) changed."""
+    kw = dict(sampling_rate=0.01, noise_multiplier=1.0, delta=1e-5, accountant="rdp")
+    return lambda: mg.privacy.plan(mg.privacy.DPConfig(**{**kw, **changes}), n=n, steps=steps)
+
+
+def _without(*modules: str, call: Callable[[], object]) -> Callable[[], object]:
+    """Run `call` as if `modules` were not installed."""
+
+    def run():
+        with mock.patch.dict(sys.modules, dict.fromkeys(modules)):
+            return call()
+
+    return run
+
+
 def curv(fn: str = "diag_ggn", **changes) -> Callable[[], object]:
     """A `manualgrad.curvature` function on the (3, 4, 2) relu/softmax/ce net."""
     kw = dict(params=_params(), X=_X(), Y=_Y(), activations=ACTS2, loss="ce")
@@ -228,6 +251,7 @@ P, A, L, XS, YS, O, B, I, PE, J = (
     "Under jax.jit",
 )
 V = "Value checks (opt-in, `manualgrad.value_checks`)"
+DP = "Private training (`manualgrad.privacy`)"
 T = "Checking your own backward pass (`manualgrad.testing`, `manualgrad check --against`)"
 CV = "Curvature (`manualgrad.curvature`)"
 RUNTIME = checkify.JaxRuntimeError
@@ -459,6 +483,36 @@ CASES: list[Case] = [
     Case("course-complex", "Course-compatible API", "complex data passed to the course API",
          lambda: mg.course.L_model_forward(jnp.ones((3, 5), jnp.complex64), _params()),
          DTypeError, r"`X` has dtype complex64; expected real numbers", "`jnp.real(X)`"),
+    # -- privacy --------------------------------------------------------------------------
+    Case("dp-noise-multiplier-not-positive", DP, "a noise multiplier σ ≤ 0 for the accountant",
+         _eps(noise_multiplier=0.0), ConfigError,
+         r"`noise_multiplier` \(σ\) must be finite and > 0", "σ > 0, or give a target ε"),
+    Case("dp-sampling-rate-out-of-range", DP, "a sampling rate q outside (0, 1]",
+         _eps(sampling_rate=1.5), ConfigError,
+         r"`sampling_rate` \(q\) must be in \(0, 1\], got 1.5", "0 < q ≤ 1 (q·N examples a batch)"),
+    Case("dp-delta-out-of-range", DP, "δ outside (0, 1)", _eps(delta=0.0), ConfigError,
+         r"`delta` \(δ\) must be in \(0, 1\), got 0.0", "δ ≪ 1/N, e.g. 1e-5"),
+    Case("dp-delta-not-below-1-over-n", DP, "δ ≥ 1/N for the N training examples",
+         _plan(n=1000, delta=0.002), ConfigError,
+         r"`delta` = 0.002 is ≥ 1/N = 0.001 for N = 1000", "δ ≪ 1/N, e.g. 1e-5"),
+    Case("dp-target-epsilon-not-positive", DP, "a target ε ≤ 0",
+         lambda: mg.privacy.noise_multiplier(target_epsilon=0.0, delta=1e-5, sampling_rate=0.01,
+                                             steps=100), ConfigError,
+         r"`target_epsilon` must be finite and > 0, got 0.0", "a budget ε > 0, e.g. 3.0"),
+    Case("dp-config-without-noise", DP, "a DPConfig with neither σ nor a target ε",
+         _plan(noise_multiplier=None), ConfigError,
+         r"DPConfig needs `noise_multiplier` \(σ\) or `target_epsilon`", "give one of them"),
+    Case("dp-budget-exhausted", DP, "σ and a budget ε given, but the requested steps spend more",
+         _plan(steps=20000, noise_multiplier=1.0, target_epsilon=1.0), ConfigError,
+         r"the privacy budget ε = 1 is exhausted before the requested 20000 steps",
+         "fewer steps, more noise, a lower q, or calibrate σ to the budget"),
+    Case("dp-accounting-missing", DP, "the accountant without the `dp-accounting` package",
+         _without("dp_accounting", call=_eps()), ConfigError,
+         r'pip install "manualgrad\[dp\]"', '`pip install "manualgrad[dp]"`'),
+    Case("digits-needs-scikit-learn", "Data sets", "the digits data set without scikit-learn",
+         _without("sklearn", "sklearn.datasets", call=lambda: mg.datasets.digits()),
+         ConfigError, r'pip install "manualgrad\[digits\]"',
+         '`pip install "manualgrad[digits]"`'),
     # -- curvature ------------------------------------------------------------------------
     Case("mc-samples-zero", CV, "`mc_samples` ≤ 0", curv(mc_samples=0, key=jax.random.key(0)),
          ConfigError, r"`mc_samples` must be ≥ 1, got 0", "`mc_samples=1` or more"),

@@ -11,8 +11,8 @@ The formulas (examples are columns, m examples, per-example loss L):
 The top level holds the core: :func:`network` (bind the options once, get jit-ready
 functions), the functional primitives it binds, per-example gradients and clipping,
 and training. Everything else lives in sub-namespaces: `mg.per_example`,
-`mg.parallel`, `mg.curvature`, `mg.course`, `mg.gradcheck`, `mg.datasets`, `mg.bridge`,
-`mg.errors`, and the building blocks `mg.dense`, `mg.activations`, `mg.losses`.
+`mg.parallel`, `mg.privacy`, `mg.curvature`, `mg.course`, `mg.gradcheck`, `mg.datasets`,
+`mg.bridge`, `mg.errors`, and the building blocks `mg.dense`, `mg.activations`, `mg.losses`.
 """
 
 from manualgrad import activations as activations
@@ -29,6 +29,7 @@ from manualgrad import losses as losses
 from manualgrad import parallel as parallel
 from manualgrad import per_example as per_example
 from manualgrad import precision as precision
+from manualgrad import privacy as privacy
 from manualgrad import regularization as regularization
 from manualgrad import value_checks as value_checks
 from manualgrad._errors import ManualgradError

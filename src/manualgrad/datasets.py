@@ -11,9 +11,11 @@ X of shape (n_x, m) and Y of shape (n_L, m), ready for :func:`manualgrad.value_a
 | `moons`    | (2, m)   | (1, m)  | two interleaving half circles                                |
 | `circles`  | (2, m)   | (1, m)  | a small circle inside a large one                            |
 | `spiral`   | (2, m)   | (K, m)  | K interleaved spiral arms (CS231n), one-hot labels           |
+| `digits`   | (64, m)  | (10, m) | real data: 1,797 handwritten digits of 8×8 pixels (UCI's,    |
+|            |          |         | bundled in scikit-learn: `pip install "manualgrad[digits]"`) |
 
 Two-class sets have labels 0.0 / 1.0 in one row (for a sigmoid output and `bce`);
-`spiral` has one-hot columns (for a softmax output and `ce`). Every generator returns
+`spiral` and `digits` have one-hot columns (for a softmax output and `ce`). Every generator returns
 exactly m examples, the classes as equal as m allows (the first classes get the extra
 points), in class order. :data:`DATASETS` maps each name to its generator
 `fn(m=..., seed=...)`; :func:`get_dataset` looks one up by name.
@@ -143,12 +145,63 @@ def spiral(m: int = 300, seed: int = 1, n_classes: int = 3) -> tuple[np.ndarray,
     return np.concatenate(arms, axis=1), Y
 
 
+def digits(m: int | None = None, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The 8×8 handwritten digits: 1,797 real images of 0–9, pixels scaled to [0, 1].
+
+    The test set of UCI's "Optical Recognition of Handwritten Digits" (Alpaydin and
+    Kaynak, 1998; 32×32 bitmaps from 13 writers, each 4×4 block's count of on pixels,
+    0 … 16), as bundled inside scikit-learn (`sklearn.datasets.load_digits`, no
+    download). Needs scikit-learn: ``pip install "manualgrad[digits]"``.
+
+    Returns X: (64, m) float64, pixel counts / 16 in [0, 1], and one-hot
+    Y: (10, m) float64; the columns in the order of `default_rng(seed).permutation`,
+    the first `m` of them (default all 1,797). For a held-out test set use
+    :func:`digits_split` (or :func:`manualgrad.data.train_test_split`).
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ConfigError(
+            "the digits data set ships inside scikit-learn, which is not installed: "
+            'pip install "manualgrad[digits]" (or pip install scikit-learn)'
+        ) from None
+    pixels, target = load_digits(return_X_y=True)
+    n = pixels.shape[0]
+    if m is not None and (
+        isinstance(m, bool) or not isinstance(m, int | np.integer) or not 1 <= m <= n
+    ):
+        raise ConfigError(f"`m` must be an int in [1, {n}] for digits, got {m!r}")
+    perm = np.random.default_rng(seed).permutation(n)[: n if m is None else m]
+    X = np.asarray(pixels)[perm].T.astype(np.float64) / 16.0
+    Y = np.eye(10)[:, np.asarray(target)[perm]]
+    return X, Y
+
+
+def digits_split(
+    test_fraction: float = 0.2, seed: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`digits` with a held-out test set: X_train, Y_train, X_test, Y_test.
+
+    round(test_fraction · 1797) columns for test (359 at the default 0.2), the rest
+    (1,438) for training, split by :func:`manualgrad.data.train_test_split` with `seed`.
+
+    >>> X, Y, X_test, Y_test = digits_split()
+    >>> X.shape, Y.shape, X_test.shape
+    ((64, 1438), (10, 1438), (64, 359))
+    """
+    from manualgrad.data import train_test_split
+
+    X, Y = digits(seed=seed)
+    return train_test_split(X, Y, test_fraction=test_fraction, seed=seed)
+
+
 #: name -> generator(m=..., seed=...) -> (X, Y)
 DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "flower": flower,
     "moons": moons,
     "circles": circles,
     "spiral": spiral,
+    "digits": digits,
 }
 
 

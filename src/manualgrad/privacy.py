@@ -1,0 +1,883 @@
+r"""Differentially private training: DP-SGD with Poisson sampling and a privacy accountant.
+
+DP-SGD (Abadi et al. 2016) with the practice the privacy analyses assume:
+
+| piece                  | here                      | what it is                                |
+|------------------------|---------------------------|-------------------------------------------|
+| the sampler            | :func:`poisson_batch`     | each example in a batch independently,    |
+|                        |                           | with probability q                        |
+| fixed shapes under jit | :func:`batch_capacity`    | K columns + a mask; P[overflow] tiny      |
+| the step               | :func:`masked_dp_grads`   | (1/(qN)) (Σ_{i ∈ 𝓑} clip_C(g_i) + σCξ)    |
+| the accountant         | :func:`epsilon`,          | Google's `dp-accounting`, PLD or RDP      |
+|                        | :func:`noise_multiplier`  |                                           |
+| the training loop      | :func:`train_private`     | `lax.scan` over steps, ε reported         |
+
+**The mechanism.** One step of DP-SGD releases
+
+$$\tilde g = \frac{1}{qN}\Big(\sum_{i \in \mathcal B} \min\big(1, \tfrac{C}{\|g_i\|}\big)\, g_i
+  + \sigma C\, \xi\Big), \qquad \xi \sim \mathcal N(0, I),$$
+
+where the batch 𝓑 is drawn by Poisson sampling (each example independently with
+probability q), g_i = ∂L_i/∂params, C is the clipping norm and σ the noise multiplier.
+The clipped sum changes by at most C when one example is added or removed, so each
+step is the Poisson-subsampled Gaussian mechanism with noise multiplier σ, and T steps
+are the event
+
+    SelfComposedDpEvent(PoissonSampledDpEvent(q, GaussianDpEvent(σ)), T)
+
+under the **add/remove-one** neighbouring relation (data sets differing by the
+presence of one example). :func:`epsilon` asks `dp_accounting` for the ε of that
+event at δ; :func:`noise_multiplier` inverts it with `dp_accounting`'s
+`calibrate_dp_mechanism`. The normaliser is the *expected* batch size q·N, which is
+public, never the realised one (which depends on the data).
+
+**Fixed shapes.** A batch is K columns of X gathered by index, with a boolean mask
+marking the sampled examples; the remaining columns are other examples whose dZ and
+A[l-1] columns are replaced by exact zeros (`jnp.where`, so even a NaN there cannot
+reach the sum) before formula (2). K is chosen so that a batch overflows (more than
+K examples sampled) with a probability that is negligible against δ; should it
+happen, a uniformly random K of the sampled examples are kept
+(:func:`poisson_batch`), and the guarantee of the run degrades to
+(ε, δ + (1 + e^ε) p) where p is the probability that any batch of the run
+overflowed — :func:`train_private` chooses K so that this extra term is at most
+δ/1000 and reports it.
+
+**Non-finite gradients.** An example whose gradient norm is not finite in the working
+dtype (a NaN or Inf anywhere in its g_i) is dropped from the sum: it contributes
+zero, exactly like a column outside the batch. This depends on that example alone,
+so the sensitivity stays C, and a NaN never reaches the params (which would reveal
+that such an example was sampled). Nothing reports how many were dropped: that count
+is itself a function of the private batch.
+
+The accountant is Google's `dp-accounting` package, an optional dependency:
+``pip install "manualgrad[dp]"``. It is imported when first needed.
+
+>>> import manualgrad as mg
+>>> eps = mg.privacy.epsilon(noise_multiplier=2.0, sampling_rate=0.1, steps=100, delta=1e-5)
+>>> round(eps, 2)
+2.34
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Unpack
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from manualgrad import _engine as engine
+from manualgrad import _validation as check
+from manualgrad import per_example
+from manualgrad._engine import Options
+from manualgrad._errors import ConfigError, DataError
+
+Array = jax.Array
+Params = dict[str, Array]
+
+__all__ = [
+    "ACCOUNTANTS",
+    "DPConfig",
+    "DPPlan",
+    "PoissonBatch",
+    "PrivateProgress",
+    "PrivateTrainResult",
+    "batch_capacity",
+    "check_delta_for_dataset",
+    "dpsgd_event",
+    "epsilon",
+    "masked_dp_grads",
+    "noise_multiplier",
+    "overflow_probability",
+    "plan",
+    "poisson_batch",
+    "train_private",
+]
+
+#: The accountants :func:`epsilon` offers: `dp_accounting`'s privacy-loss-distribution
+#: accountant (tight; the default) and its Rényi-DP accountant (looser, faster).
+ACCOUNTANTS = ("pld", "rdp")
+
+#: The share of δ that the capacity of a batch may cost (see :func:`plan`).
+OVERFLOW_SHARE_OF_DELTA = 1e-3
+
+_INSTALL = 'pip install "manualgrad[dp]"'
+
+
+# --------------------------------------------------------------------------------------
+# Checks of the privacy parameters: one clear error each
+# --------------------------------------------------------------------------------------
+
+
+def _real(name: str, x: Any, example: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise ConfigError(f"expected `{name}` to be a real number, got {x!r}: e.g. {example}")
+    return float(x)
+
+
+def _check_noise_multiplier(sigma: Any) -> float:
+    value = _real("noise_multiplier", sigma, "noise_multiplier=1.1")
+    if not 0 < value < math.inf:
+        raise ConfigError(
+            f"`noise_multiplier` (σ) must be finite and > 0 for a privacy guarantee, got {sigma}: "
+            "the noise std on the clipped sum is σ·C, and σ = 0 releases it exactly (ε = ∞) — "
+            "e.g. noise_multiplier=1.0, or give a target ε instead"
+        )
+    return value
+
+
+def _check_sampling_rate(q: Any) -> float:
+    value = _real("sampling_rate", q, "sampling_rate=0.01")
+    if not 0 < value <= 1:
+        raise ConfigError(
+            f"`sampling_rate` (q) must be in (0, 1], got {q}: it is the probability that each "
+            "example is in a batch (expected batch size q·N), e.g. sampling_rate=0.01"
+        )
+    return value
+
+
+def _check_delta(delta: Any) -> float:
+    value = _real("delta", delta, "delta=1e-5")
+    if not 0 < value < 1:
+        raise ConfigError(
+            f"`delta` (δ) must be in (0, 1), got {delta}: it is the probability with which the "
+            "ε guarantee may fail; choose δ much smaller than 1/N, e.g. delta=1e-5"
+        )
+    return value
+
+
+def _check_target_epsilon(target: Any) -> float:
+    value = _real("target_epsilon", target, "target_epsilon=3.0")
+    if not 0 < value < math.inf:
+        raise ConfigError(
+            f"`target_epsilon` must be finite and > 0, got {target}: ε = 0 would need infinite "
+            "noise; common budgets are 1 to 8, e.g. target_epsilon=3.0"
+        )
+    return value
+
+
+def _check_steps(steps: Any, name: str = "steps") -> int:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ConfigError(f"`{name}` must be an int ≥ 0, got {steps!r}")
+    return int(steps)
+
+
+def _check_accountant(accountant: Any) -> str:
+    if accountant not in ACCOUNTANTS:
+        raise ConfigError(
+            f"unknown accountant {accountant!r}; expected one of {list(ACCOUNTANTS)}: 'pld' "
+            "(privacy loss distributions, tight) or 'rdp' (Rényi DP, looser)"
+        )
+    return accountant
+
+
+def check_delta_for_dataset(delta: float, n: int) -> None:
+    """Refuse δ ≥ 1/N: at that δ, publishing one random example in full is already allowed."""
+    if delta >= 1 / n:
+        raise ConfigError(
+            f"`delta` = {delta:g} is ≥ 1/N = {1 / n:.3g} for N = {n} training examples: a "
+            "mechanism that publishes one randomly chosen example verbatim satisfies "
+            f"(0, 1/N)-DP, so this δ promises nothing — use δ ≪ 1/N, e.g. delta={_small_delta(n):g}"
+        )
+
+
+def _small_delta(n: int) -> float:
+    """A δ below 1/(10 N), rounded down to a power of ten."""
+    return 10.0 ** math.floor(math.log10(1 / (10 * n)))
+
+
+# --------------------------------------------------------------------------------------
+# The accountant: dp_accounting, imported lazily
+# --------------------------------------------------------------------------------------
+
+
+def _dp_accounting():
+    """The `dp_accounting` module, or a ConfigError that names the extra to install."""
+    try:
+        import dp_accounting
+    except ImportError:
+        raise ConfigError(
+            "the privacy accountant needs Google's `dp-accounting` package, which is not "
+            f"installed: {_INSTALL} (or pip install dp-accounting)"
+        ) from None
+    return dp_accounting
+
+
+def _make_accountant(accountant: str) -> Callable[[], Any]:
+    dp = _dp_accounting()
+    relation = dp.NeighboringRelation.ADD_OR_REMOVE_ONE
+    if accountant == "pld":
+        return functools.partial(dp.pld.PLDAccountant, neighboring_relation=relation)
+    return functools.partial(dp.rdp.RdpAccountant, neighboring_relation=relation)
+
+
+def dpsgd_event(*, noise_multiplier: float, sampling_rate: float, steps: int) -> Any:
+    """The `dp_accounting` event of T steps of DP-SGD with Poisson sampling.
+
+    `SelfComposedDpEvent(PoissonSampledDpEvent(q, GaussianDpEvent(σ)), T)`: T times,
+    sample each example with probability q and release the clipped sum (sensitivity
+    C, add/remove-one) plus N(0, σ²C²) noise. Needs `dp-accounting`; T ≥ 1.
+    """
+    dp = _dp_accounting()
+    step = dp.PoissonSampledDpEvent(sampling_rate, dp.GaussianDpEvent(noise_multiplier))
+    return dp.SelfComposedDpEvent(step, steps)
+
+
+def epsilon(
+    *,
+    noise_multiplier: float,
+    sampling_rate: float,
+    steps: int,
+    delta: float,
+    accountant: str = "pld",
+) -> float:
+    r"""ε of T steps of DP-SGD at δ: the privacy spent, from `dp_accounting`.
+
+    | symbol | argument           |
+    |--------|--------------------|
+    | σ      | `noise_multiplier` (> 0): noise std / clipping norm C |
+    | q      | `sampling_rate` in (0, 1]: P[an example is in a batch] |
+    | T      | `steps` (≥ 0; T = 0 spends nothing: ε = 0) |
+    | δ      | `delta` in (0, 1) |
+
+    The event is `SelfComposedDpEvent(PoissonSampledDpEvent(q, GaussianDpEvent(σ)), T)`
+    (:func:`dpsgd_event`): Poisson sampling — each example in each batch independently
+    with probability q — and the Gaussian mechanism on the clipped sum, whose
+    sensitivity is C under the add/remove-one neighbouring relation. `accountant`
+    "pld" is `dp_accounting.pld.PLDAccountant` (privacy loss distributions, a tight
+    upper bound; its default discretisation), "rdp" is `dp_accounting.rdp.RdpAccountant`
+    (Rényi DP at its default orders: a looser upper bound, faster). The result is the
+    smallest ε the accountant certifies for (ε, δ)-DP.
+
+    >>> eps = epsilon(noise_multiplier=2.0, sampling_rate=0.1, steps=100, delta=1e-5)
+    >>> rdp = epsilon(
+    ...     noise_multiplier=2.0, sampling_rate=0.1, steps=100, delta=1e-5, accountant="rdp"
+    ... )
+    >>> round(eps, 3), round(rdp, 3)
+    (2.337, 2.581)
+    """
+    sigma = _check_noise_multiplier(noise_multiplier)
+    q = _check_sampling_rate(sampling_rate)
+    T = _check_steps(steps)
+    d = _check_delta(delta)
+    make = _make_accountant(_check_accountant(accountant))
+    if T == 0:
+        return 0.0
+    event = dpsgd_event(noise_multiplier=sigma, sampling_rate=q, steps=T)
+    return float(make().compose(event).get_epsilon(d))
+
+
+def noise_multiplier(
+    *,
+    target_epsilon: float,
+    delta: float,
+    sampling_rate: float,
+    steps: int,
+    accountant: str = "pld",
+    tol: float = 1e-3,
+) -> float:
+    r"""The smallest σ (within `tol`) whose T steps of DP-SGD spend at most the target ε at δ.
+
+    Inverts :func:`epsilon` for the same event,
+    `SelfComposedDpEvent(PoissonSampledDpEvent(q, GaussianDpEvent(σ)), T)` (Poisson
+    sampling, add/remove-one), with `dp_accounting.calibrate_dp_mechanism` (Brent's
+    method): the result σ̂ satisfies epsilon(σ̂, …) ≤ `target_epsilon` with the same
+    `accountant`, and is within `tol` (absolute, in units of σ) of the exact σ* at
+    which the accountant's ε equals the target. Needs T ≥ 1.
+
+    >>> sigma = noise_multiplier(target_epsilon=2.0, delta=1e-5, sampling_rate=0.1, steps=100)
+    >>> eps = epsilon(noise_multiplier=sigma, sampling_rate=0.1, steps=100, delta=1e-5)
+    >>> round(sigma, 2), eps <= 2.0
+    (2.25, True)
+    """
+    eps = _check_target_epsilon(target_epsilon)
+    d = _check_delta(delta)
+    q = _check_sampling_rate(sampling_rate)
+    T = _check_steps(steps)
+    make = _make_accountant(_check_accountant(accountant))
+    if T == 0:
+        raise ConfigError("`steps` must be ≥ 1 to calibrate σ: zero steps spend no privacy")
+    if not 0 < tol < math.inf:
+        raise ConfigError(f"`tol` must be finite and > 0, got {tol}")
+    dp = _dp_accounting()
+    return float(
+        dp.calibrate_dp_mechanism(
+            make,
+            lambda s: dpsgd_event(noise_multiplier=s, sampling_rate=q, steps=T),
+            eps,
+            d,
+            tol=tol,
+        )
+    )
+
+
+def _steps_within(
+    *, budget: float, noise_multiplier: float, sampling_rate: float, delta: float, accountant: str
+) -> int:
+    """The largest T whose ε is at most `budget` (0 if even one step exceeds it)."""
+    make = _make_accountant(accountant)
+    one = make().compose(
+        dpsgd_event(noise_multiplier=noise_multiplier, sampling_rate=sampling_rate, steps=1)
+    )
+    if one.get_epsilon(delta) > budget:
+        return 0
+    dp = _dp_accounting()
+    return int(
+        dp.calibrate_dp_mechanism(
+            make,
+            lambda T: dpsgd_event(
+                noise_multiplier=noise_multiplier, sampling_rate=sampling_rate, steps=max(int(T), 1)
+            ),
+            budget,
+            delta,
+            bracket_interval=dp.LowerEndpointAndGuess(1, 100),
+            discrete=True,
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Poisson sampling with fixed shapes
+# --------------------------------------------------------------------------------------
+
+
+class PoissonBatch(NamedTuple):
+    """One Poisson-sampled batch as fixed-shape arrays.
+
+    index: (K,) int, columns of X (each example at most once); mask: (K,) bool, True
+    for the columns that are in the batch. The unmasked columns are filler and
+    contribute exactly zero. `mask.sum()` ~ Binomial(N, q), capped at K.
+    """
+
+    index: Array
+    mask: Array
+
+
+def poisson_batch(key: Array, n: int, sampling_rate: float | Array, capacity: int) -> PoissonBatch:
+    """Poisson sampling under jit: example i is in the batch iff u_i < q, u_i ~ U(0, 1) i.i.d.
+
+    Shapes: `n` examples -> K = `capacity` columns. The K examples with the smallest
+    u_i are gathered (`lax.top_k`), and the mask keeps those with u_i < q. Every
+    example is in the batch independently with probability q, and if more than K
+    are (an overflow, see :func:`batch_capacity`), the kept K are a uniformly random
+    subset of them (given u_i < q the u_i are i.i.d. uniform on [0, q)). `n`,
+    `capacity` are static; `key` and `sampling_rate` may be traced.
+    """
+    if not 1 <= capacity <= n:
+        raise ConfigError(f"`capacity` must be in [1, n = {n}], got {capacity}")
+    q = jnp.asarray(sampling_rate)
+    u = jax.random.uniform(key, (n,), q.dtype if jnp.issubdtype(q.dtype, jnp.floating) else None)
+    neg_u, index = lax.top_k(-u, capacity)  # the K smallest u_i
+    return PoissonBatch(index=index, mask=-neg_u < q)
+
+
+def overflow_probability(n: int, sampling_rate: float, capacity: int) -> float:
+    """P[Binomial(n, q) > K]: the probability that a Poisson batch of n examples overflows K."""
+    from scipy.stats import binom
+
+    return float(binom.sf(capacity, n, sampling_rate))
+
+
+def batch_capacity(n: int, sampling_rate: float, *, overflow: float) -> int:
+    """The smallest K with P[Binomial(n, q) > K] ≤ `overflow` (the exact binomial tail).
+
+    E.g. n = 1437, q = 0.045 (expected batch 65): K = 127 for overflow 1e-12. Found by
+    bisection on K with `scipy.stats.binom.sf`; at most n.
+    """
+    q = _check_sampling_rate(sampling_rate)
+    if not 0 <= overflow < 1:
+        raise ConfigError(f"`overflow` must be in [0, 1), got {overflow}")
+    lo, hi = 0, n  # P[Bin > n] = 0 ≤ overflow
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if overflow_probability(n, q, mid) <= overflow:
+            hi = mid
+        else:
+            lo = mid + 1
+    return max(lo, 1)
+
+
+# --------------------------------------------------------------------------------------
+# The private step: the engine's pass, clipped, masked, formula (2) with q·N, noise
+# --------------------------------------------------------------------------------------
+
+
+def _masked_pass(p: engine.Pass, keep: Array, clip_norm: Array | float) -> engine.Pass:
+    """The pass of Σ_{i kept} s_i L_i: clipped dZ columns, kept columns only, exact zeros else.
+
+    `jnp.where`, not a product, so that a NaN or Inf in a dropped column cannot leak
+    (0 · NaN = NaN); A[l-1]'s dropped columns are zeroed too, since formula (2)
+    multiplies dZ[l] by A[l-1]ᵀ.
+    """
+    dZs = tuple(jnp.where(keep[None, :], dZ, 0) for dZ in per_example.clipped_sum_dZ(p, clip_norm))
+    caches = tuple(c._replace(A_prev=jnp.where(keep[None, :], c.A_prev, 0)) for c in p.caches)
+    return engine.Pass(caches, dZs)
+
+
+def _private_value_and_grad(
+    params: Params,
+    X: Array,
+    Y: Array,
+    mask: Array,
+    noise_key: Array,
+    dropout_key: Array | None,
+    spec: engine.Spec,
+    *,
+    l2: Any,
+    clip_norm: Any,
+    sigma: Any,
+    normaliser: Any,
+) -> tuple[Array, Params]:
+    """(mean loss of the kept examples, g̃): one backward pass, then (2) with m = q·N, noise."""
+    p = engine.backward_pass(
+        params, X, Y, spec, engine.dropout_masks(params, X.shape[1], spec, dropout_key)
+    )
+    keep = mask & jnp.isfinite(per_example.squared_norms(p))  # non-finite g_i: dropped
+    clipped = _masked_pass(p, keep, clip_norm)
+    grads = engine.grads_from_dZ(  # (2): (1/(qN)) Σ_{i kept} s_i g_i
+        params, clipped.caches, clipped.dZs, m=normaliser, precision=spec.precision
+    )
+    grads = per_example.add_dp_noise(grads, noise_key, clip_norm, sigma, normaliser)
+    grads = engine.add_l2_grads(grads, params, l2, normaliser)
+    losses = jnp.where(keep, engine.example_losses(p.caches, Y, spec), 0)
+    count = jnp.sum(keep)
+    return jnp.sum(losses) / jnp.maximum(count, 1).astype(losses.dtype), grads
+
+
+def masked_dp_grads(
+    params: Mapping[str, Array],
+    X: Array,
+    Y: Array,
+    mask: Array,
+    *,
+    noise_key: Array,
+    clip_norm: float | Array,
+    noise_multiplier: float | Array,
+    normaliser: float | Array,
+    **options: Unpack[Options],
+) -> Params:
+    r"""The DP-SGD gradient of the masked columns: (1/B)(Σ_{i: mask_i} clip_C(g_i) + σ C ξ).
+
+    | symbol | argument |
+    |--------|----------|
+    | 𝓑      | the columns i with `mask[i]` True (X: (n_x, K), Y: (n_L, K), mask: (K,) bool) |
+    | C      | `clip_norm` |
+    | σ      | `noise_multiplier` |
+    | B      | `normaliser`: q·N for Poisson sampling (the expected batch size) |
+    | ξ      | N(0, I) from `noise_key`, as in :func:`manualgrad.per_example.dp_grads` |
+
+        g̃ = (1/B) (Σ_{i ∈ 𝓑} min(1, C/‖g_i‖) g_i + σ C ξ)   [+ (λ/B) W[l]]
+
+    One backward pass on all K columns (the engine's), the clip factors s_i from the
+    norm identity, then the columns outside the batch — and any example whose ‖g_i‖
+    is not finite — replaced by exact zeros in every dZ[l] and A[l-1] before formula
+    (2), so they change nothing, NaN included. With every mask entry True, σ = 0 and
+    B = K this is :func:`manualgrad.per_example.clipped_grads`; an all-False mask (an
+    empty batch) gives the noise alone. Other options as for
+    :func:`manualgrad.value_and_grad`.
+    """
+    check.check_clip_norm(clip_norm)
+    check.check_noise_multiplier(noise_multiplier)
+    check.check_key(noise_key)
+    p, Xc, Yc, spec, l2, key = engine.checked_options(
+        params, X, Y, options, function="masked_dp_grads"
+    )
+    m = Xc.shape[1]
+    mask = jnp.asarray(mask)
+    if mask.shape != (m,) or mask.dtype != jnp.bool_:
+        raise ConfigError(
+            f"expected `mask` to be a bool array of shape (m,) = ({m},), one entry per column "
+            f"of X, got dtype {mask.dtype} and shape {mask.shape}"
+        )
+    _, grads = _private_value_and_grad(
+        p,
+        Xc,
+        Yc,
+        mask,
+        noise_key,
+        key,
+        spec,
+        l2=l2,
+        clip_norm=clip_norm,
+        sigma=noise_multiplier,
+        normaliser=normaliser,
+    )
+    return grads
+
+
+# --------------------------------------------------------------------------------------
+# The configuration and its resolved plan
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DPConfig:
+    """The privacy settings of a run: give `noise_multiplier`, `target_epsilon`, or both.
+
+    | field              | meaning                                                      |
+    |--------------------|--------------------------------------------------------------|
+    | `sampling_rate`    | q: each example is in each batch with probability q         |
+    | `clip_norm`        | C: every example's gradient is clipped to norm ≤ C          |
+    | `delta`            | δ of the (ε, δ) guarantee; must be < 1/N                    |
+    | `noise_multiplier` | σ: noise std σC on the clipped sum (None: calibrate it)     |
+    | `target_epsilon`   | the ε budget: σ is calibrated to it when `noise_multiplier` |
+    |                    | is None; with both, training refuses to exceed it           |
+    | `accountant`       | "pld" (default) or "rdp", see :func:`epsilon`               |
+    """
+
+    sampling_rate: float
+    clip_norm: float = 1.0
+    delta: float = 1e-5
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    accountant: str = "pld"
+
+
+class DPPlan(NamedTuple):
+    """A run's privacy settings resolved for N examples and T steps (see :func:`plan`).
+
+    noise_multiplier: σ (given or calibrated); epsilon: ε after all T steps at delta;
+    capacity: K columns per batch; overflow: the probability that any batch of the
+    run overflows (≤ OVERFLOW_SHARE_OF_DELTA · δ / (1 + e^ε)); delta_overflow: the
+    (1 + e^ε) · overflow that truncation may add to δ; normaliser: q·N.
+    """
+
+    n: int
+    steps: int
+    sampling_rate: float
+    clip_norm: float
+    delta: float
+    noise_multiplier: float
+    epsilon: float
+    accountant: str
+    capacity: int
+    overflow: float
+    delta_overflow: float
+
+    @property
+    def normaliser(self) -> float:
+        return self.sampling_rate * self.n
+
+
+def plan(dp: DPConfig, *, n: int, steps: int) -> DPPlan:
+    """Check `dp` against N = `n` examples and T = `steps`, calibrate σ, choose K.
+
+    * σ: `dp.noise_multiplier`, or :func:`noise_multiplier` for `dp.target_epsilon`;
+    * ε: :func:`epsilon` after T steps; with both σ and a target given, ε above the
+      target is refused (the error says how many steps fit);
+    * K: the smallest capacity with T · P[Binomial(N + 1, q) > K] · (1 + e^ε) ≤
+      δ / 1000 (N + 1: the bound holds for a neighbour with one more example too).
+    """
+    if not isinstance(dp, DPConfig):
+        raise ConfigError(f"`dp` must be a manualgrad.privacy.DPConfig, got {type(dp).__name__}")
+    T = _check_steps(steps)
+    q = _check_sampling_rate(dp.sampling_rate)
+    delta = _check_delta(dp.delta)
+    check_delta_for_dataset(delta, n)
+    clip = check.check_clip_norm(dp.clip_norm)
+    assert clip is not None
+    accountant = _check_accountant(dp.accountant)
+    if dp.noise_multiplier is None and dp.target_epsilon is None:
+        raise ConfigError(
+            "DPConfig needs `noise_multiplier` (σ) or `target_epsilon` (to calibrate σ), got "
+            "neither: e.g. DPConfig(sampling_rate=0.01, target_epsilon=3.0)"
+        )
+    budget = None if dp.target_epsilon is None else _check_target_epsilon(dp.target_epsilon)
+    if dp.noise_multiplier is None:
+        assert budget is not None
+        if T == 0:
+            raise ConfigError("`steps` must be ≥ 1 to calibrate σ to a target ε")
+        sigma = noise_multiplier(
+            target_epsilon=budget, delta=delta, sampling_rate=q, steps=T, accountant=accountant
+        )
+    else:
+        sigma = _check_noise_multiplier(dp.noise_multiplier)
+    eps = epsilon(
+        noise_multiplier=sigma, sampling_rate=q, steps=T, delta=delta, accountant=accountant
+    )
+    if budget is not None and eps > budget:
+        fit = _steps_within(
+            budget=budget,
+            noise_multiplier=sigma,
+            sampling_rate=q,
+            delta=delta,
+            accountant=accountant,
+        )
+        raise ConfigError(
+            f"the privacy budget ε = {budget:g} is exhausted before the requested {T} steps: "
+            f"σ = {sigma:g}, q = {q:g} spend ε = {eps:.4g} at δ = {delta:g} after {T} steps; "
+            f"at most {fit} steps (≈ {fit * q:.3g} epochs) fit — train fewer steps, raise "
+            "`noise_multiplier`, lower `sampling_rate`, or drop `noise_multiplier` to "
+            "calibrate it to the budget"
+        )
+    per_step = OVERFLOW_SHARE_OF_DELTA * delta / ((1 + _exp(eps)) * max(T, 1))
+    capacity = min(batch_capacity(n + 1, q, overflow=per_step), n)
+    overflow = 0.0 if capacity == n else min(1.0, T * overflow_probability(n + 1, q, capacity))
+    return DPPlan(
+        n=n,
+        steps=T,
+        sampling_rate=q,
+        clip_norm=clip,
+        delta=delta,
+        noise_multiplier=sigma,
+        epsilon=eps,
+        accountant=accountant,
+        capacity=capacity,
+        overflow=overflow,
+        delta_overflow=(1 + _exp(eps)) * overflow,
+    )
+
+
+def _exp(x: float) -> float:
+    return math.exp(min(x, 700.0))
+
+
+# --------------------------------------------------------------------------------------
+# Private training
+# --------------------------------------------------------------------------------------
+
+
+class PrivateTrainResult(NamedTuple):
+    """What :func:`train_private` returns.
+
+    params, opt_state: after the last step; history: float numpy (steps run,), the mean
+    loss of each step's batch (computed on the private data: *not* covered by the
+    guarantee, for monitoring only); step: steps completed, counting `start_step`;
+    epsilon: ε spent after `step` steps at plan.delta; plan: the resolved
+    :class:`DPPlan`.
+    """
+
+    params: Params
+    opt_state: Any
+    history: np.ndarray
+    step: int
+    epsilon: float
+    plan: DPPlan
+
+
+class PrivateProgress(NamedTuple):
+    """What :func:`train_private` passes to its callback after each compiled call.
+
+    step: steps completed (counting `start_step`); steps: T; epsilon: ε spent so far;
+    cost: the last step's batch loss (not private); params, opt_state; history: this
+    run's batch losses so far.
+    """
+
+    step: int
+    steps: int
+    epsilon: float
+    cost: float
+    params: Params
+    opt_state: Any
+    history: np.ndarray
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_chunk(
+    optimizer: optax.GradientTransformation,
+    activations: tuple[str, ...],
+    loss: str,
+    l2: float,
+    keep_prob: float,
+    precision: str,
+    n: int,
+    capacity: int,
+    steps_per_call: int,
+) -> Callable:
+    """One jitted function running `steps_per_call` private steps (the later ones masked off)."""
+    spec = engine.make_spec(
+        len(activations), activations, loss, keep_prob=keep_prob, precision=precision
+    )
+
+    def step(carry, t, X, Y, key, q, clip_norm, sigma, normaliser):
+        params, opt_state = carry
+        k_sample, k_noise, k_dropout = jax.random.split(jax.random.fold_in(key, t), 3)
+        batch = poisson_batch(k_sample, n, q, capacity)
+        C, grads = _private_value_and_grad(
+            params,
+            X[:, batch.index],
+            Y[:, batch.index],
+            batch.mask,
+            k_noise,
+            k_dropout if keep_prob < 1 else None,
+            spec,
+            l2=l2,
+            clip_norm=clip_norm,
+            sigma=sigma,
+            normaliser=normaliser,
+        )
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), C
+
+    @jax.jit
+    def chunk(params, opt_state, step0, n_active, X, Y, key, q, clip_norm, sigma, normaliser):
+        def body(carry, i):
+            return lax.cond(
+                i < n_active,
+                lambda c: step(c, step0 + i, X, Y, key, q, clip_norm, sigma, normaliser),
+                lambda c: (c, jnp.zeros((), X.dtype)),
+                carry,
+            )
+
+        (params, opt_state), costs = lax.scan(body, (params, opt_state), jnp.arange(steps_per_call))
+        return params, opt_state, costs
+
+    return chunk
+
+
+def _resolve_steps(steps: int | None, epochs: float | None, q: float) -> int:
+    if (steps is None) == (epochs is None):
+        raise ConfigError(
+            f"give exactly one of `steps` and `epochs`, got steps={steps!r}, epochs={epochs!r} "
+            "(with Poisson sampling an epoch is 1/q steps in expectation)"
+        )
+    if steps is not None:
+        return _check_steps(steps)
+    value = _real("epochs", epochs, "epochs=20")
+    if not 0 <= value < math.inf:
+        raise ConfigError(f"`epochs` must be finite and ≥ 0, got {epochs}")
+    return round(value / q)
+
+
+def train_private(
+    params: Mapping[str, Array],
+    X: Array,
+    Y: Array,
+    optimizer: optax.GradientTransformation,
+    *,
+    dp: DPConfig | DPPlan,
+    activations: Sequence[str],
+    loss: str = "bce",
+    steps: int | None = None,
+    epochs: float | None = None,
+    l2: float = 0.0,
+    keep_prob: float = 1.0,
+    key: Array | None = None,
+    precision: str = "default",
+    opt_state: Any = None,
+    start_step: int = 0,
+    steps_per_call: int | None = None,
+    callback: Callable[[PrivateProgress], bool | None] | None = None,
+) -> PrivateTrainResult:
+    r"""DP-SGD: train from `params` for steps `start_step` … T − 1, with (ε, δ) accounted.
+
+    | argument         | meaning                                                         |
+    |------------------|-----------------------------------------------------------------|
+    | `X`, `Y`         | the N private training examples, (n_x, N) and (n_L, N)          |
+    | `optimizer`      | any optax transformation; it sees only the privatised gradient |
+    | `dp`             | a :class:`DPConfig` (resolved by :func:`plan`) or a :class:`DPPlan` |
+    | `steps`/`epochs` | T, or epochs · 1/q steps (exactly one)                          |
+    | `key`            | step t's sampling, noise and dropout keys are split from        |
+    |                  | `fold_in(key, t)`: a run resumed at any step ends the same      |
+    | `opt_state`, `start_step` | resume here (as returned in the result)                |
+    | `steps_per_call` | steps per compiled call, i.e. between callbacks (default T/20); |
+    |                  | it never changes the result                                     |
+    | `callback`       | gets a :class:`PrivateProgress` (with ε spent) after each call; |
+    |                  | returning True stops                                            |
+
+    Each step draws a Poisson batch (:func:`poisson_batch`, K = plan.capacity columns),
+    computes (1/(qN))(Σ clip_C(g_i) + σCξ) by :func:`masked_dp_grads`' rule and
+    applies the optimizer, all in one `lax.scan` per call. The guarantee covers
+    everything derived from the params (and opt_state): (ε, δ) for the event
+    `SelfComposedDpEvent(PoissonSampledDpEvent(q, GaussianDpEvent(σ)), T)`,
+    add/remove-one, plus plan.delta_overflow ≤ δ/1000 for the fixed capacity. The loss
+    history is computed from the private batches and is *not* covered.
+    ε after `step` steps is a function of (σ, q, step, δ) alone, so a resumed run
+    reports the same ε as an uninterrupted one.
+    """
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise ConfigError(
+            f"`optimizer` must be an optax.GradientTransformation (e.g. optax.sgd(0.1)), "
+            f"got {type(optimizer).__name__}"
+        )
+    check.check_params(params)
+    dtype = check.params_dtype(params)
+    current: Params = {k: jnp.asarray(v) for k, v in params.items()}
+    X = jnp.asarray(X, dtype=dtype)
+    Y = jnp.asarray(Y, dtype=dtype)
+    spec = engine.make_spec(
+        check.check_params(current), activations, loss, keep_prob=keep_prob, precision=precision
+    )
+    engine.check_inputs(current, X, Y, spec, l2=l2, needs_key=False)
+    n = X.shape[1]
+    if isinstance(dp, DPPlan):
+        the_plan = dp
+        if the_plan.n != n:
+            raise DataError(
+                f"the DPPlan was made for N = {the_plan.n} examples but X has {n}: make it with "
+                "plan(dp, n=X.shape[1], steps=...)"
+            )
+        total = the_plan.steps
+        if (steps, epochs) != (None, None):
+            raise ConfigError(
+                f"the DPPlan fixes the number of steps ({total}): pass neither `steps` nor "
+                "`epochs` with it"
+            )
+    else:
+        total = _resolve_steps(steps, epochs, _check_sampling_rate(dp.sampling_rate))
+        the_plan = plan(dp, n=n, steps=total)
+    start_step = _check_steps(start_step, "start_step")
+    if start_step > total:
+        raise ConfigError(
+            f"`start_step` = {start_step} is past the {total} steps the privacy budget was "
+            "planned for: training further would spend more than the planned ε"
+        )
+    key = jax.random.key(0) if key is None else key
+    if opt_state is None:
+        opt_state = optimizer.init(current)
+    per_call = steps_per_call or max(1, math.ceil(total / 20))
+    chunk = _compiled_chunk(
+        optimizer,
+        tuple(activations),
+        loss,
+        float(l2),
+        float(keep_prob),
+        precision,
+        n,
+        the_plan.capacity,
+        per_call,
+    )
+    scalars = [
+        jnp.asarray(v, dtype)
+        for v in (
+            the_plan.sampling_rate,
+            the_plan.clip_norm,
+            the_plan.noise_multiplier,
+            the_plan.normaliser,
+        )
+    ]
+
+    def spent(t: int) -> float:
+        if t == the_plan.steps:
+            return the_plan.epsilon
+        return epsilon(
+            noise_multiplier=the_plan.noise_multiplier,
+            sampling_rate=the_plan.sampling_rate,
+            steps=t,
+            delta=the_plan.delta,
+            accountant=the_plan.accountant,
+        )
+
+    history: list[np.ndarray] = []
+    t = start_step
+    while t < total:
+        k = min(per_call, total - t)
+        current, opt_state, costs = chunk(current, opt_state, t, k, X, Y, key, *scalars)
+        history.append(np.asarray(costs)[:k])
+        t += k
+        if callback is not None:
+            so_far = np.concatenate(history)
+            progress = PrivateProgress(
+                t, total, spent(t), float(so_far[-1]), current, opt_state, so_far
+            )
+            if callback(progress):
+                break
+    hist = np.concatenate(history) if history else np.zeros((0,), dtype=np.dtype(dtype))
+    return PrivateTrainResult(current, opt_state, hist, t, spent(t), the_plan)
