@@ -303,7 +303,8 @@ def bench_case(name, dims, m, rounds, budget_mb, slow_s):
         q_rounds = rounds
         if route_c is not None:
             row["max_rel_err"] = max_rel_err(got, route_c(*args))
-            once = benchmark.paired_rounds({"route": lambda: route_c(*args)}, rounds=1, calls=1)
+            route_call = functools.partial(route_c, *args)
+            once = benchmark.paired_rounds({"route": route_call}, rounds=1, calls=1)
             if once.seconds["route"][0] > slow_s:
                 q_rounds = min(rounds, 3)  # a slow route: a few rounds suffice for its ratio
             if row["max_rel_err"] > TOL:
