@@ -23,6 +23,7 @@ import jax.numpy as jnp  # noqa: E402
 
 import manualgrad as mg  # noqa: E402
 from manualgrad import curvature  # noqa: E402
+from manualgrad.benchmark import all_reduce_stats  # noqa: E402
 
 DIMS = [3, 5, 4, 3]
 ACTS = ("tanh", "relu", "softmax")
@@ -80,7 +81,7 @@ def main() -> dict:
         sharded = jitted.lower(rep[0], Xs, Ys, rep[1]).compile(compiler_options=FAST_COMPILE)
         single = jax.jit(fn).lower(params, X, Y, key).compile(compiler_options=FAST_COMPILE)
         out["agreement"][name] = rel_err(sharded(rep[0], Xs, Ys, rep[1]), single(params, X, Y, key))
-        out["all_reduce"][name] = mg.parallel.all_reduce_stats(sharded)._asdict()
+        out["all_reduce"][name] = all_reduce_stats(sharded)._asdict()
     out["x_sharding"] = str(Xs.sharding.spec)
     out["param_bytes"] = sum(int(v.size) * 8 for v in params.values())
     out["kfac_bytes"] = sum(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,7 +13,13 @@ import optax
 import pytest
 
 import manualgrad as mg
-from manualgrad.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from manualgrad.checkpoint import (
+    Checkpoint,
+    checkpoint_path,
+    load_checkpoint,
+    load_params,
+    save_checkpoint,
+)
 from manualgrad.errors import CheckpointError
 
 FINGERPRINT = {"layers": [3, 4, 1], "optimizer": "adam", "lr": 0.01}
@@ -24,7 +31,8 @@ def _state(dims=(3, 4, 1), optimizer=None, seed=0):
     opt_state = optimizer.init(params)
     # take one step so that the optimizer state holds non-trivial values
     grads = jax.tree.map(lambda p: jnp.ones_like(p) * 0.5, params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
+    with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
+        updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
 
@@ -102,9 +110,37 @@ def test_other_optimizer_or_network_is_a_structure_mismatch(tmp_path):
     save_checkpoint(tmp_path, _checkpoint())
     with pytest.raises(CheckpointError, match="structure"):
         load_checkpoint(tmp_path, _state(optimizer=optax.sgd(0.1, momentum=0.9)))
-    with pytest.raises(CheckpointError, match="leaf"):
+    with pytest.raises(
+        CheckpointError, match=r"`params/W1` is float32\[4, 3\], expected float32\[6, 3\]"
+    ):
         load_checkpoint(tmp_path, _state(dims=(3, 6, 1)))
 
 
 def test_checkpoint_path_is_inside_the_directory(tmp_path):
     assert checkpoint_path(tmp_path) == os.path.join(str(tmp_path), "checkpoint.npz")
+
+
+def test_params_are_stored_under_their_names_and_load_without_a_template(tmp_path):
+    ckpt = _checkpoint()
+    path = save_checkpoint(tmp_path, ckpt)
+    with np.load(path) as f:
+        assert {n for n in f.files if n.startswith("params/")} == {
+            f"params/{k}" for k in ckpt.params
+        }
+        assert "opt_state[0].mu['W1']" in f.files  # adam's first moment of W1, by its path
+    params = load_params(tmp_path)
+    assert list(params) == list(ckpt.params)
+    for k, v in ckpt.params.items():
+        assert params[k].dtype == v.dtype
+        np.testing.assert_array_equal(params[k], v)
+
+
+def test_a_checkpoint_of_another_format_says_which_version_to_use(tmp_path):
+    path = save_checkpoint(tmp_path, _checkpoint())
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    arrays["meta"] = np.array(json.dumps({**meta, "format": 1}))
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match="has format 1, this manualgrad reads format 2"):
+        load_params(tmp_path)

@@ -43,12 +43,17 @@ def test_missing_file_raises_file_not_found(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content", [b"not a zip at all", b"PK\x03\x04 truncated"], ids=["garbage", "truncated"]
+    ("content", "message"),
+    [
+        (b"not a zip at all", r"not a \.npz file"),
+        (b"PK\x03\x04 truncated", r"not a readable \.npz"),
+    ],
+    ids=["garbage", "truncated"],
 )
-def test_corrupt_npz_raises_data_error(tmp_path, content):
+def test_corrupt_npz_raises_data_error(tmp_path, content, message):
     path = tmp_path / "bad.npz"
     path.write_bytes(content)
-    with pytest.raises(DataError, match=r"not a readable \.npz"):
+    with pytest.raises(DataError, match=message):
         load_npz(path)
 
 

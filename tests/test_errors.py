@@ -10,6 +10,7 @@ the library actually raises, so the catalogue cannot drift. Regenerate it with
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 from collections.abc import Callable
@@ -20,12 +21,15 @@ from unittest import mock
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.experimental import checkify
 
 import manualgrad as mg
 from manualgrad import course
-from manualgrad.errors import ConfigError, DTypeError, ShapeError
+from manualgrad.data import load
+from manualgrad.datasets import spiral
+from manualgrad.errors import CheckpointError, ConfigError, DataError, DTypeError, ShapeError
 from manualgrad.testing import check_backward, default_cases, load_function
 from manualgrad.value_checks import checked_value_and_grad
 
@@ -123,6 +127,16 @@ def clip(**changes) -> Callable[[], object]:
     return call
 
 
+def fit(**changes) -> Callable[[], object]:
+    """train on the (3, 4, 2) relu/softmax/ce net, 5 examples, with some arguments replaced."""
+
+    def call():
+        kw = {"activations": ACTS2, "loss": "ce", "epochs": 2, **changes}
+        return mg.train(_params(), _X(), _Y(), optax.sgd(0.1), **kw)
+
+    return call
+
+
 def _eps(**changes) -> Callable[[], object]:
     """privacy.epsilon of 100 DP-SGD steps (σ = 1, q = 0.01, δ = 1e-5), some arguments replaced."""
     kw = dict(noise_multiplier=1.0, sampling_rate=0.01, steps=100, delta=1e-5)
@@ -154,6 +168,31 @@ def curv(fn: str = "diag_ggn", **changes) -> Callable[[], object]:
         return getattr(mg.curvature, fn)(**args)
 
     return call
+
+
+def in_tmp(call: Callable[[], object]) -> Callable[[], object]:
+    """Run `call` inside a fresh temporary directory, so file names in messages are short."""
+
+    def run():
+        with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+            return call()
+
+    return run
+
+
+def write(name: str, content: str | np.ndarray) -> str:
+    """Write a text file, or save an array with np.save (a .npy, whatever the name); return name."""
+    if isinstance(content, str):
+        Path(name).write_text(content)
+    else:
+        with open(name, "wb") as f:
+            np.save(f, content)
+    return name
+
+
+def resume_other_run():
+    fit(checkpoint_dir="ckpt")()
+    fit(checkpoint_dir="ckpt", resume=True, l2=0.1)()
 
 
 def _v(**leaves) -> Callable[[], object]:
@@ -198,6 +237,7 @@ def returning(change: Callable[[dict], object], **options) -> Callable[[], objec
     return call
 
 
+T, D = "Training (`train`, `accuracy`)", "Data sets and data files (`manualgrad.data`)"
 P, A, L, XS, YS, O, B, I, PE, J = (
     "Parameters",
     "Activations",
@@ -312,7 +352,7 @@ CASES: list[Case] = [
     Case("Y-flat-binary", YS, "binary labels as a vector (m,)", bce(Y=jnp.ones(5)),
          ShapeError, r"use Y\.reshape\(1, 5\)", "`Y.reshape(1, m)`"),
     Case("Y-flat-classes", YS, "class indices as a vector (m,) for a softmax output",
-         vg(Y=jnp.arange(5) % 2), ShapeError, r"one-hot encode it to \(2, 5\)",
+         vg(Y=jnp.arange(5) % 2), ShapeError, r"jax\.nn\.one_hot\(Y, 2\)\.T",
          "`jax.nn.one_hot(y, n_L, axis=0)`"),
     Case("Y-column", YS, "binary labels as a column (m, 1)", bce(Y=jnp.ones((5, 1))),
          ShapeError, r"got \(5, 1\) — use Y\.T", "`Y.T`"),
@@ -361,9 +401,13 @@ CASES: list[Case] = [
          _backward_bad_caches, ShapeError, r"expected `caches` to be forward's tuple of 2",
          "pass `forward(...)[1]`"),
     # -- init -----------------------------------------------------------------------------
-    Case("init-layer-dims", I, "layer sizes that are not ≥ 2 positive ints",
-         lambda: mg.init_params([3, 0], jax.random.key(0)), ShapeError,
+    Case("init-layer-dims", I, "fewer than two layer sizes, or sizes that are not ints",
+         lambda: mg.init_params([3], jax.random.key(0)), ShapeError,
          r"`layer_dims` must be \[n_x, n_1, …, n_L\]", "e.g. `[2, 4, 1]`"),
+    Case("init-layer-zero", I, "a layer of size 0 (e.g. `--layers 2,0,1`)",
+         lambda: mg.init_params([2, 0, 1], jax.random.key(0)), ShapeError,
+         r"`layer_dims\[1\]` \(the size of hidden layer 1\) is 0",
+         "give every layer at least one unit"),
     Case("init-key", I, "an int seed instead of a PRNG key", lambda: mg.init_params([3, 1], 0),
          ConfigError, r"expected `key` to be one PRNG key", "`jax.random.key(seed)`"),
     Case("init-dtype", I, "an integer dtype", lambda: mg.init_params(
@@ -372,6 +416,59 @@ CASES: list[Case] = [
     Case("init-method", I, "an unknown init method", lambda: mg.init_params(
          [3, 1], jax.random.key(0), method="glorot"), ConfigError,
          r"unknown init method 'glorot'", "see `mg.functional.INIT_METHODS`"),
+    # -- train and accuracy ---------------------------------------------------------------
+    Case("train-epochs-zero", T, "`epochs` = 0 (nothing to train) or not a positive int",
+         fit(epochs=0), ConfigError, r"`epochs` must be a positive int, got 0",
+         "`epochs >= 1`"),
+    Case("train-batch-larger-than-m", T, "`batch_size` larger than the training set",
+         fit(batch_size=100), ConfigError,
+         r"`batch_size` = 100 is larger than the m = 5 training examples",
+         "`batch_size <= m`, or None for full batch"),
+    Case("train-checkpoint-every-without-dir", T, "`checkpoint_every` without `checkpoint_dir`",
+         fit(checkpoint_every=100), ConfigError, r"`checkpoint_every` needs `checkpoint_dir`",
+         "pass `checkpoint_dir=`"),
+    Case("train-resume-without-dir", T, "`resume=True` without `checkpoint_dir`",
+         fit(resume=True), ConfigError, r"`resume` needs `checkpoint_dir`",
+         "pass the directory to resume from"),
+    Case("train-resume-with-start-epoch", T, "`resume=True` together with `opt_state` or "
+         "`start_epoch`", fit(resume=True, checkpoint_dir="ckpt", start_epoch=1),
+         ConfigError, r"takes the optimizer state and the epoch from the checkpoint",
+         "drop `opt_state`/`start_epoch`"),
+    Case("train-resume-other-run", T, "resuming a checkpoint written by a run with other "
+         "options, data, initial params or key", in_tmp(resume_other_run), CheckpointError,
+         r"was written for a different run \(l2: checkpoint 0\.0, now 0\.1\)",
+         "the same arguments, or another `checkpoint_dir`"),
+    Case("accuracy-flat-labels", T, "`accuracy` given labels as a vector (m,)",
+         lambda: mg.accuracy(_params((3, 4, 1)), _X(), jnp.ones(5), activations=("relu",
+         "sigmoid")), ShapeError, r"use Y\.reshape\(1, 5\)", "`Y.reshape(1, m)`"),
+    Case("accuracy-class-labels", T, "`accuracy` (or `value_and_grad` with `ce`) given one "
+         "row of class indices for a softmax output", lambda: mg.accuracy(
+         _params(), _X(), jnp.array([[0, 1, 1, 0, 1]]), activations=ACTS2), ShapeError,
+         r"one-hot encode them to \(2, 5\): jax\.nn\.one_hot\(Y\[0\], 2\)\.T",
+         "`jax.nn.one_hot(y, n_L).T`"),
+    # -- data sets and data files ----------------------------------------------------------
+    Case("dataset-unknown", D, "a built-in data set name with a typo (`flowr`, `Spiral`)",
+         lambda: load("Spiral"), ConfigError,
+         r"unknown data set 'Spiral' \(did you mean 'spiral'\?\): the built-in sets are "
+         r"flower, moons, circles, spiral", "the right name, or a .npz/.csv file"),
+    Case("dataset-m-too-small", D, "`m` smaller than the number of classes",
+         lambda: spiral(m=2), ConfigError, r"`m` must be an int ≥ 3",
+         "at least one example per class"),
+    Case("data-m-with-file", D, "`m` given for a data file", in_tmp(lambda: load(
+         write("d.npz", np.zeros(1)), m=10)), ConfigError,
+         r"`m` sets the size of a built-in data set", "leave `m` out"),
+    Case("csv-text-labels", D, "class names as text in the label column",
+         in_tmp(lambda: load(write("pets.csv", "x1,x2,y\n1,2,cat\n3,4,dog\n"))), DataError,
+         r"'cat' is not a number: encode the classes as integers 0 … K-1",
+         "encode classes as 0 … K-1"),
+    Case("csv-rows-read-as-columns", D, "a CSV with one example per line read with "
+         "`examples='columns'` (`--examples columns`)", in_tmp(lambda: load(write(
+         "d.csv", "x1,x2,y\n1,2,0\n3,4,1\n5,6,0\n"), examples="columns")), DataError,
+         r"the lines start with numbers, so the file probably holds one example per line",
+         "leave out `--examples columns`"),
+    Case("npz-not-zip", D, "a file named .npz that is not a zip archive (e.g. a .npy)",
+         in_tmp(lambda: load(write("d.npz", np.zeros(3)))), DataError,
+         r"not a \.npz file .* a \.npy file \(one array\)", "`np.savez(path, X=X, Y=Y)`"),
     # -- per-example ----------------------------------------------------------------------
     Case("clip-norm-negative", PE, "a negative clipping norm", clip(clip_norm=-1.0),
          ConfigError, r"`clip_norm` must be finite and > 0, got -1.0", "`clip_norm > 0`"),
@@ -450,19 +547,19 @@ CASES: list[Case] = [
          r"[Nn]on-hashable static arguments", "pass a tuple", from_jax=True),
     # -- value checks ---------------------------------------------------------------------
     Case("values-X-not-finite", V, "X contains NaN or ±Inf", checked(X=_X().at[0, 1].set(jnp.nan)),
-         RUNTIME, r"`X` has 1 non-finite entries", "clean or impute the data"),
+         RUNTIME, r"`X` has 1 non-finite entry ", "clean or impute the data"),
     Case("values-params-not-finite", V, "a parameter contains NaN or ±Inf (training diverged)",
          checked(params=with_params(W2=jnp.full((2, 4), jnp.inf))()), RUNTIME,
          r"`W2` has 8 non-finite entries", "lower the learning rate, clip gradients"),
     Case("values-Y-not-finite", V, "Y contains NaN or ±Inf",
-         checked(Y=_Y().at[0, 0].set(jnp.nan)), RUNTIME, r"`Y` has 1 non-finite entries",
+         checked(Y=_Y().at[0, 0].set(jnp.nan)), RUNTIME, r"`Y` has 1 non-finite entry ",
          "clean the labels"),
     Case("values-bce-labels", V, "a `bce` label other than 0 or 1 (e.g. class index 2)",
          checked(params=_params((3, 4, 1)), Y=jnp.array([[0.0, 1.0, 2.0, 1.0, 0.0]]),
                  activations=("relu", "sigmoid"), loss="bce"), RUNTIME,
-         r"`Y` has 1 labels outside \{0, 1\}", "0/1 labels, or `soft_labels=True`"),
+         r"`Y` has 1 label outside \{0, 1\}", "0/1 labels, or `soft_labels=True`"),
     Case("values-ce-not-one-hot", V, "a `ce` label column that is not one-hot",
-         checked(Y=_Y().at[:, 0].set(0.5)), RUNTIME, r"`Y` has 1 columns that are not one-hot",
+         checked(Y=_Y().at[:, 0].set(0.5)), RUNTIME, r"`Y` has 1 column that is not one-hot",
          "`jax.nn.one_hot(y, n_L, axis=0)`"),
     # -- checking your own backward pass --------------------------------------------------
     Case("against-no-file", T, "`--against` names a file that does not exist",
@@ -535,7 +632,9 @@ def render_catalogue() -> str:
         "Every public entry point checks its inputs at trace time (so it costs nothing "
         "under `jax.jit`) and raises a subclass of `manualgrad.ManualgradError`: "
         "`ShapeError` and `ConfigError` (also `ValueError`s) or `DTypeError` (also a "
-        "`TypeError`). Each entry below shows the situation, the error type, the exact "
+        "`TypeError`); data files and checkpoints, read at the boundary, raise `DataError` "
+        "and `CheckpointError` (a missing file, `FileNotFoundError`). Each entry below "
+        "shows the situation, the error type, the exact "
         "message for the example input of the test case with the same id in "
         "`tests/test_errors.py` (the numbers follow your shapes), and the fix.",
         "",

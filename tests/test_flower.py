@@ -37,5 +37,5 @@ def test_flower_points_lie_near_the_rose_curve_of_radius_4():
 
 @pytest.mark.parametrize("m", [0, -3, 2.5, True])
 def test_flower_rejects_bad_m(m):
-    with pytest.raises(ConfigError, match="positive int"):
+    with pytest.raises(ConfigError, match=r"`m` must be an int ≥ 2"):
         flower(m)

@@ -6,51 +6,58 @@ misplaced activation and loss names, out-of-range options. Every call must eithe
 return finite results or raise a `manualgrad.ManualgradError` — never a raw XLA error,
 `TypeError`, `IndexError`, … from deep inside JAX, and never a NaN.
 
-The entry points: `forward`, `cost`, `value_and_grad`, `backward` and `predict`; the
-course module's `L_model_forward`, `compute_cost` and `L_model_backward`; and the
-per-example module's entry points (`per_example_grads`, `clipped_grads`, …) when it is
-importable. `TRIED` counts the cases; the test
-prints the count.
+The entry points: `forward`, `cost`, `value_and_grad`, `backward`, `predict` and
+`accuracy`; the per-example module's `per_example_grads`, `per_example_norms`,
+`clipped_grads`, `dp_grads` and `one_example_grads`; the course module's
+`L_model_forward`, `compute_cost` and `L_model_backward`; `train` with its own
+options broken too; and the built-in data sets' generators.
+
+Health checks: the problems are built from a few small draws, but every example runs
+a dozen jax entry points (some compile), so hypothesis's `too_slow` check would fire;
+it is the only one suppressed.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
+import math
 from collections import Counter
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import manualgrad as mg
-from manualgrad import course
+from manualgrad import course, per_example
+from manualgrad.datasets import DATASETS
 
-TRIED: Counter[str] = Counter()
 N_EXAMPLES = 100
+
+
+def _settings(max_examples: int) -> settings:
+    return settings(
+        max_examples=max_examples, suppress_health_check=[HealthCheck.too_slow], deadline=None
+    )
+
 
 NAMES = [*mg.activations.ACTIVATIONS, "gelu", "Relu", "", None, 3]
 LOSS_NAMES = ["bce", "ce", "mse", "xent", None, 1]
 DTYPES = [jnp.float32, jnp.float16, jnp.int32, jnp.bool_, jnp.complex64, jnp.uint8]
 BAD_OBJECTS = [None, "abc", object, 1.5]
-
-
-def _optional(module: str, names: tuple[str, ...]) -> dict:
-    """The optional modules' entry points (absent until their branches are merged)."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return {}
-    return {n: getattr(mod, n) for n in names if callable(getattr(mod, n, None))}
-
-
-OPTIONAL = _optional(
-    "manualgrad.per_example",
-    ("per_example_grads", "per_example_norms", "clipped_grads", "dp_grads", "one_example_grads"),
-)
+PER_EXAMPLE = {
+    name: getattr(per_example, name)
+    for name in (
+        "per_example_grads",
+        "per_example_norms",
+        "clipped_grads",
+        "dp_grads",
+        "one_example_grads",
+    )
+}
 
 
 def _array(draw, shape, dtype):
@@ -88,7 +95,7 @@ def malformed(draw):
         params[f"b{l}"] = _array(draw, (dims[l], 1), jnp.float32)
     X = _array(draw, (dims[0], m), jnp.float32)
     classes = jnp.asarray(draw(st.lists(st.integers(0, dims[-1] - 1), min_size=m, max_size=m)))
-    Y = jax.nn.one_hot(classes, dims[-1], axis=0) if loss == "ce" else (X[:1] > 0) * 1.0
+    Y = jax.nn.one_hot(classes, dims[-1], axis=0) if loss == "ce" else (X[:1] > 0).astype(X.dtype)
     Y = Y if loss == "ce" else jnp.broadcast_to(Y, (dims[-1], m)).astype(jnp.float32)
     acts = (*[draw(st.sampled_from(NAMES[:5])) for _ in dims[2:]], output)
     kwargs = {
@@ -139,10 +146,10 @@ def malformed(draw):
             "precision": ["fp8", None, 3, "HIGHEST"],
             "clip_norm": [-1.0, 0.0, float("nan"), float("inf"), None, "a", jnp.ones(2)],
             "noise_multiplier": [-0.5, float("nan"), None, jnp.ones(2)],
+            "noise_key": [None, 0, jnp.ones(3), "key"],
         }[option]))  # fmt: skip
         if option == "key":
             kwargs["keep_prob"] = 0.5
-    TRIED["broken parts: " + (", ".join(sorted(broken)) or "none")] += 1
     return params, X, Y, acts, loss, kwargs, dp
 
 
@@ -155,16 +162,15 @@ def _finite(out) -> bool:
     )
 
 
-def _call(name, fn, **kwargs):
+def _call(seen: Counter, name, fn, **kwargs):
     """Run one entry point: ManualgradError is fine, a result must be finite."""
-    TRIED["calls"] += 1
     try:
         out = fn(**kwargs)
     except mg.ManualgradError:
-        TRIED["raised"] += 1
+        seen["raised"] += 1
         return None
     assert _finite(out), f"{name} returned non-finite values: {out}"
-    TRIED["returned"] += 1
+    seen["returned"] += 1
     return out
 
 
@@ -173,53 +179,123 @@ def _accepted(fn, kwargs):
     return {k: v for k, v in kwargs.items() if k in params}
 
 
-@settings(max_examples=N_EXAMPLES, suppress_health_check=list(HealthCheck), deadline=None)
-@given(malformed())
-def _fuzz_entry_points(case):
-    params, X, Y, acts, loss, kw, dp = case
-    TRIED["cases"] += 1
-    common = dict(params=params, X=X, activations=acts)
-    fwd_kw = {k: kw[k] for k in ("keep_prob", "key", "precision")}
-    out = _call("forward", mg.forward, **common, **fwd_kw)
-    _call("value_and_grad", mg.value_and_grad, **common, Y=Y, loss=loss, **kw)
-    _call("cost", mg.cost, **common, Y=Y, loss=loss, **kw)
-    _call("predict", mg.predict, **common, precision=kw["precision"])
-    if out is not None:
-        _call(
-            "backward",
-            mg.backward,
-            params=params,
-            caches=out[1],
-            Y=Y,
-            activations=acts,
-            loss=loss,
+@pytest.mark.filterwarnings("error:Casting from complex")  # will become a raw ValueError in JAX
+def test_malformed_inputs_raise_manualgrad_errors_or_give_finite_results():
+    seen: Counter[str] = Counter()
+
+    @_settings(N_EXAMPLES)
+    @given(malformed())
+    def fuzz(case):
+        params, X, Y, acts, loss, kw, dp = case
+        common = dict(params=params, X=X, activations=acts)
+        fwd_kw = {k: kw[k] for k in ("keep_prob", "key", "precision")}
+        out = _call(seen, "forward", mg.forward, **common, **fwd_kw)
+        _call(seen, "value_and_grad", mg.value_and_grad, **common, Y=Y, loss=loss, **kw)
+        _call(seen, "cost", mg.cost, **common, Y=Y, loss=loss, **kw)
+        _call(seen, "predict", mg.predict, **common, precision=kw["precision"])
+        _call(seen, "accuracy", mg.accuracy, **common, Y=Y, precision=kw["precision"])
+        if out is not None:
+            _call(
+                seen,
+                "backward",
+                mg.backward,
+                params=params,
+                caches=out[1],
+                Y=Y,
+                activations=acts,
+                loss=loss,
+                l2=kw["l2"],
+                keep_prob=kw["keep_prob"],
+                precision=kw["precision"],
+            )
+        extra = dict(common, Y=Y, loss=loss, **dp, **kw)
+        one = lambda A: A[:, 0] if getattr(A, "ndim", 0) == 2 and A.shape[1] > 0 else A  # noqa: E731
+        extra.update(x=one(X), y=one(Y))  # one_example_grads takes one example
+        for name, fn in PER_EXAMPLE.items():
+            _call(seen, name, fn, **_accepted(fn, extra))
+        fwd = _call(seen, "course.L_model_forward", course.L_model_forward, X=X, parameters=params)
+        if fwd is not None:
+            AL, caches = fwd
+            _call(seen, "course.compute_cost", course.compute_cost, AL=AL, Y=Y)
+            _call(
+                seen, "course.L_model_backward", course.L_model_backward, AL=AL, Y=Y, caches=caches
+            )
+
+    fuzz()
+    assert seen["raised"] > 0 and seen["returned"] > 0  # both outcomes were exercised
+
+
+SGD = optax.sgd(0.1)  # one instance: train's compiled steps are cached per optimizer
+TRAIN_OPTIONS = {
+    "epochs": [0, -1, 1.5, None, "3", True],
+    "batch_size": [0, -2, 4, 1.5, "a", True],  # 4 > m (at most 3)
+    "key": [0, "key", jnp.ones(2)],
+    "start_epoch": [-1, 5, 1.5],
+    "epochs_per_call": [0, -1, 1.5],
+    "callback": ["x", 3],
+    "checkpoint_every": [0, 5],  # 5 without a checkpoint_dir
+    "resume": [True],  # without a checkpoint_dir
+    "checkpoint_dir": [3, None],
+    "optimizer": ["adam", None],
+}
+
+
+@pytest.mark.filterwarnings("error:Casting from complex")
+def test_train_with_malformed_inputs_or_options_raises_manualgrad_errors_or_trains():
+    seen: Counter[str] = Counter()
+
+    @_settings(N_EXAMPLES // 4)  # a valid case compiles a training step
+    @given(malformed(), st.data())
+    def fuzz(case, data):
+        params, X, Y, acts, loss, kw, _ = case
+        options = dict(
+            optimizer=SGD,
+            epochs=1,
+            batch_size=None,
+            key=kw["key"],
             l2=kw["l2"],
             keep_prob=kw["keep_prob"],
             precision=kw["precision"],
         )
-    extra = dict(common, Y=Y, loss=loss, **dp, **kw)
-    one = lambda A: A[:, 0] if getattr(A, "ndim", 0) == 2 and A.shape[1] > 0 else A  # noqa: E731
-    extra.update(x=one(X), y=one(Y))  # example_grads takes one example
-    for name, fn in OPTIONAL.items():
-        _call(name, fn, **_accepted(fn, extra))
-    fwd = _call("course.L_model_forward", course.L_model_forward, X=X, parameters=params)
-    if fwd is not None:
-        AL, caches = fwd
-        _call("course.compute_cost", course.compute_cost, AL=AL, Y=Y)
-        _call("course.L_model_backward", course.L_model_backward, AL=AL, Y=Y, caches=caches)
-
-
-@pytest.mark.filterwarnings("error:Casting from complex")  # will become a raw ValueError in JAX
-def test_malformed_inputs_raise_manualgrad_errors_or_give_finite_results(capsys):
-    _fuzz_entry_points()
-    with capsys.disabled():
-        print(
-            f"\nfuzz: {TRIED['cases']} malformed cases, {TRIED['calls']} calls "
-            f"({TRIED['raised']} ManualgradError, {TRIED['returned']} finite results); "
-            f"optional entry points: {sorted(OPTIONAL) or 'none importable'}"
+        if data.draw(st.booleans()):
+            name = data.draw(st.sampled_from(sorted(TRAIN_OPTIONS)))
+            options[name] = data.draw(st.sampled_from(TRAIN_OPTIONS[name]))
+        out = _call(
+            seen, "train", mg.train, params=params, X=X, Y=Y, activations=acts, loss=loss, **options
         )
-        for what, n in sorted(TRIED.items()):
-            if what.startswith("broken"):
-                print(f"  {what}: {n}")
-    assert TRIED["cases"] >= N_EXAMPLES // 2
-    assert TRIED["raised"] > 0 and TRIED["returned"] > 0  # both outcomes were exercised
+        if out is not None:
+            assert out.epoch == options["epochs"] and len(out.history) == out.epoch
+
+    fuzz()
+    assert seen["raised"] > 0 and seen["returned"] > 0
+
+
+DATASET_ARGS = {
+    "m": [-1, 0, 1, 2, 3, 5, 1.5, None, "a", True, np.int64(4)],
+    "seed": [0, 1, -1, 1.5, None, "x", 2**40],
+    "noise": [0.0, 0.1, -0.1, math.nan, math.inf, None, "a"],
+    "factor": [0.3, 0.0, -1.0, math.nan, None],
+    "n_classes": [1, 2, 3, 0, 2.5, None],
+}
+
+
+@_settings(N_EXAMPLES)
+@given(st.sampled_from(sorted(DATASETS)), st.data())
+def test_data_sets_give_exactly_m_examples_of_every_class_or_a_manualgrad_error(name, data):
+    generator = DATASETS[name]
+    accepted = [a for a in DATASET_ARGS if a in inspect.signature(generator).parameters]
+    kwargs = {
+        a: data.draw(st.sampled_from(DATASET_ARGS[a])) for a in accepted if data.draw(st.booleans())
+    }
+    try:
+        X, Y = generator(**kwargs)
+    except mg.ManualgradError:
+        return
+    defaults = {k: p.default for k, p in inspect.signature(generator).parameters.items()}
+    m, K = kwargs.get("m", defaults["m"]), kwargs.get("n_classes", defaults.get("n_classes", 2))
+    assert X.shape == (2, m) and X.dtype == np.float64 and np.all(np.isfinite(X))
+    one_hot = name == "spiral"
+    labels = np.argmax(Y, axis=0) if one_hot else Y[0]
+    assert Y.shape == (K if one_hot else 1, m)
+    assert set(labels.tolist()) == set(range(K))  # every class has at least one example
+    assert max(np.bincount(labels.astype(int))) - min(np.bincount(labels.astype(int))) <= 1

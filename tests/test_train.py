@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +14,9 @@ import pytest
 
 import manualgrad as mg
 from helpers import rel_err
-from manualgrad.train import epoch_batches, steps_per_epoch
+from manualgrad.checkpoint import load_params
+from manualgrad.per_example import dp_grads
+from manualgrad.train import TrainingInterrupted, epoch_batches, steps_per_epoch
 
 ACTS = ("tanh", "relu", "sigmoid")
 ADAM = optax.adam(0.01)  # one instance, so tests with the same settings share a compilation
@@ -38,7 +44,8 @@ def _oracle_full_batch(params, X, Y, optimizer, steps, **kw):
     state = optimizer.init(params)
     for _ in range(steps):
         g = grad(params, X, Y, activations=ACTS, **kw)
-        updates, state = optimizer.update(g, state, params)
+        with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
+            updates, state = optimizer.update(g, state, params)
         params = optax.apply_updates(params, updates)
     return params
 
@@ -87,7 +94,8 @@ def test_minibatches_with_remainder_dropout_and_l2_match_the_documented_key_cont
             k = jax.random.fold_in(jax.random.fold_in(k_dropout, e), j)
             C, g = grad(params, X[:, cols], Y[:, cols], activations=ACTS, key=k, **kw)
             total += float(C) * len(cols)
-            updates, state = optimizer.update(g, state, params)
+            with jax.numpy_dtype_promotion("standard"):
+                updates, state = optimizer.update(g, state, params)
             params = optax.apply_updates(params, updates)
         history.append(total / m)
     assert steps_per_epoch(m, B) == 5
@@ -175,3 +183,132 @@ def test_bad_optimizer_and_shapes_raise_manualgrad_errors():
         mg.train(params, X.T, Y, optax.adam(0.1), activations=ACTS, epochs=1)
     with pytest.raises(mg.errors.ConfigError, match="epochs"):
         mg.train(params, X, Y, optax.adam(0.1), activations=ACTS, epochs=-1)
+
+
+# --- checkpoints, signals and resuming, in the library ----------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_saves_a_checkpoint_and_resuming_ends_with_the_uninterrupted_params(
+    x64, tmp_path, sig
+):
+    X, Y = _data(m=29)
+    kw = dict(
+        activations=ACTS,
+        epochs=9,
+        batch_size=5,
+        key=jax.random.key(2),
+        epochs_per_call=2,
+        l2=0.01,
+        keep_prob=0.9,
+    )
+    full = mg.train(_params(), X, Y, ADAM, **kw)
+
+    def signal_at_4(p):
+        if p.epoch == 4:
+            os.kill(os.getpid(), sig)
+
+    def not_caught(signum, frame):
+        raise AssertionError(f"{signal.Signals(signum).name} reached the caller: train missed it")
+
+    previous = signal.signal(sig, not_caught)
+    try:
+        with pytest.raises(TrainingInterrupted) as stop:
+            mg.train(_params(), X, Y, ADAM, callback=signal_at_4, checkpoint_dir=tmp_path, **kw)
+        assert signal.getsignal(sig) is not_caught  # the caller's handler is back
+    finally:
+        signal.signal(sig, previous)
+    assert stop.value.signal == sig.name and stop.value.result.epoch == 4
+
+    resumed = mg.train(_params(), X, Y, ADAM, checkpoint_dir=tmp_path, resume=True, **kw)
+    assert (resumed.start_epoch, resumed.epoch) == (4, 9)
+    for k in full.params:
+        np.testing.assert_array_equal(resumed.params[k], full.params[k])
+    np.testing.assert_array_equal(resumed.history, full.history)  # from epoch 0, as if one run
+    saved = load_params(tmp_path)
+    assert sorted(saved) == sorted(full.params)
+    for k in full.params:
+        np.testing.assert_array_equal(saved[k], full.params[k])
+
+
+def test_checkpoints_are_written_every_n_steps_rounded_up_to_whole_epochs(x64, tmp_path):
+    X, Y = _data(m=29)  # batches of 5: 6 steps per epoch, so 10 steps round up to 2 epochs
+    path = tmp_path / "checkpoint.npz"
+    seen = []
+
+    def look(p):
+        seen.append(json.loads(str(np.load(path)["meta"]))["epoch"] if path.exists() else None)
+
+    mg.train(
+        _params(),
+        X,
+        Y,
+        ADAM,
+        activations=ACTS,
+        epochs=7,
+        batch_size=5,
+        callback=look,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=10,
+    )
+    assert seen == [None, None, 2, 2, 4, 4, 6]  # the callback runs before each save
+    meta = json.loads(str(np.load(path)["meta"]))
+    assert (meta["epoch"], meta["step"]) == (7, 42)  # and a last one at the end
+
+
+def test_dp_grads_train_with_a_fresh_noise_key_every_step_without_dropout(x64):
+    """Oracle: a Python loop drawing each step's key from the documented contract."""
+    X, Y = _data(m=29)
+    key, B, epochs, optimizer = jax.random.key(5), 8, 3, optax.sgd(0.1)
+    dp = dict(clip_norm=0.5, noise_multiplier=1.1)
+
+    def dp_value_and_grad(params, X, Y, *, key, **options):
+        return jnp.zeros(()), dp_grads(params, X, Y, noise_key=key, **dp, **options)
+
+    result = mg.train(
+        _params(),
+        X,
+        Y,
+        optimizer,
+        activations=ACTS,
+        epochs=epochs,
+        batch_size=B,
+        key=key,
+        value_and_grad_fn=dp_value_and_grad,
+    )
+
+    # dp_grads draws its noise for the params in dict order, which jax's trees sort
+    params = dict(sorted(_params().items()))
+    state, oracle_dp = optimizer.init(params), jax.jit(dp_grads, static_argnames="activations")
+    k_shuffle, k_dropout = jax.random.split(key)
+    for e in range(epochs):
+        perm = np.asarray(jax.random.permutation(jax.random.fold_in(k_shuffle, e), 29))
+        for j, start in enumerate(range(0, 29, B)):
+            cols = perm[start : start + B]
+            k = jax.random.fold_in(jax.random.fold_in(k_dropout, e), j)
+            g = oracle_dp(params, X[:, cols], Y[:, cols], noise_key=k, activations=ACTS, **dp)
+            updates, state = optimizer.update(g, state, params)
+            params = optax.apply_updates(params, updates)
+    assert rel_err(result.params, params) <= 1e-10
+
+
+def test_a_gradient_function_that_declares_step_gets_the_optimizer_step(x64):
+    X, Y = _data(m=29)  # batches of 8: 3 full and one of 5, so 4 steps per epoch
+
+    def step_as_cost(params, X, Y, *, step, **options):
+        C, grads = mg.value_and_grad(params, X, Y, **options)
+        return step.astype(C.dtype), grads
+
+    result = mg.train(
+        _params(),
+        X,
+        Y,
+        ADAM,
+        activations=ACTS,
+        epochs=3,
+        batch_size=8,
+        value_and_grad_fn=step_as_cost,
+    )
+    # an epoch's cost is Σ_j m_j C_j / m, here with C_j = t = 4 e + j
+    expected = [(8 * sum(4 * e + j for j in range(3)) + 5 * (4 * e + 3)) / 29 for e in range(3)]
+    np.testing.assert_allclose(result.history, expected, rtol=1e-12)

@@ -168,6 +168,8 @@ def check_inputs(
     Y is cast to X's dtype. `needs_key=False` where the masks already exist
     (backward from caches).
     """
+    if spec.loss is None:  # `loss=None` passed where a loss is needed (only forward has none)
+        check.check_loss(None, None)  # the unknown-loss error
     X = check.as_array("X", X)
     m = check.check_X(params, X)
     check.check_l2(l2, dtype=check.params_dtype(params))

@@ -32,3 +32,8 @@ class DataError(ManualgradError, ValueError):
 
 class CheckpointError(ManualgradError, ValueError):
     """A checkpoint is corrupt, truncated, or was written for a different run."""
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """`n` with its noun in the right number, for messages: "1 label", "3 labels"."""
+    return f"{n} {noun if n == 1 else nouns or noun + 's'}"

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manualgrad._errors import ConfigError, DTypeError, ShapeError
+from manualgrad._errors import ConfigError, DTypeError, ShapeError, plural
 from manualgrad.activations import ACTIVATIONS, Activation, get_activation
 from manualgrad.losses import LOSSES, Loss, get_loss
 from manualgrad.precision import PRECISIONS
@@ -174,7 +174,8 @@ def check_activations(activations: Sequence[str], n_layers: int) -> tuple[Activa
         )
     if len(activations) != n_layers:
         raise ConfigError(
-            f"`activations` has {len(activations)} names but params have {n_layers} layers: "
+            f"`activations` has {plural(len(activations), 'name')} but params have "
+            f"{plural(n_layers, 'layer')}: "
             f"give one activation per layer, e.g. {example} (valid names: {sorted(ACTIVATIONS)})"
         )
     acts = []
@@ -194,7 +195,7 @@ def check_activations(activations: Sequence[str], n_layers: int) -> tuple[Activa
     return tuple(acts)
 
 
-def check_loss(loss: str, output: Activation | None) -> Loss:
+def check_loss(loss: Any, output: Activation | None) -> Loss:
     """Check the loss name and, when `output` is given, that it fits the output activation."""
     if not isinstance(loss, str) or loss not in LOSSES:
         raise ConfigError(f"unknown loss {_describe(loss)}; expected one of {sorted(LOSSES)}")
@@ -263,7 +264,15 @@ def check_Y(params: Mapping[str, Any], Y: Any, m: int) -> None:
             )
         return
     if shape == (m,):
-        hint = f" — use Y.reshape(1, {m})" if n_L == 1 else f" — one-hot encode it to ({n_L}, {m})"
+        hint = (
+            f" — use Y.reshape(1, {m})"
+            if n_L == 1
+            else f" — class labels? one-hot encode them to ({n_L}, {m}): jax.nn.one_hot(Y, {n_L}).T"
+        )
+    elif shape == (1, m) and n_L > 1:
+        hint = (
+            f" — class labels? one-hot encode them to ({n_L}, {m}): jax.nn.one_hot(Y[0], {n_L}).T"
+        )
     elif (shape == (m, 1) and n_L == 1) or shape == (m, n_L):
         hint = " — use Y.T (examples are columns)"
     elif len(shape) == 2 and shape[1] == m:
@@ -401,6 +410,16 @@ def check_noise_multiplier(noise_multiplier: Any) -> float | None:
 def check_init(layer_dims: Any, key: Any, dtype: Any) -> list[int]:
     """Check init_params' arguments: ≥ 2 positive int sizes, a PRNG key, a float dtype."""
     dims = list(layer_dims) if isinstance(layer_dims, Sequence) else None
+    if dims is not None and len(dims) >= 2 and all(isinstance(n, int | np.integer) for n in dims):
+        for l, n in enumerate(dims):
+            if n < 1:
+                what = {0: "n_x, the input size", len(dims) - 1: "n_L, the output size"}.get(
+                    l, f"the size of hidden layer {l}"
+                )
+                raise ShapeError(
+                    f"`layer_dims[{l}]` ({what}) is {n}: every layer needs at least one unit, "
+                    f"got {dims}"
+                )
     if (
         dims is None
         or len(dims) < 2

@@ -29,13 +29,15 @@ from typing import Literal
 
 import numpy as np
 
-from manualgrad._errors import DataError
+from manualgrad._errors import ConfigError, DataError, plural
+from manualgrad.datasets import get_dataset
 
 Examples = Literal["rows", "columns"]
 
 __all__ = [
     "as_targets",
     "check_finite",
+    "load",
     "load_csv",
     "load_data",
     "load_npz",
@@ -80,7 +82,7 @@ def check_finite(X: np.ndarray, Y: np.ndarray, source: str = "data") -> None:
         if bad.any():
             row, col = (int(i) for i in np.argwhere(bad)[0])
             raise DataError(
-                f"{source}: {int(bad.sum())} non-finite value(s) in {name}, the first "
+                f"{source}: {plural(int(bad.sum()), 'non-finite value')} in {name}, the first "
                 f"{arr[row, col]} at feature {row}, example {col}; remove or impute them"
             )
 
@@ -91,15 +93,30 @@ def _to_float(arr: np.ndarray, name: str, source: str) -> np.ndarray:
     return arr.astype(np.float64)
 
 
+def _existing(path: str | os.PathLike) -> str:
+    source = os.fspath(path)
+    if not os.path.exists(source):
+        raise FileNotFoundError(2, "no such data file", source)
+    return source
+
+
 def load_npz(path: str | os.PathLike, *, examples: Examples = "columns") -> tuple[np.ndarray, ...]:
     """Arrays `X` and `Y` from an `.npz` file, as X: (n_x, m), Y: (n_y, m) float64.
 
     With `examples="rows"`, X is stored (m, n_x) and Y (m, n_y) or (m,).
     """
     _check_examples(examples)
-    source = os.fspath(path)
-    if not os.path.exists(source):
-        raise FileNotFoundError(2, "no such data file", source)
+    source = _existing(path)
+    with open(source, "rb") as f:
+        magic = f.read(6)
+    if not magic.startswith(b"PK"):
+        what = (
+            "a .npy file (one array): save X and Y together with np.savez(path, X=X, Y=Y)"
+            if magic == b"\x93NUMPY"
+            else f"it starts with {magic!r}, not with a zip header: write it with "
+            "np.savez(path, X=X, Y=Y)"
+        )
+        raise DataError(f"{source}: not a .npz file (a zip archive of arrays X and Y); {what}")
     try:
         with np.load(source, allow_pickle=False) as f:
             names = list(f.files)
@@ -129,7 +146,7 @@ def load_csv(
     all others are features. Every cell must parse as a number.
     """
     _check_examples(examples)
-    source = os.fspath(path)
+    source = _existing(path)
     with open(source, newline="") as f:
         try:
             rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
@@ -137,8 +154,8 @@ def load_csv(
             raise DataError(f"{source}: not a readable CSV file ({err})") from None
     if len(rows) < 2:
         raise DataError(
-            f"{source}: expected a header and at least one example, got {len(rows)} "
-            "non-empty line(s)"
+            f"{source}: expected a header and at least one example, got "
+            f"{plural(len(rows), 'non-empty line')}"
         )
     if examples == "rows":
         names = [c.strip() for c in rows[0]]
@@ -160,9 +177,18 @@ def load_csv(
             (lambda j, i=i, n=n: f"line {i + 1} ({n!r}), cell {j + 2}") for i, n in enumerate(names)
         ]
     if label_column not in names:
+        shown = names if len(names) <= 8 else [*names[:6], "…"]
+        kind = "columns" if examples == "rows" else "rows (first cell of each line)"
+        if examples == "columns" and sum(_is_number(n) for n in names) > len(names) // 2:
+            hint = (
+                "the lines start with numbers, so the file probably holds one example per "
+                "line: leave out --examples columns (examples='rows')"
+            )
+        else:
+            hint = "pass the right name with --label-column"
         raise DataError(
-            f"{source}: no label column {label_column!r}; the columns are {names} "
-            "— pass the right name with --label-column"
+            f"{source}: no label column {label_column!r}; the {len(names)} {kind} are named "
+            f"{shown} — {hint}"
         )
     values = []
     for k, col in enumerate(cells):
@@ -171,8 +197,14 @@ def load_csv(
             try:
                 out[j] = float(cell)
             except ValueError:
+                hint = (
+                    ": encode the classes as integers 0 … K-1 (e.g. cat → 0, dog → 1) and "
+                    "use loss 'ce' for more than two"
+                    if names[k] == label_column
+                    else ""
+                )
                 raise DataError(
-                    f"{source}: {where[k](j)}: {cell.strip()!r} is not a number"
+                    f"{source}: {where[k](j)}: {cell.strip()!r} is not a number{hint}"
                 ) from None
         values.append(out)
     label = names.index(label_column)
@@ -180,6 +212,14 @@ def load_csv(
     Y = values[label][None, :]
     check_finite(X, Y, source)
     return X, Y
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def load_data(
@@ -193,6 +233,31 @@ def load_data(
     if ext == ".csv":
         return load_csv(source, label_column=label_column, examples=examples or "rows")
     raise DataError(f"{source}: unknown data file type {ext!r}; expected .npz or .csv")
+
+
+def load(
+    source: str | os.PathLike,
+    *,
+    m: int | None = None,
+    examples: Examples | None = None,
+    label_column: str = "y",
+) -> tuple[np.ndarray, ...]:
+    """A built-in data set by name, or a `.npz`/`.csv` file: X (n_x, m), Y (n_y, m) float64.
+
+    A name (no extension, not an existing file) must be one of
+    :data:`manualgrad.datasets.DATASETS`; a near miss says which one it resembles.
+    `m` sets a built-in set's size (its default if None) and is an error for a file.
+    """
+    source = os.fspath(source)
+    if os.path.splitext(source)[1] or os.path.exists(source):
+        if m is not None:
+            raise ConfigError(
+                f"`m` sets the size of a built-in data set, but {source} is a file with its own "
+                "examples: leave `m` (--m) out"
+            )
+        return load_data(source, examples=examples, label_column=label_column)
+    generator = get_dataset(source)
+    return generator() if m is None else generator(m=m)
 
 
 def one_hot(labels: np.ndarray, n_classes: int | None = None, source: str = "data") -> np.ndarray:
@@ -223,7 +288,7 @@ def as_targets(X: np.ndarray, Y: np.ndarray, *, loss: str, source: str = "data")
         if bad.any():
             raise DataError(
                 f"{source}: loss 'bce' needs labels in {{0, 1}}, found {Y[bad][0]:g} "
-                f"({int(bad.sum())} bad label(s)); for more classes use --loss ce"
+                f"({plural(int(bad.sum()), 'bad label')}); for more classes use --loss ce"
             )
     elif loss == "ce":
         if Y.shape[0] == 1:

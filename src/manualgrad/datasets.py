@@ -15,17 +15,46 @@ X of shape (n_x, m) and Y of shape (n_L, m), ready for :func:`manualgrad.value_a
 |            |          |         | bundled in scikit-learn: `pip install "manualgrad[digits]"`) |
 
 Two-class sets have labels 0.0 / 1.0 in one row (for a sigmoid output and `bce`);
-`spiral` and `digits` have one-hot columns (for a softmax output and `ce`).
-:data:`DATASETS` maps each name to its function `fn(m=..., seed=...)`.
+`spiral` and `digits` have one-hot columns (for a softmax output and `ce`). Every generator returns
+exactly m examples, the classes as equal as m allows (the first classes get the extra
+points), in class order. :data:`DATASETS` maps each name to its generator
+`fn(m=..., seed=...)`; :func:`get_dataset` looks one up by name.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from manualgrad._errors import ConfigError
+
+
+def _check(m: Any, seed: Any, n_classes: int = 2, **scales: Any) -> None:
+    """m ≥ n_classes examples (an int), a seed ≥ 0, and finite scales ≥ 0."""
+    for name, value, low in (("m", m, n_classes), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            what = (
+                "the number of examples, at least one per class"
+                if name == "m"
+                else "the seed of np.random.default_rng"
+            )
+            raise ConfigError(f"`{name}` must be an int ≥ {low} ({what}), got {value!r}")
+    for name, value in scales.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float | np.floating)
+            or not 0 <= value < math.inf
+        ):
+            raise ConfigError(f"`{name}` must be a finite number ≥ 0, got {value!r}")
+
+
+def _class_sizes(m: int, n_classes: int) -> list[int]:
+    """m split into n_classes sizes that differ by at most 1, the larger ones first."""
+    return [m // n_classes + (k < m % n_classes) for k in range(n_classes)]
 
 
 def flower(m: int = 400, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +69,7 @@ def flower(m: int = 400, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     ε ~ N(0, 1), and coordinates x = (r sin t, r cos t). The noise comes from
     `np.random.default_rng(seed)`, so the same (m, seed) always gives the same data
     (the course's own numbers came from `np.random.seed(1)`, a different stream). For
-    odd m, class 0 gets the extra point.
+    odd m, class 0 gets the extra point; m must be at least 2.
 
     Returns X: (2, m) float64 and Y: (1, m) float64 with labels 0.0 and 1.0.
 
@@ -48,11 +77,10 @@ def flower(m: int = 400, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     >>> X.shape, Y.shape, Y.tolist()
     ((2, 6), (1, 6), [[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]])
     """
-    if isinstance(m, bool) or not isinstance(m, int | np.integer) or m < 1:
-        raise ConfigError(f"`m` must be a positive int (number of examples), got {m!r}")
+    _check(m, seed, 2)
     rng = np.random.default_rng(seed)
     a = 4.0
-    sizes = (m - m // 2, m // 2)
+    sizes = _class_sizes(m, 2)
     xs, ys = [], []
     for j, n in enumerate(sizes):
         t = np.linspace(j * 3.12, (j + 1) * 3.12, n) + rng.standard_normal(n) * 0.2  # angle
@@ -65,15 +93,16 @@ def flower(m: int = 400, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 def moons(m: int = 400, seed: int = 1, noise: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaving half circles (class 0 on top, class 1 below and shifted), plus noise.
 
-    Returns X: (2, 2N) float64 and Y: (1, 2N) float64 labels with N = m // 2.
+    Returns X: (2, m) float64 and Y: (1, m) float64 labels, ⌈m/2⌉ of class 0 first.
     """
+    _check(m, seed, 2, noise=noise)
     rng = np.random.default_rng(seed)
-    N = m // 2
-    t = np.linspace(0, np.pi, N)
-    upper = np.stack([np.cos(t), np.sin(t)])
-    lower = np.stack([1 - np.cos(t), 0.5 - np.sin(t)])
-    X = np.concatenate([upper, lower], axis=1) + noise * rng.standard_normal((2, 2 * N))
-    Y = np.repeat(np.arange(2.0), N)[None, :]
+    n0, n1 = _class_sizes(m, 2)
+    t0, t1 = np.linspace(0, np.pi, n0), np.linspace(0, np.pi, n1)
+    upper = np.stack([np.cos(t0), np.sin(t0)])
+    lower = np.stack([1 - np.cos(t1), 0.5 - np.sin(t1)])
+    X = np.concatenate([upper, lower], axis=1) + noise * rng.standard_normal((2, m))
+    Y = np.repeat(np.arange(2.0), [n0, n1])[None, :]
     return X, Y
 
 
@@ -82,33 +111,38 @@ def circles(
 ) -> tuple[np.ndarray, np.ndarray]:
     """An outer circle (class 0) of radius 1 around an inner one (class 1) of radius `factor`.
 
-    Returns X: (2, 2N) float64 and Y: (1, 2N) float64 labels with N = m // 2.
+    Returns X: (2, m) float64 and Y: (1, m) float64 labels, ⌈m/2⌉ of class 0 first.
     """
+    _check(m, seed, 2, noise=noise, factor=factor)
     rng = np.random.default_rng(seed)
-    N = m // 2
-    t = np.linspace(0, 2 * np.pi, N, endpoint=False)
-    ring = np.stack([np.cos(t), np.sin(t)])
-    X = np.concatenate([ring, factor * ring], axis=1) + noise * rng.standard_normal((2, 2 * N))
-    Y = np.repeat(np.arange(2.0), N)[None, :]
+    n0, n1 = _class_sizes(m, 2)
+    t0 = np.linspace(0, 2 * np.pi, n0, endpoint=False)
+    t1 = np.linspace(0, 2 * np.pi, n1, endpoint=False)
+    rings = [np.stack([np.cos(t0), np.sin(t0)]), factor * np.stack([np.cos(t1), np.sin(t1)])]
+    X = np.concatenate(rings, axis=1) + noise * rng.standard_normal((2, m))
+    Y = np.repeat(np.arange(2.0), [n0, n1])[None, :]
     return X, Y
 
 
 def spiral(m: int = 300, seed: int = 1, n_classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """K spiral arms (CS231n): r = linspace(0, 1, N), t = linspace(4k, 4(k+1), N) + 0.2 ε.
+    """K spiral arms (CS231n): r = linspace(0, 1, N_k), t = linspace(4k, 4(k+1), N_k) + 0.2 ε.
 
-    N = m // K points per class k. Returns X: (2, K N) float64 and one-hot
-    Y: (K, K N) float64 (Y[k, i] = 1 iff example i is in class k).
+    N_k ≈ m / K points for class k (the first m mod K classes get one more). Returns
+    X: (2, m) float64 and one-hot Y: (K, m) float64 (Y[k, i] = 1 iff example i is in
+    class k).
     """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer) or n_classes < 2:
+        raise ConfigError(f"`n_classes` must be an int ≥ 2, got {n_classes!r}")
+    _check(m, seed, n_classes)
     rng = np.random.default_rng(seed)
-    N = m // n_classes
-    X = np.zeros((2, N * n_classes))
-    labels = np.repeat(np.arange(n_classes), N)
-    for k in range(n_classes):
+    sizes = _class_sizes(m, n_classes)
+    arms = []
+    for k, N in enumerate(sizes):
         r = np.linspace(0.0, 1.0, N)
         t = np.linspace(k * 4, (k + 1) * 4, N) + rng.standard_normal(N) * 0.2
-        X[:, k * N : (k + 1) * N] = np.stack([r * np.sin(t), r * np.cos(t)])
-    Y = np.eye(n_classes)[:, labels]
-    return X, Y
+        arms.append(np.stack([r * np.sin(t), r * np.cos(t)]))
+    Y = np.eye(n_classes)[:, np.repeat(np.arange(n_classes), sizes)]
+    return np.concatenate(arms, axis=1), Y
 
 
 def digits(m: int | None = None, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -169,3 +203,19 @@ DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "spiral": spiral,
     "digits": digits,
 }
+
+
+def get_dataset(name: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """The generator of the built-in data set `name`; an unknown name lists them all.
+
+    >>> get_dataset("moons") is moons
+    True
+    """
+    if isinstance(name, str) and name in DATASETS:
+        return DATASETS[name]
+    close = difflib.get_close_matches(str(name).lower(), DATASETS, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(
+        f"unknown data set {name!r}{hint}: the built-in sets are {', '.join(DATASETS)}; "
+        "a data file needs the extension .npz or .csv"
+    )

@@ -75,6 +75,8 @@ class Loss(NamedTuple):
 
     `output_activations` lists the output activations it may follow (`None`: any).
     `fused_with` names the output activation for which dZ[L] = A[L] − Y.
+    `default_output` is the output activation a network gets for this loss when the
+    user names only the hidden ones (see :func:`output_activation`).
     """
 
     name: str
@@ -82,12 +84,13 @@ class Loss(NamedTuple):
     dA: Callable[[Array, Array], Array]
     output_activations: tuple[str, ...] | None
     fused_with: str | None
+    default_output: str
 
 
 LOSSES: dict[str, Loss] = {
-    "bce": Loss("bce", bce_loss, bce_dA, ("sigmoid",), "sigmoid"),
-    "ce": Loss("ce", ce_loss, ce_dA, ("softmax",), "softmax"),
-    "mse": Loss("mse", mse_loss, mse_dA, None, None),
+    "bce": Loss("bce", bce_loss, bce_dA, ("sigmoid",), "sigmoid", "sigmoid"),
+    "ce": Loss("ce", ce_loss, ce_dA, ("softmax",), "softmax", "softmax"),
+    "mse": Loss("mse", mse_loss, mse_dA, None, None, "linear"),  # regression: unbounded output
 }
 
 
@@ -99,6 +102,18 @@ def get_loss(name: str) -> Loss:
         from manualgrad._errors import ConfigError
 
         raise ConfigError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)}") from None
+
+
+def output_activation(loss: str) -> str:
+    """The output activation that goes with `loss`: sigmoid for bce, softmax for ce, linear for mse.
+
+    The one place this rule lives; both command-line tools and any code that builds a
+    network from hidden activations plus a loss take it from here.
+
+    >>> output_activation("ce")
+    'softmax'
+    """
+    return get_loss(loss).default_output
 
 
 def cost_from_losses(losses: Array) -> Array:

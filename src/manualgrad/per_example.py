@@ -277,8 +277,8 @@ def dp_grads(
     B = q·N, the *expected* batch size: pass `normaliser=q * N` — never the realised
     batch size, which depends on the data (:mod:`manualgrad.privacy` does this).
 
-    `noise_key` draws the noise (split into one key per parameter, in the params'
-    order); dropout masks, if `keep_prob` < 1, come from the separate `key`, as in
+    `noise_key` draws the noise (split into one key per parameter, in the sorted order
+    of the names); dropout masks, if `keep_prob` < 1, come from the separate `key`, as in
     every other function. The L2 term depends on no example, so it is neither clipped
     nor noised. With σ = 0 and B = m this equals :func:`clipped_grads`. Other options
     as for :func:`manualgrad.value_and_grad`.
@@ -306,10 +306,11 @@ def add_dp_noise(
 ) -> Params:
     """grads + σ C ξ / B, ξ ~ N(0, I): the Gaussian mechanism on the clipped sum, normalised.
 
-    `grads` is (1/B) Σ_i s_i g_i; one key per parameter from `noise_key`, in the
-    params' order, so a given key always gives the same noise.
+    `grads` is (1/B) Σ_i s_i g_i; one key per parameter from `noise_key`, in the sorted
+    order of the names, so a given key gives the same noise whatever the dict's order
+    (a jitted step hands dicts back with sorted keys).
     """
-    names = list(grads)
+    names = sorted(grads)
     keys = jax.random.split(noise_key, len(names))
     dtype = grads[names[0]].dtype
     std = jnp.asarray(noise_multiplier, dtype) * jnp.asarray(clip_norm, dtype)  # σC on the sum

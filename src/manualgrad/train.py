@@ -14,14 +14,23 @@ Several epochs run in an outer `lax.scan` between two progress updates (one
 `jax.jit` call per update, never a Python loop per step).
 
 Randomness depends only on (key, epoch, batch): epoch e shuffles with
-`fold_in(k_shuffle, e)` and batch j draws its dropout masks from
-`fold_in(fold_in(k_dropout, e), j)`, where `k_shuffle, k_dropout = split(key)`. So a
-run stopped after any epoch and resumed from its params and optimizer state ends
-with exactly the same params as an uninterrupted one, however the epochs are grouped
-into calls.
+`fold_in(k_shuffle, e)` and batch j gets the step key
+`fold_in(fold_in(k_dropout, e), j)`, where `k_shuffle, k_dropout = split(key)`. The
+step key draws the dropout masks, and it is handed to the gradient function at every
+step, dropout or not, so a gradient that needs randomness of its own (the noise of
+DP-SGD) can draw it from there. So a run stopped after any epoch and resumed from
+its params and optimizer state ends with exactly the same params as an
+uninterrupted one, however the epochs are grouped into calls.
 
 The cost recorded for an epoch is the course's Σ_batches m_b C_b / m: the mean of the
 per-example losses seen during the epoch (each at the params of its step).
+
+Checkpoints and resuming (`checkpoint_dir=`): the run's state is saved atomically
+(:mod:`manualgrad.checkpoint`) every `checkpoint_every` optimizer steps (rounded up to
+whole epochs), when a callback stops the run, at the end, and on SIGINT (Ctrl-C) or
+SIGTERM, after which :class:`TrainingInterrupted` is raised. Calling `train` again
+with the same arguments and `resume=True` continues from the checkpoint and ends
+with exactly the params of an uninterrupted run.
 
 >>> import jax, optax, manualgrad as mg
 >>> from manualgrad.datasets import flower
@@ -35,9 +44,16 @@ per-example losses seen during the epoch (each at the params of its step).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import inspect
+import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -45,45 +61,75 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from jax.typing import ArrayLike
 
 from manualgrad._engine import check
-from manualgrad._errors import ConfigError, ShapeError
+from manualgrad._errors import ConfigError
+from manualgrad.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from manualgrad.functional import predict, value_and_grad
 
 Array = jax.Array
 Params = dict[str, Array]
 
-__all__ = ["Progress", "TrainResult", "accuracy", "epoch_batches", "steps_per_epoch", "train"]
+__all__ = [
+    "Progress",
+    "TrainResult",
+    "TrainingInterrupted",
+    "accuracy",
+    "epoch_batches",
+    "steps_per_epoch",
+    "train",
+]
 
 
 class TrainResult(NamedTuple):
     """What `train` returns.
 
     params: the trained params; opt_state: the optimizer state after the last step;
-    history: float numpy array (epochs run,), the cost of each epoch; epoch: the
-    number of epochs completed counting `start_epoch` (less than asked if a callback
-    stopped the run).
+    history: float numpy array, the cost of each epoch from `start_epoch` on (from
+    epoch 0 when resumed from a checkpoint, which keeps the earlier costs); epoch: the
+    number of epochs completed (less than asked if a callback stopped the run);
+    start_epoch: the epoch this call began at (the checkpoint's when it resumed).
     """
 
-    params: Params
+    params: Mapping[str, Array]
     opt_state: Any
     history: np.ndarray
     epoch: int
+    start_epoch: int
 
 
 class Progress(NamedTuple):
     """What `train` passes to its callback after each compiled call (a group of epochs).
 
     epoch: epochs completed so far (counting `start_epoch`); epochs: the total asked
-    for; cost: the last epoch's cost; history: the costs of this run's epochs so far.
+    for; cost: the last epoch's cost; history: the costs so far (as in TrainResult).
     """
 
     epoch: int
     epochs: int
     cost: float
-    params: Params
+    params: Mapping[str, Array]
     opt_state: Any
     history: np.ndarray
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by `train` after SIGINT or SIGTERM, once the run's checkpoint is saved.
+
+    `signal`: "SIGINT" or "SIGTERM"; `result`: the :class:`TrainResult` at the epoch
+    where it stopped; `checkpoint_dir`: where the checkpoint is. A KeyboardInterrupt,
+    so a script that does not catch it stops as it would on Ctrl-C.
+    """
+
+    def __init__(self, signal_name: str, result: TrainResult, checkpoint_dir: str):
+        super().__init__(
+            f"training stopped by {signal_name} at epoch {result.epoch}; checkpoint saved in "
+            f"{checkpoint_dir} (resume=True continues it)"
+        )
+        self.signal = signal_name
+        self.result = result
+        self.checkpoint_dir = checkpoint_dir
 
 
 def steps_per_epoch(m: int, batch_size: int | None) -> int:
@@ -111,6 +157,14 @@ def epoch_batches(
     return full(Xs), full(Ys), Xs[:, cut:], Ys[:, cut:]
 
 
+def _takes_step(fn: Callable) -> bool:
+    """Whether the gradient function declares a `step` parameter (the optimizer step t)."""
+    try:
+        return "step" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled_chunk(
     optimizer: optax.GradientTransformation,
@@ -124,10 +178,11 @@ def _compiled_chunk(
     value_and_grad_fn: Callable,
 ) -> Callable:
     """One jitted function running `epochs_per_call` epochs (the later ones masked off)."""
+    takes_step = _takes_step(value_and_grad_fn)
 
     def step(carry, batch):
         params, opt_state = carry
-        Xb, Yb, key = batch
+        Xb, Yb, key, t = batch
         C, grads = value_and_grad_fn(
             params,
             Xb,
@@ -136,8 +191,9 @@ def _compiled_chunk(
             loss=loss,
             l2=l2,
             keep_prob=keep_prob,
-            key=key if keep_prob < 1 else None,
+            key=key,
             precision=precision,
+            **({"step": t} if takes_step else {}),
         )
         with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
             updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -148,16 +204,16 @@ def _compiled_chunk(
         k_shuffle, k_dropout = jax.random.split(key)
         k_epoch = jax.random.fold_in(k_dropout, e)
         if batch_size is None or batch_size >= m:
-            carry, C = step(carry, (X, Y, jax.random.fold_in(k_epoch, 0)))
+            carry, C = step(carry, (X, Y, jax.random.fold_in(k_epoch, 0), e))
             return carry, C
         Xf, Yf, Xr, Yr = epoch_batches(X, Y, batch_size, jax.random.fold_in(k_shuffle, e))
-        n_full = Xf.shape[0]
+        n_full, r = Xf.shape[0], Xr.shape[1]
+        t0 = e * (n_full + (r > 0))  # the optimizer steps of earlier epochs
         keys = jax.vmap(lambda j: jax.random.fold_in(k_epoch, j))(jnp.arange(n_full))
-        carry, costs = lax.scan(step, carry, (Xf, Yf, keys))
+        carry, costs = lax.scan(step, carry, (Xf, Yf, keys, t0 + jnp.arange(n_full)))
         total = jnp.sum(costs) * batch_size
-        r = Xr.shape[1]
         if r:
-            carry, C_r = step(carry, (Xr, Yr, jax.random.fold_in(k_epoch, n_full)))
+            carry, C_r = step(carry, (Xr, Yr, jax.random.fold_in(k_epoch, n_full), t0 + n_full))
             total = total + C_r * r
         return carry, total / m
 
@@ -179,10 +235,156 @@ def _compiled_chunk(
     return chunk
 
 
-def train(
+def _positive_int(name: str, value: Any, *, optional: bool = True, hint: str = "") -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ConfigError(
+            f"`{name}` must be a positive int{' or None' if optional else ''}, got {value!r}" + hint
+        )
+
+
+def _check_options(
+    optimizer,
+    epochs,
+    batch_size,
+    start_epoch,
+    epochs_per_call,
+    callback,
+    checkpoint_dir,
+    checkpoint_every,
+    resume,
+    opt_state,
+    fingerprint,
+) -> None:
+    """The options of `train` that no trace can check, each with its one-line error."""
+    _positive_int("epochs", epochs, optional=False, hint=": the number of passes over the data")
+    _positive_int("batch_size", batch_size, hint=" (None trains on the whole set at once)")
+    _positive_int("epochs_per_call", epochs_per_call)
+    _positive_int("checkpoint_every", checkpoint_every, hint=" (optimizer steps)")
+    if isinstance(start_epoch, bool) or not isinstance(start_epoch, int | np.integer):
+        raise ConfigError(f"`start_epoch` must be an int, got {start_epoch!r}")
+    if not 0 <= start_epoch <= epochs:
+        raise ConfigError(f"`start_epoch` must be in [0, epochs = {epochs}], got {start_epoch}")
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise ConfigError(
+            f"`optimizer` must be an optax.GradientTransformation (e.g. optax.adam(1e-3)), "
+            f"got {type(optimizer).__name__}"
+        )
+    if callback is not None and not callable(callback):
+        raise ConfigError(f"`callback` must be callable or None, got {type(callback).__name__}")
+    if checkpoint_dir is None:
+        for name, value in (("checkpoint_every", checkpoint_every), ("resume", resume)):
+            if value:
+                raise ConfigError(
+                    f"`{name}` needs `checkpoint_dir` (the directory the checkpoints go to and "
+                    "a run resumes from)"
+                )
+    elif not isinstance(checkpoint_dir, str | os.PathLike):
+        raise ConfigError(f"`checkpoint_dir` must be a path, got {type(checkpoint_dir).__name__}")
+    if resume and (opt_state is not None or start_epoch != 0):
+        raise ConfigError(
+            "`resume=True` takes the optimizer state and the epoch from the checkpoint: "
+            "do not pass `opt_state` or `start_epoch` with it"
+        )
+    if fingerprint is not None:
+        try:
+            json.dumps(dict(fingerprint))
+        except (TypeError, ValueError):
+            raise ConfigError(
+                "`fingerprint` must be a dict of JSON values (str, numbers, lists, None), got "
+                f"{fingerprint!r}"
+            ) from None
+
+
+def _as_real(A: Array, dtype: Any) -> Array:
+    """`A` cast to the params' float dtype, unless it is complex (left for the dtype check)."""
+    return A if jnp.issubdtype(A.dtype, jnp.complexfloating) else A.astype(dtype)
+
+
+def _digest(*arrays: Any) -> str:
+    """A short hash of arrays' dtypes, shapes and bytes."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.asarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_fingerprint(
     params: Mapping[str, Array],
     X: Array,
     Y: Array,
+    *,
+    activations: Sequence[str],
+    loss: str,
+    batch_size: int | None,
+    l2: float,
+    keep_prob: float,
+    precision: str,
+    key: Array,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What must match for a resumed run to continue exactly: the JSON dict a checkpoint keeps.
+
+    The layer sizes, names and options, the dtype, and short hashes of the data, of the
+    initial params and of the key; `extra` adds facts `train` cannot see (for example
+    the optimizer's name and learning rate).
+    """
+    L = len(params) // 2
+    names = sorted(params)
+    fingerprint = {
+        **(extra or {}),
+        "layers": [int(np.shape(params["W1"])[1])]
+        + [int(np.shape(params[f"W{l}"])[0]) for l in range(1, L + 1)],
+        "activations": list(activations),
+        "loss": loss,
+        "batch_size": None if batch_size is None else int(batch_size),
+        "l2": float(l2),
+        "keep_prob": float(keep_prob),
+        "precision": precision,
+        "dtype": str(check.params_dtype(params)),
+        "data": _digest(X, Y),
+        "initial_params": _digest(*(params[k] for k in names)),
+        "key": _digest(jax.random.key_data(key)),
+    }
+    return json.loads(json.dumps(fingerprint))  # as it reads back from a checkpoint
+
+
+@contextlib.contextmanager
+def _stop_on_signals(enabled: bool) -> Iterator[list[str]]:
+    """Turn the first SIGINT/SIGTERM into a request to stop (its name lands in the list).
+
+    A second signal acts as it would without us (KeyboardInterrupt, or termination).
+    Signal handlers can only be set from the main thread; elsewhere nothing changes.
+    """
+    received: list[str] = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore():
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+    def on_signal(signum, frame):
+        received.append(signal.Signals(signum).name)
+        restore()
+
+    for s in previous:
+        signal.signal(s, on_signal)
+    try:
+        yield received
+    finally:
+        restore()
+
+
+def train(
+    params: Mapping[str, Array],
+    X: ArrayLike,
+    Y: ArrayLike,
     optimizer: optax.GradientTransformation,
     *,
     activations: Sequence[str],
@@ -198,6 +400,10 @@ def train(
     epochs_per_call: int | None = None,
     callback: Callable[[Progress], bool | None] | None = None,
     value_and_grad_fn: Callable = value_and_grad,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    fingerprint: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train from `params` for epochs `start_epoch` … `epochs - 1` with `optimizer`.
 
@@ -206,57 +412,125 @@ def train(
     | `X`, `Y`            | (n_x, m) and (n_L, m), examples as columns; cast to params'   |
     |                     | dtype (float64 params train in float64)                       |
     | `optimizer`         | any `optax.GradientTransformation`                            |
-    | `batch_size`        | B; None = full batch (no shuffle). Last batch has m mod B     |
-    | `key`               | `jax.random.key`; shuffles and dropout masks derive from it   |
+    | `epochs`            | the epoch to train up to (≥ 1)                                |
+    | `batch_size`        | B ≤ m; None = full batch (no shuffle). Last batch has m mod B |
+    | `key`               | `jax.random.key`; shuffles and step keys derive from it       |
     | `opt_state`         | resume from this state (default: `optimizer.init(params)`)    |
     | `start_epoch`       | resume at this epoch (keys depend on the epoch, not the call) |
     | `epochs_per_call`   | epochs per compiled call, i.e. between callbacks              |
     |                     | (default ⌈epochs / 100⌉); it never changes the result         |
     | `callback`          | called with a :class:`Progress` after each call; returning    |
     |                     | True stops training (the result says how far it got)          |
-    | `value_and_grad_fn` | the gradient: manualgrad's `value_and_grad` (default) or      |
-    |                     | e.g. `jax.value_and_grad(manualgrad.cost)` for comparison      |
+    | `value_and_grad_fn` | the gradient: manualgrad's `value_and_grad` (default) or any  |
+    |                     | function with its signature, e.g. `jax.value_and_grad(cost)`  |
+    |                     | or a wrapper of `clipped_grads`/`dp_grads`                     |
+    | `checkpoint_dir`    | save the run's state in this directory (see below)            |
+    | `checkpoint_every`  | … also every this many optimizer steps (whole epochs)         |
+    | `resume`            | continue from the checkpoint in `checkpoint_dir`, if any      |
+    | `fingerprint`       | extra JSON facts a resumed run must match (e.g. the learning  |
+    |                     | rate, which `train` cannot read from an optax optimizer)      |
 
-    Returns a :class:`TrainResult` (params, opt_state, per-epoch cost history, epoch).
+    `value_and_grad_fn(params, X_t, Y_t, *, activations, loss, l2, keep_prob, key,
+    precision)` returns (C_t, g_t). `key` is the step's own key at every step (also with
+    keep_prob = 1), and a function that declares a `step` parameter also gets the
+    optimizer step t = 0, 1, … (a traced int), e.g. for DP-SGD's noise:
+    ``lambda p, X, Y, *, key, **kw: (0.0, dp_grads(p, X, Y, noise_key=key,
+    clip_norm=1.0, noise_multiplier=1.1, **kw))`` (without dropout; with it, split
+    `key` into a noise key and a dropout key).
+
+    With `checkpoint_dir`, the state (params, optimizer state, epoch, key, cost
+    history and :func:`run_fingerprint`) is saved atomically every `checkpoint_every`
+    steps, when a callback stops the run, at the end, and on SIGINT or SIGTERM: the
+    first such signal stops training after the current compiled call, saves, and
+    raises :class:`TrainingInterrupted` (a second one acts as usual). `resume=True`
+    continues from that checkpoint (or starts afresh if there is none): call `train`
+    with the same arguments and it ends with exactly the params of an uninterrupted
+    run; a checkpoint of another run (other data, network, options, initial params or
+    key) raises :class:`manualgrad.CheckpointError` naming what differs. Read the
+    params back with :func:`manualgrad.checkpoint.load_params`.
+
+    Returns a :class:`TrainResult` (params, opt_state, cost history, epoch, start_epoch).
     """
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ConfigError(f"`epochs` must be an int ≥ 0, got {epochs!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ConfigError(f"`batch_size` must be a positive int or None, got {batch_size!r}")
-    if not 0 <= start_epoch <= epochs:
-        raise ConfigError(f"`start_epoch` must be in [0, epochs = {epochs}], got {start_epoch}")
-    if not isinstance(optimizer, optax.GradientTransformation):
-        raise ConfigError(
-            f"`optimizer` must be an optax.GradientTransformation (e.g. optax.adam(1e-3)), "
-            f"got {type(optimizer).__name__}"
-        )
+    _check_options(
+        optimizer,
+        epochs,
+        batch_size,
+        start_epoch,
+        epochs_per_call,
+        callback,
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        opt_state,
+        fingerprint,
+    )
     check.check_params(params)
     dtype = check.params_dtype(params)
     params = {k: jnp.asarray(v) for k, v in params.items()}
-    X = jnp.asarray(X, dtype=dtype)
-    Y = jnp.asarray(Y, dtype=dtype)
+    X, Y = _as_real(check.as_array("X", X), dtype), _as_real(check.as_array("Y", Y), dtype)
+    activations = tuple(activations) if isinstance(activations, list | tuple) else activations
+    options = dict(activations=activations, loss=loss, l2=l2, keep_prob=keep_prob)
+    step_args = {"step": jnp.zeros((), jnp.int32)} if _takes_step(value_and_grad_fn) else {}
     # Trace-time checks of shapes and options, once, with their clear messages.
     jax.eval_shape(
         functools.partial(
-            value_and_grad_fn,
-            activations=tuple(activations),
-            loss=loss,
-            l2=l2,
-            keep_prob=keep_prob,
-            precision=precision,
-            key=jax.random.key(0) if keep_prob < 1 else None,
+            value_and_grad_fn, precision=precision, key=jax.random.key(0), **options, **step_args
         ),
         params,
         X,
         Y,
     )
+    m = X.shape[1]
+    if batch_size is not None and batch_size > m:
+        raise ConfigError(
+            f"`batch_size` = {batch_size} is larger than the m = {m} training examples: use "
+            f"at most {m}, or batch_size=None for full-batch training"
+        )
     key = jax.random.key(0) if key is None else key
+    check.check_key(key)
     if opt_state is None:
         opt_state = optimizer.init(params)
+    spe = steps_per_epoch(m, batch_size)
+    history: list[np.ndarray] = []
+    directory = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
+    run: dict[str, Any] = {}
+    if directory is not None:
+        run = run_fingerprint(
+            params,
+            X,
+            Y,
+            activations=activations,
+            loss=loss,
+            batch_size=batch_size,
+            l2=l2,
+            keep_prob=keep_prob,
+            precision=precision,
+            key=key,
+            extra=fingerprint,
+        )
+        if resume and os.path.exists(checkpoint_path(directory)):
+            ckpt = load_checkpoint(directory, (params, opt_state), run)
+            if ckpt.epoch > epochs:
+                raise ConfigError(
+                    f"the checkpoint in {directory} is at epoch {ckpt.epoch}, past `epochs` = "
+                    f"{epochs}: ask for at least {ckpt.epoch} epochs"
+                )
+            params, opt_state, start_epoch = dict(ckpt.params), ckpt.opt_state, ckpt.epoch
+            history.append(np.asarray(ckpt.history))
+
+    def save(params: Mapping[str, Array], opt_state: Any, epoch: int) -> None:
+        if directory is not None:
+            so_far = np.concatenate(history) if history else np.zeros((0,), dtype)
+            ckpt = Checkpoint(params, opt_state, epoch, epoch * spe, key, so_far, run)
+            save_checkpoint(directory, ckpt)
+
     per_call = epochs_per_call or max(1, math.ceil(epochs / 100))
+    every = math.ceil(checkpoint_every / spe) if checkpoint_every else None  # in epochs
+    if every is not None:
+        per_call = min(per_call, every)
     chunk = _compiled_chunk(
         optimizer,
-        tuple(activations),
+        activations,
         loss,
         float(l2),
         float(keep_prob),
@@ -265,39 +539,55 @@ def train(
         per_call,
         value_and_grad_fn,
     )
-    history: list[np.ndarray] = []
-    epoch = start_epoch
-    while epoch < epochs:
-        n = min(per_call, epochs - epoch)
-        params, opt_state, costs = chunk(params, opt_state, epoch, n, X, Y, key)
-        history.append(np.asarray(costs)[:n])
-        epoch += n
-        if callback is not None:
-            so_far = np.concatenate(history)
-            stop = callback(Progress(epoch, epochs, float(so_far[-1]), params, opt_state, so_far))
-            if stop:
+    first, epoch, last_saved = start_epoch, start_epoch, start_epoch
+
+    def result() -> TrainResult:
+        hist = np.concatenate(history) if history else np.zeros((0,), dtype=np.dtype(dtype))
+        return TrainResult(params, opt_state, hist, epoch, first)
+
+    with _stop_on_signals(checkpoint_dir is not None) as received:
+        while epoch < epochs:
+            n = min(per_call, epochs - epoch)
+            params, opt_state, costs = chunk(params, opt_state, epoch, n, X, Y, key)
+            history.append(np.asarray(costs)[:n])
+            epoch += n
+            stop = False
+            if callback is not None:
+                so_far = np.concatenate(history)
+                p = Progress(epoch, epochs, float(so_far[-1]), params, opt_state, so_far)
+                stop = bool(callback(p))
+            if received or stop:
                 break
-    hist = np.concatenate(history) if history else np.zeros((0,), dtype=np.dtype(dtype))
-    return TrainResult(params, opt_state, hist, epoch)
+            if every is not None and epoch - last_saved >= every and epoch < epochs:
+                save(params, opt_state, epoch)
+                last_saved = epoch
+    save(params, opt_state, epoch)
+    if received:
+        raise TrainingInterrupted(received[0], result(), directory or "")
+    return result()
 
 
 def accuracy(
     params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
+    X: ArrayLike,
+    Y: ArrayLike,
     *,
     activations: Sequence[str],
     precision: str = "default",
 ) -> float:
     """The fraction of examples whose predicted class equals the label.
 
-    Y: (1, m) labels in {0, 1} for a sigmoid output, or one-hot (K, m) for softmax.
+    Y: (1, m) labels in {0, 1} for one output unit (sigmoid), or one-hot (n_L, m) for
+    n_L > 1 outputs (softmax); class indices y must be one-hot encoded first,
+    `jax.nn.one_hot(y, n_L).T`. X may be any float dtype (it is cast to the params').
     Predictions come from :func:`manualgrad.predict`.
     """
-    X = jnp.asarray(X, dtype=check.params_dtype(params))
-    Y = np.asarray(Y)
-    labels = Y.reshape(1, -1) if Y.shape[0] == 1 else np.argmax(Y, axis=0)[None, :]
+    check.check_params(params)
+    X = check.as_array("X", X)
+    if jnp.issubdtype(X.dtype, jnp.floating):
+        X = X.astype(check.params_dtype(params))
     pred = np.asarray(predict(params, X, activations=activations, precision=precision))
-    if pred.shape != labels.shape:
-        raise ShapeError(f"expected `Y` of shape (n_L, m) with m = {pred.shape[1]}, got {Y.shape}")
+    check.check_Y(params, Y, pred.shape[1])
+    Y_ = np.asarray(Y)
+    labels = Y_.reshape(1, -1) if Y_.shape[0] == 1 else np.argmax(Y_, axis=0)[None, :]
     return float(np.mean(pred == labels))

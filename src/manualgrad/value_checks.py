@@ -27,8 +27,8 @@ Two ways to use them. Directly, in any function you wrap with `checkify.checkify
 ...     check_values(params, X, Y, loss="bce")
 ...     return mg.value_and_grad(params, X, Y, activations=["relu", "sigmoid"])
 >>> err, (C, grads) = jax.jit(checkify.checkify(step))(params, X, Y)
->>> print(err.get()[:42])
-`X` has 1 non-finite entries (NaN or ±Inf)
+>>> print(err.get()[:40])
+`X` has 1 non-finite entry (NaN or ±Inf)
 
 `err.throw()` raises it as a `checkify.JaxRuntimeError` (a no-op when all checks passed).
 Or wrap a network: :func:`checked_value_and_grad` (`checked_value_and_grad(net)`) is
@@ -50,17 +50,25 @@ from manualgrad._network import Network
 Array = jax.Array
 
 
+def _check_none(bad: Array, one: str, many: str) -> None:
+    """checkify.check that the count `bad` is 0; the message says `one` for 1, `many` (with
+    `{bad}`) for more, so it reads "1 entry", "3 entries"."""
+    checkify.check(bad != 1, one)
+    checkify.check(bad <= 1, many, bad=bad)
+
+
 def _check_finite(name: str, x: Array) -> None:
+    fix = (
+        "clean or impute the data before training"
+        if name in ("X", "Y")
+        else "the parameters diverged — lower the learning rate or clip the gradients"
+    )
+    rest = f" (NaN or ±Inf): {fix}"
     bad = jnp.sum(~jnp.isfinite(x))
-    checkify.check(
-        bad == 0,
-        f"`{name}` has {{bad}} non-finite entries (NaN or ±Inf): "
-        + (
-            "clean or impute the data before training"
-            if name in ("X", "Y")
-            else "the parameters diverged — lower the learning rate or clip the gradients"
-        ),
-        bad=bad,
+    _check_none(
+        bad,
+        f"`{name}` has 1 non-finite entry{rest}",
+        f"`{name}` has {{bad}} non-finite entries{rest}",
     )
 
 
@@ -68,13 +76,12 @@ def _check_labels(Y: Array, loss: str, soft_labels: bool) -> None:
     if loss == "bce":
         ok = (Y >= 0) & (Y <= 1) if soft_labels else (Y == 0) | (Y == 1)
         wanted = "[0, 1]" if soft_labels else "{{0, 1}}"  # braces escaped for .format
-        bad = jnp.sum(~ok)
-        checkify.check(
-            bad == 0,
-            f"`Y` has {{bad}} labels outside {wanted}, which 'bce' needs: binary labels are "
-            "0 or 1 (for classes 0 … K-1 use softmax with 'ce' and one-hot Y)",
-            bad=bad,
+        rest = (
+            f" outside {wanted}, which 'bce' needs: binary labels are 0 or 1 (for classes "
+            "0 … K-1 use softmax with 'ce' and one-hot Y)"
         )
+        bad = jnp.sum(~ok)
+        _check_none(bad, f"`Y` has 1 label{rest}", f"`Y` has {{bad}} labels{rest}")
     elif loss == "ce":
         sums = jnp.sum(Y, axis=0)
         if soft_labels:
@@ -83,12 +90,13 @@ def _check_labels(Y: Array, loss: str, soft_labels: bool) -> None:
         else:
             ok = jnp.all((Y == 0) | (Y == 1), axis=0) & (sums == 1)
             wanted = "one-hot"
+        rest = (
+            f" not {wanted}, which 'ce' needs: encode class indices y with "
+            "jax.nn.one_hot(y, n_L, axis=0)"
+        )
         bad = jnp.sum(~ok)
-        checkify.check(
-            bad == 0,
-            f"`Y` has {{bad}} columns that are not {wanted}, which 'ce' needs: encode class "
-            "indices y with jax.nn.one_hot(y, n_L, axis=0)",
-            bad=bad,
+        _check_none(
+            bad, f"`Y` has 1 column that is{rest}", f"`Y` has {{bad}} columns that are{rest}"
         )
 
 

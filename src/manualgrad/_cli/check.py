@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from manualgrad._cli import options
+
 if TYPE_CHECKING:
     from manualgrad.gradcheck import GradCheckReport
 
@@ -47,7 +49,6 @@ _NOT_WITH_AGAINST = ("layers", "activations", "m", "l2", "keep_prob")
 
 _DEFAULT_HIDDEN = (8, 4)
 _DEFAULT_HIDDEN_ACTS = ("tanh", "relu")
-_OUTPUT = {"bce": (1, "sigmoid"), "ce": (2, "softmax"), "mse": (1, "sigmoid")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--activations",
-        help="one activation per layer (default tanh,relu,sigmoid, or tanh,relu,softmax with "
+        metavar="NAME[,NAME...]",
+        help=f"{options.ACTIVATIONS_HELP} (default tanh,relu,sigmoid, or tanh,relu,softmax with "
         "--loss ce)",
     )
     parser.add_argument("--loss", default="bce", help="bce, ce (one-hot labels) or mse")
@@ -100,11 +102,10 @@ def _int_list(text: str, what: str) -> list[int]:
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     """Resolve defaults and check the options (ConfigError -> exit 2)."""
     from manualgrad._errors import ConfigError
+    from manualgrad.losses import get_loss
 
-    loss = args.loss
-    if loss not in _OUTPUT:
-        raise ConfigError(f"unknown loss {loss!r}; expected one of {sorted(_OUTPUT)}")
-    n_out, out_act = _OUTPUT[loss]
+    loss = get_loss(args.loss).name  # unknown loss -> ConfigError
+    n_out = 2 if loss == "ce" else 1  # the flower's 2 classes: one-hot for ce, 0/1 otherwise
     if args.layers is None:
         layers = [2, *_DEFAULT_HIDDEN, n_out]
     else:
@@ -124,12 +125,8 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
             f"`--loss {loss}` uses the flower's 0/1 labels, so the output layer needs 1 unit, "
             f"got {layers[-1]}"
         )
-    if args.activations is None:
-        n_hidden = len(layers) - 2
-        hidden = [_DEFAULT_HIDDEN_ACTS[min(i, 1)] for i in range(n_hidden)]
-        activations = (*hidden, out_act)
-    else:
-        activations = tuple(a.strip() for a in args.activations.split(","))
+    hidden = tuple(_DEFAULT_HIDDEN_ACTS[min(i, 1)] for i in range(len(layers) - 2))
+    activations = options.activations(args.activations, len(layers) - 1, loss, hidden)
     if args.m < 1:
         raise ConfigError(f"`--m` must be ≥ 1, got {args.m}")
     return {

@@ -1,23 +1,24 @@
 """`manualgrad train`: train a network with the hand-written gradients and an optax optimizer.
 
-Only wiring: options -> data (`manualgrad.data`, `manualgrad.datasets`) -> `train` ->
-summary, plot (`manualgrad.plot`) and checkpoints (`manualgrad.checkpoint`).
-Ctrl-C stops at the next progress update, saves a checkpoint (with --checkpoint) and
-exits with code 130; `--resume` continues from it to exactly the same result.
+Only wiring: options -> data (`manualgrad.data.load`) -> `manualgrad.train`, which
+validates the options, checkpoints and resumes -> summary and plot
+(`manualgrad.plot`). With --checkpoint, Ctrl-C (or SIGTERM) stops at the next
+progress update, saves, prints the command that resumes and exits with code 130
+(143); that command ends with exactly the params of an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import os
-import signal
+import shlex
 import sys
 import time
 
 import numpy as np
 
+from manualgrad._cli import options
 from manualgrad._errors import ConfigError, ShapeError
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
@@ -25,6 +26,7 @@ OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from manualgrad.datasets import DATASETS
+    from manualgrad.losses import LOSSES
 
     d = p.add_argument_group("data")
     d.add_argument(
@@ -64,14 +66,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     n.add_argument(
         "--activations",
-        default="tanh",
+        default=None,
         metavar="NAME[,NAME...]",
-        help="hidden activation, or one per layer (default: tanh; the output "
-        "layer follows the loss: sigmoid for bce, softmax for ce)",
+        help=f"{options.ACTIVATIONS_HELP} (default: tanh)",
     )
     n.add_argument(
         "--loss",
-        choices=("bce", "ce", "mse"),
+        choices=tuple(LOSSES),
         default=None,
         help="loss (default: bce for one output row, ce for one-hot Y)",
     )
@@ -89,11 +90,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="mini-batch size (default: the whole training set)",
+        help="mini-batch size, at most the training set's size (default: the whole set)",
     )
     o.add_argument(
         "--devices",
-        type=int,
+        type=options.positive_int,
         default=None,
         metavar="N",
         help="data-parallel over the first N devices: every batch split by columns, the "
@@ -118,9 +119,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--checkpoint-every",
         type=int,
-        default=1000,
+        default=None,
         metavar="N",
-        help="checkpoint every N optimizer steps, rounded up to whole epochs (default: 1000)",
+        help="checkpoint every N optimizer steps, rounded up to whole epochs (default: 1000 "
+        "with --checkpoint)",
     )
     c.add_argument(
         "--resume",
@@ -131,7 +133,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--plot",
         default=None,
         metavar="FILE.png",
-        help="write the cost curve (and the decision boundary for 2-D data)",
+        help="write the cost curve (and the decision regions with the train and test points "
+        "for 2-D data)",
     )
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.add_argument(
@@ -155,19 +158,9 @@ def _optimizer(name: str, lr: float):
     }[name]()
 
 
-def _load(args) -> tuple[np.ndarray, np.ndarray, str]:
-    from manualgrad.data import load_data
-    from manualgrad.datasets import DATASETS
-
-    if args.data in DATASETS:
-        kwargs = {} if args.m is None else {"m": args.m}
-        X, Y = DATASETS[args.data](**kwargs)
-        return np.asarray(X, np.float64), np.asarray(Y, np.float64), args.data
-    X, Y = load_data(args.data, examples=args.examples, label_column=args.label_column)
-    return X, Y, args.data
-
-
 def _network(args, n_x: int, n_y: int, loss: str) -> tuple[list[int], tuple[str, ...]]:
+    """Layer sizes and activations from --layers and --activations (sizes are checked by
+    `init_params`; here only that they fit the data)."""
     if args.layers is None:
         dims = [n_x, 16, 8, n_y]
     else:
@@ -177,8 +170,8 @@ def _network(args, n_x: int, n_y: int, loss: str) -> tuple[list[int], tuple[str,
             raise ConfigError(
                 f"--layers must be comma-separated ints, got {args.layers!r}"
             ) from None
-        if len(dims) < 2 or min(dims) < 1:
-            raise ConfigError(f"--layers needs at least input and output sizes ≥ 1, got {dims}")
+        if len(dims) < 2:
+            raise ConfigError(f"--layers needs at least the input and output sizes, got {dims}")
         if dims[0] != n_x:
             raise ShapeError(
                 f"--layers starts with {dims[0]} inputs but the data has {n_x} "
@@ -189,40 +182,8 @@ def _network(args, n_x: int, n_y: int, loss: str) -> tuple[list[int], tuple[str,
                 f"--layers ends with {dims[-1]} outputs but Y has {n_y} rows "
                 f"(loss {loss!r}): use --layers {','.join(map(str, dims[:-1]))},{n_y}"
             )
-    names = tuple(a.strip() for a in args.activations.split(","))
     L = len(dims) - 1
-    output = {"bce": "sigmoid", "ce": "softmax", "mse": "linear"}[loss]
-    if len(names) == 1:
-        acts = names * (L - 1) + (output,)
-    elif len(names) == L:
-        acts = names
-    else:
-        raise ConfigError(
-            f"--activations needs 1 name (hidden layers) or {L} (one per layer), "
-            f"got {len(names)}: {args.activations!r}"
-        )
-    return dims, acts
-
-
-def _fingerprint(args, dims, acts, loss, init, dtype, X, Y) -> dict:
-    data_hash = hashlib.sha256(
-        np.ascontiguousarray(X).tobytes() + np.ascontiguousarray(Y).tobytes()
-    ).hexdigest()[:16]
-    return {
-        "layers": dims,
-        "activations": list(acts),
-        "loss": loss,
-        "init": init,
-        "optimizer": args.optimizer,
-        "lr": args.lr,
-        "batch_size": args.batch_size,
-        "l2": args.l2,
-        "keep_prob": args.keep_prob,
-        "seed": args.seed,
-        "dtype": str(dtype),
-        "data": data_hash,
-        "test_fraction": args.test_fraction,
-    }
+    return dims, options.activations(args.activations, L, loss, ("tanh",) * (L - 1))
 
 
 def _parallel_options(devices: int | None, m: int, batch_size: int | None) -> dict:
@@ -246,6 +207,11 @@ def _parallel_options(devices: int | None, m: int, batch_size: int | None) -> di
     return {"value_and_grad_fn": data_parallel_fn(mesh, value_and_grad)}
 
 
+def resume_command(argv: list[str]) -> str:
+    """The command line that resumes the run started by `manualgrad ARGV`."""
+    return shlex.join(["manualgrad", *argv, *([] if "--resume" in argv else ["--resume"])])
+
+
 def run(args: argparse.Namespace) -> int:
     import jax
 
@@ -267,23 +233,18 @@ def _run(args) -> int:
     )
     from rich.table import Table
 
-    from manualgrad.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
-    from manualgrad.data import as_targets, train_test_split
+    from manualgrad.checkpoint import checkpoint_path
+    from manualgrad.data import as_targets, load, train_test_split
     from manualgrad.functional import init_params
-    from manualgrad.train import accuracy, steps_per_epoch, train
+    from manualgrad.train import TrainingInterrupted, accuracy, steps_per_epoch, train
 
-    if args.epochs < 0:
-        raise ConfigError(f"--epochs must be ≥ 0, got {args.epochs}")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be ≥ 1, got {args.batch_size}")
-    if args.checkpoint_every < 1:
-        raise ConfigError(f"--checkpoint-every must be ≥ 1, got {args.checkpoint_every}")
-    if args.resume and args.checkpoint is None:
-        raise ConfigError("--resume needs --checkpoint DIR (where to resume from)")
+    if args.plot:
+        from manualgrad.plot import ensure_matplotlib
 
-    X, Y, source = _load(args)
+        ensure_matplotlib()  # before training, not after it
+    X, Y = load(args.data, m=args.m, examples=args.examples, label_column=args.label_column)
     loss = args.loss or ("bce" if Y.shape[0] == 1 else "ce")
-    X, Y = as_targets(X, Y, loss=loss, source=source)
+    X, Y = as_targets(X, Y, loss=loss, source=args.data)
     dims, acts = _network(args, X.shape[0], Y.shape[0], loss)
     X_tr, Y_tr, X_te, Y_te = train_test_split(
         X, Y, test_fraction=args.test_fraction, seed=args.seed
@@ -293,75 +254,48 @@ def _run(args) -> int:
     k_init, k_train = jax.random.split(jax.random.key(args.seed))
     params = init_params(dims, k_init, method=init, dtype=dtype)
     optimizer = _optimizer(args.optimizer, args.lr)
-    opt_state = optimizer.init(params)
-    fingerprint = _fingerprint(args, dims, acts, loss, init, np.dtype(dtype), X, Y)
-    m = X_tr.shape[1]
-    spe = steps_per_epoch(m, args.batch_size)
+    m, m_test = X_tr.shape[1], X_te.shape[1]
+    batch = "full batch" if args.batch_size is None else f"batch {args.batch_size}"
+    network = f"{dims} {','.join(acts)}, loss {loss}, {np.dtype(dtype)}"
+    data = f"{args.data}: {m} train / {m_test} test examples, {X.shape[0]} features"
 
-    err = Console(stderr=True)
-    start_epoch, history0 = 0, np.zeros((0,))
-    if args.resume and os.path.exists(checkpoint_path(args.checkpoint)):
-        ckpt = load_checkpoint(args.checkpoint, (params, opt_state), fingerprint)
-        if ckpt.epoch > args.epochs:
-            raise ConfigError(
-                f"the checkpoint is at epoch {ckpt.epoch}, past --epochs "
-                f"{args.epochs}: ask for at least {ckpt.epoch} epochs"
+    err = Console(stderr=True, soft_wrap=True)
+    quiet = args.quiet
+    if not quiet:
+        err.print(
+            f"[bold]manualgrad train[/bold]: {data}; {network}; {args.optimizer} "
+            f"lr {args.lr}, {batch}"
+        )
+        if args.resume and args.checkpoint:
+            there = os.path.exists(checkpoint_path(args.checkpoint))
+            err.print(
+                f"resuming from {checkpoint_path(args.checkpoint)}"
+                if there
+                else f"no checkpoint in {args.checkpoint}; starting from scratch"
             )
-        params, opt_state, start_epoch, history0 = (
-            ckpt.params,
-            ckpt.opt_state,
-            ckpt.epoch,
-            ckpt.history,
-        )
-        k_train = ckpt.key
-        if not args.quiet:
-            err.print(f"resuming from {checkpoint_path(args.checkpoint)} at epoch {start_epoch}")
-    elif args.resume and not args.quiet:
-        err.print(f"no checkpoint in {args.checkpoint}; starting from scratch")
-
-    parallel_options = _parallel_options(args.devices, m, args.batch_size)
-    every_epochs = max(1, math.ceil(args.checkpoint_every / spe))
-    per_call = max(1, math.ceil(args.epochs / 100))
-    if args.checkpoint:
-        per_call = min(per_call, every_epochs)
-
-    def save(epoch, params, opt_state, history):
-        save_checkpoint(
-            args.checkpoint,
-            Checkpoint(params, opt_state, epoch, epoch * spe, k_train, history, fingerprint),
-        )
-
-    interrupted = False
-
-    def on_sigint(signum, frame):
-        nonlocal interrupted
-        interrupted = True
-
-    last_saved = start_epoch
+        if not err.is_terminal:
+            err.print("compiling…")
     progress = Progress(
-        TextColumn("[bold]training"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("epochs  cost {task.fields[cost]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
-        disable=args.quiet or not err.is_terminal,
+        disable=quiet or not err.is_terminal,
     )
+    task = progress.add_task("compiling…", total=args.epochs, cost="…")
 
-    def callback(p) -> bool:
-        nonlocal last_saved
-        progress.update(task, completed=p.epoch, cost=f"{p.cost:.6g}")
-        if args.checkpoint and (p.epoch - last_saved >= every_epochs or interrupted):
-            save(p.epoch, p.params, p.opt_state, np.concatenate([history0, p.history]))
-            last_saved = p.epoch
-        return interrupted
+    def on_progress(p) -> None:
+        progress.update(task, description="training", completed=p.epoch, cost=f"{p.cost:.6g}")
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    every = args.checkpoint_every
+    if every is None and args.checkpoint:
+        every = 1000
     t0 = time.perf_counter()
     try:
         with progress:
-            task = progress.add_task("train", total=args.epochs, completed=start_epoch, cost="…")
             result = train(
                 params,
                 X_tr,
@@ -374,38 +308,52 @@ def _run(args) -> int:
                 l2=args.l2,
                 keep_prob=args.keep_prob,
                 key=k_train,
-                opt_state=opt_state,
-                start_epoch=start_epoch,
-                epochs_per_call=per_call,
-                callback=callback,
-                **parallel_options,
+                callback=on_progress,
+                checkpoint_dir=args.checkpoint,
+                checkpoint_every=every,
+                resume=args.resume,
+                fingerprint={
+                    "optimizer": args.optimizer,
+                    "lr": args.lr,
+                    "init": init,
+                    "seed": args.seed,
+                    "test_fraction": args.test_fraction,
+                    "devices": args.devices,
+                },
+                **_parallel_options(args.devices, m, args.batch_size),
             )
             jax.block_until_ready(result.params)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    seconds = time.perf_counter() - t0
-    history = np.concatenate([history0, result.history])
-    if interrupted:
-        where = f"; checkpoint saved in {args.checkpoint}" if args.checkpoint else ""
-        print(f"manualgrad train: interrupted at epoch {result.epoch}{where}", file=sys.stderr)
-        return 130
-    if args.checkpoint:
-        save(result.epoch, result.params, result.opt_state, history)
-
-    steps = (result.epoch - start_epoch) * spe
-    table = Table(title="manualgrad train", show_header=False)
-    table.add_row(
-        "data", f"{source}: {m} train / {X_te.shape[1]} test examples, {X.shape[0]} features"
-    )
-    table.add_row("network", f"{dims} {','.join(acts)}, loss {loss}, {np.dtype(dtype)}")
-    table.add_row("optimizer", f"{args.optimizer} lr {args.lr}, batch {args.batch_size or m}")
-    table.add_row("train accuracy", f"{accuracy(result.params, X_tr, Y_tr, activations=acts):.2%}")
-    if X_te.shape[1]:
-        table.add_row(
-            "test accuracy", f"{accuracy(result.params, X_te, Y_te, activations=acts):.2%}"
+    except TrainingInterrupted as stop:
+        print(
+            f"manualgrad train: {stop.signal} at epoch {stop.result.epoch} of {args.epochs}; "
+            f"checkpoint saved in {stop.checkpoint_dir}. Resume with:\n"
+            f"  {resume_command(getattr(args, 'argv', ['train']))}",
+            file=sys.stderr,
         )
+        return 130 if stop.signal == "SIGINT" else 143
+    except KeyboardInterrupt:
+        hint = "" if args.checkpoint else " (with --checkpoint DIR a run saves on Ctrl-C)"
+        print(f"manualgrad train: interrupted; nothing was saved{hint}", file=sys.stderr)
+        return 130
+    seconds = time.perf_counter() - t0
+    spe = steps_per_epoch(m, args.batch_size)
+    steps = (result.epoch - result.start_epoch) * spe
+
+    def correct(X_, Y_) -> str:
+        acc = accuracy(result.params, X_, Y_, activations=acts)
+        return f"{acc:.2%} ({round(acc * X_.shape[1])} of {X_.shape[1]})"
+
+    table = Table(show_header=False)
+    table.add_row("data", data)
+    table.add_row("network", network)
+    table.add_row("optimizer", f"{args.optimizer} lr {args.lr}, {batch}")
+    table.add_row("train accuracy", correct(X_tr, Y_tr))
+    if m_test:
+        table.add_row("test accuracy", correct(X_te, Y_te))
+    history = result.history
     table.add_row("final cost", f"{history[-1]:.6g}" if len(history) else "-")
-    table.add_row("epochs / steps", f"{result.epoch} / {result.epoch * spe}")
+    resumed = f" (resumed at epoch {result.start_epoch})" if result.start_epoch else ""
+    table.add_row("epochs / steps", f"{result.epoch} / {result.epoch * spe}{resumed}")
     table.add_row("time", f"{seconds:.2f} s (compilation included)")
     table.add_row("steps/s", f"{steps / seconds:,.0f}" if seconds > 0 else "-")
     if args.noise_scale:
@@ -419,7 +367,16 @@ def _run(args) -> int:
     if args.plot:
         from manualgrad.plot import plot_training
 
-        plot_training(args.plot, history, params=result.params, X=X_tr, Y=Y_tr, activations=acts)
+        plot_training(
+            args.plot,
+            history,
+            params=result.params,
+            X=X_tr,
+            Y=Y_tr,
+            activations=acts,
+            X_test=X_te,
+            Y_test=Y_te,
+        )
         table.add_row("plot", args.plot)
     Console(soft_wrap=True).print(table)
     return 0
