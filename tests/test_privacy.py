@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import dp_accounting
 import jax
@@ -378,3 +379,56 @@ def test_digits_are_real_64_pixel_images_with_one_hot_labels_and_a_held_out_spli
     assert X_test.shape == (64, 359) and Y_test.shape == (10, 359)
     assert X.min() == 0.0 and X.max() == 1.0
     assert (Y.sum(axis=0) == 1).all() and set(np.unique(Y)) == {0.0, 1.0}
+
+
+# ---------------------------------------------------------------------------------------
+# mg.train(dp=...) and `manualgrad train --dp`
+# ---------------------------------------------------------------------------------------
+
+
+def test_train_with_dp_resumes_from_its_checkpoint_to_the_same_params_and_epsilon(x64, tmp_path):
+    params, X, Y = _problem(m=40)
+    dp = privacy.DPConfig(sampling_rate=0.25, clip_norm=0.5, noise_multiplier=1.3, accountant="rdp")
+    kw = dict(
+        activations=ACTS, loss="ce", epochs=3, key=jax.random.key(5), epochs_per_call=1, dp=dp
+    )
+    full = mg.train(params, X, Y, OPT, **kw)
+    assert full.step == 12 and full.epoch == 3
+    seen = []
+
+    def stop_after_two_epochs(p):
+        seen.append((p.epoch, p.step, p.epsilon))
+        return p.epoch >= 2
+
+    part = mg.train(
+        params, X, Y, OPT, callback=stop_after_two_epochs, checkpoint_dir=tmp_path, **kw
+    )
+    assert part.step == 8 and seen[-1][:2] == (2, 8)
+    assert seen[-1][2] == privacy.epsilon(
+        noise_multiplier=1.3, sampling_rate=0.25, steps=8, delta=1e-5, accountant="rdp"
+    )
+    rest = mg.train(params, X, Y, OPT, checkpoint_dir=tmp_path, resume=True, **kw)
+    assert rest.start_step == 8 and rest.step == 12
+    assert rest.epsilon == full.epsilon
+    for k in full.params:
+        np.testing.assert_array_equal(rest.params[k], full.params[k])
+    np.testing.assert_array_equal(rest.history, full.history)
+
+
+def test_cli_dp_on_digits_reports_epsilon_and_test_accuracy(capsys):
+    from manualgrad.cli import main
+
+    argv = ["train", "--quiet", "--dp", "--data", "digits", "--target-epsilon", "3"]
+    rc = main([*argv, "--epochs", "3", "--accountant", "rdp"])
+    out, _ = capsys.readouterr()
+    assert rc == 0, out
+    assert "test accuracy" in out
+    assert re.search(r"\(ε = (2\.9\d\d|3\.000), δ = 1e-05\)-DP", out), out
+
+
+def test_cli_privacy_options_without_dp_are_refused(capsys):
+    from manualgrad.cli import main
+
+    rc = main(["train", "--quiet", "--target-epsilon", "3"])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "add --dp" in err

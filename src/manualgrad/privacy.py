@@ -713,8 +713,10 @@ def _compiled_chunk(
             sigma=sigma,
             normaliser=normaliser,
         )
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), C
+        with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+        return (params, opt_state), C
 
     @jax.jit
     def chunk(params, opt_state, step0, n_active, X, Y, key, q, clip_norm, sigma, normaliser):

@@ -90,6 +90,10 @@ class TrainResult(NamedTuple):
     epoch 0 when resumed from a checkpoint, which keeps the earlier costs); epoch: the
     number of epochs completed (less than asked if a callback stopped the run);
     start_epoch: the epoch this call began at (the checkpoint's when it resumed).
+    With `dp=`: step and start_step count optimizer steps (an epoch is 1/q steps, and
+    epoch = ⌊step · q⌋), history holds each step's batch loss, epsilon is the ε spent
+    after `step` steps and plan the resolved :class:`manualgrad.privacy.DPPlan`;
+    without, they are None.
     """
 
     params: Mapping[str, Array]
@@ -97,6 +101,10 @@ class TrainResult(NamedTuple):
     history: np.ndarray
     epoch: int
     start_epoch: int
+    step: int | None = None
+    start_step: int | None = None
+    epsilon: float | None = None
+    plan: Any = None
 
 
 class Progress(NamedTuple):
@@ -104,6 +112,8 @@ class Progress(NamedTuple):
 
     epoch: epochs completed so far (counting `start_epoch`); epochs: the total asked
     for; cost: the last epoch's cost; history: the costs so far (as in TrainResult).
+    With `dp=`: step and steps count optimizer steps, cost is the last step's batch
+    loss, and epsilon is the ε spent so far.
     """
 
     epoch: int
@@ -112,6 +122,9 @@ class Progress(NamedTuple):
     params: Mapping[str, Array]
     opt_state: Any
     history: np.ndarray
+    step: int | None = None
+    steps: int | None = None
+    epsilon: float | None = None
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -404,6 +417,7 @@ def train(
     checkpoint_every: int | None = None,
     resume: bool = False,
     fingerprint: Mapping[str, Any] | None = None,
+    dp: Any = None,
 ) -> TrainResult:
     """Train from `params` for epochs `start_epoch` … `epochs - 1` with `optimizer`.
 
@@ -429,6 +443,8 @@ def train(
     | `resume`            | continue from the checkpoint in `checkpoint_dir`, if any      |
     | `fingerprint`       | extra JSON facts a resumed run must match (e.g. the learning  |
     |                     | rate, which `train` cannot read from an optax optimizer)      |
+    | `dp`                | a :class:`manualgrad.privacy.DPConfig`: train with DP-SGD     |
+    |                     | (below); `batch_size` must then be None                       |
 
     `value_and_grad_fn(params, X_t, Y_t, *, activations, loss, l2, keep_prob, key,
     precision)` returns (C_t, g_t). `key` is the step's own key at every step (also with
@@ -449,8 +465,41 @@ def train(
     key) raises :class:`manualgrad.CheckpointError` naming what differs. Read the
     params back with :func:`manualgrad.checkpoint.load_params`.
 
+    With `dp=DPConfig(...)` the run is DP-SGD (:func:`manualgrad.privacy.train_private`):
+    `epochs` means T = round(epochs / q) steps of Poisson sampling at rate q, clipping
+    and noise; σ is calibrated before the first step when the config gives a target ε,
+    and a run whose T steps would spend more than a given budget is refused. The
+    checkpoint holds the step count (its fingerprint the resolved σ, q, C, δ), so a
+    resumed run ends with the same params and reports the same ε as an uninterrupted
+    one; `result.epsilon` and each `Progress.epsilon` give the ε spent.
+
     Returns a :class:`TrainResult` (params, opt_state, cost history, epoch, start_epoch).
     """
+    if dp is not None:
+        return _train_private(
+            params,
+            X,
+            Y,
+            optimizer,
+            dp=dp,
+            activations=activations,
+            loss=loss,
+            epochs=epochs,
+            batch_size=batch_size,
+            l2=l2,
+            keep_prob=keep_prob,
+            key=key,
+            precision=precision,
+            opt_state=opt_state,
+            start_epoch=start_epoch,
+            epochs_per_call=epochs_per_call,
+            callback=callback,
+            value_and_grad_fn=value_and_grad_fn,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            fingerprint=fingerprint,
+        )
     _check_options(
         optimizer,
         epochs,
@@ -565,6 +614,189 @@ def train(
     if received:
         raise TrainingInterrupted(received[0], result(), directory or "")
     return result()
+
+
+def _train_private(
+    params,
+    X,
+    Y,
+    optimizer,
+    *,
+    dp,
+    activations,
+    loss,
+    epochs,
+    batch_size,
+    l2,
+    keep_prob,
+    key,
+    precision,
+    opt_state,
+    start_epoch,
+    epochs_per_call,
+    callback,
+    value_and_grad_fn,
+    checkpoint_dir,
+    checkpoint_every,
+    resume,
+    fingerprint,
+) -> TrainResult:
+    """`train(..., dp=...)`: DP-SGD steps by `privacy.train_private`, checkpoints and signals here.
+
+    The checkpoint's `epoch` and `step` fields hold ⌊step · q⌋ and the step count; its
+    fingerprint adds the resolved privacy plan, so a resume with other privacy settings
+    is refused.
+    """
+    from manualgrad import privacy
+
+    _check_options(
+        optimizer,
+        epochs,
+        batch_size,
+        start_epoch,
+        epochs_per_call,
+        callback,
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        opt_state,
+        fingerprint,
+    )
+    if not isinstance(dp, privacy.DPConfig):
+        raise ConfigError(f"`dp` must be a manualgrad.privacy.DPConfig, got {type(dp).__name__}")
+    if batch_size is not None:
+        raise ConfigError(
+            f"`batch_size` = {batch_size} with `dp`: DP-SGD draws its batches by Poisson "
+            f"sampling at rate q = {dp.sampling_rate} (expected size q·N); drop batch_size"
+        )
+    if value_and_grad_fn is not value_and_grad:
+        raise ConfigError("`dp` trains with its own private gradient: drop `value_and_grad_fn`")
+    if start_epoch:
+        raise ConfigError("with `dp`, resume from a checkpoint (resume=True), not start_epoch")
+    check.check_params(params)
+    dtype = check.params_dtype(params)
+    params = {k: jnp.asarray(v) for k, v in params.items()}
+    X, Y = _as_real(check.as_array("X", X), dtype), _as_real(check.as_array("Y", Y), dtype)
+    activations = tuple(activations) if isinstance(activations, list | tuple) else activations
+    key = jax.random.key(0) if key is None else key
+    check.check_key(key)
+    q = dp.sampling_rate
+    valid_q = isinstance(q, int | float) and not isinstance(q, bool) and 0 < q <= 1
+    plan = privacy.plan(dp, n=X.shape[1], steps=round(epochs / q) if valid_q else 0)
+    if opt_state is None:
+        opt_state = optimizer.init(params)
+    directory = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
+    run: dict[str, Any] = {}
+    start_step = 0
+    history: list[np.ndarray] = []
+    if directory is not None:
+        facts = {
+            "dp": {
+                "sampling_rate": plan.sampling_rate,
+                "clip_norm": plan.clip_norm,
+                "delta": plan.delta,
+                "noise_multiplier": plan.noise_multiplier,
+                "accountant": plan.accountant,
+                "steps": plan.steps,
+            }
+        }
+        run = run_fingerprint(
+            params,
+            X,
+            Y,
+            activations=activations,
+            loss=loss,
+            batch_size=None,
+            l2=l2,
+            keep_prob=keep_prob,
+            precision=precision,
+            key=key,
+            extra={**(fingerprint or {}), **facts},
+        )
+        if resume and os.path.exists(checkpoint_path(directory)):
+            ckpt = load_checkpoint(directory, (params, opt_state), run)
+            params, opt_state, start_step = dict(ckpt.params), ckpt.opt_state, ckpt.step
+            history.append(np.asarray(ckpt.history))
+
+    def to_epoch(step: int) -> int:
+        return int(step * q + 1e-9)
+
+    def save(params: Mapping[str, Array], opt_state: Any, step: int) -> None:
+        if directory is not None:
+            so_far = np.concatenate(history) if history else np.zeros((0,), dtype)
+            ckpt = Checkpoint(params, opt_state, to_epoch(step), step, key, so_far, run)
+            save_checkpoint(directory, ckpt)
+
+    per_call = epochs_per_call and max(1, round(epochs_per_call / q))
+    if checkpoint_every:
+        per_call = min(per_call or checkpoint_every, checkpoint_every)
+    last_saved = [start_step]
+    seen = [0]  # how much of train_private's history is in `history` already
+
+    with _stop_on_signals(checkpoint_dir is not None) as received:
+
+        def on_progress(p: privacy.PrivateProgress) -> bool:
+            history.append(p.history[seen[0] :])
+            seen[0] = len(p.history)
+            stop = False
+            if callback is not None:
+                so_far = np.concatenate(history)
+                stop = bool(
+                    callback(
+                        Progress(
+                            to_epoch(p.step),
+                            epochs,
+                            p.cost,
+                            p.params,
+                            p.opt_state,
+                            so_far,
+                            step=p.step,
+                            steps=p.steps,
+                            epsilon=p.epsilon,
+                        )
+                    )
+                )
+            if received or stop:
+                return True
+            if checkpoint_every and p.step - last_saved[0] >= checkpoint_every and p.step < p.steps:
+                save(p.params, p.opt_state, p.step)
+                last_saved[0] = p.step
+            return False
+
+        out = privacy.train_private(
+            params,
+            X,
+            Y,
+            optimizer,
+            dp=plan,
+            activations=activations,
+            loss=loss,
+            l2=l2,
+            keep_prob=keep_prob,
+            key=key,
+            precision=precision,
+            opt_state=opt_state,
+            start_step=start_step,
+            steps_per_call=per_call or None,
+            callback=on_progress,
+        )
+    history.append(out.history[seen[0] :])
+    save(out.params, out.opt_state, out.step)
+    hist = np.concatenate(history)
+    result = TrainResult(
+        out.params,
+        out.opt_state,
+        hist,
+        to_epoch(out.step),
+        to_epoch(start_step),
+        step=out.step,
+        start_step=start_step,
+        epsilon=out.epsilon,
+        plan=out.plan,
+    )
+    if received:
+        raise TrainingInterrupted(received[0], result, directory or "")
+    return result
 
 
 def accuracy(

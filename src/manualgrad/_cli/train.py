@@ -85,7 +85,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("optimisation")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="(default: adam)")
     o.add_argument("--lr", type=float, default=0.01, help="learning rate (default: 0.01)")
-    o.add_argument("--epochs", type=int, default=1000, help="(default: 1000)")
+    o.add_argument("--epochs", type=int, default=None, help="(default: 1000; 30 with --dp)")
     o.add_argument(
         "--batch-size",
         type=int,
@@ -109,6 +109,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     o.add_argument("--seed", type=int, default=1, help="seed of init, split, shuffles (default: 1)")
     o.add_argument("--float64", action="store_true", help="train in float64")
+    v = p.add_argument_group(
+        "privacy (DP-SGD: Poisson sampling, per-example clipping, Gaussian noise; "
+        'needs pip install "manualgrad[dp]")'
+    )
+    v.add_argument("--dp", action="store_true", help="train with differential privacy")
+    v.add_argument(
+        "--target-epsilon",
+        type=float,
+        default=None,
+        metavar="ε",
+        help="privacy budget: σ is calibrated so that all the steps spend at most ε",
+    )
+    v.add_argument(
+        "--noise-multiplier",
+        type=float,
+        default=None,
+        metavar="σ",
+        help="noise std / clip norm (instead of, or with, a target ε: then a run that "
+        "would spend more than the target is refused)",
+    )
+    v.add_argument("--delta", type=float, default=1e-5, help="δ of (ε, δ) (default: 1e-5)")
+    v.add_argument(
+        "--clip-norm", type=float, default=1.0, help="per-example clip norm C (default: 1.0)"
+    )
+    v.add_argument(
+        "--sampling-rate",
+        type=float,
+        default=None,
+        metavar="q",
+        help="each example is in each batch with probability q; an epoch is 1/q steps "
+        "(default: 256/N, an expected batch of 256 of the N training examples)",
+    )
+    v.add_argument(
+        "--accountant", choices=("pld", "rdp"), default="pld", help="(default: pld, tight)"
+    )
     c = p.add_argument_group("output")
     c.add_argument(
         "--checkpoint",
@@ -207,6 +242,42 @@ def _parallel_options(devices: int | None, m: int, batch_size: int | None) -> di
     return {"value_and_grad_fn": data_parallel_fn(mesh, value_and_grad)}
 
 
+def _dp_config(args, n: int):
+    """The DPConfig of --dp and its options, or None; privacy options without --dp: an error."""
+    given = [
+        flag
+        for flag, value in (
+            ("--target-epsilon", args.target_epsilon),
+            ("--noise-multiplier", args.noise_multiplier),
+            ("--sampling-rate", args.sampling_rate),
+        )
+        if value is not None
+    ]
+    if not args.dp:
+        if given:
+            raise ConfigError(f"{', '.join(given)} configure private training: add --dp")
+        return None
+    if args.batch_size is not None:
+        raise ConfigError(
+            "--dp samples each batch by Poisson sampling: give --sampling-rate q (an "
+            "expected batch of q·N examples) instead of --batch-size"
+        )
+    if args.devices is not None:
+        raise ConfigError("--dp runs on one device: drop --devices")
+    if args.target_epsilon is None and args.noise_multiplier is None:
+        raise ConfigError("--dp needs --target-epsilon ε (to calibrate σ) or --noise-multiplier σ")
+    from manualgrad.privacy import DPConfig
+
+    return DPConfig(
+        sampling_rate=min(1.0, 256 / n) if args.sampling_rate is None else args.sampling_rate,
+        clip_norm=args.clip_norm,
+        delta=args.delta,
+        noise_multiplier=args.noise_multiplier,
+        target_epsilon=args.target_epsilon,
+        accountant=args.accountant,
+    )
+
+
 def resume_command(argv: list[str]) -> str:
     """The command line that resumes the run started by `manualgrad ARGV`."""
     return shlex.join(["manualgrad", *argv, *([] if "--resume" in argv else ["--resume"])])
@@ -255,7 +326,12 @@ def _run(args) -> int:
     params = init_params(dims, k_init, method=init, dtype=dtype)
     optimizer = _optimizer(args.optimizer, args.lr)
     m, m_test = X_tr.shape[1], X_te.shape[1]
+    dp = _dp_config(args, X_tr.shape[1])
+    if args.epochs is None:
+        args.epochs = 1000 if dp is None else 30
     batch = "full batch" if args.batch_size is None else f"batch {args.batch_size}"
+    if dp is not None:
+        batch = f"DP-SGD, Poisson batches at q = {dp.sampling_rate:g}"
     network = f"{dims} {','.join(acts)}, loss {loss}, {np.dtype(dtype)}"
     data = f"{args.data}: {m} train / {m_test} test examples, {X.shape[0]} features"
 
@@ -279,16 +355,18 @@ def _run(args) -> int:
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("epochs  cost {task.fields[cost]}"),
+        TextColumn("epochs  cost {task.fields[cost]}{task.fields[eps]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
         disable=quiet or not err.is_terminal,
     )
-    task = progress.add_task("compiling…", total=args.epochs, cost="…")
+    task = progress.add_task("compiling…", total=args.epochs, cost="…", eps="")
 
     def on_progress(p) -> None:
-        progress.update(task, description="training", completed=p.epoch, cost=f"{p.cost:.6g}")
+        eps = "" if p.epsilon is None else f"  ε {p.epsilon:.3f}"
+        done = p.epoch if dp is None or p.step is None else p.step * dp.sampling_rate
+        progress.update(task, description="training", completed=done, cost=f"{p.cost:.6g}", eps=eps)
 
     every = args.checkpoint_every
     if every is None and args.checkpoint:
@@ -320,6 +398,7 @@ def _run(args) -> int:
                     "test_fraction": args.test_fraction,
                     "devices": args.devices,
                 },
+                dp=dp,
                 **_parallel_options(args.devices, m, args.batch_size),
             )
             jax.block_until_ready(result.params)
@@ -338,6 +417,8 @@ def _run(args) -> int:
     seconds = time.perf_counter() - t0
     spe = steps_per_epoch(m, args.batch_size)
     steps = (result.epoch - result.start_epoch) * spe
+    if result.step is not None:
+        steps = result.step - (result.start_step or 0)
 
     def correct(X_, Y_) -> str:
         acc = accuracy(result.params, X_, Y_, activations=acts)
@@ -353,7 +434,17 @@ def _run(args) -> int:
     history = result.history
     table.add_row("final cost", f"{history[-1]:.6g}" if len(history) else "-")
     resumed = f" (resumed at epoch {result.start_epoch})" if result.start_epoch else ""
-    table.add_row("epochs / steps", f"{result.epoch} / {result.epoch * spe}{resumed}")
+    total_steps = result.epoch * spe if result.step is None else result.step
+    table.add_row("epochs / steps", f"{result.epoch} / {total_steps}{resumed}")
+    if result.plan is not None:
+        plan = result.plan
+        table.add_row(
+            "privacy",
+            f"(ε = {result.epsilon:.3f}, δ = {plan.delta:g})-DP ({plan.accountant} accountant); "
+            f"σ = {plan.noise_multiplier:.4g}, C = {plan.clip_norm:g}, q = {plan.sampling_rate:g} "
+            f"(batches of {plan.normaliser:.1f} expected, {plan.capacity} columns), "
+            f"{result.step} steps; Poisson sampling, add/remove-one",
+        )
     table.add_row("time", f"{seconds:.2f} s (compilation included)")
     table.add_row("steps/s", f"{steps / seconds:,.0f}" if seconds > 0 else "-")
     if args.noise_scale:
