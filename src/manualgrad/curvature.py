@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Required, TypedDict, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -120,11 +120,30 @@ class KFactors(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
-def _setup(params, X, Y, activations, loss, l2, precision):
-    params, spec = engine.spec_for(params, activations, loss, precision=precision)
-    X, Y, m = engine.check_inputs(params, X, Y, spec, l2=l2)
-    assert Y is not None
-    return params, X, Y, spec, m
+class CurvatureOptions(TypedDict, total=False):
+    """The network options of the curvature functions (as :class:`manualgrad.functional.Options`).
+
+    `activations` (required), `loss` ("bce", "ce", "mse"), `precision`, and, for the
+    quantities of C that carry the L2 term, `l2` (λ). No dropout: curvature is of the
+    deterministic network.
+    """
+
+    activations: Required[Sequence[str]]
+    loss: str
+    l2: float | Array
+    precision: str
+
+
+_FIRST_ORDER = ("activations", "loss", "precision")  # of the L_i: no L2 term
+_SECOND_ORDER = (*_FIRST_ORDER, "l2")  # of C: λ/m included
+
+
+def _setup(params, X, Y, options, function, allowed):
+    """Checked params, X, Y, the engine's Spec, m and λ from a function's `options`."""
+    params, X, Y, spec, l2, _ = engine.checked_options(
+        params, X, Y, options, function=function, allowed=allowed
+    )
+    return params, X, Y, spec, X.shape[1], l2
 
 
 def _check_mc(mc_samples: Any, key: Any) -> int | None:
@@ -296,10 +315,7 @@ def sum_grad_squared(
     params: Mapping[str, Array],
     X: Array,
     Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    precision: str = "default",
+    **options: Unpack[CurvatureOptions],
 ) -> Params:
     r"""Σ_i g_i ⊙ g_i, the gradient's second moment (unnormalised), keyed like params.
 
@@ -312,7 +328,7 @@ def sum_grad_squared(
     belongs to no example, as in :mod:`manualgrad.per_example`). Shapes: X (n_x, m),
     Y (n_L, m) -> a dict with the params' keys and shapes.
     """
-    params, X, Y, spec, _ = _setup(params, X, Y, activations, loss, 0.0, precision)
+    params, X, Y, spec, _, _ = _setup(params, X, Y, options, "sum_grad_squared", _FIRST_ORDER)
     p = engine.backward_pass(params, X, Y, spec)
     Q = [dZ * dZ for dZ in p.dZs]
     return _squared_stats(params, p.caches, Q, m=1, precision=spec.precision)
@@ -322,10 +338,7 @@ def grad_variance(
     params: Mapping[str, Array],
     X: Array,
     Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    precision: str = "default",
+    **options: Unpack[CurvatureOptions],
 ) -> Params:
     r"""(1/m) Σ_i (g_i − ḡ) ⊙ (g_i − ḡ), the per-example gradients' variance, keyed like params.
 
@@ -335,7 +348,7 @@ def grad_variance(
     g_i — the L2 term's (λ/m) W — cancels, so λ plays no part. In floating point the
     difference can round to a tiny negative number where the variance is ≈ 0.
     """
-    params, X, Y, spec, m = _setup(params, X, Y, activations, loss, 0.0, precision)
+    params, X, Y, spec, m, _ = _setup(params, X, Y, options, "grad_variance", _FIRST_ORDER)
     p = engine.backward_pass(params, X, Y, spec)
     second = _squared_stats(
         params, p.caches, [dZ * dZ for dZ in p.dZs], m=m, precision=spec.precision
@@ -348,10 +361,7 @@ def gradient_gram(
     params: Mapping[str, Array],
     X: Array,
     Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    precision: str = "default",
+    **options: Unpack[CurvatureOptions],
 ) -> Array:
     r"""The (m, m) Gram matrix of the per-example gradients, ⟨g_i, g_j⟩ over all parameters.
 
@@ -363,7 +373,7 @@ def gradient_gram(
     ‖g_i‖² (:func:`manualgrad.per_example.per_example_norms` squared), its mean is ‖ḡ‖².
     g_i is the gradient of L_i: no 1/m, no L2 term. Shapes: X (n_x, m) -> (m, m).
     """
-    params, X, Y, spec, m = _setup(params, X, Y, activations, loss, 0.0, precision)
+    params, X, Y, spec, m, _ = _setup(params, X, Y, options, "gradient_gram", _FIRST_ORDER)
     p = engine.backward_pass(params, X, Y, spec)
     gram = jnp.zeros((m, m), X.dtype)
     for cache, dZ in zip(p.caches, p.dZs, strict=True):
@@ -377,11 +387,7 @@ def gradient_noise_scale(
     params: Mapping[str, Array],
     X: Array,
     Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    precision: str = "default",
+    **options: Unpack[CurvatureOptions],
 ) -> NoiseScale:
     r"""The simple gradient noise scale B_simple = tr(Σ) / ‖G‖² of McCandlish et al. (2018).
 
@@ -404,7 +410,7 @@ def gradient_noise_scale(
     small batch), so average `trace_cov` and `grad_sq_norm` over steps before dividing.
     Returns a :class:`NoiseScale` of three scalars.
     """
-    params, X, Y, spec, m = _setup(params, X, Y, activations, loss, l2, precision)
+    params, X, Y, spec, m, l2 = _setup(params, X, Y, options, "gradient_noise_scale", _SECOND_ORDER)
     if m < 2:
         raise ShapeError(
             f"the gradient noise scale compares examples, so it needs m ≥ 2, got X with "
@@ -460,11 +466,7 @@ def ggn_vector_product(
     X: Array,
     Y: Array,
     v: Mapping[str, Array],
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    precision: str = "default",
+    **options: Unpack[CurvatureOptions],
 ) -> Params:
     r"""G v, the generalised Gauss-Newton matrix of C times a direction v, keyed like params.
 
@@ -481,7 +483,7 @@ def ggn_vector_product(
     about one forward and one backward pass. λ/m is included (the L2 term's Hessian).
     `v` must have the params' keys, shapes and dtype (:class:`ShapeError` otherwise).
     """
-    params, X, Y, spec, m = _setup(params, X, Y, activations, loss, l2, precision)
+    params, X, Y, spec, m, l2 = _setup(params, X, Y, options, "ggn_vector_product", _SECOND_ORDER)
     v = _check_like_params(v, params, "v")
     _, caches = engine.forward(params, X, spec)
     dZL = _loss_hvp(_tangent_forward(params, v, caches, spec), caches[-1], Y, spec)
@@ -495,11 +497,7 @@ def hessian_vector_product(
     X: Array,
     Y: Array,
     v: Mapping[str, Array],
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    precision: str = "default",
+    **options: Unpack[CurvatureOptions],
 ) -> Params:
     r"""∇²C v, the Hessian of the cost times v: `jax.jvp` through the hand-written gradient.
 
@@ -510,7 +508,9 @@ def hessian_vector_product(
     Unlike :func:`ggn_vector_product` this is the full Hessian, which is indefinite
     away from a minimum. `v` as for :func:`ggn_vector_product`.
     """
-    params, X, Y, spec, _ = _setup(params, X, Y, activations, loss, l2, precision)
+    params, X, Y, spec, _, l2 = _setup(
+        params, X, Y, options, "hessian_vector_product", _SECOND_ORDER
+    )
     v = _check_like_params(v, params, "v")
 
     def grad(theta):
@@ -524,12 +524,9 @@ def diag_ggn(
     X: Array,
     Y: Array,
     *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    precision: str = "default",
     mc_samples: int | None = None,
     key: Array | None = None,
+    **options: Unpack[CurvatureOptions],
 ) -> Params:
     r"""The diagonal of the GGN of C, exact or by Monte Carlo, keyed like params.
 
@@ -551,7 +548,7 @@ def diag_ggn(
     Multiply by m for the diagonal of the summed loss Σ_i L_i (e.g. a Laplace posterior).
     """
     mc = _check_mc(mc_samples, key)
-    params, X, Y, spec, m = _setup(params, X, Y, activations, loss, l2, precision)
+    params, X, Y, spec, m, l2 = _setup(params, X, Y, options, "diag_ggn", _SECOND_ORDER)
     _, caches = engine.forward(params, X, spec)
     S = _push(params, caches, _output_sqrt(caches[-1], Y, spec, mc, key), spec)
     Q = [jnp.sum(S_l * S_l, axis=2) for S_l in S]
@@ -564,11 +561,9 @@ def kfac_factors(
     X: Array,
     Y: Array,
     *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    precision: str = "default",
     mc_samples: int | None = None,
     key: Array | None = None,
+    **options: Unpack[CurvatureOptions],
 ) -> dict[int, KFactors]:
     r"""Kronecker factors of the GGN of C, per layer: `{l: KFactors(A, G)}` for l = 1 … L.
 
@@ -590,7 +585,7 @@ def kfac_factors(
     it as damping (A ⊗ G + (λ/m) I). `mc_samples` and `key` as for :func:`diag_ggn`.
     """
     mc = _check_mc(mc_samples, key)
-    params, X, Y, spec, m = _setup(params, X, Y, activations, loss, 0.0, precision)
+    params, X, Y, spec, m, _ = _setup(params, X, Y, options, "kfac_factors", _FIRST_ORDER)
     _, caches = engine.forward(params, X, spec)
     S = _push(params, caches, _output_sqrt(caches[-1], Y, spec, mc, key), spec)
     factors = {}
@@ -609,11 +604,7 @@ def diag_hessian(
     params: Mapping[str, Array],
     X: Array,
     Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    l2: float | Array = 0.0,
-    precision: str = "default",
+    **options: Unpack[CurvatureOptions],
 ) -> Params:
     r"""The exact diagonal of the Hessian of C, keyed like params.
 
@@ -635,7 +626,7 @@ def diag_hessian(
     columns). λ/m is included. softmax with mse is not supported (its g'' is not
     elementwise): :class:`ConfigError`.
     """
-    params, X, Y, spec, m = _setup(params, X, Y, activations, loss, l2, precision)
+    params, X, Y, spec, m, l2 = _setup(params, X, Y, options, "diag_hessian", _SECOND_ORDER)
     assert spec.loss is not None
     out_act = spec.activations[-1]
     if out_act.second_derivative is None and spec.loss.fused_with != out_act.name:
