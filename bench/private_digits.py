@@ -28,6 +28,7 @@ import numpy as np
 import optax
 
 from manualgrad import privacy
+from manualgrad.benchmark import machine
 from manualgrad.datasets import digits_split
 from manualgrad.functional import init_params
 from manualgrad.train import accuracy, train
@@ -251,7 +252,7 @@ def main(argv=None) -> int:
     print(table(rows, args, 1438))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rows": rows}, f, indent=1)
+            json.dump({"machine": machine(), "args": vars(args), "rows": rows}, f, indent=1)
     if args.plot:
         plot(rows, args.plot, args)
     return 0

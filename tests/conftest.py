@@ -22,6 +22,10 @@ pytest_plugins = ["pytester"]  # tests/test_testing.py runs the pytest plugin in
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
+# Scripts the tests start in subprocesses: importing them (as --doctest-modules would)
+# would switch on float64 and change the device count for the whole worker.
+collect_ignore_glob = ["_*worker.py"]
+
 _COMMON = dict(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
