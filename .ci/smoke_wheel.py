@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 
 import manualgrad
-from manualgrad.network import cost, init_params, value_and_grad
 
 installed = Path(manualgrad.__file__).resolve()
 site_packages = Path(sys.prefix).resolve()
@@ -29,11 +28,11 @@ assert any(f.name == "LICENSE" for f in dist.files or []), "the wheel lacks its 
 # The hand-written gradient of a small network equals jax.grad of the same cost.
 X = jax.random.normal(jax.random.key(0), (3, 8))
 Y = (X[:1] > 0).astype(jnp.float32)
-params = init_params([3, 4, 1], jax.random.key(1))
-acts = ("tanh", "sigmoid")
+net = manualgrad.network(["tanh", "sigmoid"])
+params = net.init([3, 4, 1], jax.random.key(1))
 with jax.default_matmul_precision("highest"):
-    C, grads = value_and_grad(params, X, Y, activations=acts)
-    auto = jax.grad(lambda p: cost(p, X, Y, activations=acts))(params)
+    C, grads = jax.jit(net.value_and_grad)(params, X, Y)
+    auto = jax.grad(lambda p: net.cost(p, X, Y))(params)
 for k in params:
     assert jnp.allclose(grads[k], auto[k], rtol=1e-5, atol=1e-7), k
 
