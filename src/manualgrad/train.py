@@ -475,6 +475,19 @@ def train(
 
     Returns a :class:`TrainResult` (params, opt_state, cost history, epoch, start_epoch).
     """
+    _check_options(
+        optimizer,
+        epochs,
+        batch_size,
+        start_epoch,
+        epochs_per_call,
+        callback,
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        opt_state,
+        fingerprint,
+    )
     if dp is not None:
         return _train_private(
             params,
@@ -500,19 +513,6 @@ def train(
             resume=resume,
             fingerprint=fingerprint,
         )
-    _check_options(
-        optimizer,
-        epochs,
-        batch_size,
-        start_epoch,
-        epochs_per_call,
-        callback,
-        checkpoint_dir,
-        checkpoint_every,
-        resume,
-        opt_state,
-        fingerprint,
-    )
     check.check_params(params)
     dtype = check.params_dtype(params)
     params = {k: jnp.asarray(v) for k, v in params.items()}
@@ -649,19 +649,6 @@ def _train_private(
     """
     from manualgrad import privacy
 
-    _check_options(
-        optimizer,
-        epochs,
-        batch_size,
-        start_epoch,
-        epochs_per_call,
-        callback,
-        checkpoint_dir,
-        checkpoint_every,
-        resume,
-        opt_state,
-        fingerprint,
-    )
     if not isinstance(dp, privacy.DPConfig):
         raise ConfigError(f"`dp` must be a manualgrad.privacy.DPConfig, got {type(dp).__name__}")
     if batch_size is not None:
