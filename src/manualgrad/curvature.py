@@ -76,10 +76,13 @@ from manualgrad.precision import matmul
 
 Array = jax.Array
 Params = dict[str, Array]
+ParamsLike = Mapping[str, Array]
 
 __all__ = [
+    "CurvatureOptions",
     "KFactors",
     "NoiseScale",
+    "SampledCurvatureOptions",
     "diag_ggn",
     "diag_hessian",
     "ggn_vector_product",
@@ -134,6 +137,18 @@ class CurvatureOptions(TypedDict, total=False):
     precision: str
 
 
+class SampledCurvatureOptions(CurvatureOptions, total=False):
+    """:class:`CurvatureOptions` and the Monte-Carlo choice of `diag_ggn` and `kfac_factors`.
+
+    `mc_samples`: None (default) for the exact value, M ≥ 1 for M sampled labels per
+    example (static under jit); `key`: the `jax.random.key` that draws them, required
+    with `mc_samples`.
+    """
+
+    mc_samples: int | None
+    key: Array | None
+
+
 _FIRST_ORDER = ("activations", "loss", "precision")  # of the L_i: no L2 term
 _SECOND_ORDER = (*_FIRST_ORDER, "l2")  # of C: λ/m included
 
@@ -144,6 +159,23 @@ def _setup(params, X, Y, options, function, allowed):
         params, X, Y, options, function=function, allowed=allowed
     )
     return params, X, Y, spec, X.shape[1], l2
+
+
+def _pushed_sqrt(params, X, Y, options, function, allowed):
+    """The caches and S[1] … S[L], each (n_l, m, K), with the checked params, Spec, m and λ.
+
+    S[L] is the output Hessian's square root (exact or Monte Carlo), pushed down by the
+    chain (4), (5).
+    """
+    options = dict(options)
+    key = options.pop("key", None)
+    mc = _check_mc(options.pop("mc_samples", None), key)
+    params, X, Y, spec, m, l2 = _setup(
+        params, X, Y, options, function, (*allowed, "mc_samples", "key")
+    )
+    _, caches = engine.forward(params, X, spec)
+    S = _push(params, caches, _output_sqrt(caches[-1], Y, spec, mc, key), spec)
+    return params, spec, m, l2, caches, S
 
 
 def _check_mc(mc_samples: Any, key: Any) -> int | None:
@@ -312,10 +344,7 @@ def _add_l2_diagonal(diag: Params, params: Params, l2: Any, m: int) -> Params:
 
 
 def sum_grad_squared(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    **options: Unpack[CurvatureOptions],
+    params: ParamsLike, X: Array, Y: Array, **options: Unpack[CurvatureOptions]
 ) -> Params:
     r"""Σ_i g_i ⊙ g_i, the gradient's second moment (unnormalised), keyed like params.
 
@@ -335,10 +364,7 @@ def sum_grad_squared(
 
 
 def grad_variance(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    **options: Unpack[CurvatureOptions],
+    params: ParamsLike, X: Array, Y: Array, **options: Unpack[CurvatureOptions]
 ) -> Params:
     r"""(1/m) Σ_i (g_i − ḡ) ⊙ (g_i − ḡ), the per-example gradients' variance, keyed like params.
 
@@ -358,10 +384,7 @@ def grad_variance(
 
 
 def gradient_gram(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    **options: Unpack[CurvatureOptions],
+    params: ParamsLike, X: Array, Y: Array, **options: Unpack[CurvatureOptions]
 ) -> Array:
     r"""The (m, m) Gram matrix of the per-example gradients, ⟨g_i, g_j⟩ over all parameters.
 
@@ -384,10 +407,7 @@ def gradient_gram(
 
 
 def gradient_noise_scale(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    **options: Unpack[CurvatureOptions],
+    params: ParamsLike, X: Array, Y: Array, **options: Unpack[CurvatureOptions]
 ) -> NoiseScale:
     r"""The simple gradient noise scale B_simple = tr(Σ) / ‖G‖² of McCandlish et al. (2018).
 
@@ -462,11 +482,7 @@ def _loss_hvp(Z_dot: Array, last: engine.LayerCache, Y: Array, spec: engine.Spec
 
 
 def ggn_vector_product(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    v: Mapping[str, Array],
-    **options: Unpack[CurvatureOptions],
+    params: ParamsLike, X: Array, Y: Array, v: ParamsLike, **options: Unpack[CurvatureOptions]
 ) -> Params:
     r"""G v, the generalised Gauss-Newton matrix of C times a direction v, keyed like params.
 
@@ -493,11 +509,7 @@ def ggn_vector_product(
 
 
 def hessian_vector_product(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    v: Mapping[str, Array],
-    **options: Unpack[CurvatureOptions],
+    params: ParamsLike, X: Array, Y: Array, v: ParamsLike, **options: Unpack[CurvatureOptions]
 ) -> Params:
     r"""∇²C v, the Hessian of the cost times v: `jax.jvp` through the hand-written gradient.
 
@@ -520,13 +532,7 @@ def hessian_vector_product(
 
 
 def diag_ggn(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    *,
-    mc_samples: int | None = None,
-    key: Array | None = None,
-    **options: Unpack[CurvatureOptions],
+    params: ParamsLike, X: Array, Y: Array, **options: Unpack[SampledCurvatureOptions]
 ) -> Params:
     r"""The diagonal of the GGN of C, exact or by Monte Carlo, keyed like params.
 
@@ -547,23 +553,14 @@ def diag_ggn(
     required with `mc_samples`. λ/m (the L2 term's Hessian) is included on the weights.
     Multiply by m for the diagonal of the summed loss Σ_i L_i (e.g. a Laplace posterior).
     """
-    mc = _check_mc(mc_samples, key)
-    params, X, Y, spec, m, l2 = _setup(params, X, Y, options, "diag_ggn", _SECOND_ORDER)
-    _, caches = engine.forward(params, X, spec)
-    S = _push(params, caches, _output_sqrt(caches[-1], Y, spec, mc, key), spec)
+    params, spec, m, l2, caches, S = _pushed_sqrt(params, X, Y, options, "diag_ggn", _SECOND_ORDER)
     Q = [jnp.sum(S_l * S_l, axis=2) for S_l in S]
     diag = _squared_stats(params, caches, Q, m=m, precision=spec.precision)
     return _add_l2_diagonal(diag, params, l2, m)
 
 
 def kfac_factors(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    *,
-    mc_samples: int | None = None,
-    key: Array | None = None,
-    **options: Unpack[CurvatureOptions],
+    params: ParamsLike, X: Array, Y: Array, **options: Unpack[SampledCurvatureOptions]
 ) -> dict[int, KFactors]:
     r"""Kronecker factors of the GGN of C, per layer: `{l: KFactors(A, G)}` for l = 1 … L.
 
@@ -584,10 +581,9 @@ def kfac_factors(
     The L2 term's Hessian (λ/m) I is not a Kronecker product and is not included: add
     it as damping (A ⊗ G + (λ/m) I). `mc_samples` and `key` as for :func:`diag_ggn`.
     """
-    mc = _check_mc(mc_samples, key)
-    params, X, Y, spec, m, _ = _setup(params, X, Y, options, "kfac_factors", _FIRST_ORDER)
-    _, caches = engine.forward(params, X, spec)
-    S = _push(params, caches, _output_sqrt(caches[-1], Y, spec, mc, key), spec)
+    params, spec, m, _, caches, S = _pushed_sqrt(
+        params, X, Y, options, "kfac_factors", _FIRST_ORDER
+    )
     factors = {}
     for l, (cache, S_l) in enumerate(zip(caches, S, strict=True), start=1):
         ones = jnp.ones((1, m), cache.A_prev.dtype)
@@ -601,10 +597,7 @@ def kfac_factors(
 
 
 def diag_hessian(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    **options: Unpack[CurvatureOptions],
+    params: ParamsLike, X: Array, Y: Array, **options: Unpack[CurvatureOptions]
 ) -> Params:
     r"""The exact diagonal of the Hessian of C, keyed like params.
 

@@ -51,7 +51,7 @@ and jit directly. `clip_norm`, `noise_multiplier` and `normaliser` may be traced
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Unpack
 
 import jax
@@ -65,6 +65,7 @@ Array = jax.Array
 Params = dict[str, Array]
 
 _NO_L2 = tuple(name for name in engine.OPTION_NAMES if name != "l2")
+_NO_DROPOUT = ("activations", "loss", "precision")
 
 __all__ = [
     "clip_factors",
@@ -84,13 +85,7 @@ def _one_example(params, x, y, spec, masks):
 
 
 def one_example_grads(
-    params: Mapping[str, Array],
-    x: Array,
-    y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    precision: str = "default",
+    params: Mapping[str, Array], x: Array, y: Array, **options: Unpack[Options]
 ) -> Params:
     r"""g = ∂L/∂params of one example's loss L(a[L], y) (no 1/m), by formulas (1), (4), (5).
 
@@ -101,8 +96,9 @@ def one_example_grads(
         da[l-1] = W[l]ᵀ dz[l]                                      (4)
         dz[l-1] = da[l-1] ⊙ g[l-1]'(z[l-1])                        (5)
 
-    with the same engine and derivatives as the batched backward. No dropout here
-    (see :func:`per_example_grads` for dropout per example).
+    with the same engine and derivatives as the batched backward. Options: `activations`,
+    `loss` and `precision`, as for :func:`manualgrad.value_and_grad`; no dropout here (see
+    :func:`per_example_grads` for dropout per example) and no L2.
     """
     x, y = check.as_array("x", x), check.as_array("y", y)
     if x.ndim != 1:
@@ -114,8 +110,9 @@ def one_example_grads(
         raise ShapeError(
             f"expected one example's `y` of shape (n_L,), got {y.shape} — pass y = Y[:, i]"
         )
-    params, spec = engine.spec_for(params, activations, loss, precision=precision)
-    X, Y, _ = engine.check_inputs(params, x[:, None], y[:, None], spec)
+    params, X, Y, spec, _, _ = engine.checked_options(
+        params, x[:, None], y[:, None], options, function="one_example_grads", allowed=_NO_DROPOUT
+    )
     return _one_example(params, X[:, 0], Y[:, 0], spec, None)
 
 

@@ -48,7 +48,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict, Unpack
 
 import numpy as np
 
@@ -528,13 +528,21 @@ def check_backward(
     return BackwardReport(name, convention, loss, tol, tuple(results))
 
 
+class CheckOptions(TypedDict, total=False):
+    """The keyword options of :func:`check_backward` and :func:`assert_backward_matches`.
+
+    `convention` ("course" or "core"), `loss` ("bce" or "mse"), `cases` (the networks;
+    :func:`default_cases` by default) and `tol` (relative, per key; :data:`TOL`).
+    """
+
+    convention: str
+    loss: str
+    cases: Sequence[BackwardCase] | None
+    tol: float
+
+
 def assert_backward_matches(
-    func: Callable[..., Any],
-    *,
-    convention: str = "course",
-    loss: str = "bce",
-    cases: Sequence[BackwardCase] | None = None,
-    tol: float = TOL,
+    func: Callable[..., Any], **options: Unpack[CheckOptions]
 ) -> BackwardReport:
     """:func:`check_backward`, raising `AssertionError` unless every key of every network passes.
 
@@ -545,7 +553,7 @@ def assert_backward_matches(
     """
     __tracebackhide__ = True  # pytest: show the caller's line, not this one
     try:
-        report = check_backward(func, convention=convention, loss=loss, cases=cases, tol=tol)
+        report = check_backward(func, **options)
     except (ShapeError, DTypeError) as err:
         raise AssertionError(str(err)) from err
     if not report.passed:
@@ -616,6 +624,7 @@ __all__ = [
     "BackwardCase",
     "BackwardReport",
     "CaseResult",
+    "CheckOptions",
     "assert_backward_matches",
     "check_backward",
     "default_cases",

@@ -21,6 +21,7 @@ What it guarantees, for every figure it produces:
 
 from manualgrad.benchmark._baselines import (
     JAX_ACTIVATIONS,
+    Architecture,
     Step,
     equinox_step,
     idiomatic_cost,
@@ -78,6 +79,7 @@ __all__ = [
     "STEPS",
     "TOLERANCES",
     "AllReduceStats",
+    "Architecture",
     "Case",
     "Ratio",
     "Step",

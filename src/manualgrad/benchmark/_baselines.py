@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Required, TypedDict, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +32,7 @@ import numpy as np
 import optax
 
 Array = jax.Array
+Params = Mapping[str, Array]
 
 #: hidden/output activation name -> the `jax.nn` function a user would call
 JAX_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
@@ -44,6 +45,26 @@ JAX_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 
 #: loss name -> output activation under which the loss is taken on the logits
 OUTPUT_ACTIVATION = {"bce": "sigmoid", "ce": "softmax", "mse": None}
+
+
+class Architecture(TypedDict, total=False):
+    """The network every baseline rebuilds in its own framework: its keyword options.
+
+    `activations` (one name per layer, required), `loss` ("bce" by default) and
+    `precision` (a policy of :data:`POLICIES`, "default" by default).
+    """
+
+    activations: Required[Sequence[str]]
+    loss: str
+    precision: str
+
+
+def _architecture(arch: Architecture) -> tuple[tuple[str, ...], str, str]:
+    return (
+        tuple(arch["activations"]),
+        arch.get("loss", "bce"),
+        arch.get("precision", "default"),
+    )
 
 
 class Step(NamedTuple):
@@ -71,15 +92,7 @@ def _product(precision: str) -> Callable[[Array, Array], Array]:
     return jnp.matmul
 
 
-def idiomatic_cost(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    precision: str = "default",
-) -> Array:
+def idiomatic_cost(params: Params, X: Array, Y: Array, **arch: Unpack[Architecture]) -> Array:
     """C = (1/m) Σ_i L(z[L](i), y(i)) written as a JAX user would, for `jax.value_and_grad`.
 
     Z[l] = W[l] A[l-1] + b[l], A[l] = g[l](Z[l]) with `jax.nn`; the loss is taken on
@@ -87,6 +100,7 @@ def idiomatic_cost(
     is the one the loss implies: sigmoid for bce, softmax for ce; any for mse, where
     L = ½ ‖a − y‖²). X: (n_x, m), Y: (n_L, m).
     """
+    activations, loss, precision = _architecture(arch)
     matmul = _product(precision)
     n_layers = len(params) // 2
     A = X
@@ -132,15 +146,7 @@ def idiomatic_value_and_grad(
     return jax.value_and_grad(cost)
 
 
-def equinox_step(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    precision: str = "default",
-) -> Step:
+def equinox_step(params: Params, X: Array, Y: Array, **arch: Unpack[Architecture]) -> Step:
     """Baseline (b): an equinox MLP with an optax loss, examples as rows under `jax.vmap`.
 
     Raises ImportError without equinox (`pip install equinox`) and ValueError for
@@ -152,6 +158,7 @@ def equinox_step(
         raise ImportError("baseline (b) needs equinox: pip install equinox") from err
     from manualgrad.benchmark._measure import temp_bytes, xla_flops
 
+    activations, loss, precision = _architecture(arch)
     if precision == "bf16":
         raise ValueError("the equinox baseline has no bf16 policy")
     if loss != "bce":
@@ -205,15 +212,7 @@ def equinox_step(
     )
 
 
-def torch_step(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    *,
-    activations: Sequence[str],
-    loss: str = "bce",
-    precision: str = "default",
-) -> Step:
+def torch_step(params: Params, X: Array, Y: Array, **arch: Unpack[Architecture]) -> Step:
     """Baseline (c): PyTorch autograd (eager) on the same layers, data and loss.
 
     Runs on CUDA when both torch and jax see a GPU, else on the CPU. Raises ImportError
@@ -226,6 +225,7 @@ def torch_step(
         import torch
     except ImportError as err:
         raise ImportError("baseline (c) needs PyTorch: pip install torch") from err
+    activations, loss, precision = _architecture(arch)
     if loss != "bce":
         raise ValueError(f"the torch baseline is written for bce, got {loss!r}")
     cuda = torch.cuda.is_available() and jax.devices()[0].platform == "gpu"
