@@ -111,6 +111,7 @@ def test_a_step_that_disagrees_with_the_baseline_is_reported_and_not_timed():
     assert "manual_ms" not in row and "manual_vs_jax" not in row
 
 
+@pytest.mark.xdist_group("bench_rows")  # the tests of `rows` share its one bench run
 def test_idiomatic_baseline_agrees_with_manualgrad_in_float64(rows):
     grid = [r for r in rows if r["kind"] == "grid" and r["policy"] == "f64"]
     assert grid and all(r["manual_max_rel_err"] <= 1e-12 for r in grid)
@@ -119,6 +120,7 @@ def test_idiomatic_baseline_agrees_with_manualgrad_in_float64(rows):
 # --------------------------------------------------------------------------- output
 
 
+@pytest.mark.xdist_group("bench_rows")
 def test_json_lines_are_machine_then_ceilings_then_grid_points(rows):
     assert [r["kind"] for r in rows] == ["machine", "ceiling", "ceiling", "grid", "grid"]
     info = rows[0]
@@ -126,6 +128,7 @@ def test_json_lines_are_machine_then_ceilings_then_grid_points(rows):
     assert [(r["policy"], r["n"]) for r in rows[1:3]] == [("f32-highest", 32), ("f64", 32)]
 
 
+@pytest.mark.xdist_group("bench_rows")
 def test_grid_rows_carry_each_ratio_with_its_interval_and_rounds(rows):
     for r in (r for r in rows if r["kind"] == "grid"):
         assert "error" not in r, r["error"]

@@ -212,6 +212,7 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("uninterrupted_run")  # its module fixture runs once
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_killed_and_resumed_run_ends_with_exactly_the_uninterrupted_params(
     tmp_path, uninterrupted, sig

@@ -512,6 +512,7 @@ PARALLEL = [
 
 
 @pytest.mark.parametrize("name", PARALLEL)
+@pytest.mark.xdist_group("curvature_parallel")  # its module fixture runs once
 def test_sharded_over_four_devices_equals_one_device(parallel_results, name):
     assert (
         parallel_results["n_devices"] == 4 and parallel_results["x_sharding"] == "P(None, 'batch')"
@@ -520,6 +521,7 @@ def test_sharded_over_four_devices_equals_one_device(parallel_results, name):
 
 
 @pytest.mark.parametrize("name", PARALLEL)
+@pytest.mark.xdist_group("curvature_parallel")
 def test_sharded_curvature_all_reduces_only_its_result(parallel_results, name):
     # the sums over examples are the only communication: one parameter-shaped array
     # per W[l], b[l] (diagonals), or the factors A, G of every layer

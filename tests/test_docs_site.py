@@ -110,6 +110,7 @@ class _Math(HTMLParser):
 
 
 @pytest.mark.browser
+@pytest.mark.xdist_group("site")  # one mkdocs build for all pages
 @pytest.mark.parametrize("page", sorted(PAGES))
 def test_formulas_render_in_headless_chromium(chromium, site, page):
     url = (site / page).as_uri()

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # two subprocesses that compile on 4 and 2x2 virtual devices
+# two subprocesses that compile on 4 and 2x2 virtual devices; one xdist worker runs them all,
+# so each module fixture runs once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("parallel")]
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_parallel_worker.py")

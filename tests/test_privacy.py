@@ -33,10 +33,10 @@ OPT = optax.sgd(0.05, momentum=0.9)  # one instance: the tests that train share 
 
 
 def _problem(m=12, seed=0, dtype=jnp.float64):
-    k_p, k_x, k_y = jax.random.split(jax.random.key(seed), 3)
+    k_p, k_x = jax.random.split(jax.random.key(seed))
     params = mg.init_params(list(DIMS), k_p, method="xavier", dtype=dtype)
     X = jax.random.normal(k_x, (DIMS[0], m), dtype)
-    Y = labels_for("ce", DIMS[-1], m, k_y, dtype)
+    Y = labels_for("ce", DIMS[-1], m, np.random.default_rng([seed, 1]), dtype)
     return params, X, Y
 
 

@@ -1,0 +1,149 @@
+"""Before/after: this checkout's manual and clipped steps against an earlier commit's, in one run.
+
+    python bench/before_after.py                       # the CPU grid, 21 rounds, against df301db
+    python bench/before_after.py --quick               # two shapes, 7 rounds: script check
+    python bench/before_after.py --ref v0.1.0 --json out.jsonl
+
+The earlier tree's `src/manualgrad` is taken from git (`git archive REF`), its package
+renamed `manualgrad_before`, and imported next to this checkout's, so both run in the
+same process on the same inputs. Each step is checked against the other (same C and
+grads to 1e-5 in float32) and then timed against it in interleaved rounds whose order
+alternates (`manualgrad.benchmark.paired_rounds`); the figure is the median of the
+per-round ratios now/before with its bootstrap 95 % interval (`ratio_interval`).
+
+| step     | now                                      | before (the commit at `--ref`)        |
+|----------|------------------------------------------|---------------------------------------|
+| manual   | `mg.network(acts).value_and_grad`        | `value_and_grad(..., activations=…)`  |
+| clipped  | `mg.network(acts).clipped_grads`, C = 1  | `clipped_grads(..., clip_norm=1.0)`   |
+
+Both jitted, float32, XLA's default matmul precision. The default `--ref` is the
+commit before the one-engine refactor; its functional API is the one called here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+import manualgrad as mg
+from manualgrad.benchmark import (
+    CPU_GRID,
+    QUICK_GRID,
+    machine,
+    max_rel_err,
+    network_label,
+    paired_rounds,
+    problem,
+    ratio_interval,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+STATIC = ("activations", "loss", "keep_prob", "precision")
+
+
+def import_before(ref: str, into: Path):
+    """`src/manualgrad` at `ref`, written under `into` as the package `manualgrad_before`."""
+    tar = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", ref, "src/manualgrad"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        for member in archive.getmembers():
+            if not member.isfile():
+                continue
+            rel = Path(member.name).relative_to("src/manualgrad")
+            target = into / "manualgrad_before" / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            data = archive.extractfile(member).read()  # type: ignore[union-attr]
+            if target.suffix == ".py":
+                text = re.sub(r"\bmanualgrad\b", "manualgrad_before", data.decode())
+                data = text.encode()
+            target.write_bytes(data)
+    sys.path.insert(0, str(into))
+    import manualgrad_before
+
+    return manualgrad_before
+
+
+def steps(before, acts: tuple[str, ...]):
+    """{"manual": (now, before), "clipped": (now, before)}: jitted (params, X, Y) functions."""
+    net = mg.network(acts)
+    old_vg = jax.jit(before.value_and_grad, static_argnames=STATIC)
+    old_clip = jax.jit(before.clipped_grads, static_argnames=STATIC)
+    return {
+        "manual": (
+            jax.jit(net.value_and_grad),
+            lambda p, X, Y: old_vg(p, X, Y, activations=acts),
+        ),
+        "clipped": (
+            jax.jit(lambda p, X, Y: net.clipped_grads(p, X, Y, 1.0)),
+            lambda p, X, Y: old_clip(p, X, Y, clip_norm=1.0, activations=acts),
+        ),
+    }
+
+
+def measure(now, old, args, rounds):
+    """(now/before ratio with its interval, max relative difference of their results)."""
+    err = max_rel_err(now(*args), old(*args))
+    timings = paired_rounds(
+        {"now": lambda: now(*args), "before": lambda: old(*args)}, rounds=rounds
+    )
+    return ratio_interval(timings.seconds["now"], timings.seconds["before"]), err
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ref", default="df301db", help="the earlier commit (default df301db)")
+    parser.add_argument("--rounds", type=int, default=None, help="default 21 (7 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="two shapes, 7 rounds")
+    parser.add_argument("--json", metavar="FILE", help="append JSON lines (machine, then rows)")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (7 if args.quick else 21)
+    grid = QUICK_GRID if args.quick else CPU_GRID
+    rows: list[dict] = [{"kind": "machine", "ref": args.ref, **machine()}]
+    with tempfile.TemporaryDirectory() as tmp:
+        before = import_before(args.ref, Path(tmp))
+        print(f"now / before ({args.ref}), float32, {rounds} rounds; median [95% interval]")
+        for case in grid:
+            dims, m = tuple(case.layer_dims), case.m
+            acts = ("relu",) * (len(dims) - 2) + ("sigmoid",)
+            params, X, Y = problem(dims, m, jnp.float32)
+            for name, (now, old) in steps(before, acts).items():
+                ratio, err = measure(now, old, (params, X, Y), rounds)
+                if err > 1e-5:
+                    raise SystemExit(f"{name} at {network_label(dims, m)} disagrees: {err:.3g}")
+                row = {
+                    "kind": "step",
+                    "step": name,
+                    "network": network_label(dims, m),
+                    "ratio": ratio.median,
+                    "low": ratio.low,
+                    "high": ratio.high,
+                    "rounds": rounds,
+                    "agreement": err,
+                }
+                rows.append(row)
+                print(
+                    f"{name:8s} {row['network']:>22s}  {ratio.median:.3f} "
+                    f"[{ratio.low:.3f}, {ratio.high:.3f}]",
+                    flush=True,
+                )
+    if args.json:
+        with open(args.json, "a") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
