@@ -451,7 +451,7 @@ def train(
     | `X`, `Y`            | (n_x, m) and (n_L, m), examples as columns; cast to params'   |
     |                     | dtype (float64 params train in float64)                       |
     | `optimizer`         | any `optax.GradientTransformation`                            |
-    | `activations`       | the network's options, as for :func:`manualgrad.value_and_grad`|
+    | `activations`       | the network's options, as for `manualgrad.value_and_grad`     |
     | `loss`, `l2`,       | (:class:`manualgrad.functional.Options`): one activation name |
     | `keep_prob`,        | per layer (required), the loss (default "bce"), λ (0.0), the  |
     | `precision`         | dropout keep probability (1.0), the precision ("default")     |
