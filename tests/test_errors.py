@@ -417,6 +417,10 @@ CASES: list[Case] = [
          [3, 1], jax.random.key(0), method="glorot"), ConfigError,
          r"unknown init method 'glorot'", "see `mg.functional.INIT_METHODS`"),
     # -- train and accuracy ---------------------------------------------------------------
+    Case("train-unknown-option", T, "a keyword `train` does not take (a typo: `epoch`, "
+         "`activation`)", fit(epoch=3), ConfigError,
+         r"`train` got an unknown option `epoch` — did you mean `epochs`\?",
+         "spell it as the message lists"),
     Case("train-epochs-zero", T, "`epochs` = 0 (nothing to train) or not a positive int",
          fit(epochs=0), ConfigError, r"`epochs` must be a positive int, got 0",
          "`epochs >= 1`"),

@@ -325,6 +325,52 @@ def test_stopping_and_resuming_gives_the_uninterrupted_params_and_epsilon(x64):
         np.testing.assert_array_equal(rest.params[k], full.params[k])
 
 
+@pytest.mark.parametrize(
+    ("typo", "hint"),
+    [({"step": 9}, "did you mean `steps`"), ({"l_2": 0.1}, "did you mean `l2`")],
+    ids=["loop-option", "network-option"],
+)
+def test_a_misspelt_option_of_train_private_names_the_option_meant(x64, typo, hint):
+    params, X, Y = _problem()
+    with pytest.raises(
+        mg.errors.ConfigError, match=f"`train_private` got an unknown option .*{hint}"
+    ):
+        _train(X, Y, params, **typo)
+
+
+def test_train_private_without_activations_asks_for_them(x64):
+    params, X, Y = _problem()
+    dp = privacy.DPConfig(sampling_rate=0.3, noise_multiplier=1.1)
+    with pytest.raises(mg.errors.ConfigError, match="`train_private` needs `activations`"):
+        privacy.train_private(params, X, Y, OPT, dp=dp, steps=1)
+
+
+EPS_ARGS = dict(noise_multiplier=1.0, sampling_rate=0.5, steps=3, delta=1e-5, accountant="rdp")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "accepted"),
+    [
+        ("sampling_rate", 1.0, True),
+        ("sampling_rate", 1.0 + 1e-12, False),
+        ("sampling_rate", 0.0, False),
+        ("delta", 0.5, True),
+        ("delta", 1.0, False),
+        ("noise_multiplier", 1e-3, True),
+        ("noise_multiplier", math.inf, False),
+        ("noise_multiplier", math.nan, False),
+    ],
+    ids=lambda v: str(v),
+)
+def test_each_privacy_parameter_is_refused_exactly_outside_its_range(name, value, accepted):
+    call = functools.partial(privacy.epsilon, **{**EPS_ARGS, name: value})
+    if accepted:
+        assert call() > 0
+    else:
+        with pytest.raises(mg.errors.ConfigError, match=f"`{name}` .* must be .*, got {value}"):
+            call()
+
+
 def test_grouping_steps_into_calls_never_changes_the_params(x64):
     params, X, Y = _problem(m=30)
     one = _train(X, Y, params, steps_per_call=9)

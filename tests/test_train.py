@@ -185,6 +185,27 @@ def test_bad_optimizer_and_shapes_raise_manualgrad_errors():
         mg.train(params, X, Y, optax.adam(0.1), activations=ACTS, epochs=-1)
 
 
+@pytest.mark.parametrize(
+    ("typo", "hint"),
+    [
+        ({"activation": ACTS}, "did you mean `activations`"),
+        ({"activations": ACTS, "epoch": 3}, "did you mean `epochs`"),
+        ({"activations": ACTS, "keepprob": 0.5}, "did you mean `keep_prob`"),
+    ],
+    ids=["network-option", "loop-option", "dropout-option"],
+)
+def test_a_misspelt_option_is_a_config_error_naming_the_option_meant(x64, typo, hint):
+    X, Y = _data()
+    with pytest.raises(mg.errors.ConfigError, match=f"`train` got an unknown option .*{hint}"):
+        mg.train(_params(), X, Y, ADAM, epochs=1, **typo)
+
+
+def test_train_without_activations_is_a_config_error_asking_for_them(x64):
+    X, Y = _data()
+    with pytest.raises(mg.errors.ConfigError, match="`train` needs `activations`"):
+        mg.train(_params(), X, Y, ADAM, epochs=1)
+
+
 # --- checkpoints, signals and resuming, in the library ----------------------------------------
 
 

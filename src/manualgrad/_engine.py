@@ -206,19 +206,13 @@ class Options(TypedDict, total=False):
 OPTION_NAMES = ("activations", "loss", "l2", "keep_prob", "key", "precision")
 
 
-def checked_options(
-    params: Mapping[str, Any],
-    X: Any,
-    Y: Any,
-    options: Mapping[str, Any],
-    *,
-    function: str,
-    allowed: Collection[str] = OPTION_NAMES,
-) -> tuple[Params, Array, Array, Spec, Any, Array | None]:
-    """Check `function`'s keyword options and its inputs; return params, X, Y, spec, λ, key.
+def check_option_names(
+    options: Mapping[str, Any], *, function: str, allowed: Collection[str] = OPTION_NAMES
+) -> None:
+    """Check the names of `function`'s keyword options: each one allowed, `activations` given.
 
     An unknown or unsupported option name is a :class:`ConfigError` naming the
-    closest valid one.
+    closest valid one; so is a missing `activations`.
     """
     for name in options:
         if name not in allowed:
@@ -233,6 +227,22 @@ def checked_options(
             f"`{function}` needs `activations`, one name per layer, e.g. "
             "activations=('relu', 'sigmoid')"
         )
+
+
+def checked_options(
+    params: Mapping[str, Any],
+    X: Any,
+    Y: Any,
+    options: Mapping[str, Any],
+    *,
+    function: str,
+    allowed: Collection[str] = OPTION_NAMES,
+) -> tuple[Params, Array, Array, Spec, Any, Array | None]:
+    """Check `function`'s keyword options and its inputs; return params, X, Y, spec, λ, key.
+
+    The names first (:func:`check_option_names`), then the options and inputs.
+    """
+    check_option_names(options, function=function, allowed=allowed)
     l2, key = options.get("l2", 0.0), options.get("key")
     params, spec = spec_for(
         params,

@@ -64,7 +64,7 @@ import dataclasses
 import functools
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Unpack
 
 import jax
@@ -122,45 +122,52 @@ def _real(name: str, x: Any, example: str) -> float:
     return float(x)
 
 
-def _check_noise_multiplier(sigma: Any) -> float:
-    value = _real("noise_multiplier", sigma, "noise_multiplier=1.1")
-    if not 0 < value < math.inf:
-        raise ConfigError(
-            f"`noise_multiplier` (σ) must be finite and > 0 for a privacy guarantee, got {sigma}: "
-            "the noise std on the clipped sum is σ·C, and σ = 0 releases it exactly (ε = ∞) — "
-            "e.g. noise_multiplier=1.0, or give a target ε instead"
-        )
-    return value
+class _Range(NamedTuple):
+    """A privacy parameter's range, 0 < value < `high` (≤ `high` if `closed`), and its message.
+
+    Outside the range the message names the parameter and its `symbol`, states the
+    range and the value that arrived, says what the parameter is (`meaning`) and
+    gives a good value (`example`, then the remark `after`).
+    """
+
+    symbol: str
+    high: float
+    closed: bool
+    example: str
+    meaning: str
+    after: str = ""
 
 
-def _check_sampling_rate(q: Any) -> float:
-    value = _real("sampling_rate", q, "sampling_rate=0.01")
-    if not 0 < value <= 1:
-        raise ConfigError(
-            f"`sampling_rate` (q) must be in (0, 1], got {q}: it is the probability that each "
-            "example is in a batch (expected batch size q·N), e.g. sampling_rate=0.01"
-        )
-    return value
+# fmt: off
+_RANGES = {
+    "noise_multiplier": _Range("σ", math.inf, False, "1.0",
+        "the noise std on the clipped sum is σ·C, and σ = 0 releases it exactly (ε = ∞)",
+        after=", or give a target ε instead"),
+    "sampling_rate": _Range("q", 1.0, True, "0.01",
+        "it is the probability that each example is in a batch (expected batch size q·N)"),
+    "delta": _Range("δ", 1.0, False, "1e-5",
+        "it is the probability with which the ε guarantee may fail",
+        after=", much smaller than 1/N"),
+    "target_epsilon": _Range("", math.inf, False, "3.0",
+        "ε = 0 would need infinite noise", after=" (budgets of 1 to 8 are common)"),
+}
+# fmt: on
 
 
-def _check_delta(delta: Any) -> float:
-    value = _real("delta", delta, "delta=1e-5")
-    if not 0 < value < 1:
-        raise ConfigError(
-            f"`delta` (δ) must be in (0, 1), got {delta}: it is the probability with which the "
-            "ε guarantee may fail; choose δ much smaller than 1/N, e.g. delta=1e-5"
-        )
-    return value
-
-
-def _check_target_epsilon(target: Any) -> float:
-    value = _real("target_epsilon", target, "target_epsilon=3.0")
-    if not 0 < value < math.inf:
-        raise ConfigError(
-            f"`target_epsilon` must be finite and > 0, got {target}: ε = 0 would need infinite "
-            "noise; common budgets are 1 to 8, e.g. target_epsilon=3.0"
-        )
-    return value
+def _in_range(name: str, x: Any) -> float:
+    """`x` as a float, if it is a real number in the range of the privacy parameter `name`."""
+    r = _RANGES[name]
+    value = _real(name, x, f"{name}={r.example}")
+    if 0 < value < r.high or (r.closed and value == r.high):
+        return value
+    symbol = f" ({r.symbol})" if r.symbol else ""
+    bounds = (
+        f"in (0, {r.high:g}{']' if r.closed else ')'}" if r.high < math.inf else "finite and > 0"
+    )
+    raise ConfigError(
+        f"`{name}`{symbol} must be {bounds}, got {x}: {r.meaning} — "
+        f"e.g. {name}={r.example}{r.after}"
+    )
 
 
 def _check_steps(steps: Any, name: str = "steps") -> int:
@@ -263,10 +270,10 @@ def epsilon(
     >>> round(eps, 3), round(rdp, 3)
     (2.337, 2.581)
     """
-    sigma = _check_noise_multiplier(noise_multiplier)
-    q = _check_sampling_rate(sampling_rate)
+    sigma = _in_range("noise_multiplier", noise_multiplier)
+    q = _in_range("sampling_rate", sampling_rate)
     T = _check_steps(steps)
-    d = _check_delta(delta)
+    d = _in_range("delta", delta)
     make = _make_accountant(_check_accountant(accountant))
     if T == 0:
         return 0.0
@@ -297,9 +304,9 @@ def noise_multiplier(
     >>> round(sigma, 2), eps <= 2.0
     (2.25, True)
     """
-    eps = _check_target_epsilon(target_epsilon)
-    d = _check_delta(delta)
-    q = _check_sampling_rate(sampling_rate)
+    eps = _in_range("target_epsilon", target_epsilon)
+    d = _in_range("delta", delta)
+    q = _in_range("sampling_rate", sampling_rate)
     T = _check_steps(steps)
     make = _make_accountant(_check_accountant(accountant))
     if T == 0:
@@ -391,7 +398,7 @@ def batch_capacity(n: int, sampling_rate: float, *, overflow: float) -> int:
     E.g. n = 1437, q = 0.045 (expected batch 65): K = 127 for overflow 1e-12. Found by
     bisection on K with `scipy.stats.binom.sf`; at most n.
     """
-    q = _check_sampling_rate(sampling_rate)
+    q = _in_range("sampling_rate", sampling_rate)
     if not 0 <= overflow < 1:
         raise ConfigError(f"`overflow` must be in [0, 1), got {overflow}")
     lo, hi = 0, n  # P[Bin > n] = 0 ≤ overflow
@@ -578,8 +585,8 @@ def plan(dp: DPConfig, *, n: int, steps: int) -> DPPlan:
     if not isinstance(dp, DPConfig):
         raise ConfigError(f"`dp` must be a manualgrad.privacy.DPConfig, got {type(dp).__name__}")
     T = _check_steps(steps)
-    q = _check_sampling_rate(dp.sampling_rate)
-    delta = _check_delta(dp.delta)
+    q = _in_range("sampling_rate", dp.sampling_rate)
+    delta = _in_range("delta", dp.delta)
     check_delta_for_dataset(delta, n)
     clip = check.check_clip_norm(dp.clip_norm)
     assert clip is not None
@@ -589,7 +596,7 @@ def plan(dp: DPConfig, *, n: int, steps: int) -> DPPlan:
             "DPConfig needs `noise_multiplier` (σ) or `target_epsilon` (to calibrate σ), got "
             "neither: e.g. DPConfig(sampling_rate=0.01, target_epsilon=3.0)"
         )
-    budget = None if dp.target_epsilon is None else _check_target_epsilon(dp.target_epsilon)
+    budget = None if dp.target_epsilon is None else _in_range("target_epsilon", dp.target_epsilon)
     if dp.noise_multiplier is None:
         assert budget is not None
         if T == 0:
@@ -598,7 +605,7 @@ def plan(dp: DPConfig, *, n: int, steps: int) -> DPPlan:
             target_epsilon=budget, delta=delta, sampling_rate=q, steps=T, accountant=accountant
         )
     else:
-        sigma = _check_noise_multiplier(dp.noise_multiplier)
+        sigma = _in_range("noise_multiplier", dp.noise_multiplier)
     eps = epsilon(
         noise_multiplier=sigma, sampling_rate=q, steps=T, delta=delta, accountant=accountant
     )
@@ -682,19 +689,13 @@ class PrivateProgress(NamedTuple):
 @functools.lru_cache(maxsize=16)
 def _compiled_chunk(
     optimizer: optax.GradientTransformation,
-    activations: tuple[str, ...],
-    loss: str,
+    spec: engine.Spec,
     l2: float,
-    keep_prob: float,
-    precision: str,
     n: int,
     capacity: int,
     steps_per_call: int,
 ) -> Callable:
     """One jitted function running `steps_per_call` private steps (the later ones masked off)."""
-    spec = engine.make_spec(
-        len(activations), activations, loss, keep_prob=keep_prob, precision=precision
-    )
 
     def step(carry, t, X, Y, key, q, clip_norm, sigma, normaliser):
         params, opt_state = carry
@@ -706,7 +707,7 @@ def _compiled_chunk(
             Y[:, batch.index],
             batch.mask,
             k_noise,
-            k_dropout if keep_prob < 1 else None,
+            k_dropout if spec.keep_prob < 1 else None,
             spec,
             l2=l2,
             clip_norm=clip_norm,
@@ -748,6 +749,19 @@ def _resolve_steps(steps: int | None, epochs: float | None, q: float) -> int:
     return round(value / q)
 
 
+#: The keyword options of :func:`train_private`: the network's and its own.
+_TRAIN_PRIVATE_OPTIONS = (
+    *engine.OPTION_NAMES,
+    "dp",
+    "steps",
+    "epochs",
+    "opt_state",
+    "start_step",
+    "steps_per_call",
+    "callback",
+)
+
+
 def train_private(
     params: Mapping[str, Array],
     X: Array,
@@ -755,18 +769,13 @@ def train_private(
     optimizer: optax.GradientTransformation,
     *,
     dp: DPConfig | DPPlan,
-    activations: Sequence[str],
-    loss: str = "bce",
     steps: int | None = None,
     epochs: float | None = None,
-    l2: float = 0.0,
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
     opt_state: Any = None,
     start_step: int = 0,
     steps_per_call: int | None = None,
     callback: Callable[[PrivateProgress], bool | None] | None = None,
+    **options: Unpack[Options],
 ) -> PrivateTrainResult:
     r"""DP-SGD: train from `params` for steps `start_step` … T − 1, with (ε, δ) accounted.
 
@@ -776,8 +785,13 @@ def train_private(
     | `optimizer`      | any optax transformation; it sees only the privatised gradient |
     | `dp`             | a :class:`DPConfig` (resolved by :func:`plan`) or a :class:`DPPlan` |
     | `steps`/`epochs` | T, or epochs · 1/q steps (exactly one)                          |
+    | `activations`,   | the network's options, as for :func:`manualgrad.value_and_grad` |
+    | `loss`, `l2`,    | (:class:`manualgrad.functional.Options`; `activations` is       |
+    | `keep_prob`,     | required)                                                       |
+    | `precision`      |                                                                 |
     | `key`            | step t's sampling, noise and dropout keys are split from        |
     |                  | `fold_in(key, t)`: a run resumed at any step ends the same      |
+    |                  | (default key(0))                                                |
     | `opt_state`, `start_step` | resume here (as returned in the result)                |
     | `steps_per_call` | steps per compiled call, i.e. between callbacks (default T/20); |
     |                  | it never changes the result                                     |
@@ -799,15 +813,19 @@ def train_private(
             f"`optimizer` must be an optax.GradientTransformation (e.g. optax.sgd(0.1)), "
             f"got {type(optimizer).__name__}"
         )
+    key = options.get("key")
+    key = jax.random.key(0) if key is None else key
+    check.check_key(key)
     check.check_params(params)
     dtype = check.params_dtype(params)
-    current: Params = {k: jnp.asarray(v) for k, v in params.items()}
-    X = jnp.asarray(X, dtype=dtype)
-    Y = jnp.asarray(Y, dtype=dtype)
-    spec = engine.make_spec(
-        check.check_params(current), activations, loss, keep_prob=keep_prob, precision=precision
+    current, X, Y, spec, l2, _ = engine.checked_options(
+        params,
+        jnp.asarray(X, dtype=dtype),
+        jnp.asarray(Y, dtype=dtype),
+        {**options, "key": key},
+        function="train_private",
+        allowed=_TRAIN_PRIVATE_OPTIONS,
     )
-    engine.check_inputs(current, X, Y, spec, l2=l2, needs_key=False)
     n = X.shape[1]
     if isinstance(dp, DPPlan):
         the_plan = dp
@@ -823,7 +841,7 @@ def train_private(
                 "`epochs` with it"
             )
     else:
-        total = _resolve_steps(steps, epochs, _check_sampling_rate(dp.sampling_rate))
+        total = _resolve_steps(steps, epochs, _in_range("sampling_rate", dp.sampling_rate))
         the_plan = plan(dp, n=n, steps=total)
     start_step = _check_steps(start_step, "start_step")
     if start_step > total:
@@ -831,21 +849,10 @@ def train_private(
             f"`start_step` = {start_step} is past the {total} steps the privacy budget was "
             "planned for: training further would spend more than the planned ε"
         )
-    key = jax.random.key(0) if key is None else key
     if opt_state is None:
         opt_state = optimizer.init(current)
     per_call = steps_per_call or max(1, math.ceil(total / 20))
-    chunk = _compiled_chunk(
-        optimizer,
-        tuple(activations),
-        loss,
-        float(l2),
-        float(keep_prob),
-        precision,
-        n,
-        the_plan.capacity,
-        per_call,
-    )
+    chunk = _compiled_chunk(optimizer, spec, float(l2), n, the_plan.capacity, per_call)
     scalars = [
         jnp.asarray(v, dtype)
         for v in (

@@ -54,7 +54,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -63,7 +63,8 @@ import optax
 from jax import lax
 from jax.typing import ArrayLike
 
-from manualgrad._engine import check
+from manualgrad import _engine as engine
+from manualgrad._engine import Options, check
 from manualgrad._errors import ConfigError
 from manualgrad.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from manualgrad.functional import predict, value_and_grad
@@ -178,35 +179,68 @@ def _takes_step(fn: Callable) -> bool:
         return False
 
 
+class _Loop(NamedTuple):
+    """`train`'s options of the loop itself (all but the network's options and `dp`)."""
+
+    epochs: int
+    batch_size: int | None
+    opt_state: Any
+    start_epoch: int
+    epochs_per_call: int | None
+    callback: Callable[[Progress], bool | None] | None
+    value_and_grad_fn: Callable
+    checkpoint_dir: str | os.PathLike | None
+    checkpoint_every: int | None
+    resume: bool
+    fingerprint: Mapping[str, Any] | None
+
+
+class _ModelOptions(NamedTuple):
+    """`train`'s network options (:class:`manualgrad.functional.Options`) with their defaults.
+
+    `key` is the run's key, from which the shuffles and step keys derive.
+    """
+
+    activations: Sequence[str]
+    loss: str = "bce"
+    l2: float | Array = 0.0
+    keep_prob: float = 1.0
+    key: Any = None  # a jax.random.key once `_model_options` resolved it
+    precision: str = "default"
+
+
+def _model_options(options: Options) -> _ModelOptions:
+    """The options with their defaults, `activations` a tuple, the key (default key(0)) checked."""
+    model = _ModelOptions(**options)
+    key = jax.random.key(0) if model.key is None else model.key
+    check.check_key(key)
+    acts = model.activations
+    return model._replace(
+        activations=tuple(acts) if isinstance(acts, list | tuple) else acts, key=key
+    )
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled_chunk(
     optimizer: optax.GradientTransformation,
-    activations: tuple[str, ...],
-    loss: str,
-    l2: float,
-    keep_prob: float,
-    precision: str,
+    model: _ModelOptions,
     batch_size: int | None,
     epochs_per_call: int,
     value_and_grad_fn: Callable,
 ) -> Callable:
-    """One jitted function running `epochs_per_call` epochs (the later ones masked off)."""
+    """One jitted function running `epochs_per_call` epochs (the later ones masked off).
+
+    `model` holds the network options without a key (each step gets its own), so that
+    it is hashable and the compiled function is cached per configuration.
+    """
     takes_step = _takes_step(value_and_grad_fn)
 
     def step(carry, batch):
         params, opt_state = carry
         Xb, Yb, key, t = batch
+        step_args = {"step": t} if takes_step else {}
         C, grads = value_and_grad_fn(
-            params,
-            Xb,
-            Yb,
-            activations=activations,
-            loss=loss,
-            l2=l2,
-            keep_prob=keep_prob,
-            key=key,
-            precision=precision,
-            **({"step": t} if takes_step else {}),
+            params, Xb, Yb, **model._replace(key=key)._asdict(), **step_args
         )
         with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
             updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -257,56 +291,52 @@ def _positive_int(name: str, value: Any, *, optional: bool = True, hint: str = "
         )
 
 
-def _check_options(
-    optimizer,
-    epochs,
-    batch_size,
-    start_epoch,
-    epochs_per_call,
-    callback,
-    checkpoint_dir,
-    checkpoint_every,
-    resume,
-    opt_state,
-    fingerprint,
-) -> None:
+def _check_options(optimizer: Any, loop: _Loop) -> None:
     """The options of `train` that no trace can check, each with its one-line error."""
-    _positive_int("epochs", epochs, optional=False, hint=": the number of passes over the data")
-    _positive_int("batch_size", batch_size, hint=" (None trains on the whole set at once)")
-    _positive_int("epochs_per_call", epochs_per_call)
-    _positive_int("checkpoint_every", checkpoint_every, hint=" (optimizer steps)")
-    if isinstance(start_epoch, bool) or not isinstance(start_epoch, int | np.integer):
-        raise ConfigError(f"`start_epoch` must be an int, got {start_epoch!r}")
-    if not 0 <= start_epoch <= epochs:
-        raise ConfigError(f"`start_epoch` must be in [0, epochs = {epochs}], got {start_epoch}")
+    _positive_int(
+        "epochs", loop.epochs, optional=False, hint=": the number of passes over the data"
+    )
+    _positive_int("batch_size", loop.batch_size, hint=" (None trains on the whole set at once)")
+    _positive_int("epochs_per_call", loop.epochs_per_call)
+    _positive_int("checkpoint_every", loop.checkpoint_every, hint=" (optimizer steps)")
+    if isinstance(loop.start_epoch, bool) or not isinstance(loop.start_epoch, int | np.integer):
+        raise ConfigError(f"`start_epoch` must be an int, got {loop.start_epoch!r}")
+    if not 0 <= loop.start_epoch <= loop.epochs:
+        raise ConfigError(
+            f"`start_epoch` must be in [0, epochs = {loop.epochs}], got {loop.start_epoch}"
+        )
     if not isinstance(optimizer, optax.GradientTransformation):
         raise ConfigError(
             f"`optimizer` must be an optax.GradientTransformation (e.g. optax.adam(1e-3)), "
             f"got {type(optimizer).__name__}"
         )
-    if callback is not None and not callable(callback):
-        raise ConfigError(f"`callback` must be callable or None, got {type(callback).__name__}")
-    if checkpoint_dir is None:
-        for name, value in (("checkpoint_every", checkpoint_every), ("resume", resume)):
+    if loop.callback is not None and not callable(loop.callback):
+        raise ConfigError(
+            f"`callback` must be callable or None, got {type(loop.callback).__name__}"
+        )
+    if loop.checkpoint_dir is None:
+        for name, value in (("checkpoint_every", loop.checkpoint_every), ("resume", loop.resume)):
             if value:
                 raise ConfigError(
                     f"`{name}` needs `checkpoint_dir` (the directory the checkpoints go to and "
                     "a run resumes from)"
                 )
-    elif not isinstance(checkpoint_dir, str | os.PathLike):
-        raise ConfigError(f"`checkpoint_dir` must be a path, got {type(checkpoint_dir).__name__}")
-    if resume and (opt_state is not None or start_epoch != 0):
+    elif not isinstance(loop.checkpoint_dir, str | os.PathLike):
+        raise ConfigError(
+            f"`checkpoint_dir` must be a path, got {type(loop.checkpoint_dir).__name__}"
+        )
+    if loop.resume and (loop.opt_state is not None or loop.start_epoch != 0):
         raise ConfigError(
             "`resume=True` takes the optimizer state and the epoch from the checkpoint: "
             "do not pass `opt_state` or `start_epoch` with it"
         )
-    if fingerprint is not None:
+    if loop.fingerprint is not None:
         try:
-            json.dumps(dict(fingerprint))
+            json.dumps(dict(loop.fingerprint))
         except (TypeError, ValueError):
             raise ConfigError(
                 "`fingerprint` must be a dict of JSON values (str, numbers, lists, None), got "
-                f"{fingerprint!r}"
+                f"{loop.fingerprint!r}"
             ) from None
 
 
@@ -400,14 +430,8 @@ def train(
     Y: ArrayLike,
     optimizer: optax.GradientTransformation,
     *,
-    activations: Sequence[str],
-    loss: str = "bce",
     epochs: int = 1000,
     batch_size: int | None = None,
-    l2: float = 0.0,
-    keep_prob: float = 1.0,
-    key: Array | None = None,
-    precision: str = "default",
     opt_state: Any = None,
     start_epoch: int = 0,
     epochs_per_call: int | None = None,
@@ -418,6 +442,7 @@ def train(
     resume: bool = False,
     fingerprint: Mapping[str, Any] | None = None,
     dp: Any = None,
+    **options: Unpack[Options],
 ) -> TrainResult:
     """Train from `params` for epochs `start_epoch` … `epochs - 1` with `optimizer`.
 
@@ -426,9 +451,14 @@ def train(
     | `X`, `Y`            | (n_x, m) and (n_L, m), examples as columns; cast to params'   |
     |                     | dtype (float64 params train in float64)                       |
     | `optimizer`         | any `optax.GradientTransformation`                            |
+    | `activations`       | the network's options, as for `manualgrad.value_and_grad`     |
+    | `loss`, `l2`,       | (:class:`manualgrad.functional.Options`): one activation name |
+    | `keep_prob`,        | per layer (required), the loss (default "bce"), λ (0.0), the  |
+    | `precision`         | dropout keep probability (1.0), the precision ("default")     |
     | `epochs`            | the epoch to train up to (≥ 1)                                |
     | `batch_size`        | B ≤ m; None = full batch (no shuffle). Last batch has m mod B |
-    | `key`               | `jax.random.key`; shuffles and step keys derive from it       |
+    | `key`               | `jax.random.key` (default key(0)); shuffles and step keys     |
+    |                     | derive from it                                                |
     | `opt_state`         | resume from this state (default: `optimizer.init(params)`)    |
     | `start_epoch`       | resume at this epoch (keys depend on the epoch, not the call) |
     | `epochs_per_call`   | epochs per compiled call, i.e. between callbacks              |
@@ -475,59 +505,34 @@ def train(
 
     Returns a :class:`TrainResult` (params, opt_state, cost history, epoch, start_epoch).
     """
-    _check_options(
-        optimizer,
+    engine.check_option_names(
+        options, function="train", allowed=(*engine.OPTION_NAMES, *_Loop._fields, "dp")
+    )
+    loop = _Loop(
         epochs,
         batch_size,
+        opt_state,
         start_epoch,
         epochs_per_call,
         callback,
+        value_and_grad_fn,
         checkpoint_dir,
         checkpoint_every,
         resume,
-        opt_state,
         fingerprint,
     )
-    if dp is not None:
-        return _train_private(
-            params,
-            X,
-            Y,
-            optimizer,
-            dp=dp,
-            activations=activations,
-            loss=loss,
-            epochs=epochs,
-            batch_size=batch_size,
-            l2=l2,
-            keep_prob=keep_prob,
-            key=key,
-            precision=precision,
-            opt_state=opt_state,
-            start_epoch=start_epoch,
-            epochs_per_call=epochs_per_call,
-            callback=callback,
-            value_and_grad_fn=value_and_grad_fn,
-            checkpoint_dir=checkpoint_dir,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            fingerprint=fingerprint,
-        )
+    _check_options(optimizer, loop)
+    model = _model_options(options)
     check.check_params(params)
     dtype = check.params_dtype(params)
     params = {k: jnp.asarray(v) for k, v in params.items()}
     X, Y = _as_real(check.as_array("X", X), dtype), _as_real(check.as_array("Y", Y), dtype)
-    activations = tuple(activations) if isinstance(activations, list | tuple) else activations
-    options = dict(activations=activations, loss=loss, l2=l2, keep_prob=keep_prob)
+    if dp is not None:
+        return _train_private(params, X, Y, optimizer, dp, loop, model)
     step_args = {"step": jnp.zeros((), jnp.int32)} if _takes_step(value_and_grad_fn) else {}
     # Trace-time checks of shapes and options, once, with their clear messages.
     jax.eval_shape(
-        functools.partial(
-            value_and_grad_fn, precision=precision, key=jax.random.key(0), **options, **step_args
-        ),
-        params,
-        X,
-        Y,
+        functools.partial(value_and_grad_fn, **model._asdict(), **step_args), params, X, Y
     )
     m = X.shape[1]
     if batch_size is not None and batch_size > m:
@@ -535,8 +540,7 @@ def train(
             f"`batch_size` = {batch_size} is larger than the m = {m} training examples: use "
             f"at most {m}, or batch_size=None for full-batch training"
         )
-    key = jax.random.key(0) if key is None else key
-    check.check_key(key)
+    key = model.key
     if opt_state is None:
         opt_state = optimizer.init(params)
     spe = steps_per_epoch(m, batch_size)
@@ -545,17 +549,7 @@ def train(
     run: dict[str, Any] = {}
     if directory is not None:
         run = run_fingerprint(
-            params,
-            X,
-            Y,
-            activations=activations,
-            loss=loss,
-            batch_size=batch_size,
-            l2=l2,
-            keep_prob=keep_prob,
-            precision=precision,
-            key=key,
-            extra=fingerprint,
+            params, X, Y, batch_size=batch_size, extra=fingerprint, **model._asdict()
         )
         if resume and os.path.exists(checkpoint_path(directory)):
             ckpt = load_checkpoint(directory, (params, opt_state), run)
@@ -577,17 +571,8 @@ def train(
     every = math.ceil(checkpoint_every / spe) if checkpoint_every else None  # in epochs
     if every is not None:
         per_call = min(per_call, every)
-    chunk = _compiled_chunk(
-        optimizer,
-        activations,
-        loss,
-        float(l2),
-        float(keep_prob),
-        precision,
-        batch_size,
-        per_call,
-        value_and_grad_fn,
-    )
+    static = model._replace(key=None, l2=float(model.l2), keep_prob=float(model.keep_prob))
+    chunk = _compiled_chunk(optimizer, static, batch_size, per_call, value_and_grad_fn)
     first, epoch, last_saved = start_epoch, start_epoch, start_epoch
 
     def result() -> TrainResult:
@@ -617,29 +602,7 @@ def train(
 
 
 def _train_private(
-    params,
-    X,
-    Y,
-    optimizer,
-    *,
-    dp,
-    activations,
-    loss,
-    epochs,
-    batch_size,
-    l2,
-    keep_prob,
-    key,
-    precision,
-    opt_state,
-    start_epoch,
-    epochs_per_call,
-    callback,
-    value_and_grad_fn,
-    checkpoint_dir,
-    checkpoint_every,
-    resume,
-    fingerprint,
+    params: Params, X: Array, Y: Array, optimizer: Any, dp: Any, loop: _Loop, model: _ModelOptions
 ) -> TrainResult:
     """`train(..., dp=...)`: DP-SGD steps by `privacy.train_private`, checkpoints and signals here.
 
@@ -651,28 +614,22 @@ def _train_private(
 
     if not isinstance(dp, privacy.DPConfig):
         raise ConfigError(f"`dp` must be a manualgrad.privacy.DPConfig, got {type(dp).__name__}")
-    if batch_size is not None:
+    if loop.batch_size is not None:
         raise ConfigError(
-            f"`batch_size` = {batch_size} with `dp`: DP-SGD draws its batches by Poisson "
+            f"`batch_size` = {loop.batch_size} with `dp`: DP-SGD draws its batches by Poisson "
             f"sampling at rate q = {dp.sampling_rate} (expected size q·N); drop batch_size"
         )
-    if value_and_grad_fn is not value_and_grad:
+    if loop.value_and_grad_fn is not value_and_grad:
         raise ConfigError("`dp` trains with its own private gradient: drop `value_and_grad_fn`")
-    if start_epoch:
+    if loop.start_epoch:
         raise ConfigError("with `dp`, resume from a checkpoint (resume=True), not start_epoch")
-    check.check_params(params)
     dtype = check.params_dtype(params)
-    params = {k: jnp.asarray(v) for k, v in params.items()}
-    X, Y = _as_real(check.as_array("X", X), dtype), _as_real(check.as_array("Y", Y), dtype)
-    activations = tuple(activations) if isinstance(activations, list | tuple) else activations
-    key = jax.random.key(0) if key is None else key
-    check.check_key(key)
+    epochs, callback, checkpoint_every = loop.epochs, loop.callback, loop.checkpoint_every
     q = dp.sampling_rate
     valid_q = isinstance(q, int | float) and not isinstance(q, bool) and 0 < q <= 1
     plan = privacy.plan(dp, n=X.shape[1], steps=round(epochs / q) if valid_q else 0)
-    if opt_state is None:
-        opt_state = optimizer.init(params)
-    directory = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
+    opt_state = optimizer.init(params) if loop.opt_state is None else loop.opt_state
+    directory = None if loop.checkpoint_dir is None else os.fspath(loop.checkpoint_dir)
     run: dict[str, Any] = {}
     start_step = 0
     history: list[np.ndarray] = []
@@ -687,20 +644,9 @@ def _train_private(
                 "steps": plan.steps,
             }
         }
-        run = run_fingerprint(
-            params,
-            X,
-            Y,
-            activations=activations,
-            loss=loss,
-            batch_size=None,
-            l2=l2,
-            keep_prob=keep_prob,
-            precision=precision,
-            key=key,
-            extra={**(fingerprint or {}), **facts},
-        )
-        if resume and os.path.exists(checkpoint_path(directory)):
+        extra = {**(loop.fingerprint or {}), **facts}
+        run = run_fingerprint(params, X, Y, batch_size=None, extra=extra, **model._asdict())
+        if loop.resume and os.path.exists(checkpoint_path(directory)):
             ckpt = load_checkpoint(directory, (params, opt_state), run)
             params, opt_state, start_step = dict(ckpt.params), ckpt.opt_state, ckpt.step
             history.append(np.asarray(ckpt.history))
@@ -711,16 +657,16 @@ def _train_private(
     def save(params: Mapping[str, Array], opt_state: Any, step: int) -> None:
         if directory is not None:
             so_far = np.concatenate(history) if history else np.zeros((0,), dtype)
-            ckpt = Checkpoint(params, opt_state, to_epoch(step), step, key, so_far, run)
+            ckpt = Checkpoint(params, opt_state, to_epoch(step), step, model.key, so_far, run)
             save_checkpoint(directory, ckpt)
 
-    per_call = epochs_per_call and max(1, round(epochs_per_call / q))
+    per_call = loop.epochs_per_call and max(1, round(loop.epochs_per_call / q))
     if checkpoint_every:
         per_call = min(per_call or checkpoint_every, checkpoint_every)
     last_saved = [start_step]
     seen = [0]  # how much of train_private's history is in `history` already
 
-    with _stop_on_signals(checkpoint_dir is not None) as received:
+    with _stop_on_signals(directory is not None) as received:
 
         def on_progress(p: privacy.PrivateProgress) -> bool:
             history.append(p.history[seen[0] :])
@@ -756,16 +702,11 @@ def _train_private(
             Y,
             optimizer,
             dp=plan,
-            activations=activations,
-            loss=loss,
-            l2=l2,
-            keep_prob=keep_prob,
-            key=key,
-            precision=precision,
             opt_state=opt_state,
             start_step=start_step,
             steps_per_call=per_call or None,
             callback=on_progress,
+            **model._asdict(),
         )
     history.append(out.history[seen[0] :])
     save(out.params, out.opt_state, out.step)

@@ -52,36 +52,26 @@ _DEFAULT_HIDDEN_ACTS = ("tanh", "relu")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--layers",
-        help="layer sizes n_x,n_1,…,n_L (n_x = 2 for the flower data; default 2,8,4,1, "
-        "or 2,8,4,2 with --loss ce)",
-    )
-    parser.add_argument(
-        "--activations",
-        metavar="NAME[,NAME...]",
-        help=f"{options.ACTIVATIONS_HELP} (default tanh,relu,sigmoid, or tanh,relu,softmax with "
-        "--loss ce)",
-    )
-    parser.add_argument("--loss", default="bce", help="bce, ce (one-hot labels) or mse")
-    parser.add_argument("--m", type=int, default=400, help="number of examples (default 400)")
-    parser.add_argument("--seed", type=int, default=1, help="data, init and dropout seed")
-    parser.add_argument("--l2", type=float, default=0.0, help="L2 strength λ (default 0)")
-    parser.add_argument(
-        "--keep-prob", type=float, default=1.0, help="dropout keep probability (default 1)"
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument(
-        "--against",
-        metavar="FILE.py[:FUNCTION]",
-        help="check your own backward pass FUNCTION (default L_model_backward) on several "
-        "networks, with a diagnosis of each key that disagrees with jax.grad",
-    )
-    parser.add_argument(
-        "--convention",
-        help="with --against: 'course' (default), FUNCTION(AL, Y, caches) -> {dA0…, dW1…, "
-        "db1…}; or 'core', FUNCTION(params, X, Y) -> {dW1, db1, …}",
-    )
+    # fmt: off
+    options.declare(parser, {
+        "--layers": dict(help="layer sizes n_x,n_1,…,n_L (n_x = 2 for the flower data; default "
+                         "2,8,4,1, or 2,8,4,2 with --loss ce)"),
+        "--activations": dict(metavar="NAME[,NAME...]", help=f"{options.ACTIVATIONS_HELP} "
+                              "(default tanh,relu,sigmoid, or tanh,relu,softmax with --loss ce)"),
+        "--loss": dict(default="bce", help="bce, ce (one-hot labels) or mse"),
+        "--m": dict(type=int, default=400, help="number of examples (default 400)"),
+        "--seed": dict(type=int, default=1, help="data, init and dropout seed"),
+        "--l2": dict(type=float, default=0.0, help="L2 strength λ (default 0)"),
+        "--keep-prob": dict(type=float, default=1.0, help="dropout keep probability (default 1)"),
+        "--json": dict(action="store_true", help="print JSON instead of a table"),
+        "--against": dict(metavar="FILE.py[:FUNCTION]", help="check your own backward pass "
+                          "FUNCTION (default L_model_backward) on several networks, with a "
+                          "diagnosis of each key that disagrees with jax.grad"),
+        "--convention": dict(help="with --against: 'course' (default), FUNCTION(AL, Y, caches) "
+                             "-> {dA0…, dW1…, db1…}; or 'core', FUNCTION(params, X, Y) -> "
+                             "{dW1, db1, …}"),
+    })
+    # fmt: on
     # the options --against refuses when they differ from their defaults
     parser.set_defaults(
         _not_with_against={name: parser.get_default(name) for name in _NOT_WITH_AGAINST}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from manualgrad._errors import ConfigError, plural
 from manualgrad.activations import ACTIVATIONS
@@ -54,3 +55,17 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
     return value
+
+
+def declare(
+    parser: argparse.ArgumentParser,
+    arguments: Mapping[str, Mapping[str, Any]],
+    title: str | None = None,
+) -> None:
+    """Add a table of options, `{"--flag": add_argument keywords}`, to `parser`.
+
+    With a `title` they form an argument group of that name in `--help`.
+    """
+    target = parser if title is None else parser.add_argument_group(title)
+    for flag, keywords in arguments.items():
+        target.add_argument(flag, **keywords)

@@ -24,160 +24,86 @@ from manualgrad._errors import ConfigError, ShapeError
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 
 
+_PRIVACY_TITLE = (
+    "privacy (DP-SGD: Poisson sampling, per-example clipping, Gaussian noise; "
+    'needs pip install "manualgrad[dp]")'
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from manualgrad.datasets import DATASETS
     from manualgrad.losses import LOSSES
 
-    d = p.add_argument_group("data")
-    d.add_argument(
-        "--data",
-        default="flower",
-        metavar="NAME|FILE",
-        help=f"a built-in data set ({', '.join(DATASETS)}) or a .npz/.csv file (default: flower)",
-    )
-    d.add_argument(
-        "--m", type=int, default=None, help="number of examples to generate for a built-in data set"
-    )
-    d.add_argument(
-        "--examples",
-        choices=("rows", "columns"),
-        default=None,
-        help="layout of a data file: one example per row or per column "
-        "(default: columns for .npz, rows for .csv)",
-    )
-    d.add_argument(
-        "--label-column",
-        default="y",
-        metavar="NAME",
-        help="name of the label column of a .csv file (default: y)",
-    )
-    d.add_argument(
-        "--test-fraction",
-        type=float,
-        default=0.2,
-        help="fraction of examples held out for testing (default: 0.2)",
-    )
-    n = p.add_argument_group("network")
-    n.add_argument(
-        "--layers",
-        default=None,
-        metavar="N0,N1,...,NL",
-        help="layer sizes including input and output (default: n_x,16,8,n_y)",
-    )
-    n.add_argument(
-        "--activations",
-        default=None,
-        metavar="NAME[,NAME...]",
-        help=f"{options.ACTIVATIONS_HELP} (default: tanh)",
-    )
-    n.add_argument(
-        "--loss",
-        choices=tuple(LOSSES),
-        default=None,
-        help="loss (default: bce for one output row, ce for one-hot Y)",
-    )
-    n.add_argument(
-        "--init",
-        choices=("he", "xavier", "random"),
-        default=None,
-        help="weight initialisation (default: he for relu, xavier otherwise)",
-    )
-    o = p.add_argument_group("optimisation")
-    o.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="(default: adam)")
-    o.add_argument("--lr", type=float, default=0.01, help="learning rate (default: 0.01)")
-    o.add_argument("--epochs", type=int, default=None, help="(default: 1000; 30 with --dp)")
-    o.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="mini-batch size, at most the training set's size (default: the whole set)",
-    )
-    o.add_argument(
-        "--devices",
-        type=options.positive_int,
-        default=None,
-        metavar="N",
-        help="data-parallel over the first N devices: every batch split by columns, the "
-        "sums of (2) all-reduced; batch sizes must be multiples of N (default: one device)",
-    )
-    o.add_argument("--l2", type=float, default=0.0, help="L2 strength λ (default: 0)")
-    o.add_argument(
-        "--keep-prob",
-        type=float,
-        default=1.0,
-        help="dropout keep probability of hidden layers (default: 1)",
-    )
-    o.add_argument("--seed", type=int, default=1, help="seed of init, split, shuffles (default: 1)")
-    o.add_argument("--float64", action="store_true", help="train in float64")
-    v = p.add_argument_group(
-        "privacy (DP-SGD: Poisson sampling, per-example clipping, Gaussian noise; "
-        'needs pip install "manualgrad[dp]")'
-    )
-    v.add_argument("--dp", action="store_true", help="train with differential privacy")
-    v.add_argument(
-        "--target-epsilon",
-        type=float,
-        default=None,
-        metavar="ε",
-        help="privacy budget: σ is calibrated so that all the steps spend at most ε",
-    )
-    v.add_argument(
-        "--noise-multiplier",
-        type=float,
-        default=None,
-        metavar="σ",
-        help="noise std / clip norm (instead of, or with, a target ε: then a run that "
-        "would spend more than the target is refused)",
-    )
-    v.add_argument("--delta", type=float, default=1e-5, help="δ of (ε, δ) (default: 1e-5)")
-    v.add_argument(
-        "--clip-norm", type=float, default=1.0, help="per-example clip norm C (default: 1.0)"
-    )
-    v.add_argument(
-        "--sampling-rate",
-        type=float,
-        default=None,
-        metavar="q",
-        help="each example is in each batch with probability q; an epoch is 1/q steps "
-        "(default: 256/N, an expected batch of 256 of the N training examples)",
-    )
-    v.add_argument(
-        "--accountant", choices=("pld", "rdp"), default="pld", help="(default: pld, tight)"
-    )
-    c = p.add_argument_group("output")
-    c.add_argument(
-        "--checkpoint",
-        default=None,
-        metavar="DIR",
-        help="save checkpoints to DIR (every --checkpoint-every steps, on Ctrl-C and at the end)",
-    )
-    c.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=None,
-        metavar="N",
-        help="checkpoint every N optimizer steps, rounded up to whole epochs (default: 1000 "
-        "with --checkpoint)",
-    )
-    c.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from the checkpoint in --checkpoint DIR, if there is one",
-    )
-    c.add_argument(
-        "--plot",
-        default=None,
-        metavar="FILE.png",
-        help="write the cost curve (and the decision regions with the train and test points "
-        "for 2-D data)",
-    )
-    c.add_argument("--quiet", action="store_true", help="no progress bar")
-    c.add_argument(
-        "--noise-scale",
-        action="store_true",
-        help="print the gradient noise scale B_simple = tr(Σ)/|G|² (McCandlish et al. 2018) "
-        "of the final params on the training set: about the largest useful batch size",
-    )
+    # fmt: off
+    options.declare(p, title="data", arguments={
+        "--data": dict(default="flower", metavar="NAME|FILE", help="a built-in data set "
+                       f"({', '.join(DATASETS)}) or a .npz/.csv file (default: flower)"),
+        "--m": dict(type=int, help="number of examples to generate for a built-in data set"),
+        "--examples": dict(choices=("rows", "columns"), help="layout of a data file: one "
+                           "example per row or per column (default: columns for .npz, rows "
+                           "for .csv)"),
+        "--label-column": dict(default="y", metavar="NAME",
+                               help="name of the label column of a .csv file (default: y)"),
+        "--test-fraction": dict(type=float, default=0.2,
+                                help="fraction of examples held out for testing (default: 0.2)"),
+    })
+    options.declare(p, title="network", arguments={
+        "--layers": dict(metavar="N0,N1,...,NL",
+                         help="layer sizes including input and output (default: n_x,16,8,n_y)"),
+        "--activations": dict(metavar="NAME[,NAME...]",
+                              help=f"{options.ACTIVATIONS_HELP} (default: tanh)"),
+        "--loss": dict(choices=tuple(LOSSES),
+                       help="loss (default: bce for one output row, ce for one-hot Y)"),
+        "--init": dict(choices=("he", "xavier", "random"),
+                       help="weight initialisation (default: he for relu, xavier otherwise)"),
+    })
+    options.declare(p, title="optimisation", arguments={
+        "--optimizer": dict(choices=OPTIMIZERS, default="adam", help="(default: adam)"),
+        "--lr": dict(type=float, default=0.01, help="learning rate (default: 0.01)"),
+        "--epochs": dict(type=int, help="(default: 1000; 30 with --dp)"),
+        "--batch-size": dict(type=int, help="mini-batch size, at most the training set's size "
+                             "(default: the whole set)"),
+        "--devices": dict(type=options.positive_int, metavar="N", help="data-parallel over the "
+                          "first N devices: every batch split by columns, the sums of (2) "
+                          "all-reduced; batch sizes must be multiples of N (default: one device)"),
+        "--l2": dict(type=float, default=0.0, help="L2 strength λ (default: 0)"),
+        "--keep-prob": dict(type=float, default=1.0,
+                            help="dropout keep probability of hidden layers (default: 1)"),
+        "--seed": dict(type=int, default=1, help="seed of init, split, shuffles (default: 1)"),
+        "--float64": dict(action="store_true", help="train in float64"),
+    })
+    options.declare(p, title=_PRIVACY_TITLE, arguments={
+        "--dp": dict(action="store_true", help="train with differential privacy"),
+        "--target-epsilon": dict(type=float, metavar="ε", help="privacy budget: σ is "
+                                 "calibrated so that all the steps spend at most ε"),
+        "--noise-multiplier": dict(type=float, metavar="σ", help="noise std / clip norm "
+                                   "(instead of, or with, a target ε: then a run that would "
+                                   "spend more than the target is refused)"),
+        "--delta": dict(type=float, default=1e-5, help="δ of (ε, δ) (default: 1e-5)"),
+        "--clip-norm": dict(type=float, default=1.0,
+                            help="per-example clip norm C (default: 1.0)"),
+        "--sampling-rate": dict(type=float, metavar="q", help="each example is in each batch "
+                                "with probability q; an epoch is 1/q steps (default: 256/N, an "
+                                "expected batch of 256 of the N training examples)"),
+        "--accountant": dict(choices=("pld", "rdp"), default="pld",
+                             help="(default: pld, tight)"),
+    })
+    options.declare(p, title="output", arguments={
+        "--checkpoint": dict(metavar="DIR", help="save checkpoints to DIR (every "
+                             "--checkpoint-every steps, on Ctrl-C and at the end)"),
+        "--checkpoint-every": dict(type=int, metavar="N", help="checkpoint every N optimizer "
+                                   "steps, rounded up to whole epochs (default: 1000 with "
+                                   "--checkpoint)"),
+        "--resume": dict(action="store_true",
+                         help="continue from the checkpoint in --checkpoint DIR, if there is one"),
+        "--plot": dict(metavar="FILE.png", help="write the cost curve (and the decision regions "
+                       "with the train and test points for 2-D data)"),
+        "--quiet": dict(action="store_true", help="no progress bar"),
+        "--noise-scale": dict(action="store_true", help="print the gradient noise scale "
+                              "B_simple = tr(Σ)/|G|² (McCandlish et al. 2018) of the final "
+                              "params on the training set: about the largest useful batch size"),
+    })
+    # fmt: on
 
 
 def _optimizer(name: str, lr: float):
