@@ -74,9 +74,8 @@ import optax
 from jax import lax
 
 from manualgrad import _engine as engine
-from manualgrad import _validation as check
 from manualgrad import per_example
-from manualgrad._engine import Options
+from manualgrad._engine import Options, check
 from manualgrad._errors import ConfigError, DataError
 
 Array = jax.Array
