@@ -252,7 +252,7 @@ P, A, L, XS, YS, O, B, I, PE, J = (
 )
 V = "Value checks (opt-in, `manualgrad.value_checks`)"
 DP = "Private training (`manualgrad.privacy`)"
-T = "Checking your own backward pass (`manualgrad.testing`, `manualgrad check --against`)"
+CB = "Checking your own backward pass (`manualgrad.testing`, `manualgrad check --against`)"
 CV = "Curvature (`manualgrad.curvature`)"
 RUNTIME = checkify.JaxRuntimeError
 
@@ -566,38 +566,38 @@ CASES: list[Case] = [
          checked(Y=_Y().at[:, 0].set(0.5)), RUNTIME, r"`Y` has 1 column that is not one-hot",
          "`jax.nn.one_hot(y, n_L, axis=0)`"),
     # -- checking your own backward pass --------------------------------------------------
-    Case("against-no-file", T, "`--against` names a file that does not exist",
+    Case("against-no-file", CB, "`--against` names a file that does not exist",
          lambda: load_function("missing_backward.py:L_model_backward"), ConfigError,
          r"no such file 'missing_backward.py'", "check the path (relative to where you run)"),
-    Case("against-not-python", T, "`--against` names something other than a .py file",
+    Case("against-not-python", CB, "`--against` names something other than a .py file",
          lambda: load_function("backward.ipynb"), ConfigError,
          r"expected FILE.py or FILE.py:FUNCTION, got 'backward.ipynb'",
          "export the notebook's functions to a .py file"),
-    Case("against-does-not-load", T, "the file raises while it is loaded (top-level code runs)",
+    Case("against-does-not-load", CB, "the file raises while it is loaded (top-level code runs)",
          student_file("import numpy as np\nraise RuntimeError('no data here')\n"),
          ConfigError, r"'student_backward.py' does not load: RuntimeError: no data here "
          r"\(line 2\)", "move top-level work under `if __name__ == \"__main__\":`"),
-    Case("against-no-function", T, "the file has no function of that name",
+    Case("against-no-function", CB, "the file has no function of that name",
          student_file("def helper():\n    pass\n"), ConfigError,
          r"'student_backward.py' defines no function 'L_model_backward' \(it has helper\)",
          "name it: `FILE.py:FUNCTION`"),
-    Case("against-convention", T, "an unknown `convention`",
+    Case("against-convention", CB, "an unknown `convention`",
          lambda: check_backward(my_backward, convention="torch"), ConfigError,
          r"unknown convention 'torch'; expected one of \['course', 'core'\]",
          "'course' for (AL, Y, caches), 'core' for (params, X, Y)"),
-    Case("against-loss", T, "a loss the course's sigmoid network cannot have",
+    Case("against-loss", CB, "a loss the course's sigmoid network cannot have",
          lambda: check_backward(my_backward, loss="ce"), ConfigError,
          r"loss 'ce' cannot be checked here", "`bce` or `mse`"),
-    Case("backward-not-a-dict", T, "the function returns something other than a dict",
+    Case("backward-not-a-dict", CB, "the function returns something other than a dict",
          returning(lambda g: list(g.values())), ShapeError,
          r"`my_backward` returned list on the network 'course'", "return the grads dict"),
-    Case("backward-missing-key", T, "a key is missing from the returned dict",
+    Case("backward-missing-key", CB, "a key is missing from the returned dict",
          returning(lambda g: {k: v for k, v in g.items() if k != "dA0"}), ShapeError,
          r"`my_backward` returned no \['dA0'\]", "return every dA, dW and db"),
-    Case("backward-not-numeric", T, "a returned value is not an array",
+    Case("backward-not-numeric", CB, "a returned value is not an array",
          returning(lambda g: {**g, "db1": None}), DTypeError,
          r"`my_backward` returned 'db1' = NoneType", "return arrays"),
-    Case("backward-wrong-shape", T, "a returned array has a shape no known mistake explains",
+    Case("backward-wrong-shape", CB, "a returned array has a shape no known mistake explains",
          returning(lambda g: {**g, "dW2": g["dW2"][:, :1]}), ShapeError,
          r"`my_backward` returned 'dW2' with shape \(3, 1\)", "dW[l] has W[l]'s shape"),
 ]
