@@ -7,17 +7,49 @@ tests. Hypothesis runs the "ci" profile when `CI` is set (derandomized: the same
 examples on every run, so CI is reproducible) and the faster, random "dev" profile
 otherwise; `HYPOTHESIS_PROFILE` overrides both. Tests set no `max_examples` of their
 own, so the profile decides.
+
+One persistent XLA compilation cache serves the whole run: the xdist workers and the
+subprocesses the tests start (CLI runs, the multi-device workers) reuse each other's
+compiled programs instead of compiling the same step again. It starts empty in a
+fresh temporary folder and is deleted at the end, so nothing carries over between runs
+(set `JAX_COMPILATION_CACHE_DIR` to keep one of your own).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import jax
 import pytest
 from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["pytester"]  # tests/test_testing.py runs the pytest plugin in a sandbox
+
+# The first process to load this file (pytest itself, or xdist's controller) makes the
+# cache folder; the workers and subprocesses it starts inherit the variables.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="manualgrad-tests-xla-")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+# jax was imported (by the manualgrad pytest plugin) before this file set them
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update(
+    "jax_persistent_cache_min_compile_time_secs",
+    float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")),
+)
+jax.config.update(
+    "jax_persistent_cache_min_entry_size_bytes",
+    int(os.environ.get("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")),
+)
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE and not hasattr(config, "workerinput"):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
