@@ -15,8 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import manualgrad as mg
-
 #: Tolerances of the comparisons with an oracle, relative, per dtype. float32 tests
 #: run under `jax.default_matmul_precision("highest")` (GPUs default to TF32).
 TOL = {jnp.float64: 1e-12, jnp.float32: 1e-5}
@@ -123,7 +121,7 @@ def max_relative_error(grads, reference):
 
 
 def labels_for(loss, n_L, m, rng, dtype):
-    """Valid targets from a numpy Generator: {0,1} for bce, one-hot columns for ce, reals for mse."""
+    """Valid targets drawn from `rng`: {0,1} for bce, one-hot columns for ce, reals for mse."""
     if loss == "bce":
         Y = (rng.random((n_L, m)) < 0.5).astype(np.float64)
     elif loss == "ce":
