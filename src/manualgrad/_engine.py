@@ -13,6 +13,7 @@ owns, each written once:
 | the chain dZ[L] → dZ[1]     | `chain`                    | (4), (5): (3)       |
 | forward + dZ[L] + chain     | `backward_pass`            | all of the above    |
 | dW, db from dZ              | `grads_from_dZ`            | (2), its 1/m        |
+| dW, db of C from dZ[L]      | `mean_grads`               | (4), (5), (2)       |
 | one example's dW, db        | `example_grads_from_dz`    | (1)                 |
 | the L2 term                 | `add_l2_grads`, `cost`     | (λ/m) W, (λ/2m)‖W‖² |
 | the cost                    | `cost`                     | C = (1/m) Σ_i L_i   |
@@ -25,12 +26,16 @@ dropout masks are linear in dA at fixed Z). That is why a consumer may scale the
 columns (clipping, masking, Poisson sampling) and then call `grads_from_dZ`, and why
 the sums over examples may be split across devices.
 
-**Where the 1/m of formula (2) is applied.** In exactly one place,
-:func:`grads_from_dZ`, whose argument `m` is the normaliser: the batch size for the
-mean gradient of C; the global batch size on a device holding a shard of it; the
-expected batch size q·N for DP-SGD under Poisson sampling. Nothing else in the
-library divides a gradient by m. The L2 term's (λ/m) W[l] and (λ/2m) Σ‖W‖² use the
-same m, in :func:`add_l2_grads` and :func:`cost`.
+**Where the 1/m of formula (2) is applied.** In the engine only, by the two functions
+of formula (2): :func:`grads_from_dZ`, per layer, on the dZ[l] of a chain that has
+already run (columns weighted by clip factors or masks first), and :func:`mean_grads`,
+once, on dZ[L] before the chain — the same numbers by linearity, without an
+elementwise pass per layer (`bench/before_after.py` measures the difference). Their
+argument `m` is the normaliser: the batch size for the mean gradient of C; the global
+batch size on a device holding a shard of it; the expected batch size q·N for DP-SGD
+under Poisson sampling. Nothing outside the engine divides a gradient by m. The L2
+term's (λ/m) W[l] and (λ/2m) Σ‖W‖² use the same m, in :func:`add_l2_grads` and
+:func:`cost`.
 
 The chain is rank-agnostic: `forward` and `chain` accept one example as vectors
 x (n_x,), y (n_L,), so the one-example path of formula (1) is the same code, and
@@ -343,16 +348,32 @@ def grads_from_dZ(
 ) -> Params:
     """Formula (2) for every layer: dW[l] = (1/m) dZ[l] A[l-1]ᵀ, db[l] = (1/m) Σ_i dZ[l](i).
 
-    The one place where a gradient is divided by m. `m` is the normaliser (the batch
+    For the dZ[l] of a chain that has already run. `m` is the normaliser (the batch
     size for ∂C/∂params; the global batch size for one device's shard; q·N for
     DP-SGD). With columns of dZ[l] scaled by s_i beforehand this is (1/m) Σ_i s_i g_i.
-    Returns a dict with the params' keys, in their order; no L2 term.
+    Returns a dict with the params' keys, in their order; no L2 term. When only the
+    mean gradient is wanted, :func:`mean_grads` gets the same from dZ[L] more cheaply.
     """
     grads: Params = {}
     for l, (cache, dZ) in enumerate(zip(caches, dZs, strict=True), start=1):
         grads[f"W{l}"] = weight_grad(dZ, cache.A_prev, precision=precision, m=m)  # (2)
         grads[f"b{l}"] = bias_grad(dZ, m=m)  # (2)
     return {k: grads[k] for k in params}
+
+
+def mean_grads(
+    params: Params, caches: Sequence[LayerCache], dZL: Array, spec: Spec, *, m: int | float | Array
+) -> Params:
+    """Formula (2) for every layer from dZ[L]: the chain, with the 1/m applied once, to dZ[L].
+
+    The chain (4), (5) is linear in dZ[L], so chain(dZ[L] / m) = chain(dZ[L]) / m layer
+    by layer, and :func:`grads_from_dZ` of it with m = 1 is (2) with the normaliser m.
+    Dividing the n_L × m numbers of dZ[L] (the fewest of any layer) spares every layer
+    its own elementwise pass over dZ[l] or dW[l]. Use it when every example has the same
+    weight 1/m (the gradient of C); to weight examples (clipping) use `grads_from_dZ`.
+    """
+    dZs = chain(params, caches, dZL / m, spec)  # (2)'s 1/m, once: every dZ[l] is linear in it
+    return grads_from_dZ(params, caches, dZs, m=1, precision=spec.precision)  # (2)
 
 
 def example_grads_from_dz(
@@ -404,9 +425,9 @@ def value_and_grad(
     l2: Any = 0.0,
     key: Array | None = None,
 ) -> tuple[Array, Params]:
-    """(C, ∂C/∂params) on checked inputs: `backward_pass`, then (2) with m and L2."""
+    """(C, ∂C/∂params) on checked inputs: `forward`, then (2) by `mean_grads`, L2 and the cost."""
     m = X.shape[1]
-    p = backward_pass(params, X, Y, spec, dropout_masks(params, m, spec, key))
-    C = cost(params, jnp.sum(example_losses(p.caches, Y, spec)), m=m, l2=l2)
-    grads = grads_from_dZ(params, p.caches, p.dZs, m=m, precision=spec.precision)
+    _, caches = forward(params, X, spec, dropout_masks(params, m, spec, key))
+    C = cost(params, jnp.sum(example_losses(caches, Y, spec)), m=m, l2=l2)
+    grads = mean_grads(params, caches, output_dZ(caches, Y, spec), spec, m=m)
     return C, add_l2_grads(grads, params, l2, m)

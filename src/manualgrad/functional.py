@@ -140,8 +140,7 @@ def backward(
     check.check_caches(caches, spec.n_layers)
     _, Y, m = engine.check_inputs(params, caches[0].A_prev, Y, spec, l2=l2, needs_key=False)
     Y = Y.astype(caches[-1].A.dtype)
-    dZs = engine.chain(params, caches, engine.output_dZ(caches, Y, spec), spec)
-    grads = engine.grads_from_dZ(params, caches, dZs, m=m, precision=precision)
+    grads = engine.mean_grads(params, caches, engine.output_dZ(caches, Y, spec), spec, m=m)
     return engine.add_l2_grads(grads, params, l2, m)
 
 
