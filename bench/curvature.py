@@ -27,18 +27,14 @@ ended by `jax.block_until_ready`:
 | diag_hessian            | one HVP per parameter: P × the HVP time (extrapolated, not run)        |
 
 Where the per-example routes would hold more than `--budget-mb` of per-example
-gradients they run as `jax.lax.map` over chunks of examples (the table says so). A
+gradients they run as a `jax.lax.scan` over chunks of examples that accumulates the sums
+(the table says so); the Gram route needs every g_i at once and keeps them (m × P). A
 route slower than `--slow-s` per call is timed in 3 rounds only (with its group).
 Reported per quantity: the median time, the median over rounds of the per-round ratios
 ours/step, ours/jax_step and route/ours with a 95% bootstrap interval (rounds
 resampled), and XLA's temp memory (`memory_analysis().temp_size_in_bytes`).
 
-Timing uses the one harness (`manualgrad.benchmark.paired_rounds`, `ratio_interval`).
-One extra row compares the layout used for the K columns of the loss-Hessian square
-root (a `jax.vmap` of the engine's chain over the columns) with stacking them into
-one (n_L, K·m) array and repeating the forward caches K times; that row uses the
-engine's internal API.
-"""
+Timing uses the one harness (`manualgrad.benchmark.paired_rounds`, `ratio_interval`)."""
 
 from __future__ import annotations
 
@@ -55,7 +51,6 @@ import numpy as np
 import optax
 
 import manualgrad as mg
-from manualgrad import _engine as engine  # the layout comparison only
 from manualgrad import benchmark, curvature
 
 ACTS = ("relu", "relu", "softmax")
@@ -87,21 +82,49 @@ def example_loss(params, x, y):
 
 
 def per_example_map(fn, X, Y, chunk):
-    """fn(x, y) over the columns: `jax.vmap`, or `lax.map` in chunks of `chunk` examples."""
+    """fn(x, y) for every column, stacked: `jax.vmap`, or `lax.map` in chunks of `chunk`."""
     if chunk is None:
         return jax.vmap(fn, in_axes=(1, 1))(X, Y)
     return jax.lax.map(lambda xy: fn(*xy), (X.T, Y.T), batch_size=chunk)
 
 
+def per_example_sum(fn, X, Y, chunk):
+    """Σ_i fn(x_i, y_i): one `jax.vmap`, or a `lax.scan` over chunks of `chunk` examples
+    that accumulates the sum, so only `chunk` per-example results exist at a time."""
+    if chunk is None:
+        return jax.tree.map(lambda a: jnp.sum(a, axis=0), jax.vmap(fn, in_axes=(1, 1))(X, Y))
+    n = X.shape[1] // chunk
+    Xc = X.reshape(X.shape[0], n, chunk).transpose(1, 0, 2)
+    Yc = Y.reshape(Y.shape[0], n, chunk).transpose(1, 0, 2)
+
+    def body(total, xy):
+        part = jax.vmap(fn, in_axes=(1, 1))(*xy)
+        return jax.tree.map(lambda t, a: t + jnp.sum(a, axis=0), total, part), None
+
+    zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(fn, X[:, 0], Y[:, 0]))
+    return jax.lax.scan(body, zero, (Xc, Yc))[0]
+
+
 def route_first_order(quantity, chunk):
     def route(params, X, Y, key):
-        g = per_example_map(lambda x, y: jax.grad(example_loss)(params, x, y), X, Y, chunk)
+        m = X.shape[1]
+
+        def grad(x, y):
+            return jax.grad(example_loss)(params, x, y)
+
+        if quantity == "gradient_gram":  # needs every g_i at once
+            g = per_example_map(grad, X, Y, chunk)
+            G = jnp.concatenate([x.reshape(m, -1) for x in jax.tree.leaves(g)], axis=1)
+            return G @ G.T
+
+        def moments(x, y):
+            g = grad(x, y)
+            return jax.tree.map(lambda a: a * a, g), g
+
+        sq, s = per_example_sum(moments, X, Y, chunk)
         if quantity == "sum_grad_squared":
-            return jax.tree.map(lambda x: jnp.sum(x * x, axis=0), g)
-        if quantity == "grad_variance":
-            return jax.tree.map(lambda x: jnp.var(x, axis=0), g)
-        G = jnp.concatenate([x.reshape(x.shape[0], -1) for x in jax.tree.leaves(g)], axis=1)
-        return G @ G.T
+            return sq
+        return jax.tree.map(lambda q, t: q / m - (t / m) ** 2, sq, s)
 
     return route
 
@@ -115,9 +138,11 @@ def sampled_labels(params, X, key):
 
 def route_diag_ggn_mc(chunk):
     def route(params, X, Y, key):
-        Y_hat = sampled_labels(params, X, key)
-        g = per_example_map(lambda x, y: jax.grad(example_loss)(params, x, y), X, Y_hat, chunk)
-        return jax.tree.map(lambda x: jnp.sum(x * x, axis=0) / X.shape[1], g)
+        def g_sq(x, y):
+            return jax.tree.map(lambda a: a * a, jax.grad(example_loss)(params, x, y))
+
+        total = per_example_sum(g_sq, X, sampled_labels(params, X, key), chunk)
+        return jax.tree.map(lambda t: t / X.shape[1], total)
 
     return route
 
@@ -135,8 +160,7 @@ def route_diag_ggn_exact(chunk):
             cols = jax.vmap(lambda s: vjp(s)[0], in_axes=1)(loss_hessian_sqrt(z))
             return jax.tree.map(lambda c: jnp.sum(c * c, axis=0), cols)
 
-        d = per_example_map(one, X, Y, chunk)
-        return jax.tree.map(lambda x: jnp.sum(x, axis=0) / X.shape[1], d)
+        return jax.tree.map(lambda t: t / X.shape[1], per_example_sum(one, X, Y, chunk))
 
     return route
 
@@ -191,26 +215,6 @@ def route_hvp(params, X, Y, v):
     return jax.jvp(jax.grad(jax_cost), (params, X, Y), (v, jnp.zeros_like(X), jnp.zeros_like(Y)))[1]
 
 
-# --------------------------------------------------------------------------- layout comparison
-
-
-def diag_ggn_stacked(params, X, Y, key):
-    """The exact GGN diagonal with the K = n_L columns stacked: (n_L, K·m), caches repeated."""
-    spec = engine.make_spec(len(ACTS), ACTS, "ce")
-    K, m = Y.shape
-    _, caches = engine.forward(params, jnp.tile(X, (1, K)), spec)  # the forward, K times
-    A = caches[-1].A[:, :m]
-    S = (jnp.eye(K)[:, :, None] - A[:, None, :]) * jnp.sqrt(A)[None, :, :]  # (n_L, K, m)
-    dZs = engine.chain(params, caches, S.reshape(K, K * m), spec)
-    out = {}
-    for l, (cache, dZ) in enumerate(zip(caches, dZs, strict=True), start=1):
-        q = jnp.sum((dZ * dZ).reshape(dZ.shape[0], K, m), axis=1)
-        a = cache.A_prev[:, :m]
-        out[f"W{l}"] = q @ (a * a).T / m
-        out[f"b{l}"] = jnp.sum(q, axis=1, keepdims=True) / m
-    return out
-
-
 # --------------------------------------------------------------------------- timing
 
 
@@ -246,6 +250,13 @@ def median_ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, float, float]
 # --------------------------------------------------------------------------- one case
 
 
+def chunk_size(m: int, fits: float) -> int | None:
+    """None if all m examples fit, else the largest divisor of m that does (at least 1)."""
+    if m <= fits:
+        return None
+    return max(d for d in range(1, m + 1) if m % d == 0 and d <= max(fits, 1))
+
+
 def bench_case(name, dims, m, rounds, budget_mb, slow_s):
     keys = jax.random.split(jax.random.key(0), 4)
     params = mg.init_params(dims, keys[0], dtype=jnp.float32)
@@ -256,12 +267,8 @@ def bench_case(name, dims, m, rounds, budget_mb, slow_s):
     P = sum(p.size for p in params.values())
     C = dims[-1]
     per_example_mb = P * 4 / 2**20
-    chunk1 = None if m * per_example_mb <= budget_mb else max(1, int(budget_mb / per_example_mb))
-    chunkC = (
-        None
-        if m * C * per_example_mb <= budget_mb
-        else max(1, int(budget_mb / (C * per_example_mb)))
-    )
+    chunk1 = chunk_size(m, budget_mb / per_example_mb)
+    chunkC = chunk_size(m, budget_mb / (C * per_example_mb))
     kw = dict(activations=ACTS, loss="ce")
 
     def ours(fn, **extra):
@@ -287,7 +294,6 @@ def bench_case(name, dims, m, rounds, budget_mb, slow_s):
         ("kfac_factors exact", ours(curvature.kfac_factors), route_kfac(False), key, None),
         ("ggn_vector_product", ggn_vp, route_ggn_vp, v, None),
         ("hessian_vector_product", hvp, route_hvp, v, None),
-        ("diag_ggn exact, stacked layout", ours(curvature.diag_ggn), diag_ggn_stacked, key, None),
         ("diag_hessian", ours(curvature.diag_hessian), None, key, None),
     ]  # fmt: skip
     rows = []

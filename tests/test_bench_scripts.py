@@ -10,8 +10,11 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 SCRIPTS = sorted(p for p in BENCH.iterdir() if p.suffix in (".py", ".sh"))
 
-#: `manualgrad._x`, `from manualgrad._x import`, or `name._private(` on any module alias
-PRIVATE = re.compile(r"manualgrad\._\w+|\b[A-Za-z]\w*\._[a-z]\w*\s*\(")
+#: `manualgrad._x`, `from manualgrad._x import`, `from manualgrad import _x`, or
+#: `name._private(` on any module alias
+PRIVATE = re.compile(
+    r"manualgrad\._\w+|from manualgrad\S* import .*\b_\w+|\b[A-Za-z]\w*\._[a-z]\w*\s*\("
+)
 
 
 def test_there_are_bench_scripts():

@@ -52,6 +52,7 @@ examples all-reduce like formula (2) under data parallelism (docs/curvature.md).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Required, TypedDict, Unpack
 
@@ -188,7 +189,7 @@ def _check_mc(mc_samples: Any, key: Any) -> int | None:
                 "or drop the key"
             )
         return None
-    if isinstance(mc_samples, bool) or not isinstance(mc_samples, int):
+    if isinstance(mc_samples, bool) or not isinstance(mc_samples, numbers.Integral):
         got = (
             repr(mc_samples)
             if isinstance(mc_samples, int | float | str)
@@ -209,7 +210,7 @@ def _check_mc(mc_samples: Any, key: Any) -> int | None:
             "pass key=jax.random.key(seed)"
         )
     check.check_key(key)
-    return mc_samples
+    return int(mc_samples)
 
 
 def _check_like_params(v: Any, params: Params, name: str) -> Params:
