@@ -261,6 +261,14 @@ def computed(params, X, Y, v, case: Case) -> dict:
     return out
 
 
+def grouped(case_ids):
+    """The case ids, each in its own xdist group: the tests of a case share its one compile."""
+    return [pytest.param(c, marks=pytest.mark.xdist_group(f"curvature-{c}")) for c in case_ids]
+
+
+CASE_IDS = grouped(sorted(CASES))
+
+
 @functools.cache
 def results(case_id: str) -> tuple[dict, dict, dict]:
     """(params, oracle, computed) of CASES[case_id], both sides in one jit (one compile)."""
@@ -278,12 +286,13 @@ def results(case_id: str) -> tuple[dict, dict, dict]:
 
 
 @pytest.mark.parametrize("quantity", FIRST_ORDER)
-@pytest.mark.parametrize("case_id", sorted(CASES))
+@pytest.mark.parametrize("case_id", CASE_IDS)
 def test_first_order_statistics_match_vmap_grad(x64, case_id, quantity):
     _, want, got = results(case_id)
     assert rel(got[quantity], want[quantity]) <= TOL
 
 
+@pytest.mark.xdist_group("curvature-relu-tanh-softmax-ce")  # shares its compiled case
 def test_gram_diagonal_is_the_squared_per_example_norm(x64):
     _, want, got = results("relu-tanh-softmax-ce")
     assert rel(np.diag(got["gradient_gram"]), want["norms_sq"]) <= TOL
@@ -301,12 +310,13 @@ def test_noise_scale_needs_two_examples(x64):
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case_id", sorted(CASES))
+@pytest.mark.parametrize("case_id", CASE_IDS)
 def test_ggn_vector_product_matches_dense_ggn(x64, case_id):
     _, want, got = results(case_id)
     assert rel(got["ggn_v"], want["ggn_v"]) <= TOL
 
 
+@pytest.mark.xdist_group("curvature-relu-tanh-softmax-ce")  # shares its compiled case
 def test_ggn_columns_by_vmap_under_jit_are_the_dense_ggn(x64):
     case_id = "relu-tanh-softmax-ce"
     case = CASES[case_id]
@@ -324,30 +334,31 @@ def test_ggn_columns_by_vmap_under_jit_are_the_dense_ggn(x64):
     assert rel(run_once(columns, jnp.eye(P)), results(case_id)[1]["ggn"]) <= TOL
 
 
-@pytest.mark.parametrize("case_id", sorted(CASES))
+@pytest.mark.parametrize("case_id", CASE_IDS)
 def test_hessian_vector_product_matches_jax_hessian(x64, case_id):
     _, want, got = results(case_id)
     assert rel(got["hess_v"], want["hess_v"]) <= TOL
 
 
-@pytest.mark.parametrize("case_id", sorted(CASES))
+@pytest.mark.parametrize("case_id", CASE_IDS)
 def test_diag_ggn_exact_matches_the_dense_ggn_diagonal(x64, case_id):
     _, want, got = results(case_id)
     assert rel(got["diag_ggn"], want["diag_ggn"]) <= TOL
 
 
-@pytest.mark.parametrize("case_id", HESSIAN_CASES)
+@pytest.mark.parametrize("case_id", grouped(HESSIAN_CASES))
 def test_diag_hessian_matches_jax_hessian_diagonal(x64, case_id):
     _, want, got = results(case_id)
     assert rel(got["diag_hessian"], want["diag_hessian"]) <= TOL
 
 
-@pytest.mark.parametrize("case_id", PIECEWISE)
+@pytest.mark.parametrize("case_id", grouped(PIECEWISE))
 def test_diag_hessian_equals_diag_ggn_for_piecewise_linear_nets(x64, case_id):
     _, _, got = results(case_id)
     assert rel(got["diag_hessian"], got["diag_ggn"]) <= TOL
 
 
+@pytest.mark.xdist_group("curvature-relu-tanh-softmax-ce")  # shares its compiled case
 def test_diag_hessian_differs_from_diag_ggn_for_curved_activations(x64):
     # the residual terms g''(Z) ⊙ dA are what the GGN leaves out
     _, _, got = results("relu-tanh-softmax-ce")
@@ -365,7 +376,7 @@ def block(ggn, params, l, order):
     return np.asarray(ggn)[np.ix_(ids, ids)]
 
 
-@pytest.mark.parametrize("case_id", sorted(CASES))
+@pytest.mark.parametrize("case_id", CASE_IDS)
 def test_kflr_is_the_ggn_block_for_one_example(x64, case_id):
     params, want, got = results(case_id)
     factors = got["kfac_one_example"]
@@ -374,6 +385,7 @@ def test_kflr_is_the_ggn_block_for_one_example(x64, case_id):
         assert rel(np.kron(A, G), block(want["ggn_one_example"], params, l, "F")) <= TOL
 
 
+@pytest.mark.xdist_group("curvature-relu-tanh-softmax-ce")  # shares its compiled case
 def test_kflr_in_row_major_order_is_kron_G_A(x64):
     params, want, got = results("relu-tanh-softmax-ce")
     for l, (A, G) in got["kfac_one_example"].items():
@@ -393,6 +405,7 @@ def test_kflr_is_exact_for_a_deep_linear_network_with_mse_for_any_m(x64):
         assert rel(np.kron(A, G), block(ggn, params, l, "F")) <= TOL
 
 
+@pytest.mark.xdist_group("curvature-relu-tanh-softmax-ce")  # shares its compiled case
 def test_kflr_is_only_an_approximation_for_a_nonlinear_net_with_many_examples(x64):
     params, want, got = results("relu-tanh-softmax-ce")
     A, G = got["kfac"][1]
@@ -460,6 +473,7 @@ def test_monte_carlo_estimate_converges_at_its_standard_error(x64, name, loss):
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("curvature-relu-tanh-softmax-ce")  # shares its compiled case
 def test_network_binds_the_options_of_the_curvature_functions(x64):
     case = CASES["relu-tanh-softmax-ce"]
     params, X, Y = problem(case)

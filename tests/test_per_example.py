@@ -154,6 +154,8 @@ POOL = {
     ),
 }
 REGIMES = ("below", "between", "above")
+#: the tests of `results` run on one xdist worker, so each POOL architecture compiles once
+POOL_GROUP = pytest.mark.xdist_group("per_example_pool")
 
 
 @st.composite
@@ -221,6 +223,7 @@ def jitted(fn):
 # ---------------------------------------------------------------------------------------
 
 
+@POOL_GROUP
 @given(problem=problems())
 def test_formula_2_is_the_mean_over_examples_of_per_example_grads(x64, problem):
     r = results(problem)
@@ -228,12 +231,14 @@ def test_formula_2_is_the_mean_over_examples_of_per_example_grads(x64, problem):
     assert rel_err(mean, r["grads"]) <= TOL64
 
 
+@POOL_GROUP
 @given(problem=problems())
 def test_per_example_grads_equal_vmap_of_jax_grad(x64, problem):
     r = results(problem)
     assert rel_err(r["per_example"], r["oracle"]) <= TOL64
 
 
+@POOL_GROUP
 def test_per_example_grads_have_leading_example_axis(x64):
     problem = POOL["relu-tanh-softmax-ce"]
     params, _, _ = problem.data()
@@ -275,6 +280,7 @@ def test_formula_1_elementwise_dW_ij_is_dz_i_times_a_prev_j(x64, name):
 # ---------------------------------------------------------------------------------------
 
 
+@POOL_GROUP
 @given(problem=problems())
 def test_per_example_norms_equal_norms_of_vmap_jax_grad(x64, problem):
     r = results(problem)
@@ -283,6 +289,7 @@ def test_per_example_norms_equal_norms_of_vmap_jax_grad(x64, problem):
     assert float(jnp.max(jnp.abs(got - want))) <= TOL64 * max(float(jnp.max(want)), 1e-300)
 
 
+@POOL_GROUP
 @pytest.mark.parametrize("regime", REGIMES)
 @given(problem=problems())
 def test_clipped_grads_equal_explicit_clipping_of_vmap_jax_grad(x64, regime, problem):
@@ -290,6 +297,7 @@ def test_clipped_grads_equal_explicit_clipping_of_vmap_jax_grad(x64, regime, pro
     assert rel_err(r["clipped"][regime], r["oracle_clipped"][regime]) <= TOL64
 
 
+@POOL_GROUP
 def test_clip_regime_between_clips_some_examples_and_not_others(x64):
     """Guards the clipping test: with C 'between', some s_i < 1 and some s_i = 1."""
     s = results(POOL["relu-tanh-softmax-ce"])["factors"]
@@ -313,6 +321,7 @@ def test_clipped_grads_add_l2_once_after_clipping(x64):
     assert rel_err(got, want) <= TOL64
 
 
+@POOL_GROUP
 def test_eager_calls_agree_with_the_jitted_ones(x64):
     problem = POOL["logistic-bce2"]
     params, X, Y = problem.data()
@@ -412,6 +421,7 @@ def test_clip_factors_are_one_with_zero_derivative_at_zero_norm(x64):
 # ---------------------------------------------------------------------------------------
 
 
+@POOL_GROUP
 @given(problem=problems())
 def test_dp_grads_without_noise_equal_clipped_grads(x64, problem):
     r = results(problem)
