@@ -59,6 +59,7 @@ import jax
 import jax.numpy as jnp
 
 from manualgrad import _validation as check
+from manualgrad import regularization
 from manualgrad._errors import ConfigError
 from manualgrad.activations import Activation
 from manualgrad.dense import (
@@ -73,7 +74,6 @@ from manualgrad.dense import (
 )
 from manualgrad.losses import Loss
 from manualgrad.regularization import apply_dropout, l2_cost, l2_weight_grad
-from manualgrad.regularization import dropout_masks as _bernoulli_masks
 
 Array = jax.Array
 Params = dict[str, Array]
@@ -272,7 +272,7 @@ def dropout_masks(params: Params, m: int, spec: Spec, key: Array | None) -> list
         return [None] * (n_layers - 1)
     assert key is not None  # check_inputs asks for a key when keep_prob < 1
     shapes = [(params[f"W{l}"].shape[0], m) for l in range(1, n_layers)]
-    return list(_bernoulli_masks(key, shapes, spec.keep_prob))
+    return list(regularization.dropout_masks(key, shapes, spec.keep_prob))
 
 
 def forward(
