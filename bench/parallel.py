@@ -290,25 +290,18 @@ def measure(args) -> dict:
 
 
 def print_measurement(res: dict) -> None:
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
+
+    from manualgrad import benchmark as B
 
     info = res["machine"]
-    table = Table(
-        title=f"{res['dims']}, m = {res['m']}, {res['devices']} virtual {res['backend']} "
+    table = B.results_table(
+        f"{res['dims']}, m = {res['m']}, {res['devices']} virtual {res['backend']} "
         f"devices; counted all-reduce bytes/step = {res['all_reduce_bytes_counted']:,} "
         "(params + cost)",
-        caption=f"{info['device']}, {info['cores']} cores, {info['date']}; "
-        f"{res['rounds']} paired rounds",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        padding=(0, 1),
-        pad_edge=False,
+        f"{info['device']}, {info['cores']} cores, {info['date']}; {res['rounds']} paired rounds",
+        ("variant", "max err", "AR ops", "arrays", "AR bytes", "ms", "/single [95% CI]"),
     )
-    for col in ("variant", "max err", "AR ops", "arrays", "AR bytes", "ms",
-                "/single [95% CI]"):  # fmt: skip
-        table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
     for name, r in res["variants"].items():
         q = r.get("vs_single_device")
         short = name.replace(", single device", ": 1 device").replace(", jit on ", ": jit, ")

@@ -185,19 +185,14 @@ def _ratio(r, spec=".2f"):
 
 
 def print_table(rows, info):
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(
-        title="per-example clipping, float32: medians of per-round ratios [95% CI]; "
+    table = B.results_table(
+        "per-example clipping, float32: medians of per-round ratios [95% CI]; "
         "(a) = jax.grad of an idiomatic cost; temp: (a)/step/clipped",
-        caption=f"{info['device']}, {info['cores']} cores, {info['date']}",
-        box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1), pad_edge=False,
-    )  # fmt: skip
-    for col in ("case @m", "step ms", "step/(a)", "clipped/step", "vmap/clipped",
-                "temp MiB a/s/c"):  # fmt: skip
-        table.add_column(col, justify="left" if col == "case @m" else "right", no_wrap=True)
+        f"{info['device']}, {info['cores']} cores, {info['date']}",
+        ("case @m", "step ms", "step/(a)", "clipped/step", "vmap/clipped", "temp MiB a/s/c"),
+    )
     for r in rows:
         t = r["temp_bytes"]
         mib = "/".join("—" if t[k] is None else f"{t[k] / 2**20:.0f}"

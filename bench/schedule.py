@@ -166,9 +166,7 @@ def main(argv=None) -> int:
         graph_child(args.graph_child)
         return 0
 
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(stderr=True, width=120)
     rounds = args.rounds or (7 if args.quick else 21)
@@ -186,15 +184,12 @@ def main(argv=None) -> int:
             if args.json:
                 args.json.write_text("\n".join(lines) + "\n")
 
-    table = Table(
-        title="each variant / plain (a): median of per-round ratios [95% CI]",
-        caption=f"{info['device']}, {info['cores']} cores, {info['date']}, {rounds} rounds"
+    table = B.results_table(
+        "each variant / plain (a): median of per-round ratios [95% CI]",
+        f"{info['device']}, {info['cores']} cores, {info['date']}, {rounds} rounds"
         + (f", XLA_FLAGS={info['xla_flags']}" if info["xla_flags"] else ""),
-        box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1), pad_edge=False,
-    )  # fmt: skip
-    table.add_column("point", no_wrap=True)
-    for n in VARIANTS:
-        table.add_column(n, justify="right", no_wrap=True)
+        ("point", *VARIANTS),
+    )
     for r in rows:
         label = f"{'f64' if r['policy'] == 'f64' else 'f32'} {r['layer_dims'][1]}…@{r['m']}"
         table.add_row(label, *(f"{r[n]['median']:.2f} [{r[n]['low']:.2f},{r[n]['high']:.2f}]"

@@ -168,9 +168,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="write the JSON lines to this file")
     args = parser.parse_args(argv)
 
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(stderr=True)
     rounds = args.rounds or (3 if args.quick else 7)
@@ -195,15 +193,13 @@ def main(argv=None) -> int:
         if args.json:
             args.json.write_text("\n".join(lines) + "\n")
 
-    table = Table(
-        title="training loop: manualgrad train vs (a) jit(lax.scan) of jax.grad + optax",
-        caption=f"{info['device']}, {info['cores']} cores, {info['date']}; % peak: of a "
+    table = B.results_table(
+        "training loop: manualgrad train vs (a) jit(lax.scan) of jax.grad + optax",
+        f"{info['device']}, {info['cores']} cores, {info['date']}; % peak: of a "
         f"1024² matmul ({1e3 * ceiling['tflops']:.0f} GFLOP/s)",
-        box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1), pad_edge=False,
+        ("setting", "steps", "manualgrad s", "(a) s", "manualgrad/(a) [95% CI]", "verdict",
+         "% peak m/(a)"),
     )  # fmt: skip
-    for col in ("setting", "steps", "manualgrad s", "(a) s", "manualgrad/(a) [95% CI]",
-                "verdict", "% peak m/(a)"):  # fmt: skip
-        table.add_column(col, justify="left" if col == "setting" else "right", no_wrap=True)
     for r in rows:
         q = r["manualgrad_vs_jax"]
         table.add_row(

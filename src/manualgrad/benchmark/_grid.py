@@ -420,6 +420,32 @@ def run(
 # --------------------------------------------------------------------------- output
 
 
+def results_table(
+    title: str, caption: str, columns: Sequence[str] = (), *, left: Sequence[str] | None = None
+) -> Any:
+    """An empty `rich.table.Table` in the style of every benchmark report, with `columns`.
+
+    A rule under the header, no outer edge, one space between columns, no wrapping. The
+    columns named in `left` (default: the first) are left-aligned, the rest right-aligned;
+    add more with `add_column` as usual.
+    """
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title=title,
+        caption=caption,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1),
+        pad_edge=False,
+    )
+    left = columns[:1] if left is None else left
+    for col in columns:
+        table.add_column(col, justify="left" if col in left else "right", no_wrap=True)
+    return table
+
+
 def network_label(layer_dims: Sequence[int], m: int) -> str:
     """'12288,20,7,5,1 @209'; runs of equal widths are written once: '1024,4096×3,1 @8192'."""
     parts: list[str] = []
@@ -464,9 +490,6 @@ def table(rows: Sequence[dict], *, wide: bool = False):
     other baselines and diagnostics (each / (a)), temp memory, compile time, the
     largest relative disagreement with (a), and rounds × calls.
     """
-    from rich import box
-    from rich.table import Table
-
     grid = [r for r in rows if r.get("kind") == "grid"]
     info = next((r for r in rows if r.get("kind") == "machine"), {})
     ceilings = [r for r in rows if r.get("kind") == "ceiling"]
@@ -476,18 +499,12 @@ def table(rows: Sequence[dict], *, wide: bool = False):
         f"{info.get('device', '')}, {info.get('cores', '?')} cores, {info.get('date', '')}; "
         f"% peak: of an n×n matmul ({peaks})"
     )
-    t = Table(
-        title=title,
-        caption=caption,
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        padding=(0, 1),
-        pad_edge=False,
+    t = results_table(
+        title,
+        caption,
+        ("policy", "network @m", "manual ms", "(a) ms", "manual/(a) [95% CI]", "verdict", "% peak"),
+        left=("policy", "network @m", "verdict"),
     )
-    for col in ("policy", "network @m", "manual ms", "(a) ms", "manual/(a) [95% CI]", "verdict",
-                "% peak"):  # fmt: skip
-        left = col in ("policy", "network @m", "verdict")
-        t.add_column(col, justify="left" if left else "right", no_wrap=True)
     extra = [name for name in STEPS[2:] if any(f"{name}_vs_jax" in r for r in grid)]
     if wide:
         for name in extra:
