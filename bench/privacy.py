@@ -43,7 +43,7 @@ import numpy as np
 
 import manualgrad as mg
 from manualgrad import privacy
-from manualgrad.benchmark import aot_compile, machine, paired_rounds, ratio_interval
+from manualgrad.benchmark import aot_compile, machine, max_rel_err, paired_rounds, ratio_interval
 
 #: name, layer dims, N, q
 CASES = [
@@ -135,40 +135,30 @@ def _check(dims, n, q, K, X, Y, params, opacus_ok):
     # private with σ ≈ 0, C = ∞ and every column sampled (q = 1 for the check: all of
     # the first K columns) equals the plain step when the normaliser is K.
     acts = ("relu",) * (len(dims) - 2) + ("softmax",)
-    g_priv = privacy.masked_dp_grads(
-        params,
-        X[:, :K],
-        Y[:, :K],
-        jnp.ones(K, bool),
-        noise_key=jax.random.key(0),
-        clip_norm=1e30,
-        noise_multiplier=0.0,
-        normaliser=K,
-        activations=acts,
-        loss="ce",
-    )
-    _, g_step = mg.value_and_grad(params, X[:, index], Y[:, index], activations=acts, loss="ce")
-    err = max(
-        float(jnp.max(jnp.abs(g_priv[k] - g_step[k])) / (jnp.max(jnp.abs(g_step[k])) + 1e-30))
-        for k in params
-    )
-    errs = {"private_vs_step": err}
-    if opacus_ok:
-        B = round(q * n)
-        run, model = _opacus_step(dims, B, params, X, Y, 0.0, CLIP, q * n)
-        run()  # one noiseless clipped step from params
-        g_ours = privacy.masked_dp_grads(
+
+    def noiseless(B, clip_norm, normaliser):
+        """privacy.masked_dp_grads with σ = 0 on the first B columns, all of them sampled."""
+        return privacy.masked_dp_grads(
             params,
             X[:, :B],
             Y[:, :B],
             jnp.ones(B, bool),
             noise_key=jax.random.key(0),
-            clip_norm=CLIP,
+            clip_norm=clip_norm,
             noise_multiplier=0.0,
-            normaliser=q * n,
+            normaliser=normaliser,
             activations=acts,
             loss="ce",
         )
+
+    g_priv = noiseless(K, 1e30, K)
+    _, g_step = mg.value_and_grad(params, X[:, index], Y[:, index], activations=acts, loss="ce")
+    errs = {"private_vs_step": max_rel_err(g_priv, g_step)}
+    if opacus_ok:
+        B = round(q * n)
+        run, model = _opacus_step(dims, B, params, X, Y, 0.0, CLIP, q * n)
+        run()  # one noiseless clipped step from params
+        g_ours = noiseless(B, CLIP, q * n)
         mods = [m for m in model._module if hasattr(m, "weight")]
         worst = 0.0
         for l, lin in enumerate(mods, start=1):
