@@ -48,7 +48,6 @@ from manualgrad.benchmark import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-STATIC = ("activations", "loss", "keep_prob", "precision")
 
 
 def import_before(ref: str, into: Path):
@@ -79,8 +78,8 @@ def import_before(ref: str, into: Path):
 def steps(before, acts: tuple[str, ...]):
     """{"manual": (now, before), "clipped": (now, before)}: jitted (params, X, Y) functions."""
     net = mg.network(acts)
-    old_vg = jax.jit(before.value_and_grad, static_argnames=STATIC)
-    old_clip = jax.jit(before.clipped_grads, static_argnames=STATIC)
+    old_vg = jax.jit(before.value_and_grad, static_argnames=before.STATIC_ARGNAMES)
+    old_clip = jax.jit(before.clipped_grads, static_argnames=before.STATIC_ARGNAMES)
     return {
         "manual": (
             jax.jit(net.value_and_grad),
