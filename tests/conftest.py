@@ -47,7 +47,7 @@ jax.config.update(
 
 
 def pytest_unconfigure(config):
-    if _OWN_CACHE and not hasattr(config, "workerinput"):
+    if _OWN_CACHE:  # only the process that made the folder removes it
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
