@@ -9,6 +9,9 @@ and from the matching built-in (``ValueError`` or ``TypeError``), so existing
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 
 class ManualgradError(Exception):
     """Base class of every error manualgrad raises on bad input."""
@@ -37,3 +40,22 @@ class CheckpointError(ManualgradError, ValueError):
 def plural(n: int, noun: str, nouns: str | None = None) -> str:
     """`n` with its noun in the right number, for messages: "1 label", "3 labels"."""
     return f"{n} {noun if n == 1 else nouns or noun + 's'}"
+
+
+class MissingDependencyError(ManualgradError, ImportError):
+    """An optional package a feature needs is not installed; the message says what to install."""
+
+
+def optional_import(module: str, *, needed_for: str, install: str) -> Any:
+    """Import the optional package `module`, or raise :class:`MissingDependencyError` with a hint.
+
+    Optional packages (equinox, torch, matplotlib, dp-accounting, scikit-learn) are imported
+    by name when a feature first needs them, so that neither `import manualgrad` nor the type
+    checker requires them. `needed_for` says which feature asked; `install` the command.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"{needed_for} needs the optional package `{module}`, which is not installed: {install}"
+        ) from err

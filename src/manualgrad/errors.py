@@ -7,6 +7,7 @@
 | `ConfigError`     | `ValueError` | unknown names, options out of range                  |
 | `DataError`       | `ValueError` | data files and labels                                |
 | `CheckpointError` | `ValueError` | checkpoints that do not match the run                |
+| `MissingDependencyError` | `ImportError` | an optional package a feature needs is absent |
 
 Every message says what was expected, what arrived and how to fix it; the catalogue
 of cases is in the documentation ("Errors").
@@ -18,6 +19,7 @@ from manualgrad._errors import (
     DataError,
     DTypeError,
     ManualgradError,
+    MissingDependencyError,
     ShapeError,
 )
 
@@ -27,5 +29,6 @@ __all__ = [
     "DTypeError",
     "DataError",
     "ManualgradError",
+    "MissingDependencyError",
     "ShapeError",
 ]

@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from manualgrad._errors import optional_import
+
 Array = jax.Array
 Params = Mapping[str, Array]
 
@@ -149,13 +151,13 @@ def idiomatic_value_and_grad(
 def equinox_step(params: Params, X: Array, Y: Array, **arch: Unpack[Architecture]) -> Step:
     """Baseline (b): an equinox MLP with an optax loss, examples as rows under `jax.vmap`.
 
-    Raises ImportError without equinox (`pip install equinox`) and ValueError for
+    Raises :class:`~manualgrad.errors.MissingDependencyError` (an ImportError) without
+    equinox (`pip install "manualgrad[bench]"`) and ValueError for
     the bf16 policy (no idiomatic equinox equivalent).
     """
-    try:
-        import equinox as eqx
-    except ImportError as err:
-        raise ImportError("baseline (b) needs equinox: pip install equinox") from err
+    eqx = optional_import(
+        "equinox", needed_for="baseline (b)", install='pip install "manualgrad[bench]"'
+    )
     from manualgrad.benchmark._measure import temp_bytes, xla_flops
 
     activations, loss, precision = _architecture(arch)
@@ -215,16 +217,15 @@ def equinox_step(params: Params, X: Array, Y: Array, **arch: Unpack[Architecture
 def torch_step(params: Params, X: Array, Y: Array, **arch: Unpack[Architecture]) -> Step:
     """Baseline (c): PyTorch autograd (eager) on the same layers, data and loss.
 
-    Runs on CUDA when both torch and jax see a GPU, else on the CPU. Raises ImportError
-    without torch (`pip install torch`).
+    Runs on CUDA when both torch and jax see a GPU, else on the CPU. Raises
+    :class:`~manualgrad.errors.MissingDependencyError` (an ImportError) without torch.
     """
     # PyTorch's OpenMP threads busy-wait after each op by default, taking the cores from
     # whatever runs next (here: the jax step of the same round); make them sleep instead.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    try:
-        import torch
-    except ImportError as err:
-        raise ImportError("baseline (c) needs PyTorch: pip install torch") from err
+    torch = optional_import(
+        "torch", needed_for="baseline (c)", install='pip install "manualgrad[bench]"'
+    )
     activations, loss, precision = _architecture(arch)
     if loss != "bce":
         raise ValueError(f"the torch baseline is written for bce, got {loss!r}")
