@@ -5,7 +5,7 @@ initial params on the same 1,438 training images with Poisson sampling at rate q
 per-example clipping at C and Gaussian noise calibrated by the PLD accountant to
 (ε, δ) after all steps; report the test accuracy on the 359 held-out images, averaged
 over --seeds runs (each seed: its own init, sampling and noise; the split is fixed).
-The non-private run is what one would write without privacy: `manualgrad.train` with
+The non-private run is what one would write without privacy: `manualgrad.training._loop` with
 shuffled mini-batches of the expected size q·N, the same optimizer and epochs (its own
 learning rate, --lr-nonprivate), no clipping and no noise.
 
@@ -28,9 +28,9 @@ import optax
 
 from manualgrad import privacy
 from manualgrad.benchmark import machine
-from manualgrad.datasets import digits_split
+from manualgrad.data.datasets import digits_split
 from manualgrad.functional import init_params
-from manualgrad.train import accuracy, train
+from manualgrad.training._loop import accuracy, train
 
 
 def run(args) -> list[dict]:

@@ -12,7 +12,7 @@ Two settings, float32:
 | `mini`   | [784, 256, 128, 1], relu² sigmoid    | m = 4096 | `optax.adam(1e-3)`, B = 128,     |
 |          |                                      |          | reshuffled every epoch, 20 epochs|
 
-`manualgrad` is :func:`manualgrad.train.train` (all epochs in one compiled call). The
+`manualgrad` is :func:`manualgrad.training._loop.train` (all epochs in one compiled call). The
 baseline (a) is what a JAX user writes: one `jax.jit` of a `lax.scan` over epochs (and
 over mini-batches) taking `jax.value_and_grad` of an idiomatic cost
 (`manualgrad.benchmark.idiomatic_cost`: `jax.nn` + `optax.losses`) and the same optax
@@ -43,7 +43,7 @@ from jax import lax
 
 from manualgrad import benchmark as B
 from manualgrad.functional import init_params
-from manualgrad.train import train
+from manualgrad.training._loop import train
 
 
 class Setting(NamedTuple):

@@ -102,7 +102,7 @@ def main() -> None:
     jax.config.update("jax_enable_x64", True)
     start = time.perf_counter()
 
-    X_np, Y_np = mg.datasets.moons(m=200, seed=0, noise=0.15)
+    X_np, Y_np = mg.data.datasets.moons(m=200, seed=0, noise=0.15)
     X, Y = jnp.asarray(X_np), jnp.asarray(Y_np)
     net, params = train_map(X, Y)
     acc = float(mg.accuracy(params, X, Y, activations=ACTIVATIONS))

@@ -127,7 +127,7 @@ def main() -> dict:
         )._asdict(),
     }
 
-    # --- data_parallel_fn inside a jitted scan of 2 steps (as manualgrad.train uses it)
+    # --- data_parallel_fn inside a jitted scan of 2 steps (as manualgrad.training._loop uses it)
     net_l2 = net_of("bce", l2=0.1)
     dp_vag = mg.parallel.data_parallel_fn(mesh, net_l2.value_and_grad)
 
@@ -146,9 +146,9 @@ def main() -> dict:
         jax.jit(functools.partial(sgd_scan, dp_vag)).lower(params, X, Y).compile()
     )._asdict()
 
-    # --- manualgrad.train with the CLI's --devices 4 option (mini-batches of 16 of 48)
+    # --- manualgrad.training._loop with the CLI's --devices 4 option (mini-batches of 16 of 48)
     from manualgrad._cli.train import _parallel_options
-    from manualgrad.train import train
+    from manualgrad.training._loop import train
 
     params, X, Y = problem("bce", 48)
     opts = dict(activations=ACTS["bce"], epochs=3, batch_size=16, key=key)

@@ -1,4 +1,4 @@
-"""Numpy backward passes for the tests of `manualgrad.testing`: one correct, one per mistake.
+"""Numpy backward passes for the tests of `mg.checking.backward`: one correct, one per mistake.
 
 They are written the way the course's assignment is (course 1 week 4): `linear_backward`,
 `relu_backward`, `sigmoid_backward`, and an `L_model_backward(AL, Y, caches)` that chains

@@ -13,14 +13,14 @@ import optax
 import pytest
 
 import manualgrad as mg
-from manualgrad.checkpoint import (
+from manualgrad.errors import CheckpointError
+from manualgrad.training.checkpoint import (
     Checkpoint,
     checkpoint_path,
     load_checkpoint,
     load_params,
     save_checkpoint,
 )
-from manualgrad.errors import CheckpointError
 
 FINGERPRINT = {"layers": [3, 4, 1], "optimizer": "adam", "lr": 0.01}
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from manualgrad._cli.train import resume_command
+from manualgrad._core.losses import output_activation
 from manualgrad.cli import main
-from manualgrad.losses import output_activation
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

@@ -30,8 +30,8 @@ from jax.flatten_util import ravel_pytree
 
 import manualgrad as mg
 from helpers import REFERENCE_ACTIVATIONS
-from manualgrad import activations as acts_module
 from manualgrad import curvature
+from manualgrad._core import activations as acts_module
 
 TOL = 1e-12
 ROOT = Path(__file__).resolve().parents[1]

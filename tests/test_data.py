@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from manualgrad.data import as_targets, load_csv, load_data, load_npz, one_hot, train_test_split
-from manualgrad.datasets import DATASETS, circles, flower, moons, spiral
+from manualgrad.data.datasets import DATASETS, circles, flower, moons, spiral
+from manualgrad.data.files import (
+    as_targets,
+    load_csv,
+    load_data,
+    load_npz,
+    one_hot,
+    train_test_split,
+)
 from manualgrad.errors import DataError
 
 X_COLS = np.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]])  # (n_x, m) = (2, 3)

@@ -27,11 +27,11 @@ from jax.experimental import checkify
 
 import manualgrad as mg
 from manualgrad import course
-from manualgrad.data import load
-from manualgrad.datasets import spiral
+from manualgrad.checking.backward import check_backward, default_cases, load_function
+from manualgrad.checking.value_checks import checked_value_and_grad
+from manualgrad.data.datasets import spiral
+from manualgrad.data.files import load
 from manualgrad.errors import CheckpointError, ConfigError, DataError, DTypeError, ShapeError
-from manualgrad.testing import check_backward, default_cases, load_function
-from manualgrad.value_checks import checked_value_and_grad
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 ACTS2 = ("relu", "softmax")  # the two-layer classifier used by most cases
@@ -237,7 +237,7 @@ def returning(change: Callable[[dict], object], **options) -> Callable[[], objec
     return call
 
 
-T, D = "Training (`train`, `accuracy`)", "Data sets and data files (`manualgrad.data`)"
+T, D = "Training (`train`, `accuracy`)", "Data sets and data files (`manualgrad.data.files`)"
 P, A, L, XS, YS, O, B, I, PE, J = (
     "Parameters",
     "Activations",
@@ -250,9 +250,11 @@ P, A, L, XS, YS, O, B, I, PE, J = (
     "Per-example clipping and noise",
     "Under jax.jit",
 )
-V = "Value checks (opt-in, `manualgrad.value_checks`)"
+V = "Value checks (opt-in, `manualgrad.checking.value_checks`)"
 DP = "Private training (`manualgrad.privacy`)"
-CB = "Checking your own backward pass (`manualgrad.testing`, `manualgrad check --against`)"
+CB = (
+    "Checking your own backward pass (`manualgrad.checking.backward`, `manualgrad check --against`)"
+)
 CV = "Curvature (`manualgrad.curvature`)"
 RUNTIME = checkify.JaxRuntimeError
 
@@ -514,7 +516,7 @@ CASES: list[Case] = [
          _without("dp_accounting", call=_eps()), ConfigError,
          r'pip install "manualgrad\[dp\]"', '`pip install "manualgrad[dp]"`'),
     Case("digits-needs-scikit-learn", "Data sets", "the digits data set without scikit-learn",
-         _without("sklearn", "sklearn.datasets", call=lambda: mg.datasets.digits()),
+         _without("sklearn", "sklearn.datasets", call=lambda: mg.data.datasets.digits()),
          ConfigError, r'pip install "manualgrad\[digits\]"',
          '`pip install "manualgrad[digits]"`'),
     # -- curvature ------------------------------------------------------------------------
@@ -643,7 +645,7 @@ def render_catalogue() -> str:
         "`tests/test_errors.py` (the numbers follow your shapes), and the fix.",
         "",
         "Values (NaN/Inf, label ranges) are not checked by default: they are opt-in "
-        "through `manualgrad.value_checks` (last section), whose errors are "
+        "through `manualgrad.checking.value_checks` (last section), whose errors are "
         "`jax.experimental.checkify.JaxRuntimeError`s raised by `err.throw()`.",
         "",
     ]

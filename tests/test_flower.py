@@ -1,4 +1,4 @@
-"""`manualgrad.datasets.flower`: the course's planar data set, generated from a seed."""
+"""`manualgrad.data.datasets.flower`: the course's planar data set, generated from a seed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from manualgrad._errors import ConfigError
-from manualgrad.datasets import flower
+from manualgrad.data.datasets import flower
 
 
 def test_flower_has_examples_as_columns_and_float64_arrays():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from helpers import F64_TOL, REFERENCE_ACTIVATIONS, reference_losses, rel_err
-from manualgrad import dense
-from manualgrad.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
-from manualgrad.losses import LOSSES
+from manualgrad._core import dense
+from manualgrad._core.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
+from manualgrad._core.losses import LOSSES
 
 pytestmark = pytest.mark.usefixtures("x64")
 

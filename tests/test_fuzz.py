@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 import manualgrad as mg
 from manualgrad import course, per_example
-from manualgrad.datasets import DATASETS
+from manualgrad.data.datasets import DATASETS
 
 N_EXAMPLES = 100
 

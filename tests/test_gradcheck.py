@@ -1,4 +1,4 @@
-"""`manualgrad.gradcheck`: the course's metric, central differences, and the report.
+"""`manualgrad.checking.gradcheck`: the course's metric, central differences, and the report.
 
 Oracles: hand-computed metric values, analytic derivatives of simple functions, and
 deliberately wrong gradients (scaled, transposed, missing 1/m, missing the L2 term)
@@ -17,9 +17,9 @@ import pytest
 
 import manualgrad as mg
 from manualgrad import course
+from manualgrad._core.activations import ACTIVATIONS
 from manualgrad._errors import DTypeError, ShapeError
-from manualgrad.activations import ACTIVATIONS
-from manualgrad.gradcheck import (
+from manualgrad.checking.gradcheck import (
     compare_with_autodiff,
     finite_difference_grads,
     relative_difference,
@@ -89,7 +89,7 @@ _value_and_grad = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATI
 
 
 def _problem(dims=(2, 3, 3, 1), m=9, l2=0.0):
-    X, Y = mg.datasets.flower(m, seed=0)
+    X, Y = mg.data.datasets.flower(m, seed=0)
     X, Y = jnp.asarray(X), jnp.asarray(Y)
     params = mg.init_params(list(dims), jax.random.key(0), dtype=X.dtype)
 
@@ -156,7 +156,7 @@ def test_a_forgotten_l2_term_is_caught_by_finite_differences_alone(x64):
 
 
 def test_course_style_grads_are_accepted_and_pass(x64):
-    X, Y = mg.datasets.flower(8, seed=2)
+    X, Y = mg.data.datasets.flower(8, seed=2)
     params = course.initialize_parameters_deep([2, 4, 3, 1], key=jax.random.key(1))
     params = {k: v * 50 for k, v in params.items()}  # randn · 0.5: not vanishingly small
 
@@ -245,7 +245,7 @@ def test_jax_grad_of_a_kinked_forward_at_zero_is_the_hand_written_derivative(x64
 def test_backward_equals_jax_grad_of_cost_where_dropout_leaves_Z_exactly_zero(x64, hidden):
     # one hidden unit per layer and keep_prob 0.5: about half the examples lose layer 1,
     # so Z2 = W2 · 0 + b2 = 0 exactly there (b starts at 0)
-    X, Y = mg.datasets.flower(40, seed=3)
+    X, Y = mg.data.datasets.flower(40, seed=3)
     X, Y = jnp.asarray(X), jnp.asarray(Y)
     params = mg.init_params([2, 1, 3, 1], jax.random.key(3), dtype=X.dtype)
     options = dict(activations=("tanh", hidden, "sigmoid"), keep_prob=0.5, key=jax.random.key(4))

@@ -15,8 +15,8 @@ from jax.test_util import check_grads
 
 import manualgrad as mg
 from helpers import F32_TOL, F64_TOL, max_relative_error, problem, reference_cost
-from manualgrad.activations import HIDDEN_ACTIVATIONS
-from manualgrad.regularization import dropout_masks
+from manualgrad._core.activations import HIDDEN_ACTIVATIONS
+from manualgrad._core.regularization import dropout_masks
 
 OUTPUT_PAIRS = [("sigmoid", "bce"), ("softmax", "ce")] + [
     (a, "mse") for a in ("relu", "leaky_relu", "tanh", "sigmoid", "linear", "softmax")

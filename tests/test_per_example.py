@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import manualgrad as mg
 from helpers import F32_TOL, F64_TOL, REFERENCE_ACTIVATIONS, rel_err
-from manualgrad.regularization import dropout_masks
+from manualgrad._core.regularization import dropout_masks
 
 TOL64, TOL32 = F64_TOL, F32_TOL
 

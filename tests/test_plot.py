@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 import manualgrad as mg
-from manualgrad.data import train_test_split
-from manualgrad.datasets import spiral
+from manualgrad.data.datasets import spiral
+from manualgrad.data.files import train_test_split
 
 pytest.importorskip("matplotlib")
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection
 
-from manualgrad.plot import training_figure
+from manualgrad.training.plot import training_figure
 
 
 def test_decision_regions_show_every_class_the_test_points_and_a_legend():

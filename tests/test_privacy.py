@@ -420,7 +420,7 @@ def test_the_plan_meets_the_target_and_bounds_the_overflow_by_delta_over_1000():
 
 
 def test_digits_are_real_64_pixel_images_with_one_hot_labels_and_a_held_out_split():
-    X, Y, X_test, Y_test = mg.datasets.digits_split(test_fraction=0.2, seed=1)
+    X, Y, X_test, Y_test = mg.data.datasets.digits_split(test_fraction=0.2, seed=1)
     assert X.shape == (64, 1438) and Y.shape == (10, 1438)
     assert X_test.shape == (64, 359) and Y_test.shape == (10, 359)
     assert X.min() == 0.0 and X.max() == 1.0

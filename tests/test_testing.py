@@ -1,4 +1,4 @@
-"""`manualgrad.testing` and `manualgrad.mistakes`: checking a user's own backward pass.
+"""`mg.checking.backward` and `mg.checking._mistakes`: checking a user's own backward pass.
 
 The oracle is the set of numpy reference implementations in tests/backward_references.py:
 one correct `L_model_backward` (and `grads`, in the core convention) and one version per
@@ -21,16 +21,16 @@ import pytest
 import backward_references as refs
 from manualgrad import course
 from manualgrad._errors import ConfigError, DTypeError, ShapeError
-from manualgrad.cli import main
-from manualgrad.functional import value_and_grad
-from manualgrad.mistakes import MISTAKES
-from manualgrad.testing import (
+from manualgrad.checking._mistakes import MISTAKES
+from manualgrad.checking.backward import (
     BackwardCase,
     assert_backward_matches,
     check_backward,
     default_cases,
     load_function,
 )
+from manualgrad.cli import main
+from manualgrad.functional import value_and_grad
 
 ROOT = Path(__file__).resolve().parents[1]
 REFS = ROOT / "tests" / "backward_references.py"
@@ -362,7 +362,7 @@ def test_the_fixture_fails_a_buggy_backward_with_the_diagnosis(pytester):
 def test_the_fixture_is_the_library_function(pytester):
     pytester.makepyfile(
         """
-        from manualgrad.testing import assert_backward_matches as library
+        from manualgrad.checking.backward import assert_backward_matches as library
 
         def test_same(assert_backward_matches):
             assert assert_backward_matches is library

@@ -14,9 +14,9 @@ import pytest
 
 import manualgrad as mg
 from helpers import rel_err
-from manualgrad.checkpoint import load_params
 from manualgrad.per_example import dp_grads
-from manualgrad.train import TrainingInterrupted, epoch_batches, steps_per_epoch
+from manualgrad.training._loop import TrainingInterrupted, epoch_batches, steps_per_epoch
+from manualgrad.training.checkpoint import load_params
 
 ACTS = ("tanh", "relu", "sigmoid")
 ADAM = optax.adam(0.01)  # one instance, so tests with the same settings share a compilation
@@ -155,7 +155,7 @@ def test_float32_training_casts_float64_data_to_the_params_dtype():
 
 
 def test_cost_history_decreases_on_flower():
-    from manualgrad.datasets import flower
+    from manualgrad.data.datasets import flower
 
     X, Y = flower()
     acts = ("tanh", "sigmoid")

@@ -1,4 +1,4 @@
-"""Opt-in value checks (manualgrad.value_checks): silent on clean data, usable under jit.
+"""Opt-in value checks (manualgrad.checking.value_checks): silent on clean data, usable under jit.
 
 The failing cases (NaN in X/params/Y, bad bce labels, non-one-hot ce columns) are
 entries of the error catalogue in tests/test_errors.py.
@@ -13,7 +13,7 @@ import pytest
 from jax.experimental import checkify
 
 import manualgrad as mg
-from manualgrad.value_checks import check_values, checked_value_and_grad
+from manualgrad.checking.value_checks import check_values, checked_value_and_grad
 
 ACTS = ("tanh", "softmax")
 

@@ -1,4 +1,4 @@
-"""manualgrad: hand-derived backward propagation for dense networks, in jax.numpy.
+"""manualgrad: hand-derived backward propagation in jax.numpy, layer by layer.
 
 The formulas (examples are columns, m examples, per-example loss L):
 
@@ -8,37 +8,74 @@ The formulas (examples are columns, m examples, per-example loss L):
     (4) dA[l-1] = W[l]ᵀ dZ[l]
     (5) dZ[l] = dA[l] ⊙ g[l]'(Z[l])
 
-The top level holds the core: :func:`network` (bind the options once, get jit-ready
-functions), the functional primitives it binds, per-example gradients and clipping,
-and training. Everything else lives in sub-namespaces: `mg.per_example`,
-`mg.parallel`, `mg.privacy`, `mg.curvature`, `mg.course`, `mg.gradcheck`, `mg.datasets`,
-`mg.bridge`, `mg.errors`, and the building blocks `mg.dense`, `mg.activations`, `mg.losses`.
+The top level holds the core: :func:`network` (a sequence of layers and a loss, bound
+once, with jit-ready functions), `mg.layers`, the functional shims it binds, per-example
+gradients and clipping, and training. Everything else lives in sub-namespaces:
+
+| namespace        | what it holds                                                   |
+|------------------|-----------------------------------------------------------------|
+| `mg.layers`      | the layer kinds (`Dense`, …) and the `Layer` protocol          |
+| `mg.per_example` | per-example gradients, norms, clipping, DP noise                 |
+| `mg.curvature`   | gradient statistics, GGN/Hessian products and diagonals, KFAC    |
+| `mg.privacy`     | DP-SGD: Poisson sampling, accounting, the private step          |
+| `mg.training`    | the training loop, its callbacks, checkpoints, the figure        |
+| `mg.parallel`    | data parallelism over a device mesh                              |
+| `mg.checking`    | gradcheck, check-your-backward, value checks                     |
+| `mg.data`        | loaders and the built-in data sets                               |
+| `mg.course`      | the course's functions, names and layouts                        |
+| `mg.activations`, `mg.losses`, `mg.dense`, `mg.precision`, `mg.regularization` | the formulas |
+| `mg.errors`      | the exception types                                              |
+
+Every sub-namespace and every core name is loaded on first use (PEP 562), so
+`import manualgrad` imports neither jax nor optax until something needs them.
 """
 
-from manualgrad import activations as activations
-from manualgrad import bridge as bridge
-from manualgrad import checkpoint as checkpoint
-from manualgrad import course as course
-from manualgrad import curvature as curvature
-from manualgrad import datasets as datasets
-from manualgrad import dense as dense
-from manualgrad import errors as errors
-from manualgrad import functional as functional
-from manualgrad import gradcheck as gradcheck
-from manualgrad import losses as losses
-from manualgrad import parallel as parallel
-from manualgrad import per_example as per_example
-from manualgrad import precision as precision
-from manualgrad import privacy as privacy
-from manualgrad import regularization as regularization
-from manualgrad import value_checks as value_checks
-from manualgrad._errors import ManualgradError
-from manualgrad._network import Network, network
-from manualgrad.functional import backward, cost, forward, init_params, predict, value_and_grad
-from manualgrad.per_example import clipped_grads, dp_grads, per_example_grads, per_example_norms
-from manualgrad.train import TrainResult, accuracy, train
+from __future__ import annotations
 
-__version__ = "0.2.0"  # the one source of the version (pyproject reads it)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.3.0"  # the one source of the version (pyproject reads it)
+
+#: public name -> the module that defines it
+_NAMES = {
+    "ManualgradError": "manualgrad._errors",
+    "Network": "manualgrad._network",
+    "network": "manualgrad._network",
+    "backward": "manualgrad.functional",
+    "cost": "manualgrad.functional",
+    "forward": "manualgrad.functional",
+    "init_params": "manualgrad.functional",
+    "predict": "manualgrad.functional",
+    "value_and_grad": "manualgrad.functional",
+    "clipped_grads": "manualgrad.per_example",
+    "dp_grads": "manualgrad.per_example",
+    "per_example_grads": "manualgrad.per_example",
+    "per_example_norms": "manualgrad.per_example",
+    "TrainResult": "manualgrad.training",
+    "accuracy": "manualgrad.training",
+    "train": "manualgrad.training",
+}
+
+#: sub-namespace -> its module
+_NAMESPACES = {
+    "per_example": "manualgrad.per_example",
+    "curvature": "manualgrad.curvature",
+    "privacy": "manualgrad.privacy",
+    "training": "manualgrad.training",
+    "parallel": "manualgrad.parallel",
+    "checking": "manualgrad.checking",
+    "data": "manualgrad.data",
+    "course": "manualgrad.course",
+    "functional": "manualgrad.functional",
+    "errors": "manualgrad.errors",
+    "benchmark": "manualgrad.benchmark",
+    "activations": "manualgrad._core.activations",
+    "losses": "manualgrad._core.losses",
+    "dense": "manualgrad._core.dense",
+    "precision": "manualgrad._core.precision",
+    "regularization": "manualgrad._core.regularization",
+}
 
 __all__ = [
     "ManualgradError",
@@ -59,3 +96,44 @@ __all__ = [
     "train",
     "value_and_grad",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+    elif name in _NAMESPACES:
+        value = importlib.import_module(_NAMESPACES[name])
+    else:
+        raise AttributeError(f"module 'manualgrad' has no attribute {name!r}")
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_NAMES, *_NAMESPACES})
+
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from manualgrad import (
+        checking,
+        course,
+        curvature,
+        data,
+        errors,
+        functional,
+        parallel,
+        per_example,
+        privacy,
+        training,
+    )
+    from manualgrad._core import activations, dense, losses, precision, regularization
+    from manualgrad._errors import ManualgradError
+    from manualgrad._network import Network, network
+    from manualgrad.functional import backward, cost, forward, init_params, predict, value_and_grad
+    from manualgrad.per_example import (
+        clipped_grads,
+        dp_grads,
+        per_example_grads,
+        per_example_norms,
+    )
+    from manualgrad.training import TrainResult, accuracy, train

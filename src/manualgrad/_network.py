@@ -32,11 +32,11 @@ from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
-from manualgrad import _engine as engine
 from manualgrad import curvature, functional, per_example
-from manualgrad._engine import check
+from manualgrad._bridge import custom_vjp_cost
+from manualgrad._core import engine
+from manualgrad._core.engine import check
 from manualgrad._errors import ConfigError
-from manualgrad.bridge import custom_vjp_cost
 
 __all__ = ["Network", "network"]
 
@@ -59,7 +59,7 @@ class Network(NamedTuple):
     | `custom_vjp_cost`   | params, X, Y, key=None                   | `custom_vjp_cost`     |
 
     The functions bound are :mod:`manualgrad.functional`'s, :mod:`manualgrad.per_example`'s
-    and :func:`manualgrad.bridge.custom_vjp_cost` (a cost whose `jax.grad` runs
+    and :func:`manualgrad._bridge.custom_vjp_cost` (a cost whose `jax.grad` runs
     the hand-written backward).
 
     Curvature and gradient statistics (:mod:`manualgrad.curvature`), of the
@@ -121,11 +121,11 @@ def network(
 
     | argument      | meaning                                                      |
     |---------------|--------------------------------------------------------------|
-    | `activations` | one of :data:`manualgrad.activations.ACTIVATIONS` per layer  |
+    | `activations` | one of :data:`manualgrad._core.activations.ACTIVATIONS` per layer  |
     | `loss`        | "bce" (sigmoid output), "ce" (softmax, one-hot Y), "mse"     |
     | `l2`          | λ of (λ/2m) Σ_l ‖W[l]‖_F², a Python number                   |
     | `keep_prob`   | inverted dropout on hidden layers (1.0: none)                |
-    | `precision`   | "default", "highest" or "bf16" (:mod:`manualgrad.precision`) |
+    | `precision`   | "default", "highest" or "bf16" (:mod:`manualgrad._core.precision`) |
 
     Returns a :class:`Network` whose functions take arrays only, so `jax.jit`,
     `jax.vmap` and `optax` loops use them directly. The number of layers is fixed

@@ -15,6 +15,11 @@ from collections.abc import Sequence
 
 from manualgrad._errors import ManualgradError
 
+__all__ = [
+    "build_parser",
+    "main",
+]
+
 #: sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("manualgrad._cli.check", "compare the hand-written gradients with jax.grad"),

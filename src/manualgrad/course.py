@@ -4,8 +4,8 @@ Course 1 week 4 ("Building your deep neural network: step by step") and course 2
 week 1 (regularisation) build an L-layer network from the functions below. Each one
 here has the course's name, signature, return values, cache layout and dict keys, so a
 notebook can swap them in for its NumPy versions; the arithmetic is manualgrad's core
-(:mod:`manualgrad.dense`, :mod:`manualgrad.activations`, :mod:`manualgrad.losses`,
-:mod:`manualgrad.regularization`), not a second copy.
+(:mod:`manualgrad._core.dense`, :mod:`manualgrad._core.activations`, :mod:`manualgrad._core.losses`,
+:mod:`manualgrad._core.regularization`), not a second copy.
 
 | course function                                   | returns                   | core       |
 |---------------------------------------------------|---------------------------|------------|
@@ -58,13 +58,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manualgrad import dense
-from manualgrad._engine import check
+from manualgrad._core import dense
+from manualgrad._core.activations import ACTIVATIONS, Activation, get_activation
+from manualgrad._core.engine import check
+from manualgrad._core.losses import bce_dA, cost_from_losses
+from manualgrad._core.regularization import l2_cost
 from manualgrad._errors import ConfigError, DTypeError, ShapeError
-from manualgrad.activations import ACTIVATIONS, Activation, get_activation
 from manualgrad.functional import init_params
-from manualgrad.losses import bce_dA, cost_from_losses
-from manualgrad.regularization import l2_cost
 
 Array = jax.Array
 LinearCache = tuple[Array, Array, Array]

@@ -2,7 +2,7 @@ r"""Gradient statistics and curvature from the same forward and backward pass.
 
 Autodiff gives one number per parameter, the mean gradient. A backward pass written
 by hand holds, for every layer l, its input A[l-1] and dZ[l] = ∂L_i/∂Z[l] column by
-column (:mod:`manualgrad._engine`), and from those the quantities below cost about
+column (:mod:`manualgrad._core.engine`), and from those the quantities below cost about
 one more matmul per layer. Notation (docs/curvature.md derives each formula):
 
 | symbol | meaning                                                                  |
@@ -30,7 +30,7 @@ one more matmul per layer. Notation (docs/curvature.md derives each formula):
 
 Every second-order quantity pushes the K columns of S[L] (K = n_L exact, or
 `mc_samples`) down the layers with the engine's chain — formulas (4) and (5) applied
-to each column, `jax.vmap` of :func:`manualgrad._engine.chain` over the columns —
+to each column, `jax.vmap` of :func:`manualgrad._core.engine.chain` over the columns —
 exactly as the gradient pushes dZ[L]; the layer statistics then come from formula
 (2) with squared factors.
 
@@ -59,11 +59,9 @@ from typing import Any, NamedTuple, Required, TypedDict, Unpack
 import jax
 import jax.numpy as jnp
 
-from manualgrad import _engine as engine
-from manualgrad._engine import check
-from manualgrad._errors import ConfigError, DTypeError, ShapeError
-from manualgrad.activations import PIECEWISE_LINEAR
-from manualgrad.dense import (
+from manualgrad._core import engine
+from manualgrad._core.activations import PIECEWISE_LINEAR
+from manualgrad._core.dense import (
     activation_backward,
     activation_jvp,
     activation_residual,
@@ -72,8 +70,10 @@ from manualgrad.dense import (
     prev_activation_grad,
     weight_grad,
 )
+from manualgrad._core.engine import check
+from manualgrad._core.precision import matmul
+from manualgrad._errors import ConfigError, DTypeError, ShapeError
 from manualgrad.per_example import squared_norms
-from manualgrad.precision import matmul
 
 Array = jax.Array
 Params = dict[str, Array]

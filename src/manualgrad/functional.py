@@ -18,7 +18,7 @@ These are the primitives: every function takes the options as keywords. To jit t
 bind the options once with :func:`manualgrad.network`, whose functions take only
 arrays (`jax.jit(mg.network(("relu", "sigmoid")).value_and_grad)`); or mark
 `activations`, `loss`, `keep_prob` and `precision` static (:data:`STATIC_ARGNAMES`).
-The pass itself is :mod:`manualgrad._engine`'s.
+The pass itself is :mod:`manualgrad._core.engine`'s.
 
 >>> import jax, jax.numpy as jnp, manualgrad as mg
 >>> params = mg.init_params([2, 4, 1], jax.random.key(0))
@@ -37,8 +37,8 @@ from typing import Any, Unpack
 import jax
 import jax.numpy as jnp
 
-from manualgrad import _engine as engine
-from manualgrad._engine import LayerCache, Options, check
+from manualgrad._core import engine
+from manualgrad._core.engine import LayerCache, Options, check
 from manualgrad._errors import ConfigError
 
 Array = jax.Array
@@ -108,7 +108,7 @@ def forward(
 
     X: (n_x, m) -> A[L]: (n_L, m). With keep_prob < 1, inverted dropout is applied to
     the hidden layers' activations with masks drawn from `key`
-    (:func:`manualgrad.regularization.dropout_masks`).
+    (:func:`manualgrad._core.regularization.dropout_masks`).
     """
     params, spec = engine.spec_for(
         params, activations, None, keep_prob=keep_prob, precision=precision

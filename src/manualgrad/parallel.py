@@ -64,10 +64,25 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from manualgrad import _engine as engine
+from manualgrad._core import engine
 from manualgrad._errors import ConfigError, ShapeError
 from manualgrad._network import Network
 from manualgrad.per_example import clipped_sum_dZ
+
+__all__ = [
+    "DataParallelStep",
+    "batch_sharding",
+    "data_mesh",
+    "data_parallel",
+    "data_parallel_fn",
+    "data_parallel_step",
+    "replicate",
+    "replicated_sharding",
+    "shard_batch",
+    "shard_batch_from_local",
+    "shard_map_clipped_grads",
+    "shard_map_value_and_grad",
+]
 
 shard_map = jax.shard_map
 

@@ -15,7 +15,7 @@ what autodiff users usually pay m copies of the weights for:
 | `clipped_grads`     | (1/m) Σ_i min(1, C/‖g_i‖) g_i                 | no              |
 | `dp_grads`          | (Σ_i min(1, C/‖g_i‖) g_i + N(0, σ²C² I)) / m  | no              |
 
-The first two run the engine's chain (:mod:`manualgrad._engine`) on one example's
+The first two run the engine's chain (:mod:`manualgrad._core.engine`) on one example's
 vectors and apply formula (1); the last three run it once on the batch and then use
 two facts about its dZ[l]:
 
@@ -57,8 +57,8 @@ from typing import Unpack
 import jax
 import jax.numpy as jnp
 
-from manualgrad import _engine as engine
-from manualgrad._engine import Options, check
+from manualgrad._core import engine
+from manualgrad._core.engine import Options, check
 from manualgrad._errors import ShapeError
 
 Array = jax.Array
@@ -148,7 +148,7 @@ def per_example_grads(
 def squared_norms(p: engine.Pass) -> Array:
     """‖g_i‖² = Σ_l ‖dz[l](i)‖² (‖a[l-1](i)‖² + 1), shape (m,): the norm identity of (1).
 
-    From the engine's :class:`~manualgrad._engine.Pass` (its dZ[l] without 1/m).
+    From the engine's :class:`~manualgrad._core.engine.Pass` (its dZ[l] without 1/m).
     """
     total = jnp.zeros(p.dZs[0].shape[1:], p.dZs[0].dtype)
     for cache, dZ in zip(p.caches, p.dZs, strict=True):

@@ -8,7 +8,7 @@ manualgrad at all:
     def test_my_backward(assert_backward_matches):
         assert_backward_matches(L_model_backward)
 
-The fixture is :func:`manualgrad.testing.assert_backward_matches`: the test fails with
+The fixture is :func:`manualgrad.checking.backward.assert_backward_matches`: the test fails with
 the per-key table and the diagnosis of each key that disagrees with jax.grad. Pass
 `convention="core"` for a `grads(params, X, Y)` function, `loss="mse"` for a backward
 of the squared error. Nothing is imported until a test asks for the fixture, so the
@@ -22,10 +22,14 @@ from typing import Any
 
 import pytest
 
+__all__ = [
+    "assert_backward_matches",
+]
+
 
 @pytest.fixture
 def assert_backward_matches() -> Callable[..., Any]:
-    """:func:`manualgrad.testing.assert_backward_matches`: call it with your backward function."""
-    from manualgrad.testing import assert_backward_matches as check
+    """:func:`manualgrad.checking.backward.assert_backward_matches`: call it with your backward."""
+    from manualgrad.checking.backward import assert_backward_matches as check
 
     return check

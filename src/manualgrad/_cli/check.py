@@ -1,25 +1,25 @@
 """`manualgrad check`: the hand-written gradients vs jax.grad and finite differences.
 
-On the planar "flower" data set (:func:`manualgrad.datasets.flower`), in float64, it
+On the planar "flower" data set (:func:`manualgrad.data.datasets.flower`), in float64, it
 initialises a network (He init from `--seed`), computes the gradients with
 :func:`manualgrad.value_and_grad` and compares each parameter with `jax.grad` of
 :func:`manualgrad.cost` and with central differences
-(:func:`manualgrad.gradcheck.compare_with_autodiff`). A parameter passes when
+(:func:`manualgrad.checking.gradcheck.compare_with_autodiff`). A parameter passes when
 
     relative difference to jax.grad            ≤ 1e-12  (measured ≈ 1e-16 … 1e-15)
     relative difference to finite differences  ≤ 1e-6   (ε = 1e-6; measured ≈ 4e-11 … 4e-9)
 
 except that entries "at a kink" — whose central difference straddles the kink of a
 relu or leaky_relu, some Z crossing 0 within ±ε — are compared with jax.grad only
-(:func:`manualgrad.gradcheck.stencil_kinks`): there a central difference averages
+(:func:`manualgrad.checking.gradcheck.stencil_kinks`): there a central difference averages
 the two one-sided slopes. With zero biases and dropout, Z is exactly 0 for every
 example whose previous layer was dropped entirely, so this is common.
 
 With `--against FILE.py[:FUNCTION]` it checks *your* backward pass instead
-(:func:`manualgrad.testing.check_backward`): FUNCTION (default `L_model_backward`,
+(:func:`manualgrad.checking.backward.check_backward`): FUNCTION (default `L_model_backward`,
 the course's `(AL, Y, caches)`; `--convention core` for `(params, X, Y)`) runs on
 several float64 networks and every key it returns is compared with jax.grad, with a
-diagnosis of each key that disagrees (:mod:`manualgrad.mistakes`).
+diagnosis of each key that disagrees (:mod:`manualgrad.checking._mistakes`).
 
 Exit status: 0 if every parameter (key) passes, 1 if one fails, 2 for bad options, or
 when FUNCTION cannot be loaded or returns something that cannot be compared.
@@ -37,7 +37,7 @@ import numpy as np
 from manualgrad._cli import options
 
 if TYPE_CHECKING:
-    from manualgrad.gradcheck import GradCheckReport
+    from manualgrad.checking.gradcheck import GradCheckReport
 
 #: Relative-difference thresholds of a PASS (float64).
 AUTODIFF_TOL = 1e-12
@@ -91,8 +91,8 @@ def _int_list(text: str, what: str) -> list[int]:
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     """Resolve defaults and check the options (ConfigError -> exit 2)."""
+    from manualgrad._core.losses import get_loss
     from manualgrad._errors import ConfigError
-    from manualgrad.losses import get_loss
 
     loss = get_loss(args.loss).name  # unknown loss -> ConfigError
     n_out = 2 if loss == "ce" else 1  # the flower's 2 classes: one-hot for ce, 0/1 otherwise
@@ -136,10 +136,10 @@ def check(config: dict[str, Any]) -> GradCheckReport:
     import jax.numpy as jnp
 
     import manualgrad as mg
-    from manualgrad.activations import get_activation
-    from manualgrad.datasets import flower
+    from manualgrad._core.activations import get_activation
+    from manualgrad.checking.gradcheck import compare_with_autodiff
+    from manualgrad.data.datasets import flower
     from manualgrad.functional import forward
-    from manualgrad.gradcheck import compare_with_autodiff
 
     with jax.enable_x64(True):
         X, y = flower(config["m"], config["seed"])
@@ -228,9 +228,9 @@ def _print_table(config: dict[str, Any], report: GradCheckReport) -> None:
 
 
 def _run_against(args: argparse.Namespace) -> int:
-    """`--against`: the user's backward pass on the default cases of `manualgrad.testing`."""
+    """`--against`: the user's backward on the default cases of `manualgrad.checking.backward`."""
     from manualgrad._errors import ConfigError
-    from manualgrad.testing import check_backward, default_cases, load_function
+    from manualgrad.checking.backward import check_backward, default_cases, load_function
 
     for name, default in args._not_with_against.items():
         if getattr(args, name) != default:

@@ -6,9 +6,9 @@ import argparse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from manualgrad._core.activations import ACTIVATIONS
+from manualgrad._core.losses import output_activation
 from manualgrad._errors import ConfigError, plural
-from manualgrad.activations import ACTIVATIONS
-from manualgrad.losses import output_activation
 
 ACTIVATIONS_HELP = (
     "one hidden activation for every hidden layer (the output layer follows the loss: "
@@ -23,7 +23,7 @@ def activations(
 
     With one name per layer (n_layers names) they are taken as given. With one name,
     every hidden layer gets it and the output layer gets the loss's activation
-    (:func:`manualgrad.losses.output_activation`); no option means `default_hidden`
+    (:func:`manualgrad._core.losses.output_activation`); no option means `default_hidden`
     (n_layers - 1 names) plus that output. A name that is not an activation is the
     error, before any count.
     """

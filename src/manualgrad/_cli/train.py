@@ -1,8 +1,8 @@
 """`manualgrad train`: train a network with the hand-written gradients and an optax optimizer.
 
-Only wiring: options -> data (`manualgrad.data.load`) -> `manualgrad.train`, which
+Only wiring: options -> data (`manualgrad.data.files.load`) -> `manualgrad.training._loop`, which
 validates the options, checkpoints and resumes -> summary and plot
-(`manualgrad.plot`). With --checkpoint, Ctrl-C (or SIGTERM) stops at the next
+(`manualgrad.training.plot`). With --checkpoint, Ctrl-C (or SIGTERM) stops at the next
 progress update, saves, prints the command that resumes and exits with code 130
 (143); that command ends with exactly the params of an uninterrupted run.
 """
@@ -31,8 +31,8 @@ _PRIVACY_TITLE = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from manualgrad.datasets import DATASETS
-    from manualgrad.losses import LOSSES
+    from manualgrad._core.losses import LOSSES
+    from manualgrad.data.datasets import DATASETS
 
     # fmt: off
     options.declare(p, title="data", arguments={
@@ -230,13 +230,13 @@ def _run(args) -> int:
     )
     from rich.table import Table
 
-    from manualgrad.checkpoint import checkpoint_path
-    from manualgrad.data import as_targets, load, train_test_split
+    from manualgrad.data.files import as_targets, load, train_test_split
     from manualgrad.functional import init_params
-    from manualgrad.train import TrainingInterrupted, accuracy, steps_per_epoch, train
+    from manualgrad.training._loop import TrainingInterrupted, accuracy, steps_per_epoch, train
+    from manualgrad.training.checkpoint import checkpoint_path
 
     if args.plot:
-        from manualgrad.plot import ensure_matplotlib
+        from manualgrad.training.plot import ensure_matplotlib
 
         ensure_matplotlib()  # before training, not after it
     X, Y = load(args.data, m=args.m, examples=args.examples, label_column=args.label_column)
@@ -382,7 +382,7 @@ def _run(args) -> int:
         value = f"{float(ns.b_simple):,.1f}" if G2 > 0 else f"> {m} (|G|² within its noise)"
         table.add_row("noise scale B_simple", f"{value}; tr Σ {tr:.3g}, |G|² {G2:.3g}")
     if args.plot:
-        from manualgrad.plot import plot_training
+        from manualgrad.training.plot import plot_training
 
         plot_training(
             args.plot,

@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 
 from manualgrad._errors import ConfigError, DataError, plural
-from manualgrad.datasets import get_dataset
+from manualgrad.data.datasets import get_dataset
 
 Examples = Literal["rows", "columns"]
 
@@ -245,7 +245,7 @@ def load(
     """A built-in data set by name, or a `.npz`/`.csv` file: X (n_x, m), Y (n_y, m) float64.
 
     A name (no extension, not an existing file) must be one of
-    :data:`manualgrad.datasets.DATASETS`; a near miss says which one it resembles.
+    :data:`manualgrad.data.datasets.DATASETS`; a near miss says which one it resembles.
     `m` sets a built-in set's size (its default if None) and is an error for a file.
     """
     source = os.fspath(source)

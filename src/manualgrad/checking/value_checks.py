@@ -20,7 +20,7 @@ Two ways to use them. Directly, in any function you wrap with `checkify.checkify
 
 >>> import jax, jax.numpy as jnp, manualgrad as mg
 >>> from jax.experimental import checkify
->>> from manualgrad.value_checks import check_values
+>>> from manualgrad.checking.value_checks import check_values
 >>> params = mg.init_params([2, 3, 1], jax.random.key(0))
 >>> X = jnp.array([[0.5, jnp.nan], [1.0, 2.0]]); Y = jnp.array([[1.0, 0.0]])
 >>> def step(params, X, Y):
@@ -44,8 +44,13 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import checkify
 
-from manualgrad._engine import check
+from manualgrad._core.engine import check
 from manualgrad._network import Network
+
+__all__ = [
+    "check_values",
+    "checked_value_and_grad",
+]
 
 Array = jax.Array
 

@@ -37,9 +37,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from manualgrad import _engine as engine
-from manualgrad._engine import check
-from manualgrad.dense import prev_activation_grad
+from manualgrad._core import engine
+from manualgrad._core.dense import prev_activation_grad
+from manualgrad._core.engine import check
 
 Array = jax.Array
 

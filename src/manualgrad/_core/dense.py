@@ -36,9 +36,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from manualgrad.activations import Activation, softmax_backward
-from manualgrad.losses import Loss, fused_dZ
-from manualgrad.precision import matmul
+from manualgrad._core.activations import Activation, softmax_backward
+from manualgrad._core.losses import Loss, fused_dZ
+from manualgrad._core.precision import matmul
 
 Array = jax.Array
 
@@ -108,7 +108,7 @@ def activation_backward(dA: Array, Z: Array, A: Array, activation: Activation) -
 
     Shapes: dA, Z, A all (n_l, m) or all (n_l,). For softmax the Jacobian is not
     diagonal and (5) becomes the product with diag(a) − a aᵀ (see
-    :func:`manualgrad.activations.softmax_backward`).
+    :func:`manualgrad._core.activations.softmax_backward`).
     """
     if activation.derivative is None:
         return softmax_backward(dA, A)  # (5), softmax's Jacobian-vector product
@@ -140,7 +140,7 @@ def activation_jvp(Z_dot: Array, Z: Array, A: Array, activation: Activation) -> 
 
     Shapes: all (n_l, m). Softmax's Jacobian diag(a) − a aᵀ is symmetric, so its
     Jacobian-vector product is the same product as in (5):
-    ȧ = a ⊙ (ż − ⟨ż, a⟩) (:func:`manualgrad.activations.softmax_backward`).
+    ȧ = a ⊙ (ż − ⟨ż, a⟩) (:func:`manualgrad._core.activations.softmax_backward`).
     """
     if activation.derivative is None:
         return softmax_backward(Z_dot, A)  # (7), softmax's symmetric Jacobian

@@ -5,7 +5,7 @@ to know whether it is right, and if not, what is wrong with it.
 :func:`check_backward` runs your function on several small float64 networks
 ([LINEAR → RELU] × (L − 1) → LINEAR → SIGMOID, the course's model), compares every key it
 returns with `jax.grad` of an independently written cost, and explains each key that
-disagrees (:mod:`manualgrad.mistakes`): "dW2 is m times too large: the 1/m of formula
+disagrees (:mod:`manualgrad.checking._mistakes`): "dW2 is m times too large: the 1/m of formula
 (2) is missing". :func:`assert_backward_matches` does the same inside a test and raises
 an `AssertionError` with the per-key table; the pytest plugin
 (:mod:`manualgrad.pytest_plugin`) hands it to your test as a fixture.
@@ -53,7 +53,7 @@ from typing import Any, NamedTuple, TypedDict, Unpack
 import numpy as np
 
 from manualgrad._errors import ConfigError, DTypeError, ShapeError
-from manualgrad.mistakes import (
+from manualgrad.checking._mistakes import (
     Finding,
     Layer,
     diagnose,
@@ -246,7 +246,7 @@ def _draw(case: BackwardCase, loss: str) -> _Network:
 
 
 class CaseResult(NamedTuple):
-    """One network's verdict: a :class:`~manualgrad.mistakes.Finding` per key, in backprop
+    """One network's verdict: a :class:`~manualgrad.checking._mistakes.Finding` per key, in backprop
     order, or `error`, the exception the function raised on it."""
 
     case: BackwardCase

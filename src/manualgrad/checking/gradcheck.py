@@ -24,7 +24,7 @@ sign) scores near 1e-1 or more. In float32 rounding alone is ≈ 1e-1 at ε = 1e
 finite differences there cannot tell right from wrong, so they are float64 only.
 
 >>> import jax, jax.numpy as jnp
->>> from manualgrad.gradcheck import compare_with_autodiff
+>>> from manualgrad.checking.gradcheck import compare_with_autodiff
 >>> with jax.enable_x64(True):
 ...     params = {"w": jnp.array([1.0, -2.0, 3.0])}
 ...     cost_fn = lambda p: jnp.sum(p["w"] ** 3) / 3
@@ -46,6 +46,17 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from manualgrad._errors import DTypeError, ShapeError
+
+__all__ = [
+    "AUTODIFF_TOL",
+    "FD_TOL",
+    "GradCheckReport",
+    "ParamCheck",
+    "compare_with_autodiff",
+    "finite_difference_grads",
+    "relative_difference",
+    "stencil_kinks",
+]
 
 Array = jax.Array
 PyTree = Any
@@ -142,7 +153,7 @@ def stencil_kinks(
 
     `pre_activations(params)` returns the pre-activations Z of every layer whose
     activation has a kink at z = 0 (relu, leaky_relu; see
-    :data:`manualgrad.activations.ACTIVATIONS`' `kink_at_zero`). Entry θ_i is True when
+    :data:`manualgrad._core.activations.ACTIVATIONS`' `kink_at_zero`). Entry θ_i is True when
     some z changes side of the kink within the stencil,
 
     $$[z(\theta + \varepsilon e_i) > 0] \neq [z(\theta - \varepsilon e_i) > 0].$$

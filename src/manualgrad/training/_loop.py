@@ -26,14 +26,14 @@ The cost recorded for an epoch is the course's Σ_batches m_b C_b / m: the mean 
 per-example losses seen during the epoch (each at the params of its step).
 
 Checkpoints and resuming (`checkpoint_dir=`): the run's state is saved atomically
-(:mod:`manualgrad.checkpoint`) every `checkpoint_every` optimizer steps (rounded up to
+(:mod:`manualgrad.training.checkpoint`) every `checkpoint_every` optimizer steps (rounded up to
 whole epochs), when a callback stops the run, at the end, and on SIGINT (Ctrl-C) or
 SIGTERM, after which :class:`TrainingInterrupted` is raised. Calling `train` again
 with the same arguments and `resume=True` continues from the checkpoint and ends
 with exactly the params of an uninterrupted run.
 
 >>> import jax, optax, manualgrad as mg
->>> from manualgrad.datasets import flower
+>>> from manualgrad.data.datasets import flower
 >>> X, Y = flower()
 >>> params = mg.init_params([2, 8, 1], jax.random.key(0), method="xavier")
 >>> result = mg.train(params, X, Y, optax.adam(0.01), activations=("tanh", "sigmoid"),
@@ -63,11 +63,16 @@ import optax
 from jax import lax
 from jax.typing import ArrayLike
 
-from manualgrad import _engine as engine
-from manualgrad._engine import Options, check
+from manualgrad._core import engine
+from manualgrad._core.engine import Options, check
 from manualgrad._errors import ConfigError
-from manualgrad.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from manualgrad.functional import predict, value_and_grad
+from manualgrad.training.checkpoint import (
+    Checkpoint,
+    checkpoint_path,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 Array = jax.Array
 Params = dict[str, Array]
@@ -493,7 +498,7 @@ def train(
     with the same arguments and it ends with exactly the params of an uninterrupted
     run; a checkpoint of another run (other data, network, options, initial params or
     key) raises :class:`manualgrad.CheckpointError` naming what differs. Read the
-    params back with :func:`manualgrad.checkpoint.load_params`.
+    params back with :func:`manualgrad.training.checkpoint.load_params`.
 
     With `dp=DPConfig(...)` the run is DP-SGD (:func:`manualgrad.privacy.train_private`):
     `epochs` means T = round(epochs / q) steps of Poisson sampling at rate q, clipping

@@ -11,11 +11,11 @@ they hold, so it can be read with nothing but numpy:
 | ``key_data``               | the run's key (`jax.random.key_data`)                     |
 | ``history``                | (epoch,) the cost of every epoch so far                   |
 | ``meta``                   | JSON: format version, epoch, step, tree structure and a   |
-|                            | *fingerprint* of the run (see :func:`manualgrad.train`)   |
+|                            | *fingerprint* of the run (see :func:`manualgrad.training._loop`)   |
 
 :func:`load_params` reads the params back without any template;
 :func:`load_checkpoint` restores the whole state into the structure of a template
-(params, opt_state), which is how :func:`manualgrad.train` resumes a run.
+(params, opt_state), which is how :func:`manualgrad.training._loop` resumes a run.
 
 Saving is atomic: the file is written to a temporary file in the same directory,
 flushed and fsync'ed, then renamed over the old one with `os.replace` (and the

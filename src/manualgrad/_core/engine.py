@@ -44,7 +44,7 @@ x (n_x,), y (n_L,), so the one-example path of formula (1) is the same code, and
 This module is manualgrad's internal API: the public modules (`functional`,
 `per_example`, `parallel`, `bridge`, `course`, `curvature`, `privacy`) import it;
 users should not. Its trace-time validators are part of it, as `check`
-(:mod:`manualgrad._validation`: shapes, dtypes, names and options, with the
+(:mod:`manualgrad._core.validation`: shapes, dtypes, names and options, with the
 catalogue's messages). Its functions take validated inputs and do no checks of their own
 beyond :func:`make_spec` and :func:`check_inputs`.
 """
@@ -58,11 +58,10 @@ from typing import Any, NamedTuple, Required, TypedDict
 import jax
 import jax.numpy as jnp
 
-from manualgrad import _validation as check
-from manualgrad import regularization
-from manualgrad._errors import ConfigError
-from manualgrad.activations import Activation
-from manualgrad.dense import (
+from manualgrad._core import regularization
+from manualgrad._core import validation as check
+from manualgrad._core.activations import Activation
+from manualgrad._core.dense import (
     activation_backward,
     bias_grad,
     example_bias_grad,
@@ -72,8 +71,9 @@ from manualgrad.dense import (
     prev_activation_grad,
     weight_grad,
 )
-from manualgrad.losses import Loss
-from manualgrad.regularization import apply_dropout, l2_cost, l2_weight_grad
+from manualgrad._core.losses import Loss
+from manualgrad._core.regularization import apply_dropout, l2_cost, l2_weight_grad
+from manualgrad._errors import ConfigError
 
 Array = jax.Array
 Params = dict[str, Array]
@@ -82,10 +82,10 @@ Params = dict[str, Array]
 class Spec(NamedTuple):
     """The static options of a network, resolved and checked once.
 
-    `activations`: one :class:`~manualgrad.activations.Activation` per layer;
-    `loss`: the :class:`~manualgrad.losses.Loss` (None for a forward pass alone);
+    `activations`: one :class:`~manualgrad._core.activations.Activation` per layer;
+    `loss`: the :class:`~manualgrad._core.losses.Loss` (None for a forward pass alone);
     `keep_prob`: dropout's keep probability on hidden layers (1.0: no dropout);
-    `precision`: a policy of :mod:`manualgrad.precision`.
+    `precision`: a policy of :mod:`manualgrad._core.precision`.
     """
 
     activations: tuple[Activation, ...]
@@ -195,7 +195,7 @@ class Options(TypedDict, total=False):
     | `l2`          | `0.0`       | λ of (λ/2m) Σ_l ‖W[l]‖_F² (may be traced)             |
     | `keep_prob`   | `1.0`       | inverted dropout on hidden layers (static)            |
     | `key`         | `None`      | the dropout key, needed when keep_prob < 1            |
-    | `precision`   | `"default"` | a policy of :mod:`manualgrad.precision` (static)      |
+    | `precision`   | `"default"` | a policy of :mod:`manualgrad._core.precision` (static)      |
 
     :func:`manualgrad.network` binds them once instead.
     """
@@ -265,7 +265,7 @@ def dropout_masks(params: Params, m: int, spec: Spec, key: Array | None) -> list
 
     The one rule for which masks a batch gets, so that `value_and_grad`, the
     per-example functions and a `jax.grad` oracle given the same key see the same
-    dropout (:func:`manualgrad.regularization.dropout_masks`).
+    dropout (:func:`manualgrad._core.regularization.dropout_masks`).
     """
     n_layers = spec.n_layers
     if spec.keep_prob == 1 or n_layers == 1:

@@ -73,9 +73,9 @@ import numpy as np
 import optax
 from jax import lax
 
-from manualgrad import _engine as engine
 from manualgrad import per_example
-from manualgrad._engine import Options, check
+from manualgrad._core import engine
+from manualgrad._core.engine import Options, check
 from manualgrad._errors import ConfigError, DataError
 
 Array = jax.Array

@@ -32,6 +32,17 @@ import numpy as np
 
 from manualgrad._errors import ConfigError
 
+__all__ = [
+    "DATASETS",
+    "circles",
+    "digits",
+    "digits_split",
+    "flower",
+    "get_dataset",
+    "moons",
+    "spiral",
+]
+
 
 def _check(m: Any, seed: Any, n_classes: int = 2, **scales: Any) -> None:
     """m ≥ n_classes examples (an int), a seed ≥ 0, and finite scales ≥ 0."""
@@ -156,7 +167,7 @@ def digits(m: int | None = None, seed: int = 1) -> tuple[np.ndarray, np.ndarray]
     Returns X: (64, m) float64, pixel counts / 16 in [0, 1], and one-hot
     Y: (10, m) float64; the columns in the order of `default_rng(seed).permutation`,
     the first `m` of them (default all 1,797). For a held-out test set use
-    :func:`digits_split` (or :func:`manualgrad.data.train_test_split`).
+    :func:`digits_split` (or :func:`manualgrad.data.files.train_test_split`).
     """
     try:
         from sklearn.datasets import load_digits
@@ -183,13 +194,13 @@ def digits_split(
     """:func:`digits` with a held-out test set: X_train, Y_train, X_test, Y_test.
 
     round(test_fraction · 1797) columns for test (359 at the default 0.2), the rest
-    (1,438) for training, split by :func:`manualgrad.data.train_test_split` with `seed`.
+    (1,438) for training, split by :func:`manualgrad.data.files.train_test_split` with `seed`.
 
     >>> X, Y, X_test, Y_test = digits_split()
     >>> X.shape, Y.shape, X_test.shape
     ((64, 1438), (10, 1438), (64, 359))
     """
-    from manualgrad.data import train_test_split
+    from manualgrad.data.files import train_test_split
 
     X, Y = digits(seed=seed)
     return train_test_split(X, Y, test_fraction=test_fraction, seed=seed)

@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from manualgrad._core.activations import ACTIVATIONS, Activation, get_activation
+from manualgrad._core.losses import LOSSES, Loss, get_loss
+from manualgrad._core.precision import PRECISIONS
 from manualgrad._errors import ConfigError, DTypeError, ShapeError, plural
-from manualgrad.activations import ACTIVATIONS, Activation, get_activation
-from manualgrad.losses import LOSSES, Loss, get_loss
-from manualgrad.precision import PRECISIONS
 
 _KEY = re.compile(r"^([Wb])([1-9][0-9]*)$")
 

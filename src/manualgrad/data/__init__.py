@@ -1,0 +1,31 @@
+"""Data: file loaders, label checks, the train/test split, and the built-in data sets.
+
+| module     | holds                                                         |
+|------------|---------------------------------------------------------------|
+| `files`    | `.csv` / `.npz` loaders, label rules, `train_test_split`      |
+| `datasets` | seeded toy sets (flower, moons, circles, spiral) and digits   |
+"""
+
+from manualgrad.data import datasets
+from manualgrad.data.files import (
+    as_targets,
+    check_finite,
+    load,
+    load_csv,
+    load_data,
+    load_npz,
+    one_hot,
+    train_test_split,
+)
+
+__all__ = [
+    "as_targets",
+    "check_finite",
+    "datasets",
+    "load",
+    "load_csv",
+    "load_data",
+    "load_npz",
+    "one_hot",
+    "train_test_split",
+]
