@@ -59,6 +59,7 @@ _NAMES = {
 
 #: sub-namespace -> its module
 _NAMESPACES = {
+    "layers": "manualgrad.layers",
     "per_example": "manualgrad.per_example",
     "curvature": "manualgrad.curvature",
     "privacy": "manualgrad.privacy",
@@ -121,6 +122,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         data,
         errors,
         functional,
+        layers,
         parallel,
         per_example,
         privacy,

@@ -1,7 +1,7 @@
 r"""A `jax.custom_vjp` bridge: code written for `jax.grad` runs the hand-written backward.
 
-`net.custom_vjp_cost` of a :func:`manualgrad.network` (built here by
-:func:`custom_vjp_cost`) is a function `(params, X, Y[, key]) -> C` that computes the same
+`net.custom_vjp_cost` of a :func:`manualgrad.network` (built by this private
+module's :func:`custom_vjp_cost`) is a function `(params, X, Y[, key]) -> C` that computes the same
 cost as :func:`manualgrad.cost`. Its forward pass saves the layer caches as residuals
 and its backward pass is the engine's chain of formulas (5), (4) and then (2),
 so `jax.grad`, `jax.value_and_grad`, optax loops and flax-style training code use the
@@ -11,7 +11,7 @@ cotangent returned:
 | argument | cotangent                                                          |
 |----------|--------------------------------------------------------------------|
 | `params` | ḡ · ∂C/∂W[l] = ḡ (1/m) dZ[l] A[l-1]ᵀ (+ (λ/m) W[l]),  ḡ · ∂C/∂b[l]     (2) |
-| `X`      | ḡ · ∂C/∂X = ḡ (1/m) W[1]ᵀ dZ[1] = ḡ dA[0] / m                         (4) |
+| `X`      | ḡ · ∂C/∂X = ḡ dA[0] / m, formula (4) (or the first layer's own) at layer 1 |
 | `Y`      | ḡ · ∂C/∂Y from `jax.vjp` of the loss on the saved Z[L], A[L] (cheap)    |
 | `key`    | none (a PRNG key is not differentiable)                               |
 
@@ -38,8 +38,6 @@ import jax
 import jax.numpy as jnp
 
 from manualgrad._core import engine
-from manualgrad._core.dense import prev_activation_grad
-from manualgrad._core.engine import check
 
 Array = jax.Array
 
@@ -48,8 +46,8 @@ __all__ = ["custom_vjp_cost"]
 
 def _cost_and_pass(static, params, X, Y, key):
     spec, l2 = static
-    m = X.shape[1]
-    _, caches = engine.forward(params, X, spec, engine.dropout_masks(params, m, spec, key))
+    m = X.shape[-1]
+    _, caches = engine.forward(params, X, spec, engine.dropout_masks(params, X, spec, key))
     C = engine.cost(params, jnp.sum(engine.example_losses(caches, Y, spec)), m=m, l2=l2)
     return C, caches
 
@@ -68,11 +66,12 @@ def _bridge_bwd(static, residuals, g):
     spec, l2 = static
     params, caches, Y = residuals
     m = Y.shape[1]
-    dZs = engine.chain(params, caches, engine.output_dZ(caches, Y, spec), spec)
-    grads = engine.grads_from_dZ(params, caches, dZs, m=m, precision=spec.precision)  # (2)
+    # the chain on dZ[L] / m: (2)'s 1/m once, by linearity, for the params and for X alike
+    products, dX = engine.chain_with_input_grad(
+        params, caches, engine.output_dZ(caches, Y, spec) / m, spec
+    )  # (4), (5); dX = ∂C/∂X = (1/m) dA[0], formula (4) at layer 1
+    grads = engine.grads_from_products(params, products, m=1, precision=spec.precision)  # (2)
     grads = engine.add_l2_grads(grads, params, l2, m)
-    # ∂C/∂X = (1/m) W[1]ᵀ dZ[1]: formula (4) at layer 1, then the 1/m of the cost
-    dX = prev_activation_grad(params["W1"], dZs[0], precision=spec.precision) / m  # (4)
 
     def mean_loss(Y_):
         return jnp.sum(engine.example_losses(caches, Y_, spec)) / m
@@ -86,7 +85,7 @@ def _bridge_bwd(static, residuals, g):
 _bridge_cost.defvjp(_bridge_fwd, _bridge_bwd)
 
 
-def custom_vjp_cost(spec: engine.Spec, l2: float) -> Callable[..., Array]:
+def custom_vjp_cost(spec: engine.Spec, l2: Any) -> Callable[..., Array]:
     """The cost C(params, X, Y[, key]) of `spec` and λ = `l2`, whose `jax.grad` is hand-written.
 
     :func:`manualgrad.network` calls this for `net.custom_vjp_cost`; use that. The
@@ -100,10 +99,7 @@ def custom_vjp_cost(spec: engine.Spec, l2: float) -> Callable[..., Array]:
 
     def cost(params: Mapping[str, Array], X: Array, Y: Array, key: Array | None = None) -> Array:
         """C = (1/m) Σ_i L(a[L](i), y(i)) (+ L2 term); `jax.grad` runs the hand-written backward."""
-        params_ = check.as_params(params)
-        n_layers = check.check_params(params_)
-        check.check_activations([a.name for a in spec.activations], n_layers)
-        X, Y_, _ = engine.check_inputs(params_, X, Y, spec, l2=l2, key=key)
+        params_, X, Y_, _ = engine.check_inputs(params, X, Y, spec, l2=l2, key=key)
         return _bridge_cost(static, params_, X, Y_, key if spec.keep_prob < 1 else None)
 
     return cost

@@ -1,22 +1,29 @@
-r"""`mg.network`: bind a network's static options once, get pure jit-ready functions.
+r"""`mg.network`: a sequence of layers and a loss, bound once, with pure jit-ready functions.
 
-The optax/stax pattern: a constructor takes what is fixed for a model (the
-activations, the loss, λ, the dropout rate, the precision policy) and returns a
-NamedTuple of pure functions of arrays alone. Nothing needs `static_argnames`, a
-list of activations works, and each function is the functional API's with the
-options filled in:
+The optax/stax pattern: a constructor takes what is fixed for a model (its layers,
+the loss, λ, the dropout rate, the precision policy) and returns a frozen, hashable
+record whose functions take arrays alone. Nothing needs `static_argnames`:
 
-    net = mg.network(["relu", "relu", "sigmoid"], "bce", l2=0.01)
-    params = net.init([n_x, 20, 7, 1], jax.random.key(0))
+    net = mg.network(
+        [mg.layers.Dense(20, activation="relu"), mg.layers.Dense(1, activation="sigmoid")],
+        loss="bce", l2=0.01,
+    )
+    params = net.init((n_x,), jax.random.key(0))   # one example's shape, features first
     step = jax.jit(net.value_and_grad)
-    C, grads = step(params, X, Y)
+    C, grads = step(params, X, Y)                   # X (n_x, m), Y (1, m): examples last
 
-Names and options are checked when the network is built; shapes and dtypes at
-trace time, as everywhere else.
+The dense shorthand names one activation per layer and takes the widths from
+`layer_dims` at init: `mg.network(["relu", "sigmoid"], "bce")` with
+`net.init([n_x, n_1, 1], key)`. Both give the same params and the same numbers.
+
+Every extension is a plain function of the network, `mg.curvature.diag_ggn(net, params,
+X, Y)`; the most used ones are also bound here (`net.diag_ggn(params, X, Y)`).
+Names and options are checked when the network is built; shapes and dtypes at trace
+time, as everywhere else.
 
 >>> import jax, jax.numpy as jnp, manualgrad as mg
->>> net = mg.network(["relu", "sigmoid"])
->>> params = net.init([2, 4, 1], jax.random.key(0))
+>>> net = mg.network([mg.layers.Dense(4), mg.layers.Dense(1, activation="sigmoid")], loss="bce")
+>>> params = net.init((2,), jax.random.key(0))
 >>> X = jnp.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]])
 >>> Y = jnp.array([[1.0, 0.0, 1.0]])
 >>> C, grads = jax.jit(net.value_and_grad)(params, X, Y)
@@ -26,120 +33,328 @@ trace time, as everywhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import partial
-from typing import Any, NamedTuple
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
+import jax
 import jax.numpy as jnp
 
-from manualgrad import curvature, functional, per_example
-from manualgrad._bridge import custom_vjp_cost
 from manualgrad._core import engine
-from manualgrad._core.engine import check
+from manualgrad._core import validation as check
+from manualgrad._core.layer import Layer
+from manualgrad._core.losses import get_loss
 from manualgrad._errors import ConfigError
+from manualgrad.layers._dense import Dense
+
+Array = jax.Array
+Params = dict[str, Array]
 
 __all__ = ["Network", "network"]
 
 
-class Network(NamedTuple):
-    """The functions of one network, its static options bound (see :func:`network`).
+def _extension(module: str) -> Any:
+    """An extension module, imported when a bound function first needs it (no import cycle)."""
+    return importlib.import_module(f"manualgrad.{module}")
 
-    | field               | arguments (all arrays)                   | binds                 |
-    |---------------------|------------------------------------------|-----------------------|
-    | `init`              | layer_dims, key, method="he", dtype      | `init_params`         |
-    | `forward`           | params, X, key=None                      | `forward`             |
-    | `cost`              | params, X, Y, key=None                   | `cost`                |
-    | `value_and_grad`    | params, X, Y, key=None                   | `value_and_grad`      |
-    | `predict`           | params, X                                | `predict`             |
-    | `per_example_grads` | params, X, Y, key=None                   | `per_example_grads`   |
-    | `per_example_norms` | params, X, Y, key=None                   | `per_example_norms`   |
-    | `clipped_grads`     | params, X, Y, clip_norm, key=None        | `clipped_grads`       |
-    | `dp_grads`          | params, X, Y, noise_key, clip_norm,      | `dp_grads`            |
-    |                     | noise_multiplier, key=None, normaliser   |                       |
-    | `custom_vjp_cost`   | params, X, Y, key=None                   | `custom_vjp_cost`     |
 
-    The functions bound are :mod:`manualgrad.functional`'s, :mod:`manualgrad.per_example`'s
-    and :func:`manualgrad._bridge.custom_vjp_cost` (a cost whose `jax.grad` runs
-    the hand-written backward).
+@dataclass(frozen=True)
+class Network:
+    """A network: its layers, its loss and the static options, with its functions bound.
 
-    Curvature and gradient statistics (:mod:`manualgrad.curvature`), of the
-    deterministic network (no dropout); `v` is a direction shaped like params, `key`
-    and `mc_samples` select the Monte-Carlo estimate (`mc_samples` is static: jit
-    `functools.partial(net.diag_ggn, mc_samples=1)`):
+    | field       | meaning                                                         |
+    |-------------|-----------------------------------------------------------------|
+    | `layers`    | the layers, first to last (:mod:`manualgrad.layers`)            |
+    | `loss`      | "bce" (sigmoid output), "ce" (softmax, one-hot Y), "mse"        |
+    | `l2`        | λ of (λ/2m) Σ_l ‖W[l]‖_F²                                       |
+    | `keep_prob` | inverted dropout on the hidden layers with parameters (1.0: none) |
+    | `precision` | "default", "highest" or "bf16" (:mod:`manualgrad.precision`)    |
 
-    | field                    | signature                                       |
-    |--------------------------|-------------------------------------------------|
-    | `sum_grad_squared`       | `(params, X, Y) -> {k: Σ_i g_i²}`               |
-    | `grad_variance`          | `(params, X, Y) -> {k: (1/m) Σ_i (g_i − ḡ)²}`   |
-    | `gradient_gram`          | `(params, X, Y) -> (m, m)`                      |
-    | `gradient_noise_scale`   | `(params, X, Y) -> NoiseScale`                  |
-    | `ggn_vector_product`     | `(params, X, Y, v) -> G v`                      |
-    | `hessian_vector_product` | `(params, X, Y, v) -> ∇²C v`                    |
-    | `diag_ggn`               | `(params, X, Y, key=None, mc_samples=None)`     |
-    | `kfac_factors`           | `(params, X, Y, key=None, mc_samples=None)`     |
-    | `diag_hessian`           | `(params, X, Y) -> diag ∇²C`                    |
+    Functions (all take arrays only, so `jax.jit`, `jax.vmap` and optax loops use them
+    directly; `key` is the dropout key, needed when keep_prob < 1):
 
-    `key` is the dropout key (needed when keep_prob < 1). `activations`, `loss`,
-    `l2`, `keep_prob` and `precision` hold the bound options.
+    | function                             | returns                                  |
+    |--------------------------------------|------------------------------------------|
+    | `init(input_shape, key)`             | params "W1", "b1", … (shorthand: layer_dims) |
+    | `forward(params, X, key)`            | (A[L], caches)                           |
+    | `cost(params, X, Y, key)`            | C                                        |
+    | `value_and_grad(params, X, Y, key)`  | (C, ∂C/∂params), the hand-written backward |
+    | `predict(params, X)`                 | class predictions (1, m)                 |
+    | `custom_vjp_cost(params, X, Y, key)` | C, whose `jax.grad` is hand-written      |
+    | `per_example_grads`, `per_example_norms`, `clipped_grads`, `dp_grads` | per example |
+    | `sum_grad_squared`, `grad_variance`, `gradient_gram`, `gradient_noise_scale` | statistics |
+    | `ggn_vector_product`, `hessian_vector_product`, `diag_ggn`, `kfac_factors`,   | curvature |
+    | `diag_hessian`                                                                |            |
+
+    The per-example functions are :mod:`manualgrad.per_example`'s, the rest
+    :mod:`manualgrad.curvature`'s, with the network as first argument.
+
+    Frozen and hashable: a network may be a static argument or a dict key.
     """
 
-    activations: tuple[str, ...]
-    loss: str
-    l2: float
-    keep_prob: float
-    precision: str
-    init: Callable[..., Any]
-    forward: Callable[..., Any]
-    cost: Callable[..., Any]
-    value_and_grad: Callable[..., Any]
-    predict: Callable[..., Any]
-    per_example_grads: Callable[..., Any]
-    per_example_norms: Callable[..., Any]
-    clipped_grads: Callable[..., Any]
-    dp_grads: Callable[..., Any]
-    custom_vjp_cost: Callable[..., Any]
-    sum_grad_squared: Callable[..., Any]
-    grad_variance: Callable[..., Any]
-    gradient_gram: Callable[..., Any]
-    gradient_noise_scale: Callable[..., Any]
-    ggn_vector_product: Callable[..., Any]
-    hessian_vector_product: Callable[..., Any]
-    diag_ggn: Callable[..., Any]
-    kfac_factors: Callable[..., Any]
-    diag_hessian: Callable[..., Any]
+    layers: tuple[Layer, ...]
+    loss: str = "bce"
+    l2: Any = 0.0
+    keep_prob: float = 1.0
+    precision: str = "default"
+
+    # ---- what the network is ---------------------------------------------------------
+
+    @property
+    def spec(self) -> engine.Spec:
+        """The engine's view of the network (its layers, loss record, dropout, precision)."""
+        return engine.Spec(self.layers, get_loss(self.loss), self.keep_prob, self.precision)
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """The activation of every layer of a dense network (the shorthand's names)."""
+        return tuple(getattr(layer, "activation", type(layer).__name__) for layer in self.layers)
+
+    @property
+    def is_shorthand(self) -> bool:
+        """True for a dense network whose widths come from `layer_dims` at init."""
+        return all(isinstance(layer, Dense) and layer.units is None for layer in self.layers)
+
+    @property
+    def param_keys(self) -> tuple[str, ...]:
+        """The params' keys in layer order: "W1", "b1", "W2", …"""
+        return engine.param_order(self.spec)
+
+    def checked(
+        self, params: Any, X: Any, Y: Any, key: Any = None, *, needs_key: bool = True
+    ) -> tuple[Params, Array, Array, int]:
+        """params, X, Y (cast to X's dtype) and m, checked at trace time against the network."""
+        return engine.check_inputs(
+            params, X, Y, self.spec, l2=self.l2, key=key, needs_key=needs_key
+        )
+
+    # ---- the core functions -------------------------------------------------------
+
+    def init(
+        self,
+        input_shape: Sequence[int],
+        key: Array,
+        method: str | None = None,
+        dtype: Any = jnp.float32,
+    ) -> Params:
+        """Params for one example's `input_shape` (features first: `(n_x,)` for vectors).
+
+        For the shorthand (`mg.network(["relu", "sigmoid"])`, no units), `input_shape` is
+        `layer_dims` = [n_x, n_1, …, n_L]. `method` overrides every dense layer's init
+        ("he", "xavier", "random", "zeros"). The key is split once per layer with
+        parameters, in order.
+        """
+        if self.is_shorthand:
+            dims = check.check_init(input_shape, key, dtype)
+            if len(dims) != len(self.layers) + 1:
+                raise ConfigError(
+                    f"`layer_dims` {dims} describes {len(dims) - 1} layers but the network has "
+                    f"{len(self.layers)} activations: give [n_x, n_1, …, n_L] with "
+                    f"{len(self.layers) + 1} sizes"
+                )
+            in_shape: tuple[int, ...] = (dims[0],)
+            units: list[int | None] = list(dims[1:])
+        else:
+            in_shape = check.check_input_shape(input_shape, key, dtype)
+            units = [None] * len(self.layers)
+        if method is not None and method not in ("he", "xavier", "random", "zeros"):
+            raise ConfigError(
+                f"unknown init method {method!r}; expected one of "
+                "['he', 'xavier', 'random', 'zeros']"
+            )
+        n_with_params = sum(1 for layer in self.layers if layer.param_names)
+        keys = iter(jax.random.split(key, n_with_params))
+        params: Params = {}
+        for layer, names, n in zip(self.layers, engine.layer_keys(self.spec), units, strict=True):
+            k = next(keys) if layer.param_names else key
+            if isinstance(layer, Dense):
+                local, in_shape = layer.init(k, in_shape, dtype, units=n, method=method or "")
+            else:
+                local, in_shape = layer.init(k, in_shape, dtype)
+            params.update({names[name]: local[name] for name in layer.param_names})
+        return params
+
+    def forward(self, params: Any, X: Any, key: Array | None = None) -> tuple[Array, engine.Caches]:
+        """(A[L], caches): every layer's forward from A[0] = X (…, m), dropout from `key`."""
+        spec = self.spec._replace(loss=None)
+        params, X, _ = engine.check_features(params, X, spec, key=key)
+        return engine.forward(params, X, spec, engine.dropout_masks(params, X, spec, key))
+
+    def cost(self, params: Any, X: Any, Y: Any, key: Array | None = None) -> Array:
+        """C = (1/m) Σ_i L(a[L](i), y(i)) + (λ/2m) Σ_l ‖W[l]‖_F², a scalar.
+
+        This is the function whose `jax.grad` the hand-written backward must equal.
+        """
+        params, X, Y, m = self.checked(params, X, Y, key)
+        spec = self.spec
+        _, caches = engine.forward(params, X, spec, engine.dropout_masks(params, X, spec, key))
+        return engine.cost(params, jnp.sum(engine.example_losses(caches, Y, spec)), m=m, l2=self.l2)
+
+    def value_and_grad(
+        self, params: Any, X: Any, Y: Any, key: Array | None = None
+    ) -> tuple[Array, Params]:
+        """(C, ∂C/∂params): one forward pass and the hand-written backward pass.
+
+        Shapes: X (…, m), Y (n_L, m); grads have the params' keys and shapes, so
+        `optax.apply_updates(params, updates)` takes them directly.
+        """
+        params, X, Y, _ = self.checked(params, X, Y, key)
+        return engine.value_and_grad(params, X, Y, self.spec, l2=self.l2, key=key)
+
+    def backward(self, params: Any, caches: engine.Caches, Y: Any) -> Params:
+        """∂C/∂params from `forward`'s caches (and their dropout masks): the chain, (2), L2."""
+        spec = self.spec
+        check.check_caches(caches, spec.n_layers)
+        params = engine.check_params(params, spec)
+        check.check_l2(self.l2, dtype=check.params_dtype_of(params))
+        _, A_L, _ = engine.output_values(caches, spec)
+        m = A_L.shape[-1]
+        Y = check.as_array("Y", Y)
+        if spec.is_dense:
+            check.check_Y(params, Y, m)
+        else:
+            check.check_Y_columns(Y, m, A_L.shape[0])
+        Y = Y.astype(A_L.dtype)
+        grads = engine.mean_grads(params, caches, engine.output_dZ(caches, Y, spec), spec, m=m)
+        return engine.add_l2_grads(grads, params, self.l2, m)
+
+    def predict(self, params: Any, X: Any) -> Array:
+        """Class predictions of shape (1, m): A[L] > 0.5 for one output unit, argmax otherwise."""
+        AL, _ = replace(self, keep_prob=1.0).forward(params, X)
+        if AL.shape[0] == 1:
+            return (AL > 0.5).astype(jnp.int32)
+        return jnp.argmax(AL, axis=0)[None, :].astype(jnp.int32)
+
+    def custom_vjp_cost(self, params: Any, X: Any, Y: Any, key: Array | None = None) -> Array:
+        """C, as :meth:`cost`, whose `jax.grad` (params, X and Y) runs the hand-written backward."""
+        from manualgrad._bridge import custom_vjp_cost
+
+        return custom_vjp_cost(self.spec, self.l2)(params, X, Y, key)
+
+    # ---- per-example (manualgrad.per_example) ---------------------------------------
+
+    def per_example_grads(self, params: Any, X: Any, Y: Any, key: Array | None = None) -> Params:
+        """g_i = ∂L_i/∂params for every example, (m, *shape) per key."""
+        return _extension("per_example").per_example_grads(self, params, X, Y, key)
+
+    def per_example_norms(self, params: Any, X: Any, Y: Any, key: Array | None = None) -> Array:
+        """‖g_i‖ for every example, (m,), with no per-example gradient formed."""
+        return _extension("per_example").per_example_norms(self, params, X, Y, key)
+
+    def clipped_grads(
+        self, params: Any, X: Any, Y: Any, clip_norm: Any, key: Array | None = None
+    ) -> Params:
+        """(1/m) Σ_i min(1, C/‖g_i‖) g_i [+ (λ/m) W], in one backward pass."""
+        return _extension("per_example").clipped_grads(self, params, X, Y, clip_norm, key)
+
+    def dp_grads(
+        self,
+        params: Any,
+        X: Any,
+        Y: Any,
+        noise_key: Array,
+        clip_norm: Any,
+        noise_multiplier: Any,
+        key: Array | None = None,
+        normaliser: Any = None,
+    ) -> Params:
+        """The DP-SGD gradient: clipped sum plus N(0, σ²C²I), over the normaliser."""
+        return _extension("per_example").dp_grads(
+            self, params, X, Y, noise_key, clip_norm, noise_multiplier, key, normaliser
+        )
+
+    # ---- curvature (manualgrad.curvature) -------------------------------------------
+
+    def sum_grad_squared(self, params: Any, X: Any, Y: Any) -> Params:
+        """Σ_i g_i ⊙ g_i (:func:`manualgrad.curvature.sum_grad_squared`)."""
+        return _extension("curvature").sum_grad_squared(self, params, X, Y)
+
+    def grad_variance(self, params: Any, X: Any, Y: Any) -> Params:
+        """(1/m) Σ_i (g_i − ḡ)² (:func:`manualgrad.curvature.grad_variance`)."""
+        return _extension("curvature").grad_variance(self, params, X, Y)
+
+    def gradient_gram(self, params: Any, X: Any, Y: Any) -> Array:
+        """⟨g_i, g_j⟩, (m, m) (:func:`manualgrad.curvature.gradient_gram`)."""
+        return _extension("curvature").gradient_gram(self, params, X, Y)
+
+    def gradient_noise_scale(self, params: Any, X: Any, Y: Any) -> Any:
+        """B_simple = tr(Σ)/‖G‖² (:func:`manualgrad.curvature.gradient_noise_scale`)."""
+        return _extension("curvature").gradient_noise_scale(self, params, X, Y)
+
+    def ggn_vector_product(self, params: Any, X: Any, Y: Any, v: Any) -> Params:
+        """G v (:func:`manualgrad.curvature.ggn_vector_product`)."""
+        return _extension("curvature").ggn_vector_product(self, params, X, Y, v)
+
+    def hessian_vector_product(self, params: Any, X: Any, Y: Any, v: Any) -> Params:
+        """∇²C v (:func:`manualgrad.curvature.hessian_vector_product`)."""
+        return _extension("curvature").hessian_vector_product(self, params, X, Y, v)
+
+    def diag_ggn(
+        self, params: Any, X: Any, Y: Any, key: Array | None = None, mc_samples: int | None = None
+    ) -> Params:
+        """diag G, exact or Monte Carlo (:func:`manualgrad.curvature.diag_ggn`)."""
+        return _extension("curvature").diag_ggn(self, params, X, Y, key, mc_samples)
+
+    def kfac_factors(
+        self, params: Any, X: Any, Y: Any, key: Array | None = None, mc_samples: int | None = None
+    ) -> Any:
+        """Kronecker factors per layer (:func:`manualgrad.curvature.kfac_factors`)."""
+        return _extension("curvature").kfac_factors(self, params, X, Y, key, mc_samples)
+
+    def diag_hessian(self, params: Any, X: Any, Y: Any) -> Params:
+        """diag ∇²C (:func:`manualgrad.curvature.diag_hessian`)."""
+        return _extension("curvature").diag_hessian(self, params, X, Y)
 
 
 def network(
-    activations: Sequence[str],
+    layers: Sequence[Layer | str],
     loss: str = "bce",
     *,
     l2: float = 0.0,
     keep_prob: float = 1.0,
     precision: str = "default",
 ) -> Network:
-    """Build the functions of a dense network with `activations` (one name per layer).
+    """A network of `layers` with `loss`: a frozen :class:`Network` with its functions bound.
 
-    | argument      | meaning                                                      |
-    |---------------|--------------------------------------------------------------|
-    | `activations` | one of :data:`manualgrad._core.activations.ACTIVATIONS` per layer  |
-    | `loss`        | "bce" (sigmoid output), "ce" (softmax, one-hot Y), "mse"     |
-    | `l2`          | λ of (λ/2m) Σ_l ‖W[l]‖_F², a Python number                   |
-    | `keep_prob`   | inverted dropout on hidden layers (1.0: none)                |
-    | `precision`   | "default", "highest" or "bf16" (:mod:`manualgrad._core.precision`) |
+    | argument    | meaning                                                         |
+    |-------------|-----------------------------------------------------------------|
+    | `layers`    | :mod:`manualgrad.layers` records, first to last; a name alone   |
+    |             | ("relu") is `Dense(activation=name)` with its width from init's |
+    |             | layer_dims (the dense shorthand)                                 |
+    | `loss`      | "bce" (sigmoid output), "ce" (softmax, one-hot Y), "mse"        |
+    | `l2`        | λ of (λ/2m) Σ_l ‖W[l]‖_F², a Python number                      |
+    | `keep_prob` | inverted dropout on the hidden layers with parameters (1.0: none) |
+    | `precision` | "default", "highest" or "bf16" (:mod:`manualgrad.precision`)    |
 
-    Returns a :class:`Network` whose functions take arrays only, so `jax.jit`,
-    `jax.vmap` and `optax` loops use them directly. The number of layers is fixed
-    by `activations`; the widths come from the params.
+    Names, the loss's fit to the output layer and the options are checked here; shapes
+    and dtypes at trace time.
     """
-    if isinstance(activations, str) or not isinstance(activations, Sequence):
+    if isinstance(layers, str | Layer) or not isinstance(layers, Sequence):
         raise ConfigError(
-            f"expected `activations` to be a sequence of names, one per layer, got "
-            f"{activations!r} — e.g. mg.network(['relu', 'sigmoid'])"
+            f"expected `layers` to be a sequence of layers (or activation names), got "
+            f"{layers!r} — e.g. mg.network([mg.layers.Dense(20), mg.layers.Dense(1, "
+            "activation='sigmoid')]) or mg.network(['relu', 'sigmoid'])"
         )
-    acts = tuple(activations)
-    if not acts:
-        raise ConfigError("`activations` is empty: give one activation name per layer")
-    spec = engine.make_spec(len(acts), acts, loss, keep_prob=keep_prob, precision=precision)
+    if not layers:
+        raise ConfigError("`layers` is empty: give at least one layer, e.g. [mg.layers.Dense(1)]")
+    if all(isinstance(layer, str) for layer in layers):
+        check.check_activations(list(layers), len(layers))  # type: ignore[arg-type]
+    resolved = tuple(_as_layer(layer, l) for l, layer in enumerate(layers, start=1))
+    for l, layer in enumerate(resolved[:-1], start=1):
+        if isinstance(layer, Dense) and layer.activation == "softmax":
+            raise ConfigError(
+                f"layer {l}: `softmax` is for the output layer only; "
+                "use relu, leaky_relu, tanh, sigmoid or linear on hidden layers"
+            )
+    out_act = resolved[-1].output_activation
+    if out_act is None:
+        raise ConfigError(
+            f"{resolved[-1].name} cannot be a network's output layer: the last layer must apply "
+            "an activation the loss acts on, e.g. mg.layers.Dense(1, activation='sigmoid')"
+        )
+    check.check_loss(loss, out_act)
+    check.check_static_options(keep_prob=keep_prob, precision=precision)
     try:
         l2 = float(l2)
     except (TypeError, ValueError):
@@ -148,109 +363,21 @@ def network(
             "traced λ use manualgrad.functional.value_and_grad(..., l2=λ)"
         ) from None
     check.check_l2(l2)
-    options: dict[str, Any] = dict(
-        activations=acts, loss=loss, keep_prob=keep_prob, precision=precision
-    )
+    return Network(resolved, loss, l2, keep_prob, precision)
 
-    def init(layer_dims: Sequence[int], key: Any, method: str = "he", dtype: Any = jnp.float32):
-        """Params for `layer_dims` = [n_x, n_1, …, n_L] (one more than the activations)."""
-        if isinstance(layer_dims, Sequence) and len(layer_dims) != len(acts) + 1:
-            raise ConfigError(
-                f"`layer_dims` {list(layer_dims)} describes {len(layer_dims) - 1} layers but the "
-                f"network has {len(acts)} activations: give [n_x, n_1, …, n_L] with "
-                f"{len(acts) + 1} sizes"
-            )
-        return functional.init_params(layer_dims, key, method, dtype)
 
-    def forward(params, X, key=None):
-        return functional.forward(
-            params, X, key=key, activations=acts, keep_prob=keep_prob, precision=precision
-        )
-
-    def predict(params, X):
-        return functional.predict(params, X, activations=acts, precision=precision)
-
-    def clipped_grads(params, X, Y, clip_norm, key=None):
-        return per_example.clipped_grads(
-            params,
-            X,
-            Y,
-            clip_norm=clip_norm,
-            l2=l2,
-            key=key,
-            activations=acts,
-            loss=loss,
-            keep_prob=keep_prob,
-            precision=precision,
-        )
-
-    def dp_grads(params, X, Y, noise_key, clip_norm, noise_multiplier, key=None, normaliser=None):
-        return per_example.dp_grads(
-            params,
-            X,
-            Y,
-            noise_key=noise_key,
-            clip_norm=clip_norm,
-            noise_multiplier=noise_multiplier,
-            l2=l2,
-            key=key,
-            normaliser=normaliser,
-            activations=acts,
-            loss=loss,
-            keep_prob=keep_prob,
-            precision=precision,
-        )
-
-    return Network(
-        activations=acts,
-        loss=loss,
-        l2=l2,
-        keep_prob=keep_prob,
-        precision=precision,
-        init=init,
-        forward=forward,
-        cost=_with_key(partial(functional.cost, l2=l2, **options)),
-        value_and_grad=_with_key(partial(functional.value_and_grad, l2=l2, **options)),
-        predict=predict,
-        per_example_grads=_with_key(partial(per_example.per_example_grads, **options)),
-        per_example_norms=_with_key(partial(per_example.per_example_norms, **options)),
-        clipped_grads=clipped_grads,
-        dp_grads=dp_grads,
-        custom_vjp_cost=custom_vjp_cost(spec, l2),
-        **_curvature_fields(acts, loss, l2, precision),
+def _as_layer(layer: Layer | str, l: int) -> Layer:
+    if isinstance(layer, Layer):
+        return layer
+    if isinstance(layer, str):
+        return Dense(activation=layer)
+    raise ConfigError(
+        f"layer {l}: expected a layer (e.g. mg.layers.Dense(20)) or an activation name, "
+        f"got {layer!r}"
     )
 
 
-def _curvature_fields(acts: tuple[str, ...], loss: str, l2: float, precision: str) -> dict:
-    """The :mod:`manualgrad.curvature` functions with the network's options bound."""
-    opts = dict(activations=acts, loss=loss, precision=precision)
-    with_l2 = dict(opts, l2=l2)
-
-    def sampled(fn, **kw):
-        def bound(params, X, Y, key=None, mc_samples=None):
-            return fn(params, X, Y, key=key, mc_samples=mc_samples, **kw)
-
-        bound.__doc__ = fn.__doc__
-        return bound
-
-    return dict(
-        sum_grad_squared=partial(curvature.sum_grad_squared, **opts),
-        grad_variance=partial(curvature.grad_variance, **opts),
-        gradient_gram=partial(curvature.gradient_gram, **opts),
-        gradient_noise_scale=partial(curvature.gradient_noise_scale, **with_l2),
-        ggn_vector_product=partial(curvature.ggn_vector_product, **with_l2),
-        hessian_vector_product=partial(curvature.hessian_vector_product, **with_l2),
-        diag_ggn=sampled(curvature.diag_ggn, **with_l2),
-        kfac_factors=sampled(curvature.kfac_factors, **opts),
-        diag_hessian=partial(curvature.diag_hessian, **with_l2),
-    )
-
-
-def _with_key(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn(params, X, Y, key=…)` as `(params, X, Y, key=None)`: key may be positional."""
-
-    def bound(params, X, Y, key=None):
-        return fn(params, X, Y, key=key)
-
-    bound.__doc__ = getattr(getattr(fn, "func", fn), "__doc__", None)
-    return bound
+def with_l2(net: Network, l2: Any) -> Network:
+    """The same network with λ = `l2`, which may be traced (the functional API's λ)."""
+    check.check_l2(l2)
+    return replace(net, l2=l2)

@@ -1,29 +1,35 @@
 r"""Per-example gradients, their exact norms, and clipped (DP) gradients in one backward pass.
 
-Formula (2) is the mean over examples of formula (1):
+Formula (2) is the mean over examples of formula (1). For any layer whose weight W is
+applied at T positions per example (a dense layer: T = 1), with the engine's product
+(A (d_in, T, m), dZ (d_out, T, m)) of that weight:
 
-    dW[l] = (1/m) Σ_i dz[l](i) a[l-1](i)ᵀ,        db[l] = (1/m) Σ_i dz[l](i).
+    (2)  dW = (1/m) Σ_i Σ_t dz_t(i) a_t(i)ᵀ,      db = (1/m) Σ_i Σ_t dz_t(i)
+    (1)  g_i:  dW_i = Σ_t dz_t(i) a_t(i)ᵀ,        db_i = Σ_t dz_t(i)
 
 This module makes the one-example side a first-class citizen and uses it to compute
-what autodiff users usually pay m copies of the weights for:
+what autodiff users usually pay m copies of the weights for. Every function is a
+plain function of the network (`f(net, params, X, Y, …)`), also bound as `net.f`:
 
 | function            | returns                                       | forms each g_i? |
 |---------------------|-----------------------------------------------|-----------------|
 | `one_example_grads` | g = ∂L/∂params for one example (x, y)         | (one example)   |
-| `per_example_grads` | `jax.vmap(one_example_grads)`: (m, *shape)    | yes, m of them  |
-| `per_example_norms` | ‖g_i‖ for i = 1 … m, shape (m,)               | no              |
-| `clipped_grads`     | (1/m) Σ_i min(1, C/‖g_i‖) g_i                 | no              |
-| `dp_grads`          | (Σ_i min(1, C/‖g_i‖) g_i + N(0, σ²C² I)) / m  | no              |
+| `per_example_grads` | `jax.vmap` of (1) over the examples: (m, *shape) | yes, m of them |
+| `per_example_norms` | ‖g_i‖ for i = 1 … m, shape (m,)               | no (T small)    |
+| `clipped_grads`     | (1/m) Σ_i min(1, C/‖g_i‖) g_i                 | no (T small)    |
+| `dp_grads`          | (Σ_i min(1, C/‖g_i‖) g_i + N(0, σ²C² I)) / m  | no (T small)    |
 
-The first two run the engine's chain (:mod:`manualgrad._core.engine`) on one example's
-vectors and apply formula (1); the last three run it once on the batch and then use
-two facts about its dZ[l]:
+All of them run the engine's chain (:mod:`manualgrad._core.engine`) once on the batch
+and read its products only, never a layer's internals. They rest on two facts:
 
-* the norm identity, from ‖u vᵀ‖_F = ‖u‖ ‖v‖ and formula (1):
-  ‖g_i‖² = Σ_l ‖dz[l](i)‖² (‖a[l-1](i)‖² + 1);
-* column i of every dZ[l] is linear in dZ[L](i) (formulas (4), (5) and the dropout
-  mask are linear in dA at fixed Z), so scaling column i of every dZ[l] by s_i is
-  the backward pass of the loss s_i L_i, and formula (2) on the scaled dZ[l] gives
+* the norm identity, from formula (1) and ⟨u vᵀ, u' v'ᵀ⟩_F = (u·u')(v·v'):
+  ‖dW_i‖² = Σ_{t,s} (dz_t(i)·dz_s(i)) (a_t(i)·a_s(i)), which for T = 1 is
+  ‖dz(i)‖² ‖a(i)‖² (the bias adds ‖Σ_t dz_t(i)‖²). That costs O(T² (d_in + d_out)) per
+  example against O(d_in d_out) for forming dW_i, so — fastDP's mixed "ghost norm" rule —
+  a weight with 2T² ≤ d_in·d_out takes the identity and any other forms dW_i;
+* column i of every dZ is linear in dZ[L](i) (every layer's backward and the dropout
+  masks are linear in dA at fixed caches), so scaling column i of every dZ by s_i is
+  the backward pass of the loss s_i L_i, and formula (2) on the scaled dZ gives
   (1/m) Σ_i s_i g_i.
 
 See docs/per_example.md for the derivations.
@@ -32,130 +38,114 @@ L2 and dropout. The L2 term (λ/2m) Σ_l ‖W[l]‖_F² is not a per-example los
 depends on no example, so it is neither in g_i, nor in ‖g_i‖, nor clipped or noised;
 `clipped_grads` and `dp_grads` add its (λ/m) W[l] once, after clipping (and
 without noise), exactly as `value_and_grad` adds it to the mean. Dropout is supported
-by every batched function here (`keep_prob` < 1 with a `key`, as in
-`value_and_grad`): mask D[l] has one column per example, so g_i is the gradient of
-example i's loss under its own mask, and the same key gives the same masks as
-`value_and_grad`. `per_example_grads` vmaps over the columns of those same masks;
-the single-example `one_example_grads` has no dropout.
+by every batched function here (keep_prob < 1 with a `key`, as in `value_and_grad`):
+mask D[l] has one column per example, so g_i is the gradient of example i's loss
+under its own mask, and the same key gives the same masks as `value_and_grad`.
 
-All functions are pure; bound by :func:`manualgrad.network` they take only arrays
-and jit directly. `clip_norm`, `noise_multiplier` and `normaliser` may be traced.
+`clip_norm`, `noise_multiplier` and `normaliser` may be traced.
 
 >>> import jax, jax.numpy as jnp, manualgrad as mg
->>> params = mg.init_params([2, 3, 1], jax.random.key(0))
+>>> net = mg.network(["relu", "sigmoid"], "bce")
+>>> params = net.init([2, 3, 1], jax.random.key(0))
 >>> X = jnp.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]])
 >>> Y = jnp.array([[1.0, 0.0, 1.0]])
->>> mg.per_example_norms(params, X, Y, activations=("relu", "sigmoid")).shape
+>>> mg.per_example.per_example_norms(net, params, X, Y).shape
 (3,)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Unpack
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 
 from manualgrad._core import engine
-from manualgrad._core.engine import Options, check
+from manualgrad._core.engine import check
+from manualgrad._core.layer import Product
 from manualgrad._errors import ShapeError
+
+if TYPE_CHECKING:
+    from manualgrad._network import Network
 
 Array = jax.Array
 Params = dict[str, Array]
 
-_NO_L2 = tuple(name for name in engine.OPTION_NAMES if name != "l2")
-_NO_DROPOUT = ("activations", "loss", "precision")
-
 __all__ = [
+    "add_dp_noise",
     "clip_factors",
     "clipped_grads",
+    "clipped_products",
     "dp_grads",
+    "example_grads",
     "one_example_grads",
     "per_example_grads",
     "per_example_norms",
+    "scale_examples",
     "squared_norms",
 ]
 
 
-def _one_example(params, x, y, spec, masks):
-    """g = ∂L/∂params of one example: the engine's chain on vectors, then formula (1)."""
-    p = engine.backward_pass(params, x, y, spec, masks)
-    return engine.example_grads_from_dz(params, p.caches, p.dZs)  # (1)
-
-
-def one_example_grads(
-    params: Mapping[str, Array], x: Array, y: Array, **options: Unpack[Options]
-) -> Params:
-    r"""g = ∂L/∂params of one example's loss L(a[L], y) (no 1/m), by formulas (1), (4), (5).
-
-    Shapes: x (n_x,), y (n_L,) -> a dict with the params' keys and shapes. From layer L
-    down: dz[L] from the output (A − Y fused for sigmoid+bce / softmax+ce), then
-
-        dW[l] = dz[l] a[l-1]ᵀ,  db[l] = dz[l]                     (1)
-        da[l-1] = W[l]ᵀ dz[l]                                      (4)
-        dz[l-1] = da[l-1] ⊙ g[l-1]'(z[l-1])                        (5)
-
-    with the same engine and derivatives as the batched backward. Options: `activations`,
-    `loss` and `precision`, as for :func:`manualgrad.value_and_grad`; no dropout here (see
-    :func:`per_example_grads` for dropout per example) and no L2.
-    """
-    x, y = check.as_array("x", x), check.as_array("y", y)
-    if x.ndim != 1:
-        raise ShapeError(
-            f"expected one example `x` of shape (n_x,), got {x.shape} — for a batch of "
-            "columns use `per_example_grads(params, X, Y, …)`, or pass x = X[:, i]"
-        )
-    if y.ndim != 1:
-        raise ShapeError(
-            f"expected one example's `y` of shape (n_L,), got {y.shape} — pass y = Y[:, i]"
-        )
-    params, X, Y, spec, _, _ = engine.checked_options(
-        params, x[:, None], y[:, None], options, function="one_example_grads", allowed=_NO_DROPOUT
-    )
-    return _one_example(params, X[:, 0], Y[:, 0], spec, None)
-
-
-def per_example_grads(
-    params: Mapping[str, Array], X: Array, Y: Array, **options: Unpack[Options]
-) -> Params:
-    """g_i = ∂L_i/∂params for every example: `jax.vmap` of :func:`one_example_grads` over columns.
-
-    Shapes: X (n_x, m), Y (n_L, m) -> a dict with the params' keys, each leaf of shape
-    (m, *param.shape): W[l] -> (m, n_l, n_{l-1}), b[l] -> (m, n_l, 1). Their mean over
-    axis 0 is `value_and_grad`'s grads without L2 (formula (2) as the mean of (1)).
-    With `keep_prob` < 1 the masks are those `value_and_grad` draws from `key`, one
-    column per example. This materialises m copies of the params: for norms or
-    clipping use :func:`per_example_norms` / :func:`clipped_grads`, which do not.
-    Options as for :func:`manualgrad.value_and_grad`, except `l2` (no g_i has an L2 term).
-    """
-    params, X, Y, spec, _, key = engine.checked_options(
-        params, X, Y, options, function="per_example_grads", allowed=_NO_L2
-    )
-    masks = engine.dropout_masks(params, X.shape[1], spec, key)
-
-    def one(x, y, cols):
-        return _one_example(params, x, y, spec, cols)
-
-    return jax.vmap(one, in_axes=(1, 1, 1))(X, Y, masks)
-
-
 # --------------------------------------------------------------------------------------
-# Batched: norms and clipping from the dZ[l] of one backward chain
+# Formula (1) and the norm identity, on the products of one backward chain
 # --------------------------------------------------------------------------------------
 
 
-def squared_norms(p: engine.Pass) -> Array:
-    """‖g_i‖² = Σ_l ‖dz[l](i)‖² (‖a[l-1](i)‖² + 1), shape (m,): the norm identity of (1).
+def _example_weight_grad(dz: Array, a: Array) -> Array:
+    """Formula (1) for one example: dW_i = Σ_t dz_t a_tᵀ. Shapes: dz (d_out, T), a (d_in, T)."""
+    return dz @ a.T  # (1), summed over the T positions
 
-    From the engine's :class:`~manualgrad._core.engine.Pass` (its dZ[l] without 1/m).
+
+def example_grads(product: Product, params: Mapping[str, Array]) -> Params:
+    """Formula (1) for every example of one product: {W: (m, *W.shape), b: (m, *b.shape)}.
+
+    `jax.vmap` of the one-example formula dW_i = Σ_t dz_t(i) a_t(i)ᵀ, db_i = Σ_t dz_t(i)
+    over the example axis (the last) of A and dZ.
     """
-    total = jnp.zeros(p.dZs[0].shape[1:], p.dZs[0].dtype)
-    for cache, dZ in zip(p.caches, p.dZs, strict=True):
-        dz_sq = jnp.sum(dZ * dZ, axis=0)  # ‖dz[l](i)‖², (m,)
-        a_sq = jnp.sum(cache.A_prev * cache.A_prev, axis=0)  # ‖a[l-1](i)‖², (m,)
-        total = total + dz_sq * (a_sq + 1)  # ‖dW_i‖_F² + ‖db_i‖² by (1)
+    W = params[product.weight]
+    dW = jax.vmap(_example_weight_grad, in_axes=(2, 2))(product.dZ, product.A)  # (1)
+    grads = {product.weight: dW.reshape((-1, *W.shape))}
+    if product.bias is not None:
+        b = params[product.bias]
+        grads[product.bias] = jnp.sum(product.dZ, axis=1).T.reshape((-1, *b.shape))  # (1)
+    return grads
+
+
+def _uses_norm_identity(product: Product) -> bool:
+    """fastDP's rule: the identity's T² cross terms against the d_in·d_out entries of dW_i."""
+    d_in, T = product.A.shape[0], product.A.shape[1]
+    d_out = product.dZ.shape[0]
+    return d_in * d_out >= 2 * T * T
+
+
+def _product_squared_norms(product: Product) -> Array:
+    """‖dW_i‖² (+ ‖db_i‖²) for every example of one product, shape (m,)."""
+    A, dZ = product.A, product.dZ
+    if product.positions == 1:
+        dz_sq = jnp.sum(dZ[:, 0] * dZ[:, 0], axis=0)  # ‖dz(i)‖², (m,)
+        a_sq = jnp.sum(A[:, 0] * A[:, 0], axis=0)  # ‖a(i)‖², (m,)
+        bias = 1 if product.bias is not None else 0
+        return dz_sq * (a_sq + bias)  # ‖dW_i‖_F² + ‖db_i‖² by (1)
+    if _uses_norm_identity(product):
+        dz_dots = jnp.einsum("ptm,psm->tsm", dZ, dZ)  # dz_t(i) · dz_s(i), (T, T, m)
+        a_dots = jnp.einsum("qtm,qsm->tsm", A, A)  # a_t(i) · a_s(i)
+        total = jnp.sum(dz_dots * a_dots, axis=(0, 1))
+    else:
+        dW = jax.vmap(_example_weight_grad, in_axes=(2, 2))(dZ, A)  # (1), (m, d_out, d_in)
+        total = jnp.sum(dW * dW, axis=(1, 2))
+    if product.bias is not None:
+        db = jnp.sum(dZ, axis=1)  # (d_out, m)
+        total = total + jnp.sum(db * db, axis=0)
     return total
+
+
+def squared_norms(products: Sequence[Product]) -> Array:
+    """‖g_i‖² = Σ over the products of ‖dW_i‖² + ‖db_i‖², shape (m,): the norm identity of (1).
+
+    From the products of one backward chain (their dZ without 1/m).
+    """
+    return sum(_product_squared_norms(p) for p in products)  # type: ignore[return-value]
 
 
 def clip_factors(squared_norms: Array, clip_norm: float | Array) -> Array:
@@ -170,49 +160,95 @@ def clip_factors(squared_norms: Array, clip_norm: float | Array) -> Array:
     return jnp.where(over, C * jax.lax.rsqrt(safe), jnp.ones_like(squared_norms))
 
 
-def _pass(params, X, Y, spec, key) -> engine.Pass:
-    return engine.backward_pass(
-        params, X, Y, spec, engine.dropout_masks(params, X.shape[1], spec, key)
-    )
+def scale_examples(products: Sequence[Product], s: Array) -> tuple[Product, ...]:
+    """Every product with column i of dZ scaled by s_i: the backward pass of Σ_i s_i L_i."""
+    return tuple(p._replace(dZ=p.dZ * s[None, None, :]) for p in products)
 
 
-def per_example_norms(
-    params: Mapping[str, Array], X: Array, Y: Array, **options: Unpack[Options]
-) -> Array:
-    r"""‖g_i‖ for each example: the L2 norm over all layers' dW and db of ∂L_i/∂params.
+def clipped_products(products: Sequence[Product], clip_norm: float | Array) -> tuple[Product, ...]:
+    """Every dZ with column i scaled by s_i = min(1, C/‖g_i‖): the pass of Σ_i s_i L_i.
 
-    Shapes: X (n_x, m), Y (n_L, m) -> (m,). Computed from the batched dZ[l] (n_l, m) and
-    A[l-1] (n_{l-1}, m) of one backward chain with
+    Formula (2) on these with normaliser m gives (1/m) Σ_i s_i g_i (column i of every
+    dZ is linear in example i's dz[L]).
+    """
+    return scale_examples(products, clip_factors(squared_norms(products), clip_norm))
+
+
+# --------------------------------------------------------------------------------------
+# The functions of a network
+# --------------------------------------------------------------------------------------
+
+
+def _pass(net: Network, params: Any, X: Any, Y: Any, key: Any) -> tuple[Params, engine.Pass, int]:
+    params, X, Y, m = net.checked(params, X, Y, key)
+    spec = net.spec
+    masks = engine.dropout_masks(params, X, spec, key)
+    return params, engine.backward_pass(params, X, Y, spec, masks), m
+
+
+def per_example_grads(
+    net: Network, params: Any, X: Any, Y: Any, key: Array | None = None
+) -> Params:
+    """g_i = ∂L_i/∂params for every example: formula (1) on the products of one chain.
+
+    Shapes: X (…, m), Y (n_L, m) -> a dict with the params' keys, each leaf of shape
+    (m, *param.shape): a dense W[l] -> (m, n_l, n_{l-1}), b[l] -> (m, n_l, 1). Their mean
+    over axis 0 is `value_and_grad`'s grads without L2 (formula (2) as the mean of (1)).
+    With keep_prob < 1 the masks are those `value_and_grad` draws from `key`. This
+    materialises m copies of the params: for norms or clipping use
+    :func:`per_example_norms` / :func:`clipped_grads`, which do not. No L2 term.
+    """
+    params, p, _ = _pass(net, params, X, Y, key)
+    grads: Params = {}
+    for product in p.products:
+        grads.update(example_grads(product, params))  # (1)
+    return {k: grads[k] for k in params}
+
+
+def one_example_grads(net: Network, params: Any, x: Any, y: Any) -> Params:
+    r"""g = ∂L/∂params of one example's loss L(a[L], y) (no 1/m), by formulas (1), (4), (5).
+
+    Shapes: x one example (…,) (features first, no example axis), y (n_L,) -> a dict with
+    the params' keys and shapes. No dropout and no L2.
+    """
+    x, y = check.as_array("x", x), check.as_array("y", y)
+    if y.ndim != 1:
+        raise ShapeError(
+            f"expected one example's `y` of shape (n_L,), got {y.shape} — pass y = Y[:, i]"
+        )
+    if net.spec.is_dense and x.ndim != 1:
+        raise ShapeError(
+            f"expected one example `x` of shape (n_x,), got {x.shape} — for a batch of "
+            "columns use `per_example_grads(net, params, X, Y)`, or pass x = X[:, i]"
+        )
+    from dataclasses import replace
+
+    grads = per_example_grads(replace(net, keep_prob=1.0), params, x[..., None], y[:, None])
+    return {k: g[0] for k, g in grads.items()}
+
+
+def per_example_norms(net: Network, params: Any, X: Any, Y: Any, key: Array | None = None) -> Array:
+    r"""‖g_i‖ for each example: the L2 norm over all parameters of ∂L_i/∂params.
+
+    Shapes: X (…, m), Y (n_L, m) -> (m,). From the products of one backward chain by
+    the norm identity (see the module's docstring); for a dense network
 
         ‖g_i‖² = Σ_l ‖dz[l](i)‖² (‖a[l-1](i)‖² + 1),
 
     never forming a per-example gradient (cost O(Σ_l (n_l + n_{l-1}) m) on top of the
-    chain). The L2 term is not part of any g_i. Dropout as in :func:`per_example_grads`;
-    options as for :func:`manualgrad.value_and_grad`, except `l2`.
+    chain). The L2 term is not part of any g_i. Dropout as in :func:`per_example_grads`.
     """
-    params, X, Y, spec, _, key = engine.checked_options(
-        params, X, Y, options, function="per_example_norms", allowed=_NO_L2
-    )
-    return jnp.sqrt(squared_norms(_pass(params, X, Y, spec, key)))
-
-
-def clipped_sum_dZ(p: engine.Pass, clip_norm: float | Array) -> tuple[Array, ...]:
-    """Every dZ[l] with column i scaled by s_i = min(1, C/‖g_i‖): the pass of Σ_i s_i L_i.
-
-    Formula (2) on these with normaliser m gives (1/m) Σ_i s_i g_i (column i of every
-    dZ[l] is linear in example i's dz[L]).
-    """
-    s = clip_factors(squared_norms(p), clip_norm)  # (m,) or () for one example
-    return tuple(dZ * (s[None, :] if dZ.ndim == 2 else s) for dZ in p.dZs)
+    _, p, _ = _pass(net, params, X, Y, key)
+    return jnp.sqrt(squared_norms(p.products))
 
 
 def clipped_grads(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    *,
+    net: Network,
+    params: Any,
+    X: Any,
+    Y: Any,
     clip_norm: float | Array,
-    **options: Unpack[Options],
+    key: Array | None = None,
 ) -> Params:
     r"""(1/m) Σ_i min(1, C/‖g_i‖) g_i [+ (λ/m) W[l]], in one backward pass.
 
@@ -220,41 +256,36 @@ def clipped_grads(
     |--------|------------------|
     | C      | `clip_norm` (> 0)|
     | g_i    | ∂L_i/∂params     |
-    | λ      | `l2`             |
+    | λ      | `net.l2`         |
 
     Runs the batched backward chain once, computes ‖g_i‖ by the norm identity (see
-    :func:`per_example_norms`), scales column i of every dZ[l] by
-    s_i = min(1, C/‖g_i‖) (:func:`clip_factors`; s_i = 1 when g_i = 0, no NaN), and
-    applies formula (2) to the scaled dZ[l]. Because column i of dZ[l] is linear in
-    example i's dz[L], that is exactly the mean of the clipped per-example gradients.
+    :func:`per_example_norms`), scales column i of every dZ by s_i = min(1, C/‖g_i‖)
+    (:func:`clip_factors`; s_i = 1 when g_i = 0, no NaN), and applies formula (2) to
+    the scaled products. Because column i of dZ is linear in example i's dz[L], that is
+    exactly the mean of the clipped per-example gradients.
 
     The L2 term belongs to no example: its (λ/m) W[l] is added once, after clipping.
-    Dropout (`keep_prob` < 1, `key`) clips each example's gradient under its own mask.
-    Shapes: X (n_x, m), Y (n_L, m) -> a dict with the params' keys and shapes. Options
-    as for :func:`manualgrad.value_and_grad`.
+    Dropout (keep_prob < 1, `key`) clips each example's gradient under its own mask.
+    Returns a dict with the params' keys and shapes.
     """
     check.check_clip_norm(clip_norm)  # > 0 and finite when concrete; traced values pass
-    params, X, Y, spec, l2, key = engine.checked_options(
-        params, X, Y, options, function="clipped_grads"
-    )
-    m = X.shape[1]
-    p = _pass(params, X, Y, spec, key)
-    grads = engine.grads_from_dZ(
-        params, p.caches, clipped_sum_dZ(p, clip_norm), m=m, precision=spec.precision
-    )
-    return engine.add_l2_grads(grads, params, l2, m)
+    params, p, m = _pass(net, params, X, Y, key)
+    grads = engine.grads_from_products(
+        params, clipped_products(p.products, clip_norm), m=m, precision=net.precision
+    )  # (2)
+    return engine.add_l2_grads(grads, params, net.l2, m)
 
 
 def dp_grads(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    *,
+    net: Network,
+    params: Any,
+    X: Any,
+    Y: Any,
     noise_key: Array,
     clip_norm: float | Array,
     noise_multiplier: float | Array,
+    key: Array | None = None,
     normaliser: float | Array | None = None,
-    **options: Unpack[Options],
 ) -> Params:
     r"""The DP-SGD gradient: the clipped *sum* plus Gaussian noise, divided by the normaliser.
 
@@ -275,23 +306,20 @@ def dp_grads(
     batch size, which depends on the data (:mod:`manualgrad.privacy` does this).
 
     `noise_key` draws the noise (split into one key per parameter, in the sorted order
-    of the names); dropout masks, if `keep_prob` < 1, come from the separate `key`, as in
+    of the names); dropout masks, if keep_prob < 1, come from the separate `key`, as in
     every other function. The L2 term depends on no example, so it is neither clipped
-    nor noised. With σ = 0 and B = m this equals :func:`clipped_grads`. Other options
-    as for :func:`manualgrad.value_and_grad`.
+    nor noised. With σ = 0 and B = m this equals :func:`clipped_grads`.
     """
     check.check_clip_norm(clip_norm)
     check.check_noise_multiplier(noise_multiplier)  # ≥ 0 and finite when concrete
     check.check_key(noise_key)
-    params, X, Y, spec, l2, key = engine.checked_options(params, X, Y, options, function="dp_grads")
-    B = X.shape[1] if normaliser is None else normaliser
-    p = _pass(params, X, Y, spec, key)
-    grads = engine.grads_from_dZ(
-        params, p.caches, clipped_sum_dZ(p, clip_norm), m=B, precision=spec.precision
-    )
-    return engine.add_l2_grads(
-        add_dp_noise(grads, noise_key, clip_norm, noise_multiplier, B), params, l2, B
-    )
+    params, p, m = _pass(net, params, X, Y, key)
+    B = m if normaliser is None else normaliser
+    grads = engine.grads_from_products(
+        params, clipped_products(p.products, clip_norm), m=B, precision=net.precision
+    )  # (2)
+    noisy = add_dp_noise(grads, noise_key, clip_norm, noise_multiplier, B)
+    return engine.add_l2_grads(noisy, params, net.l2, B)
 
 
 def add_dp_noise(
@@ -315,4 +343,4 @@ def add_dp_noise(
     for k_noise, name in zip(keys, names, strict=True):
         xi = jax.random.normal(k_noise, grads[name].shape, dtype)
         noisy[name] = grads[name] + std * xi / normaliser  # (Σ_i s_i g_i + σCξ)/B
-    return noisy
+    return {k: noisy[k] for k in grads}

@@ -1,165 +1,188 @@
-r"""The backward engine: one forward pass, one chain of dZ[l], formula (2), L2 and the cost.
+r"""The backward engine: a network is a sequence of layers; one forward, one chain, formula (2).
 
 Every feature of manualgrad is a small function of the pass this module runs. It
 owns, each written once:
 
-| piece                       | function                   | formulas            |
-|-----------------------------|----------------------------|---------------------|
-| the static options          | :class:`Spec`, `make_spec` | —                   |
-| input checks (trace time)   | `check_inputs`, `check_features` | —             |
-| the dropout masks of a batch| `dropout_masks`            | —                   |
-| forward and its caches      | `forward`                  | Z = W A + b, A = g(Z) |
-| dZ[L] of the loss           | `output_dZ`                | (5) at L, or A − Y  |
-| the chain dZ[L] → dZ[1]     | `chain`                    | (4), (5): (3)       |
-| forward + dZ[L] + chain     | `backward_pass`            | all of the above    |
-| dW, db from dZ              | `grads_from_dZ`            | (2), its 1/m        |
-| dW, db of C from dZ[L]      | `mean_grads`               | (4), (5), (2)       |
-| one example's dW, db        | `example_grads_from_dz`    | (1)                 |
-| the L2 term                 | `add_l2_grads`, `cost`     | (λ/m) W, (λ/2m)‖W‖² |
-| the cost                    | `cost`                     | C = (1/m) Σ_i L_i   |
+| piece                         | function                    | formulas              |
+|-------------------------------|-----------------------------|-----------------------|
+| the static description        | :class:`Spec`               | —                     |
+| params' names per layer       | `layer_keys`, `layer_params`| "W1", "b1", …         |
+| input checks (trace time)     | `check_inputs`, `check_features` | —                |
+| the dropout masks of a batch  | `dropout_masks`             | —                     |
+| forward and its caches        | `forward`                   | each layer's forward  |
+| dZ[L] of the loss             | `output_dZ`                 | (5) at L, or A − Y    |
+| the chain dZ[L] → products    | `chain`                     | (4), (5): (3)         |
+| forward + dZ[L] + chain       | `backward_pass`             | all of the above      |
+| dW, db from the products      | `grads_from_products`       | (2), its 1/m          |
+| dW, db of C from dZ[L]        | `mean_grads`                | (4), (5), (2)         |
+| the L2 term                   | `add_l2_grads`, `cost`      | (λ/m) W, (λ/2m)‖W‖²   |
+| the cost                      | `cost`, `example_losses`    | C = (1/m) Σ_i L_i     |
 
-What a consumer receives from `backward_pass` is a :class:`Pass`: for each layer l
-the cache (A[l-1], Z[l], A[l], D[l]) and dZ[l] = ∂L_i/∂Z[l] column by column — the
-derivative of *each example's* loss L_i, with no 1/m. Column i of every dZ[l]
-depends on example i alone and is linear in dz[L](i) (formulas (4), (5) and the
-dropout masks are linear in dA at fixed Z). That is why a consumer may scale the
-columns (clipping, masking, Poisson sampling) and then call `grads_from_dZ`, and why
-the sums over examples may be split across devices.
+**Layers and products.** A layer (:mod:`manualgrad._core.layer`) brings its own forward
+and backward. The chain runs from the loss's dZ[L] down through every layer's backward
+and collects, from each layer with parameters, its :class:`~manualgrad._core.layer.Product`s:
+the input A (d_in, T, m) its weight multiplied at T positions and dZ (d_out, T, m) =
+∂L_i/∂Z there, the derivative of *each example's* loss L_i, with no 1/m. Column i of
+every dZ depends on example i alone and is linear in dz[L](i) (every layer's backward
+and the dropout masks are linear in dA at fixed caches). That is why a consumer may
+scale the columns (clipping, masking, Poisson sampling) and then call
+`grads_from_products`, and why the sums over examples may be split across devices.
+Extensions read products only, never a layer's internals.
 
 **Where the 1/m of formula (2) is applied.** In the engine only, by the two functions
-of formula (2): :func:`grads_from_dZ`, per layer, on the dZ[l] of a chain that has
+of formula (2): :func:`grads_from_products`, per product, on the dZ of a chain that has
 already run (columns weighted by clip factors or masks first), and :func:`mean_grads`,
 once, on dZ[L] before the chain — the same numbers by linearity, without an
-elementwise pass per layer (`bench/before_after.py` measures the difference). Their
-argument `m` is the normaliser: the batch size for the mean gradient of C; the global
-batch size on a device holding a shard of it; the expected batch size q·N for DP-SGD
-under Poisson sampling. Nothing outside the engine divides a gradient by m. The L2
-term's (λ/m) W[l] and (λ/2m) Σ‖W‖² use the same m, in :func:`add_l2_grads` and
-:func:`cost`.
-
-The chain is rank-agnostic: `forward` and `chain` accept one example as vectors
-x (n_x,), y (n_L,), so the one-example path of formula (1) is the same code, and
-`per_example_grads` is `jax.vmap` of it.
+elementwise pass per layer. Their argument `m` is the normaliser: the batch size for
+the mean gradient of C; the global batch size on a device holding a shard of it; the
+expected batch size q·N for DP-SGD under Poisson sampling. Nothing outside the engine
+divides a gradient by m. The L2 term's (λ/m) W[l] and (λ/2m) Σ‖W‖² use the same m.
 
 This module is manualgrad's internal API: the public modules (`functional`,
-`per_example`, `parallel`, `bridge`, `course`, `curvature`, `privacy`) import it;
-users should not. Its trace-time validators are part of it, as `check`
-(:mod:`manualgrad._core.validation`: shapes, dtypes, names and options, with the
-catalogue's messages). Its functions take validated inputs and do no checks of their own
-beyond :func:`make_spec` and :func:`check_inputs`.
+`per_example`, `parallel`, `curvature`, `privacy`, the network) import it; users
+should not. Its trace-time validators are part of it, as `check`
+(:mod:`manualgrad._core.validation`).
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Collection, Mapping, Sequence
-from typing import Any, NamedTuple, Required, TypedDict
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from manualgrad._core import regularization
 from manualgrad._core import validation as check
-from manualgrad._core.activations import Activation
-from manualgrad._core.dense import (
-    activation_backward,
-    bias_grad,
-    example_bias_grad,
-    example_weight_grad,
-    linear_forward,
-    output_backward,
-    prev_activation_grad,
-    weight_grad,
-)
+from manualgrad._core.dense import output_backward
+from manualgrad._core.layer import Layer, Product
 from manualgrad._core.losses import Loss
+from manualgrad._core.precision import matmul
 from manualgrad._core.regularization import apply_dropout, l2_cost, l2_weight_grad
-from manualgrad._errors import ConfigError
 
 Array = jax.Array
 Params = dict[str, Array]
 
 
 class Spec(NamedTuple):
-    """The static options of a network, resolved and checked once.
+    """The static description of a network: its layers, loss, dropout rate and precision.
 
-    `activations`: one :class:`~manualgrad._core.activations.Activation` per layer;
-    `loss`: the :class:`~manualgrad._core.losses.Loss` (None for a forward pass alone);
-    `keep_prob`: dropout's keep probability on hidden layers (1.0: no dropout);
-    `precision`: a policy of :mod:`manualgrad._core.precision`.
+    `layers`: a tuple of :class:`~manualgrad._core.layer.Layer`; `loss`: the
+    :class:`~manualgrad._core.losses.Loss` (None for a forward pass alone);
+    `keep_prob`: dropout's keep probability on the outputs of the hidden layers with
+    parameters (1.0: no dropout); `precision`: a policy of :mod:`manualgrad._core.precision`.
+    Hashable, so a function may close over it under `jax.jit`.
     """
 
-    activations: tuple[Activation, ...]
+    layers: tuple[Layer, ...]
     loss: Loss | None
     keep_prob: float
     precision: str
 
     @property
     def n_layers(self) -> int:
-        return len(self.activations)
+        return len(self.layers)
+
+    @property
+    def is_dense(self) -> bool:
+        """True when every layer is a dense layer: the course's network, its checks and keys."""
+        from manualgrad.layers._dense import Dense
+
+        return all(type(layer) is Dense for layer in self.layers)
+
+    @property
+    def output(self) -> Layer:
+        return self.layers[-1]
+
+    def without_dropout(self) -> Spec:
+        return self._replace(keep_prob=1.0)
 
 
-class LayerCache(NamedTuple):
-    """What layer l's backward needs from its forward.
+def layer_keys(spec: Spec) -> tuple[dict[str, str], ...]:
+    """Per layer, local parameter name -> the params dict's key: "W" of the l-th layer with
+    parameters is "W{l}" (counting only layers with parameters, from 1)."""
+    keys, l = [], 0
+    for layer in spec.layers:
+        names = layer.param_names
+        if names:
+            l += 1
+        keys.append({name: f"{name}{l}" for name in names})
+    return tuple(keys)
 
-    A_prev: (n_{l-1}, m), the input the layer multiplied (after dropout, if any);
-    Z: (n_l, m); A: (n_l, m), g(Z) before dropout; D: (n_l, m) boolean dropout mask
-    of A[l], or None when layer l has no dropout. One example: (n,) vectors.
+
+def param_order(spec: Spec) -> tuple[str, ...]:
+    """Every key of the params, in layer order: "W1", "b1", "W2", "b2", …"""
+    return tuple(key for keys in layer_keys(spec) for key in keys.values())
+
+
+def layer_params(params: Mapping[str, Array], keys: Mapping[str, str]) -> dict[str, Array]:
+    """One layer's params under its local names."""
+    return {local: params[key] for local, key in keys.items()}
+
+
+def hidden_with_dropout(spec: Spec) -> tuple[int, ...]:
+    """The indices of the layers whose output dropout masks: hidden layers with parameters."""
+    if spec.keep_prob == 1:
+        return ()
+    return tuple(k for k, layer in enumerate(spec.layers[:-1]) if layer.param_names)
+
+
+# --------------------------------------------------------------------------------------
+# Trace-time checks
+# --------------------------------------------------------------------------------------
+
+
+def expected_shapes(spec: Spec, example_shape: tuple[int, ...], dtype: Any) -> dict[str, Any]:
+    """The params' shapes for one example's input shape, by abstract evaluation of each init."""
+    shapes: dict[str, Any] = {}
+    in_shape = tuple(example_shape)
+    key = jax.random.key(0)
+    for layer, keys in zip(spec.layers, layer_keys(spec), strict=True):
+        out = jax.eval_shape(lambda k, layer=layer, s=in_shape: layer.init(k, s, dtype), key)
+        local, out_shape = out
+        for name, key_name in keys.items():
+            shapes[key_name] = local[name].shape
+        in_shape = tuple(out_shape)
+    return shapes
+
+
+def check_params(params: Any, spec: Spec, example_shape: tuple[int, ...] | None = None) -> Params:
+    """The params as a dict of arrays, checked against the network's layers.
+
+    A dense network gets the detailed checks of the course's keys ("W1", "b1", …, with
+    chaining shapes); any other network its expected keys and, given one example's input
+    shape, the shapes each layer's init gives.
     """
-
-    A_prev: Array
-    Z: Array
-    A: Array
-    D: Array | None
-
-
-class Pass(NamedTuple):
-    """One forward and backward pass: per layer the cache and dZ[l] (n_l, m), no 1/m."""
-
-    caches: tuple[LayerCache, ...]
-    dZs: tuple[Array, ...]
-
-
-def make_spec(
-    n_layers: int,
-    activations: Sequence[str],
-    loss: str | None = "bce",
-    *,
-    keep_prob: float = 1.0,
-    precision: str = "default",
-) -> Spec:
-    """Check the names and static options of an `n_layers` network and resolve them."""
-    acts = check.check_activations(activations, n_layers)
-    loss_spec = None if loss is None else check.check_loss(loss, acts[-1])
-    check.check_static_options(keep_prob=keep_prob, precision=precision)
-    return Spec(acts, loss_spec, keep_prob, precision)
-
-
-def spec_for(
-    params: Mapping[str, Any],
-    activations: Sequence[str],
-    loss: str | None = "bce",
-    *,
-    keep_prob: float = 1.0,
-    precision: str = "default",
-) -> tuple[Params, Spec]:
-    """The params as a dict of arrays, checked, and the :class:`Spec` for them."""
     params = check.as_params(params)
-    n_layers = check.check_params(params)
-    spec = make_spec(n_layers, activations, loss, keep_prob=keep_prob, precision=precision)
-    check.check_dtype_options(precision=precision, dtype=check.params_dtype(params))
-    return params, spec
+    if spec.is_dense:
+        n_layers = check.check_params(params)
+        check.check_layer_count(params, n_layers, spec)
+        return params
+    check.check_param_keys(params, param_order(spec))
+    if example_shape is not None:
+        dtype = check.params_dtype_of(params)
+        check.check_param_shapes(params, expected_shapes(spec, example_shape, dtype))
+    return params
 
 
-def check_features(params: Params, X: Any, spec: Spec, *, key: Any = None) -> tuple[Array, int]:
-    """Check X (n_x, m) and, with dropout on, the key, at trace time; return X and m."""
+def check_features(
+    params: Any, X: Any, spec: Spec, *, key: Any = None
+) -> tuple[Params, Array, int]:
+    """Check params and X (…, m), and with dropout on the key, at trace time; return them and m."""
     X = check.as_array("X", X)
-    m = check.check_X(params, X)
+    if spec.is_dense:
+        params = check_params(params, spec)
+        m = check.check_X(params, X)
+    else:
+        m = check.check_X_examples_last(X)
+        params = check_params(params, spec, tuple(X.shape[:-1]))
+        check.check_X_dtype(params, X)
     check.check_dropout_key(spec.keep_prob, key)
-    return X, m
+    return params, X, m
 
 
 def check_inputs(
-    params: Params,
+    params: Any,
     X: Any,
     Y: Any,
     spec: Spec,
@@ -167,257 +190,300 @@ def check_inputs(
     l2: Any = 0.0,
     key: Any = None,
     needs_key: bool = True,
-) -> tuple[Array, Array, int]:
-    """Check X (n_x, m), Y (n_L, m), λ and the dropout key at trace time; return X, Y, m.
+) -> tuple[Params, Array, Array, int]:
+    """Check params, X (…, m), Y (n_L, m), λ and the dropout key at trace time.
 
-    Y is cast to X's dtype. `needs_key=False` where the masks already exist
-    (backward from caches).
+    Returns params, X, Y cast to X's dtype, and m. `needs_key=False` where the masks
+    already exist (backward from caches).
     """
     if spec.loss is None:  # `loss=None` passed where a loss is needed (only forward has none)
         check.check_loss(None, None)  # the unknown-loss error
-    X = check.as_array("X", X)
-    m = check.check_X(params, X)
-    check.check_l2(l2, dtype=check.params_dtype(params))
-    if needs_key:
-        check.check_dropout_key(spec.keep_prob, key)
-    Y = check.as_array("Y", Y)
-    check.check_Y(params, Y, m)
-    return X, Y.astype(X.dtype), m
-
-
-class Options(TypedDict, total=False):
-    """The keyword options of the functional API (`mg.value_and_grad(params, X, Y, **options)`).
-
-    | option        | default     | meaning                                              |
-    |---------------|-------------|------------------------------------------------------|
-    | `activations` | (required)  | one activation name per layer                         |
-    | `loss`        | `"bce"`     | "bce" (sigmoid output), "ce" (softmax, one-hot Y), "mse" |
-    | `l2`          | `0.0`       | λ of (λ/2m) Σ_l ‖W[l]‖_F² (may be traced)             |
-    | `keep_prob`   | `1.0`       | inverted dropout on hidden layers (static)            |
-    | `key`         | `None`      | the dropout key, needed when keep_prob < 1            |
-    | `precision`   | `"default"` | a policy of :mod:`manualgrad._core.precision` (static)      |
-
-    :func:`manualgrad.network` binds them once instead.
-    """
-
-    activations: Required[Sequence[str]]
-    loss: str
-    l2: float | Array
-    keep_prob: float
-    key: Array | None
-    precision: str
-
-
-OPTION_NAMES = ("activations", "loss", "l2", "keep_prob", "key", "precision")
-
-
-def check_option_names(
-    options: Mapping[str, Any], *, function: str, allowed: Collection[str] = OPTION_NAMES
-) -> None:
-    """Check the names of `function`'s keyword options: each one allowed, `activations` given.
-
-    An unknown or unsupported option name is a :class:`ConfigError` naming the
-    closest valid one; so is a missing `activations`.
-    """
-    for name in options:
-        if name not in allowed:
-            close = difflib.get_close_matches(str(name), list(allowed), n=1)
-            hint = f" — did you mean `{close[0]}`?" if close else ""
-            raise ConfigError(
-                f"`{function}` got an unknown option `{name}`{hint} (its options: "
-                f"{', '.join(f'`{a}`' for a in allowed)})"
-            )
-    if "activations" not in options:
-        raise ConfigError(
-            f"`{function}` needs `activations`, one name per layer, e.g. "
-            "activations=('relu', 'sigmoid')"
-        )
-
-
-def checked_options(
-    params: Mapping[str, Any],
-    X: Any,
-    Y: Any,
-    options: Mapping[str, Any],
-    *,
-    function: str,
-    allowed: Collection[str] = OPTION_NAMES,
-) -> tuple[Params, Array, Array, Spec, Any, Array | None]:
-    """Check `function`'s keyword options and its inputs; return params, X, Y, spec, λ, key.
-
-    The names first (:func:`check_option_names`), then the options and inputs.
-    """
-    check_option_names(options, function=function, allowed=allowed)
-    l2, key = options.get("l2", 0.0), options.get("key")
-    params, spec = spec_for(
-        params,
-        options["activations"],
-        options.get("loss", "bce"),
-        keep_prob=options.get("keep_prob", 1.0),
-        precision=options.get("precision", "default"),
+    params, X, m = check_features(
+        params, X, spec.without_dropout() if not needs_key else spec, key=key
     )
-    X, Y, _ = check_inputs(params, X, Y, spec, l2=l2, key=key)
-    return params, X, Y, spec, l2, key
+    check.check_l2(l2, dtype=check.params_dtype_of(params))
+    Y = check.as_array("Y", Y)
+    if spec.is_dense:
+        check.check_Y(params, Y, m)
+    else:
+        n_L = params[param_order(spec)[-2]].shape[0] if len(param_order(spec)) >= 2 else None
+        check.check_Y_columns(Y, m, n_L)
+    return params, X, Y.astype(X.dtype), m
 
 
-def dropout_masks(params: Params, m: int, spec: Spec, key: Array | None) -> list[Array | None]:
-    """The masks of a batch of m examples: one (n_l, m) boolean per hidden layer, or all None.
+# --------------------------------------------------------------------------------------
+# Forward
+# --------------------------------------------------------------------------------------
 
-    The one rule for which masks a batch gets, so that `value_and_grad`, the
-    per-example functions and a `jax.grad` oracle given the same key see the same
-    dropout (:func:`manualgrad._core.regularization.dropout_masks`).
+
+class Caches(NamedTuple):
+    """What the backward pass needs from the forward: per layer its cache and dropout mask.
+
+    `layers[k]` is layer k's own cache (a dense layer's `DenseCache(A_prev, Z, A)`);
+    `masks[k]` the boolean mask D applied to layer k's output, or None.
     """
-    n_layers = spec.n_layers
-    if spec.keep_prob == 1 or n_layers == 1:
-        return [None] * (n_layers - 1)
+
+    layers: tuple[Any, ...]
+    masks: tuple[Array | None, ...]
+
+
+def dropout_masks(params: Params, X: Array, spec: Spec, key: Array | None) -> tuple[Any, ...]:
+    """The masks of a batch: one boolean per hidden layer with parameters, shaped like its output.
+
+    The one rule for which masks a batch gets, so that `value_and_grad`, the per-example
+    functions and a `jax.grad` oracle given the same key see the same dropout
+    (:func:`manualgrad.regularization.dropout_masks` on the hidden outputs' shapes).
+    """
+    hidden = hidden_with_dropout(spec)
+    masks: list[Any] = [None] * spec.n_layers
+    if not hidden:
+        return tuple(masks)
     assert key is not None  # check_inputs asks for a key when keep_prob < 1
-    shapes = [(params[f"W{l}"].shape[0], m) for l in range(1, n_layers)]
-    return list(regularization.dropout_masks(key, shapes, spec.keep_prob))
+    shapes = jax.eval_shape(lambda p, x: _output_shapes(p, x, spec), params, X)
+    drawn = regularization.dropout_masks(key, [shapes[k].shape for k in hidden], spec.keep_prob)
+    for k, D in zip(hidden, drawn, strict=True):
+        masks[k] = D
+    return tuple(masks)
+
+
+def _output_shapes(params: Params, X: Array, spec: Spec) -> list[Array]:
+    outs, A = [], X
+    for layer, keys in zip(spec.layers, layer_keys(spec), strict=True):
+        A, _ = layer.forward(layer_params(params, keys), A, spec.precision)
+        outs.append(A)
+    return outs
 
 
 def forward(
-    params: Params, X: Array, spec: Spec, masks: Sequence[Array | None] | None = None
-) -> tuple[Array, tuple[LayerCache, ...]]:
-    """A[L] and the caches: Z[l] = W[l] A[l-1] + b[l], A[l] = g[l](Z[l]) for l = 1 … L.
+    params: Mapping[str, Array], X: Array, spec: Spec, masks: Sequence[Any] | None = None
+) -> tuple[Array, Caches]:
+    """A[L] and the caches: each layer's forward in turn, from A[0] = X.
 
-    X (n_x, m) or one example x (n_x,). `masks` (from :func:`dropout_masks`, one per
-    hidden layer, or None) turn on inverted dropout: A[l] D[l] / keep_prob is what
-    layer l + 1 multiplies.
+    X (…, m), examples last. `masks` (from :func:`dropout_masks`, one per layer or None)
+    turn on inverted dropout: A D / keep_prob is what the next layer receives.
     """
-    n_layers = spec.n_layers
-    masks = [None] * (n_layers - 1) if masks is None else masks
+    masks = (None,) * spec.n_layers if masks is None else tuple(masks)
     caches = []
     A = X
-    for l, act in enumerate(spec.activations, start=1):
-        b = params[f"b{l}"] if X.ndim == 2 else params[f"b{l}"][:, 0]
-        Z = linear_forward(params[f"W{l}"], b, A, precision=spec.precision)
-        A_l = act.forward(Z)
-        D = masks[l - 1] if l < n_layers else None
-        caches.append(LayerCache(A_prev=A, Z=Z, A=A_l, D=D))
-        A = A_l if D is None else apply_dropout(A_l, D, spec.keep_prob)
-    return A, tuple(caches)
+    for layer, keys, D in zip(spec.layers, layer_keys(spec), masks, strict=True):
+        A, cache = layer.forward(layer_params(params, keys), A, spec.precision)
+        caches.append(cache)
+        if D is not None:
+            A = apply_dropout(A, D, spec.keep_prob)
+    return A, Caches(tuple(caches), masks)
 
 
-def output_dZ(caches: Sequence[LayerCache], Y: Array, spec: Spec) -> Array:
+def output_values(caches: Caches, spec: Spec) -> tuple[Array, Array, Any]:
+    """(Z[L], A[L], the output activation): where the loss meets the network."""
+    return spec.output.output_values(caches.layers[-1])
+
+
+def output_dZ(caches: Caches, Y: Array, spec: Spec) -> Array:
     """dZ[L] = ∂L_i/∂Z[L] of each example's loss: A[L] − Y (fused) or dA[L] ⊙ g'(Z[L]) (5)."""
     assert spec.loss is not None, "a Spec made with loss=None has no dZ[L]"
-    last = caches[-1]
-    return output_backward(last.Z, last.A, Y, spec.activations[-1], spec.loss)
+    Z, A, act = output_values(caches, spec)
+    return output_backward(Z, A, Y, act, spec.loss)
+
+
+# --------------------------------------------------------------------------------------
+# Backward: the chain and formula (2)
+# --------------------------------------------------------------------------------------
+
+
+class Pass(NamedTuple):
+    """One forward and backward pass: the caches and, layer by layer, the products.
+
+    `products` holds one :class:`~manualgrad._core.layer.Product` per weight of every
+    layer with parameters, first layer first, with the params' keys ("W1", "b1") as
+    names. No 1/m anywhere.
+    """
+
+    caches: Caches
+    products: tuple[Product, ...]
 
 
 def chain(
-    params: Params, caches: Sequence[LayerCache], dZL: Array, spec: Spec
-) -> tuple[Array, ...]:
-    """(dZ[1], …, dZ[L]) from dZ[L]: formulas (4) and (5), from layer L down to 1.
+    params: Mapping[str, Array],
+    caches: Caches,
+    dZL: Array,
+    spec: Spec,
+    *,
+    input_grad: bool = False,
+) -> tuple[Product, ...] | tuple[tuple[Product, ...], Array]:
+    """The products of every layer from dZ[L]: formulas (4) and (5), from layer L down to 1.
 
     dZL may be any (n_L, m) array — the loss's dZ[L] for gradients, or a column of a
-    square-root factor of the loss Hessian for curvature — and may be one example's
-    (n_L,) vector. Each dZ[l] is linear in dZL.
+    square-root factor of the loss Hessian for curvature. Every product's dZ is linear
+    in dZL. With `input_grad`, also returns dA[0] = ∂L_i/∂X (formula (4) at layer 1).
     """
-    dZ = dZL
-    dZs = [dZ]
-    for l in range(spec.n_layers, 1, -1):
-        prev = caches[l - 2]
-        dA_prev = prev_activation_grad(params[f"W{l}"], dZ, precision=spec.precision)  # (4)
-        if prev.D is not None:
-            dA_prev = apply_dropout(dA_prev, prev.D, spec.keep_prob)
-        dZ = activation_backward(dA_prev, prev.Z, prev.A, spec.activations[l - 2])  # (5): (3)
-        dZs.append(dZ)
-    return tuple(reversed(dZs))
+    keys = layer_keys(spec)
+    n = spec.n_layers
+    out: list[Product] = []
+    dA_prev, products = spec.output.backward_from_dZ(
+        layer_params(params, keys[-1]), caches.layers[-1], dZL, spec.precision, n > 1 or input_grad
+    )
+    out.extend(_named(products, keys[-1]))
+    for k in range(n - 2, -1, -1):
+        dA = dA_prev
+        assert dA is not None
+        D = caches.masks[k]
+        if D is not None:
+            dA = apply_dropout(dA, D, spec.keep_prob)
+        dA_prev, products = spec.layers[k].backward(
+            layer_params(params, keys[k]), caches.layers[k], dA, spec.precision, k > 0 or input_grad
+        )
+        out.extend(_named(products, keys[k]))
+    products_first_to_last = tuple(reversed(out))
+    if input_grad:
+        assert dA_prev is not None
+        return products_first_to_last, dA_prev
+    return products_first_to_last
+
+
+def _named(products: Sequence[Product], keys: Mapping[str, str]) -> list[Product]:
+    """The layer's products with the params' keys as names, last product first."""
+    named = [
+        p._replace(weight=keys[p.weight], bias=None if p.bias is None else keys[p.bias])
+        for p in products
+    ]
+    return named[::-1]
+
+
+def products_of(
+    params: Mapping[str, Array], caches: Caches, dZL: Array, spec: Spec
+) -> tuple[Product, ...]:
+    """:func:`chain` without the input gradient: the products alone."""
+    return chain(params, caches, dZL, spec)  # type: ignore[return-value]
+
+
+def chain_with_input_grad(
+    params: Mapping[str, Array], caches: Caches, dZL: Array, spec: Spec
+) -> tuple[tuple[Product, ...], Array]:
+    """:func:`chain` and dA[0] = ∂L_i/∂X, the input gradient (formula (4) at layer 1)."""
+    return chain(params, caches, dZL, spec, input_grad=True)  # type: ignore[return-value]
 
 
 def backward_pass(
-    params: Params,
+    params: Mapping[str, Array],
     X: Array,
     Y: Array,
     spec: Spec,
-    masks: Sequence[Array | None] | None = None,
+    masks: Sequence[Any] | None = None,
 ) -> Pass:
-    """The forward pass, dZ[L] of the loss and the chain: per layer (A[l-1], Z, A, D) and dZ[l]."""
+    """The forward pass, dZ[L] of the loss and the chain: the caches and every product."""
     _, caches = forward(params, X, spec, masks)
-    return Pass(caches, chain(params, caches, output_dZ(caches, Y, spec), spec))
+    return Pass(caches, products_of(params, caches, output_dZ(caches, Y, spec), spec))
 
 
-def grads_from_dZ(
-    params: Params,
-    caches: Sequence[LayerCache],
-    dZs: Sequence[Array],
+def flat(x: Array) -> Array:
+    """(d, T, m) -> (d, T·m): every position of every example as a column."""
+    return x.reshape(x.shape[0], -1)
+
+
+def product_grads(
+    product: Product, params: Mapping[str, Array], *, m: int | float | Array, precision: str
+) -> Params:
+    """Formula (2) for one product: dW = (1/m) Σ_i Σ_t dz_t(i) a_t(i)ᵀ, db = (1/m) Σ_{i,t} dz_t(i).
+
+    Shapes: A (d_in, T, m), dZ (d_out, T, m) -> dW reshaped to W's shape, db to b's.
+    The 1/m is applied to whichever of dZ and dW has fewer numbers (m = 1: none).
+    """
+    W = params[product.weight]
+    dZ, A = flat(product.dZ), flat(product.A)
+    scale_first = not (isinstance(m, int | float) and m == 1) and dZ.shape[1] < A.shape[0]
+    if scale_first:
+        dW = matmul(dZ / m, A, 1, 1, precision)  # (2), (1/m) dZ first
+    else:
+        dW = matmul(dZ, A, 1, 1, precision)  # (2)
+        if not (isinstance(m, int | float) and m == 1):
+            dW = dW / m
+    grads = {product.weight: dW.reshape(W.shape)}
+    if product.bias is not None:
+        db = jnp.sum(dZ, axis=1) / m  # (2)
+        grads[product.bias] = db.reshape(params[product.bias].shape)
+    return grads
+
+
+def grads_from_products(
+    params: Mapping[str, Array],
+    products: Sequence[Product],
     *,
     m: int | float | Array,
     precision: str,
 ) -> Params:
-    """Formula (2) for every layer: dW[l] = (1/m) dZ[l] A[l-1]ᵀ, db[l] = (1/m) Σ_i dZ[l](i).
+    """Formula (2) for every product: dW = (1/m) dZ Aᵀ summed over positions, db = (1/m) Σ dZ.
 
-    For the dZ[l] of a chain that has already run. `m` is the normaliser (the batch
-    size for ∂C/∂params; the global batch size for one device's shard; q·N for
-    DP-SGD). With columns of dZ[l] scaled by s_i beforehand this is (1/m) Σ_i s_i g_i.
-    Returns a dict with the params' keys, in their order; no L2 term. When only the
-    mean gradient is wanted, :func:`mean_grads` gets the same from dZ[L] more cheaply.
+    For the products of a chain that has already run. `m` is the normaliser (the batch
+    size for ∂C/∂params; the global batch size for one device's shard; q·N for DP-SGD).
+    With columns of dZ scaled by s_i beforehand this is (1/m) Σ_i s_i g_i. Returns a dict
+    with the params' keys, in their order; no L2 term. When only the mean gradient is
+    wanted, :func:`mean_grads` gets the same from dZ[L] more cheaply.
     """
     grads: Params = {}
-    for l, (cache, dZ) in enumerate(zip(caches, dZs, strict=True), start=1):
-        grads[f"W{l}"] = weight_grad(dZ, cache.A_prev, precision=precision, m=m)  # (2)
-        grads[f"b{l}"] = bias_grad(dZ, m=m)  # (2)
+    for product in products:
+        grads.update(product_grads(product, params, m=m, precision=precision))  # (2)
     return {k: grads[k] for k in params}
 
 
 def mean_grads(
-    params: Params, caches: Sequence[LayerCache], dZL: Array, spec: Spec, *, m: int | float | Array
+    params: Mapping[str, Array], caches: Caches, dZL: Array, spec: Spec, *, m: int | float | Array
 ) -> Params:
     """Formula (2) for every layer from dZ[L]: the chain, with the 1/m applied once, to dZ[L].
 
     The chain (4), (5) is linear in dZ[L], so chain(dZ[L] / m) = chain(dZ[L]) / m layer
-    by layer, and :func:`grads_from_dZ` of it with m = 1 is (2) with the normaliser m.
-    Dividing the n_L × m numbers of dZ[L] (the fewest of any layer) spares every layer
+    by layer, and :func:`grads_from_products` of it with m = 1 is (2) with the normaliser
+    m. Dividing the n_L × m numbers of dZ[L] (the fewest of any layer) spares every layer
     its own elementwise pass over dZ[l] or dW[l]. Use it when every example has the same
-    weight 1/m (the gradient of C); to weight examples (clipping) use `grads_from_dZ`.
+    weight 1/m (the gradient of C); to weight examples (clipping) use the products.
     """
-    dZs = chain(params, caches, dZL / m, spec)  # (2)'s 1/m, once: every dZ[l] is linear in it
-    return grads_from_dZ(params, caches, dZs, m=1, precision=spec.precision)  # (2)
+    products = products_of(params, caches, dZL / m, spec)  # (2)'s 1/m, once, by linearity
+    return grads_from_products(params, products, m=1, precision=spec.precision)  # (2)
 
 
-def example_grads_from_dz(
-    params: Params, caches: Sequence[LayerCache], dzs: Sequence[Array]
-) -> Params:
-    """Formula (1) for every layer of one example: dW[l] = dz[l] a[l-1]ᵀ, db[l] = dz[l]."""
-    grads: Params = {}
-    for l, (cache, dz) in enumerate(zip(caches, dzs, strict=True), start=1):
-        grads[f"W{l}"] = example_weight_grad(dz, cache.A_prev)  # (1)
-        grads[f"b{l}"] = example_bias_grad(dz)  # (1)
-    return {k: grads[k] for k in params}
+# --------------------------------------------------------------------------------------
+# L2 and the cost
+# --------------------------------------------------------------------------------------
 
 
-def _has_l2(l2: Any) -> bool:
+def has_l2(l2: Any) -> bool:
+    """False for a concrete λ = 0 (no L2 term is traced at all)."""
     return not (isinstance(l2, int | float) and l2 == 0)
 
 
-def add_l2_grads(grads: Params, params: Params, l2: Any, m: int | float | Array) -> Params:
-    """dW[l] + (λ/m) W[l] for every layer (biases untouched); `grads` itself when λ is 0."""
-    if not _has_l2(l2):
+def weight_keys(params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The keys the L2 term acts on: every weight ("W…"), no bias."""
+    return tuple(k for k in params if k.startswith("W"))
+
+
+def add_l2_grads(
+    grads: Params, params: Mapping[str, Array], l2: Any, m: int | float | Array
+) -> Params:
+    """dW + (λ/m) W for every weight (biases untouched); `grads` itself when λ is 0."""
+    if not has_l2(l2):
         return grads
+    weights = set(weight_keys(params))
     return {
-        k: g + l2_weight_grad(params[k], l2, m) if k.startswith("W") else g
-        for k, g in grads.items()
+        k: g + l2_weight_grad(params[k], l2, m) if k in weights else g for k, g in grads.items()
     }
 
 
-def example_losses(caches: Sequence[LayerCache], Y: Array, spec: Spec) -> Array:
-    """L_i for every example, shape (m,) (or () for one example), from Z[L] and A[L]."""
+def example_losses(caches: Caches, Y: Array, spec: Spec) -> Array:
+    """L_i for every example, shape (m,), from Z[L] and A[L]."""
     assert spec.loss is not None, "a Spec made with loss=None has no losses"
-    last = caches[-1]
-    return spec.loss.per_example(last.Z, last.A, Y)
+    Z, A, _ = output_values(caches, spec)
+    return spec.loss.per_example(Z, A, Y)
 
 
-def cost(params: Params, loss_sum: Array, *, m: int | float | Array, l2: Any) -> Array:
+def cost(params: Mapping[str, Array], loss_sum: Array, *, m: int | float | Array, l2: Any) -> Array:
     """C = (1/m) Σ_i L_i + (λ/2m) Σ_l ‖W[l]‖_F², from Σ_i L_i."""
     C = loss_sum / m
-    if _has_l2(l2):
+    if has_l2(l2):
         C = C + l2_cost(params, l2, m)
     return C
 
 
 def value_and_grad(
-    params: Params,
+    params: Mapping[str, Array],
     X: Array,
     Y: Array,
     spec: Spec,
@@ -426,8 +492,8 @@ def value_and_grad(
     key: Array | None = None,
 ) -> tuple[Array, Params]:
     """(C, ∂C/∂params) on checked inputs: `forward`, then (2) by `mean_grads`, L2 and the cost."""
-    m = X.shape[1]
-    _, caches = forward(params, X, spec, dropout_masks(params, m, spec, key))
+    m = X.shape[-1]
+    _, caches = forward(params, X, spec, dropout_masks(dict(params), X, spec, key))
     C = cost(params, jnp.sum(example_losses(caches, Y, spec)), m=m, l2=l2)
     grads = mean_grads(params, caches, output_dZ(caches, Y, spec), spec, m=m)
     return C, add_l2_grads(grads, params, l2, m)

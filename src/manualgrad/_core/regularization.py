@@ -20,9 +20,8 @@ Array = jax.Array
 
 
 def l2_cost(params: Mapping[str, Array], l2: float | Array, m: int | float | Array) -> Array:
-    """(λ / 2m) Σ_l ‖W[l]‖_F² over the weight matrices of `params` (biases excluded)."""
-    n_layers = len(params) // 2
-    squares = sum(jnp.sum(params[f"W{l}"] ** 2) for l in range(1, n_layers + 1))
+    """(λ / 2m) Σ_l ‖W[l]‖_F² over the weights of `params` (the keys "W…"; biases excluded)."""
+    squares = sum(jnp.sum(W**2) for k, W in params.items() if k.startswith("W"))
     return jnp.asarray(l2 / (2 * m) * squares)
 
 

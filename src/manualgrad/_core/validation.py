@@ -160,6 +160,96 @@ def params_dtype(params: Mapping[str, Any]) -> np.dtype:
     return _dtype(params["W1"])
 
 
+def params_dtype_of(params: Mapping[str, Any]) -> np.dtype:
+    """The dtype of the params (of their first leaf; :func:`check_param_keys` checks they agree)."""
+    return _dtype(next(iter(params.values())))
+
+
+def check_layer_count(params: Mapping[str, Any], n_layers: int, spec: Any) -> None:
+    """Check a dense network's params have one (W, b) per layer, with each layer's units."""
+    if n_layers != spec.n_layers:  # the catalogue's message for a count that does not match
+        check_activations([getattr(layer, "activation", "?") for layer in spec.layers], n_layers)
+    for l, layer in enumerate(spec.layers, start=1):
+        units, rows = getattr(layer, "units", None), _shape(params[f"W{l}"])[0]
+        if units is not None and units != rows:
+            raise ShapeError(
+                f"layer {l} is {layer.name} but `W{l}` has shape {_shape(params[f'W{l}'])} "
+                f"({rows} units): build the params with net.init for this network"
+            )
+
+
+def check_param_keys(params: Mapping[str, Any], expected: Sequence[str]) -> None:
+    """Check params have exactly the keys the network's layers name, floats of one dtype."""
+    _check_mapping(params)
+    missing = [k for k in expected if k not in params]
+    extra = sorted((k for k in params if k not in expected), key=repr)
+    if missing or extra:
+        raise ShapeError(
+            f"`params` do not fit the network's layers: expected the keys {list(expected)}"
+            + (f", missing {missing}" if missing else "")
+            + (f", unexpected {extra}" if extra else "")
+            + " — build them with net.init(input_shape, key)"
+        )
+    dtypes = set()
+    for k in expected:
+        arr = params[k]
+        if not _is_array(arr):
+            raise DTypeError(f"`{k}` is {_describe(arr)}, expected an array")
+        dt = _dtype(arr)
+        if not jnp.issubdtype(dt, jnp.floating):
+            raise DTypeError(
+                f"`{k}` has dtype {dt}, expected a real floating dtype: use {k}.astype(jnp.float32)"
+            )
+        dtypes.add(dt)
+    if len(dtypes) > 1:
+        raise DTypeError(
+            f"params mix dtypes {sorted(str(d) for d in dtypes)}: cast them all to one "
+            "(e.g. jax.tree.map(lambda p: p.astype(jnp.float32), params))"
+        )
+
+
+def check_param_shapes(params: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]]) -> None:
+    """Check every parameter has the shape its layer's init gives for the input's shape."""
+    for k, shape in expected.items():
+        got = _shape(params[k])
+        if got != tuple(shape):
+            raise ShapeError(
+                f"`{k}` has shape {got} but the network's layers give {tuple(shape)} for this "
+                "input: build the params with net.init(input_shape, key) for X's example shape"
+            )
+
+
+def check_X_examples_last(X: Any) -> int:
+    """Check X has at least two axes, examples last, and at least one example; return m."""
+    shape = _shape(X)
+    if len(shape) < 2:
+        raise ShapeError(
+            f"expected `X` with examples on the last axis, (…, m), got shape {shape} — for one "
+            "example add the axis: X[..., None]"
+        )
+    if shape[-1] == 0:
+        raise ShapeError(f"`X` has no examples (m = 0), got X.shape = {shape}")
+    return shape[-1]
+
+
+def check_X_dtype(params: Mapping[str, Any], X: Any) -> None:
+    """Check X is floating point with the params' dtype."""
+    dt, want = _dtype(X), params_dtype_of(params)
+    if not jnp.issubdtype(dt, jnp.floating) or dt != want:
+        raise DTypeError(f"`X` has dtype {dt} but params have {want}: use X.astype({want})")
+
+
+def check_Y_columns(Y: Any, m: int, n_L: int | None) -> None:
+    """Check Y is (n_L, m): one column per example (any network)."""
+    shape = _shape(Y)
+    if len(shape) != 2 or shape[1] != m or (n_L is not None and shape[0] != n_L):
+        rows = "n_L" if n_L is None else n_L
+        raise ShapeError(
+            f"expected `Y` of shape (n_L, m) = ({rows}, {m}), one column per example, got {shape}"
+            + (" — use Y.T (examples are columns)" if len(shape) == 2 and shape[0] == m else "")
+        )
+
+
 def check_activations(activations: Sequence[str], n_layers: int) -> tuple[Activation, ...]:
     """Check one known activation name per layer, softmax only on the output layer.
 
@@ -283,23 +373,36 @@ def check_Y(params: Mapping[str, Any], Y: Any, m: int) -> None:
 
 
 def check_caches(caches: Any, n_layers: int) -> None:
-    """Check `caches` is forward's tuple of n_layers LayerCache(A_prev, Z, A, D)."""
-    fields = ("A_prev", "Z", "A", "D")
+    """Check `caches` is forward's `Caches(layers, masks)`, one cache and mask per layer."""
+    layers, masks = getattr(caches, "layers", None), getattr(caches, "masks", None)
     if (
-        isinstance(caches, str)
-        or not isinstance(caches, Sequence)
-        or len(caches) != n_layers
-        or not all(all(hasattr(c, f) for f in fields) for c in caches)
+        not isinstance(layers, tuple)
+        or not isinstance(masks, tuple)
+        or len(layers) != n_layers
+        or len(masks) != n_layers
     ):
-        got = (
-            f"{len(caches)} items"
-            if isinstance(caches, Sequence) and not isinstance(caches, str)
-            else _describe(caches)
-        )
+        got = f"{len(caches)} items" if isinstance(caches, tuple) else _describe(caches)
         raise ShapeError(
-            f"expected `caches` to be forward's tuple of {n_layers} LayerCache(A_prev, Z, A, D), "
-            f"one per layer, got {got}: pass the second output of manualgrad.forward"
+            f"expected `caches` to be forward's Caches(layers, masks) for {n_layers} layers, "
+            f"got {got}: pass the second output of manualgrad.forward (or net.forward)"
         )
+
+
+def check_input_shape(input_shape: Any, key: Any, dtype: Any) -> tuple[int, ...]:
+    """Check `net.init`'s one-example input shape (positive ints, features first), key and dtype."""
+    shape = list(input_shape) if isinstance(input_shape, Sequence) else None
+    if (
+        shape is None
+        or not shape
+        or any(isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1 for n in shape)
+    ):
+        raise ShapeError(
+            f"`input_shape` must be one example's shape, positive ints with features first, "
+            f"got {shape if shape is not None else _describe(input_shape)}: e.g. (n_x,) for "
+            "vectors, (H, W, C) for images"
+        )
+    check_init([1, 1], key, dtype)  # the key and dtype checks
+    return tuple(int(n) for n in shape)
 
 
 def _concrete(x: Any) -> float | None:

@@ -1,0 +1,192 @@
+r"""`Dense(units, activation)`: Z = W A_prev + b, A = g(Z), with its formulas side by side.
+
+| symbol   | shape            | meaning                                     |
+|----------|------------------|---------------------------------------------|
+| `W`      | (n_l, n_{l-1})   | weights                                      |
+| `b`      | (n_l, 1)         | biases                                       |
+| `A_prev` | (n_{l-1}, m)     | the layer's input, examples as columns       |
+| `Z`, `A` | (n_l, m)         | pre-activations and activations              |
+
+Forward and backward are the seed's formulas, each from :mod:`manualgrad._core.dense`:
+
+    Z = W A_prev + b,   A = g(Z)                    forward
+    dZ = dA ⊙ g'(Z)                                  (5)
+    dA_prev = Wᵀ dZ                                  (4)
+    (A_prev, dZ), one position per example           → (2) and (1) in the engine
+
+and forward mode for curvature: Ż = W Ȧ_prev + Ẇ A_prev + ḃ (6), Ȧ = g'(Z) ⊙ Ż (7).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from manualgrad._core import dense
+from manualgrad._core.activations import ACTIVATIONS, Activation, get_activation
+from manualgrad._core.layer import Layer, Params, Product, Shape
+from manualgrad._errors import ConfigError, ShapeError
+
+Array = jax.Array
+
+#: init method -> the standard deviation of W's entries for n_{l-1} inputs
+INIT_SCALES = {
+    "he": lambda n_prev: math.sqrt(2 / n_prev),
+    "xavier": lambda n_prev: math.sqrt(1 / n_prev),
+    "random": lambda n_prev: 0.01,
+    "zeros": lambda n_prev: 0.0,
+}
+
+
+class DenseCache(NamedTuple):
+    """What a dense layer's backward needs: A_prev (n_{l-1}, m), Z and A (n_l, m)."""
+
+    A_prev: Array
+    Z: Array
+    A: Array
+
+
+@dataclass(frozen=True)
+class Dense(Layer):
+    """A dense layer of `units` units with activation g: Z = W A_prev + b, A = g(Z).
+
+    | argument     | meaning                                                         |
+    |--------------|-----------------------------------------------------------------|
+    | `units`      | n_l, the number of units (None: taken from the params, for the  |
+    |              | shorthand `mg.network(["relu", "sigmoid"])` with layer_dims)     |
+    | `activation` | one of :data:`manualgrad.activations.ACTIVATIONS`                |
+    | `init`       | "he" (√(2/n_{l-1})), "xavier" (√(1/n_{l-1})), "random" (0.01), "zeros" |
+
+    Params: "W" (n_l, n_{l-1}) and "b" (n_l, 1); the network names them "W{l}", "b{l}".
+    """
+
+    units: int | None = None
+    activation: str = "relu"
+    init_method: str = "he"
+
+    def __post_init__(self) -> None:
+        if self.units is not None and (
+            isinstance(self.units, bool) or not isinstance(self.units, int) or self.units < 1
+        ):
+            raise ConfigError(
+                f"`Dense(units)` must be a positive int, got {self.units!r}: e.g. "
+                "mg.layers.Dense(20, activation='relu')"
+            )
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"`Dense(activation=...)` got unknown activation {self.activation!r}; expected "
+                f"one of {sorted(ACTIVATIONS)}"
+            )
+        if self.init_method not in INIT_SCALES:
+            raise ConfigError(
+                f"`Dense(init_method=...)` got {self.init_method!r}; expected one of "
+                f"{list(INIT_SCALES)}"
+            )
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return ("W", "b")
+
+    @property
+    def name(self) -> str:
+        units = "" if self.units is None else f"{self.units}, "
+        return f"Dense({units}activation={self.activation!r})"
+
+    @property
+    def g(self) -> Activation:
+        """The activation record: g, g', g''."""
+        return get_activation(self.activation)
+
+    def init(
+        self, key: Array, in_shape: Shape, dtype: Any, units: int | None = None, method: str = ""
+    ) -> tuple[Params, Shape]:
+        """W ~ N(0, s²) of shape (n_l, n_{l-1}) with s from the init method, b = 0 (n_l, 1)."""
+        if len(in_shape) != 1:
+            raise ShapeError(
+                f"{self.name} takes vectors, one example of shape (n_{{l-1}},), but its input "
+                f"has shape {tuple(in_shape)}: put mg.layers.Flatten() before it"
+            )
+        n = self.units if units is None else units
+        if n is None:
+            raise ConfigError(
+                f"{self.name} has no `units`: give Dense(units, ...), or initialise the "
+                "shorthand network with layer_dims, net.init([n_x, n_1, …, n_L], key)"
+            )
+        (n_prev,) = in_shape
+        scale = INIT_SCALES[method or self.init_method](n_prev)
+        W = jax.random.normal(key, (n, n_prev), dtype) * scale
+        return {"W": W, "b": jnp.zeros((n, 1), dtype)}, (n,)
+
+    def forward(
+        self, params: Mapping[str, Array], A_prev: Array, precision: str
+    ) -> tuple[Array, DenseCache]:
+        """Z = W A_prev + b, A = g(Z); cache (A_prev, Z, A)."""
+        Z = dense.linear_forward(params["W"], params["b"], A_prev, precision=precision)
+        A = self.g.forward(Z)
+        return A, DenseCache(A_prev, Z, A)
+
+    def backward(
+        self,
+        params: Mapping[str, Array],
+        cache: DenseCache,
+        dA: Array,
+        precision: str,
+        need_dA_prev: bool = True,
+    ) -> tuple[Array | None, tuple[Product, ...]]:
+        """dZ = dA ⊙ g'(Z) (5), then :meth:`backward_from_dZ`."""
+        dZ = dense.activation_backward(dA, cache.Z, cache.A, self.g)  # (5)
+        return self.backward_from_dZ(params, cache, dZ, precision, need_dA_prev)
+
+    def backward_from_dZ(
+        self,
+        params: Mapping[str, Array],
+        cache: DenseCache,
+        dZ: Array,
+        precision: str,
+        need_dA_prev: bool = True,
+    ) -> tuple[Array | None, tuple[Product, ...]]:
+        """dA_prev = Wᵀ dZ (4), and the product (A_prev, dZ) with one position per example."""
+        dA_prev = (
+            dense.prev_activation_grad(params["W"], dZ, precision=precision)  # (4)
+            if need_dA_prev
+            else None
+        )
+        return dA_prev, (Product("W", "b", cache.A_prev[:, None, :], dZ[:, None, :]),)
+
+    @property
+    def output_activation(self) -> Activation:
+        return self.g
+
+    def output_values(self, cache: DenseCache) -> tuple[Array, Array, Activation]:
+        return cache.Z, cache.A, self.g
+
+    def jvp(
+        self,
+        params: Mapping[str, Array],
+        tangent: Mapping[str, Array],
+        cache: DenseCache,
+        A_prev: Array,
+        A_prev_dot: Array | None,
+        precision: str,
+    ) -> Array:
+        """Ȧ = g'(Z) ⊙ Ż (7), Ż = W Ȧ_prev + Ẇ A_prev + ḃ (6)."""
+        Z_dot = self.pre_activation_jvp(params, tangent, A_prev, A_prev_dot, precision)  # (6)
+        return dense.activation_jvp(Z_dot, cache.Z, cache.A, self.g)  # (7)
+
+    def pre_activation_jvp(
+        self,
+        params: Mapping[str, Array],
+        tangent: Mapping[str, Array],
+        A_prev: Array,
+        A_prev_dot: Array | None,
+        precision: str,
+    ) -> Array:
+        """Ż = W Ȧ_prev + Ẇ A_prev + ḃ: formula (6), the tangent of Z at the output layer."""
+        return dense.linear_jvp(
+            params["W"], A_prev, tangent["W"], tangent["b"], A_prev_dot, precision=precision
+        )  # (6)
