@@ -152,6 +152,23 @@ class Layer:
             "activation the loss acts on, e.g. mg.layers.Dense(1, activation='sigmoid')"
         )
 
+    def pre_activation_jvp(
+        self,
+        params: Mapping[str, Array],
+        tangent: Mapping[str, Array],
+        A_prev: Array,
+        A_prev_dot: Array | None,
+        precision: str,
+    ) -> Array:
+        """Ż, the tangent of an output layer's pre-activation Z: where the loss Hessian acts.
+
+        Only a layer that can end a network needs it (curvature's G v). Dense: formula (6).
+        """
+        raise NotImplementedError(
+            f"{self.name} cannot be a network's output layer: the last layer must apply an "
+            "activation the loss acts on, e.g. mg.layers.Dense(1, activation='sigmoid')"
+        )
+
     def jvp(
         self,
         params: Mapping[str, Array],
