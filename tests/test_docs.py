@@ -76,7 +76,9 @@ def run_page(path: Path) -> list[tuple[Block, str]]:
             for block in python_blocks(path.read_text(encoding="utf-8")):
                 if block.file is not None:
                     Path(files.name, block.file).write_text(block.code, encoding="utf-8")
-                code = compile("\n" * (block.line - 1) + block.code, str(path), "exec")
+                code = compile(  # not this file's `from __future__` flags: a reader's session
+                    "\n" * (block.line - 1) + block.code, str(path), "exec", dont_inherit=True
+                )
                 out = io.StringIO()
                 with contextlib.redirect_stdout(out):
                     exec(code, namespace)

@@ -98,9 +98,8 @@ def with_params(**leaves) -> Callable[[], dict]:
     return build
 
 
-def _jit_with_list():
-    f = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)
-    return f(_params(), _X(), _Y(), activations=list(ACTS2), loss="ce")
+def _jit_functional():
+    return jax.jit(mg.value_and_grad)(_params(), _X(), _Y(), activations=ACTS2, loss="ce")
 
 
 def checked(activations=ACTS2, loss="ce", **changes) -> Callable[[], object]:
@@ -160,12 +159,15 @@ def _without(*modules: str, call: Callable[[], object]) -> Callable[[], object]:
 
 
 def curv(fn: str = "diag_ggn", **changes) -> Callable[[], object]:
-    """A `manualgrad.curvature` function on the (3, 4, 2) relu/softmax/ce net."""
+    """A `manualgrad.curvature` function of the (3, 4, 2) relu/softmax/ce net."""
     kw = dict(params=_params(), X=_X(), Y=_Y(), activations=ACTS2, loss="ce")
 
     def call():
         args = {k: v() if callable(v) else v for k, v in {**kw, **changes}.items()}
-        return getattr(mg.curvature, fn)(**args)
+        net = mg.network(args.pop("activations"), args.pop("loss"))
+        return getattr(mg.curvature, fn)(
+            net, args.pop("params"), args.pop("X"), args.pop("Y"), **args
+        )
 
     return call
 
@@ -306,7 +308,7 @@ CASES: list[Case] = [
          r"params mix dtypes \['float16', 'float32'\]", "cast all leaves to one dtype"),
     # -- activations ----------------------------------------------------------------------
     Case("activations-string", A, "`activations` is one string instead of one name per layer",
-         vg(activations="relu"), ConfigError, r"expected `activations` to be a tuple of 2",
+         vg(activations="relu"), ConfigError, r"expected `layers` to be a sequence of layers",
          "`activations=('relu', 'softmax')`"),
     Case("activations-wrong-length", A, "fewer or more names than layers",
          vg(activations=("relu", "relu", "softmax")), ConfigError,
@@ -400,7 +402,8 @@ CASES: list[Case] = [
          "`key=jax.random.key(seed)`"),
     # -- backward -------------------------------------------------------------------------
     Case("caches-invalid", B, "`backward` given something other than forward's caches",
-         _backward_bad_caches, ShapeError, r"expected `caches` to be forward's tuple of 2",
+         _backward_bad_caches, ShapeError,
+         r"expected `caches` to be forward's Caches\(layers, masks\)",
          "pass `forward(...)[1]`"),
     # -- init -----------------------------------------------------------------------------
     Case("init-layer-dims", I, "fewer than two layer sizes, or sizes that are not ints",
@@ -548,9 +551,10 @@ CASES: list[Case] = [
          r"`diag_hessian` needs the output activation's g'' elementwise",
          "`ce` with softmax, or `hessian_vector_product`"),
     # -- jit ------------------------------------------------------------------------------
-    Case("jit-list-activations", J, "`activations` as a list under `jax.jit` (statics must be "
-         "hashable); eagerly a list is accepted", _jit_with_list, ValueError,
-         r"[Nn]on-hashable static arguments", "pass a tuple", from_jax=True),
+    Case("jit-functional-names", J, "a functional shim (`mg.value_and_grad`) under `jax.jit`: "
+         "its activation names are not arrays", _jit_functional, TypeError,
+         r"Error interpreting argument to .* as an abstract array", "jit a network's function: "
+         "`jax.jit(mg.network(activations, loss).value_and_grad)`", from_jax=True),
     # -- value checks ---------------------------------------------------------------------
     Case("values-X-not-finite", V, "X contains NaN or ±Inf", checked(X=_X().at[0, 1].set(jnp.nan)),
          RUNTIME, r"`X` has 1 non-finite entry ", "clean or impute the data"),

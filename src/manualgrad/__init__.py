@@ -48,10 +48,10 @@ _NAMES = {
     "init_params": "manualgrad.functional",
     "predict": "manualgrad.functional",
     "value_and_grad": "manualgrad.functional",
-    "clipped_grads": "manualgrad.per_example",
-    "dp_grads": "manualgrad.per_example",
-    "per_example_grads": "manualgrad.per_example",
-    "per_example_norms": "manualgrad.per_example",
+    "clipped_grads": "manualgrad.functional",
+    "dp_grads": "manualgrad.functional",
+    "per_example_grads": "manualgrad.functional",
+    "per_example_norms": "manualgrad.functional",
     "TrainResult": "manualgrad.training",
     "accuracy": "manualgrad.training",
     "train": "manualgrad.training",
@@ -131,11 +131,16 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from manualgrad._core import activations, dense, losses, precision, regularization
     from manualgrad._errors import ManualgradError
     from manualgrad._network import Network, network
-    from manualgrad.functional import backward, cost, forward, init_params, predict, value_and_grad
-    from manualgrad.per_example import (
+    from manualgrad.functional import (
+        backward,
         clipped_grads,
+        cost,
         dp_grads,
+        forward,
+        init_params,
         per_example_grads,
         per_example_norms,
+        predict,
+        value_and_grad,
     )
     from manualgrad.training import TrainResult, accuracy, train

@@ -138,11 +138,17 @@ def expected_shapes(spec: Spec, example_shape: tuple[int, ...], dtype: Any) -> d
     in_shape = tuple(example_shape)
     key = jax.random.key(0)
     for layer, keys in zip(spec.layers, layer_keys(spec), strict=True):
-        out = jax.eval_shape(lambda k, layer=layer, s=in_shape: layer.init(k, s, dtype), key)
-        local, out_shape = out
+        out_shape: list[tuple[int, ...]] = []
+
+        def local_params(k, layer=layer, s=in_shape, out_shape=out_shape):
+            local, out = layer.init(k, s, dtype)
+            out_shape.append(tuple(int(n) for n in out))  # static: read back, not traced
+            return local
+
+        local = jax.eval_shape(local_params, key)
         for name, key_name in keys.items():
             shapes[key_name] = local[name].shape
-        in_shape = tuple(out_shape)
+        in_shape = out_shape[0]
     return shapes
 
 
@@ -157,8 +163,11 @@ def check_params(params: Any, spec: Spec, example_shape: tuple[int, ...] | None 
     if spec.is_dense:
         n_layers = check.check_params(params)
         check.check_layer_count(params, n_layers, spec)
+    else:
+        check.check_param_keys(params, param_order(spec))
+    check.check_dtype_options(precision=spec.precision, dtype=check.params_dtype_of(params))
+    if spec.is_dense:
         return params
-    check.check_param_keys(params, param_order(spec))
     if example_shape is not None:
         dtype = check.params_dtype_of(params)
         check.check_param_shapes(params, expected_shapes(spec, example_shape, dtype))
