@@ -342,11 +342,8 @@ def network(
         check.check_activations(list(layers), len(layers))  # type: ignore[arg-type]
     resolved = tuple(_as_layer(layer, l) for l, layer in enumerate(layers, start=1))
     for l, layer in enumerate(resolved[:-1], start=1):
-        if isinstance(layer, Dense) and layer.activation == "softmax":
-            raise ConfigError(
-                f"layer {l}: `softmax` is for the output layer only; "
-                "use relu, leaky_relu, tanh, sigmoid or linear on hidden layers"
-            )
+        if isinstance(layer, Dense):
+            check.check_hidden_activation(l, layer.activation)
     out_act = resolved[-1].output_activation
     if out_act is None:
         raise ConfigError(

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manualgrad._core.activations import ACTIVATIONS, Activation, get_activation
+from manualgrad._core.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, Activation, get_activation
 from manualgrad._core.losses import LOSSES, Loss, get_loss
 from manualgrad._core.precision import PRECISIONS
 from manualgrad._errors import ConfigError, DTypeError, ShapeError, plural
@@ -277,12 +277,17 @@ def check_activations(activations: Sequence[str], n_layers: int) -> tuple[Activa
             )
         acts.append(get_activation(name))
     for l, act in enumerate(acts[:-1], start=1):
-        if act.derivative is None:
-            raise ConfigError(
-                f"layer {l}: `softmax` is for the output layer only; "
-                "use relu, leaky_relu, tanh, sigmoid or linear on hidden layers"
-            )
+        check_hidden_activation(l, act.name)
     return tuple(acts)
+
+
+def check_hidden_activation(l: int, name: str) -> None:
+    """Check that hidden layer l's activation is elementwise (softmax is for the output only)."""
+    if name not in HIDDEN_ACTIVATIONS:
+        raise ConfigError(
+            f"layer {l}: `{name}` is for the output layer only; use "
+            f"{', '.join(HIDDEN_ACTIVATIONS[:-1])} or {HIDDEN_ACTIVATIONS[-1]} on hidden layers"
+        )
 
 
 def check_loss(loss: Any, output: Activation | None) -> Loss:
@@ -293,11 +298,17 @@ def check_loss(loss: Any, output: Activation | None) -> Loss:
     if output is None:
         return spec
     if spec.output_activations is not None and output.name not in spec.output_activations:
+        fits = [
+            name
+            for name, other in LOSSES.items()
+            if other.output_activations is not None and output.name in other.output_activations
+        ]
+        instead = " or ".join(repr(name) for name in fits) + (" or " if fits else "")
         raise ConfigError(
             f"loss {loss!r} needs a {' or '.join(spec.output_activations)} output layer, got "
-            f"{output.name!r}; use "
-            + ("'ce' with softmax, or 'mse'" if loss == "bce" else "'bce' with sigmoid, or 'mse'")
-            + f" (valid losses: {sorted(LOSSES)})"
+            f"{output.name!r}; use {instead}'mse' with a {output.name} output, or a "
+            f"{' or '.join(spec.output_activations)} output with {loss!r} "
+            f"(valid losses: {sorted(LOSSES)})"
         )
     return spec
 
