@@ -5,8 +5,8 @@ dtype mixing fail loudly. float64 is switched on only inside tests that ask for 
 `x64` fixture (`jax.enable_x64` is a context manager), so it cannot leak into float32
 tests. Hypothesis runs the "ci" profile when `CI` is set (derandomized: the same
 examples on every run, so CI is reproducible) and the faster, random "dev" profile
-otherwise; `HYPOTHESIS_PROFILE` overrides both. Tests set no `max_examples` of their
-own, so the profile decides.
+otherwise; `HYPOTHESIS_PROFILE` overrides both. The profile decides every test's
+`max_examples` except the fuzz tests' (tests/test_fuzz.py), which set their own budget.
 
 One persistent XLA compilation cache serves the whole run: the xdist workers and the
 subprocesses the tests start (CLI runs, the multi-device workers) reuse each other's

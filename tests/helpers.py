@@ -1,7 +1,11 @@
 """What every test shares: independent oracles, one relative error, problem builders, tolerances.
 
 Nothing here calls manualgrad's forward, loss or backward code, so `jax.grad` of
-:func:`reference_cost` is an independent check of the hand-written backward pass.
+:func:`reference_cost` is an independent check of the hand-written backward pass. The
+oracle is written once, for one example (:func:`oracle_loss`); :func:`reference_cost`
+is its mean over the columns plus the L2 term, and :func:`oracle_per_example` is
+`jax.vmap(jax.grad(oracle_loss))`. :func:`dense_network` builds the network under test
+the way users are taught to, from `mg.layers.Dense` layers.
 Dropout masks are an *input* (drawn with manualgrad's documented mask function),
 not something under test. The activations follow manualgrad's documented
 subgradient convention at the kink, g'(0) = 0 for relu and 0.01 for leaky_relu,
@@ -10,10 +14,14 @@ so `jax.grad` of the oracle is the derivative the formulas claim, everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+import manualgrad as mg
 
 #: Tolerances of the comparisons with an oracle, relative, per dtype. float32 tests
 #: run under `jax.default_matmul_precision("highest")` (GPUs default to TF32).
@@ -42,18 +50,60 @@ def reference_losses(ZL, Y, output, loss):
     return 0.5 * jnp.sum((AL - Y) ** 2, axis=0)
 
 
-def reference_cost(params, X, Y, activations, loss, l2=0.0, keep_prob=1.0, masks=None):
-    """C = mean of per-example losses + (λ/2m) Σ‖W‖², written independently of manualgrad."""
+def oracle_loss(params, x, y, activations, loss, masks=None, keep_prob=1.0):
+    """L(x, y): one example's loss, x (n_x,), y (n_L,); `masks` one (n_l,) per hidden layer.
+
+    Written with jnp and optax alone (inverted dropout: a ⊙ d / keep_prob).
+    """
     L = len(activations)
-    A = X
+    a = x
     for l in range(1, L + 1):
-        Z = jnp.matmul(params[f"W{l}"], A, precision="highest") + params[f"b{l}"]
-        A = REFERENCE_ACTIVATIONS[activations[l - 1]](Z)
-        if l < L and masks is not None:
-            A = A * masks[l - 1].astype(A.dtype) / keep_prob
+        z = jnp.matmul(params[f"W{l}"], a, precision="highest") + params[f"b{l}"][:, 0]
+        if l < L:
+            a = REFERENCE_ACTIVATIONS[activations[l - 1]](z)
+            if masks is not None:
+                a = a * masks[l - 1].astype(a.dtype) / keep_prob
+    return reference_losses(z[:, None], y[:, None], activations[-1], loss)[0]
+
+
+def _over_examples(fn, params, X, Y, activations, loss, masks, keep_prob):
+    """`fn(params, x, y, masks_i)` vmapped over the columns of X, Y and the masks."""
+
+    def one(x, y, mask):
+        return fn(params, x, y, activations, loss, mask, keep_prob)
+
+    return jax.vmap(one, in_axes=(1, 1, 1))(X, Y, None if masks is None else list(masks))
+
+
+def reference_cost(params, X, Y, activations, loss, l2=0.0, keep_prob=1.0, masks=None):
+    """C = mean over the columns of :func:`oracle_loss` + (λ/2m) Σ‖W‖², without manualgrad."""
+    losses = _over_examples(oracle_loss, params, X, Y, activations, loss, masks, keep_prob)
     m = X.shape[1]
-    C = jnp.mean(reference_losses(Z, Y, activations[-1], loss))
-    return C + l2 / (2 * m) * sum(jnp.sum(params[f"W{l}"] ** 2) for l in range(1, L + 1))
+    L = len(activations)
+    return jnp.mean(losses) + l2 / (2 * m) * sum(
+        jnp.sum(params[f"W{l}"] ** 2) for l in range(1, L + 1)
+    )
+
+
+def oracle_per_example(params, X, Y, activations, loss, masks=None, keep_prob=1.0):
+    """g_i = ∂L_i/∂params for every column: `jax.vmap(jax.grad(oracle_loss))`, (m, *shape)."""
+    return _over_examples(jax.grad(oracle_loss), params, X, Y, activations, loss, masks, keep_prob)
+
+
+def example_norms(per_example):
+    """‖g_i‖ over all parameters, (m,), from leaves of shape (m, …)."""
+    return jnp.sqrt(
+        sum(jnp.sum(v.reshape(v.shape[0], -1) ** 2, axis=1) for v in per_example.values())
+    )
+
+
+def clipped_mean(per_example, clip_norm):
+    """(1/m) Σ_i min(1, C/‖g_i‖) g_i, explicitly (C/0 = inf, min(1, inf) = 1)."""
+    s = jnp.minimum(1.0, clip_norm / example_norms(per_example))
+    return {
+        k: jnp.mean(v * s.reshape((-1,) + (1,) * (v.ndim - 1)), axis=0)
+        for k, v in per_example.items()
+    }
 
 
 def rel_err(got, want) -> float:
@@ -98,6 +148,14 @@ def problem(layer_dims, loss, m, *, seed=0, dtype=jnp.float64, method="he", nois
     X = rng.standard_normal((layer_dims[0], m))
     Y = labels_for(loss, layer_dims[-1], m, rng, dtype)
     return {k: jnp.asarray(v, dtype) for k, v in params.items()}, jnp.asarray(X, dtype), Y
+
+
+def dense_network(layer_dims: Sequence[int], activations: Sequence[str], loss="bce", **options):
+    """`mg.network([mg.layers.Dense(n_1, a_1), …], loss, **options)` for `layer_dims`."""
+    layers = [
+        mg.layers.Dense(n, activation=a) for n, a in zip(layer_dims[1:], activations, strict=True)
+    ]
+    return mg.network(layers, loss, **options)
 
 
 def max_relative_error(grads, reference):

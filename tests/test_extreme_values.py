@@ -2,9 +2,9 @@
 
 For every valid output activation × loss pair, the output pre-activations Z[L] are driven
 to ±big (big up to 1e4 and 1e36 in float32, 1e300 in float64) by a huge last-layer bias,
-in a one-layer and a three-layer net. The oracle is `jax.grad` of an independently
-written cost — optax's `sigmoid_binary_cross_entropy` / `softmax_cross_entropy`, or
-½‖g(z) − y‖² with `jax.nn` activations — evaluated in float64 on the same values.
+in a one-layer and a three-layer net. The oracle is `jax.grad` of `helpers.reference_cost`
+— optax's `sigmoid_binary_cross_entropy` / `softmax_cross_entropy`, or ½‖g(z) − y‖² with
+`jax.nn` activations — evaluated in float64 on the same values.
 
 Inputs are built so Z[L] is the same number in the library and in the oracle: W and X
 hold small dyadic numbers (their products are exact), so in float32 the logits are
@@ -22,32 +22,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import manualgrad as mg
-from helpers import REFERENCE_ACTIVATIONS, TOL, rel_err
+from helpers import TOL, reference_cost, rel_err
 
-HIGHEST = jax.lax.Precision.HIGHEST
-
-REF_ACTIVATIONS = REFERENCE_ACTIVATIONS
 BOUNDED = ("sigmoid", "tanh", "softmax")
 PAIRS = [("sigmoid", "bce"), ("softmax", "ce")] + [(a, "mse") for a in mg.activations.ACTIVATIONS]
-
-
-def ref_cost(params, X, Y, activations, loss):
-    """C from optax / jax.nn, written without manualgrad's code."""
-    A = X
-    for l, name in enumerate(activations, start=1):
-        Z = jnp.matmul(params[f"W{l}"], A, precision=HIGHEST) + params[f"b{l}"]
-        A = REF_ACTIVATIONS[name](Z)
-    if loss == "bce":
-        per_example = jnp.sum(optax.sigmoid_binary_cross_entropy(Z, Y), axis=0)
-    elif loss == "ce":
-        per_example = optax.softmax_cross_entropy(Z.T, Y.T)
-    else:
-        per_example = 0.5 * jnp.sum((A - Y) ** 2, axis=0)
-    return jnp.mean(per_example)
 
 
 def magnitudes(output, dtype):
@@ -82,9 +63,9 @@ def extreme_net(output, loss, big, dtype, *, depth, m):
 
 def assert_matches_reference(params, X, Y, activations, loss, dtype):
     with jax.default_matmul_precision("highest"):
-        C, grads = mg.value_and_grad(params, X, Y, activations=activations, loss=loss)
+        C, grads = mg.network(activations, loss).value_and_grad(params, X, Y)
     to64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)  # noqa: E731
-    C_ref, grads_ref = jax.value_and_grad(ref_cost)(
+    C_ref, grads_ref = jax.value_and_grad(reference_cost)(
         to64(params), to64(X), to64(Y), activations, loss
     )
     assert np.isfinite(float(C_ref)), "the oracle itself overflowed: inputs out of range"
@@ -123,7 +104,7 @@ def test_saturated_hidden_layer_gives_exact_zero_derivative(x64, hidden, dtype):
     params["W1"] = jnp.zeros_like(params["W1"])
     params["b1"] = jnp.asarray([[big], [-big], [big], [-big]], dtype)
     assert_matches_reference(params, X, Y, (hidden, "sigmoid"), "bce", dtype)
-    _, grads = mg.value_and_grad(params, X, Y, activations=(hidden, "sigmoid"), loss="bce")
+    _, grads = mg.network((hidden, "sigmoid"), "bce").value_and_grad(params, X, Y)
     assert np.all(np.asarray(grads["b1"]) == 0)  # σ'(±big) = tanh'(±big) = 0 exactly
 
 
@@ -133,7 +114,7 @@ def test_relu_derivative_at_exactly_zero_follows_the_course(x64, hidden):
     params["W1"] = params["W1"].at[:2].set(0.0)
     params["b1"] = params["b1"].at[:2].set(0.0)  # Z1 rows 0, 1 are exactly 0
     assert_matches_reference(params, X, Y, (hidden, "sigmoid"), "bce", jnp.float64)
-    _, grads = mg.value_and_grad(params, X, Y, activations=(hidden, "sigmoid"), loss="bce")
+    _, grads = mg.network((hidden, "sigmoid"), "bce").value_and_grad(params, X, Y)
     dZ1_rows = np.asarray(grads["b1"][:2])  # db1 = mean(dA1 ⊙ g'(0))
     if hidden == "relu":
         assert np.all(dZ1_rows == 0)  # g'(0) = 0; jnp.maximum's jax.grad would give 1/2
@@ -149,10 +130,11 @@ def test_all_examples_in_one_class_is_finite_and_exact(x64):
 
 def test_softmax_over_one_class_has_zero_cost_and_zero_grads(x64):
     """n_L = 1 softmax is degenerate (a ≡ 1), allowed: C = 0 and every gradient is 0."""
-    params = mg.init_params([3, 2, 1], jax.random.key(0), dtype=jnp.float64)
+    net = mg.network(["tanh", "softmax"], "ce")
+    params = net.init([3, 2, 1], jax.random.key(0), dtype=jnp.float64)
     X = jnp.linspace(-1.0, 1.0, 12).reshape(3, 4)
     Y = jnp.ones((1, 4))
-    C, grads = mg.value_and_grad(params, X, Y, activations=("tanh", "softmax"), loss="ce")
+    C, grads = jax.jit(net.value_and_grad)(params, X, Y)
     assert float(C) == 0.0
     assert all(np.all(np.asarray(g) == 0) for g in grads.values())
     assert_matches_reference(params, X, Y, ("tanh", "softmax"), "ce", jnp.float64)

@@ -22,11 +22,6 @@ def test_flower_has_m_over_2_examples_of_each_class_in_order():
     np.testing.assert_array_equal(Y, [[0.0] * 4 + [1.0] * 3])
 
 
-def test_flower_is_deterministic_in_the_seed():
-    np.testing.assert_array_equal(flower(50, seed=3)[0], flower(50, seed=3)[0])
-    assert not np.allclose(flower(50, seed=3)[0], flower(50, seed=4)[0])
-
-
 def test_flower_points_lie_near_the_rose_curve_of_radius_4():
     # |r| ≤ a + noise = 4 + 0.2·|ε|: with 400 draws |ε| < 5 surely, so every radius < 5
     X, _ = flower(400, seed=0)

@@ -6,11 +6,13 @@ misplaced activation and loss names, out-of-range options. Every call must eithe
 return finite results or raise a `manualgrad.ManualgradError` — never a raw XLA error,
 `TypeError`, `IndexError`, … from deep inside JAX, and never a NaN.
 
-The entry points: `forward`, `cost`, `value_and_grad`, `backward`, `predict` and
-`accuracy`; the per-example module's `per_example_grads`, `per_example_norms`,
-`clipped_grads`, `dp_grads` and `one_example_grads`; the course module's
-`L_model_forward`, `compute_cost` and `L_model_backward`; `train` with its own
-options broken too; and the built-in data sets' generators.
+The entry points: `mg.network` itself (layers, loss and options broken), the network's
+`forward`, `cost`, `value_and_grad`, `backward` and `predict`; the per-example module's
+`per_example_grads`, `per_example_norms`, `clipped_grads`, `dp_grads` and
+`one_example_grads` (`f(net, …)`); the functional shims `mg.value_and_grad` and
+`mg.forward` and `accuracy`, which take names; the course module's `L_model_forward`,
+`compute_cost` and `L_model_backward`; `train` with its own options broken too; and the
+built-in data sets' generators.
 
 Health checks: the problems are built from a few small draws, but every example runs
 a dozen jax entry points (some compile), so hypothesis's `too_slow` check would fire;
@@ -154,7 +156,7 @@ def malformed(draw):
 
 
 def _finite(out) -> bool:
-    leaves = [x for x in jax.tree.leaves(out) if x is not None]
+    leaves = [x for x in jax.tree.leaves(out) if hasattr(x, "dtype") or isinstance(x, float)]
     return all(
         np.all(np.isfinite(np.asarray(x, np.float64)))
         for x in leaves
@@ -187,32 +189,10 @@ def test_malformed_inputs_raise_manualgrad_errors_or_give_finite_results():
     @given(malformed())
     def fuzz(case):
         params, X, Y, acts, loss, kw, dp = case
-        common = dict(params=params, X=X, activations=acts)
-        fwd_kw = {k: kw[k] for k in ("keep_prob", "key", "precision")}
-        out = _call(seen, "forward", mg.forward, **common, **fwd_kw)
-        _call(seen, "value_and_grad", mg.value_and_grad, **common, Y=Y, loss=loss, **kw)
-        _call(seen, "cost", mg.cost, **common, Y=Y, loss=loss, **kw)
-        _call(seen, "predict", mg.predict, **common, precision=kw["precision"])
-        _call(seen, "accuracy", mg.accuracy, **common, Y=Y, precision=kw["precision"])
-        if out is not None:
-            _call(
-                seen,
-                "backward",
-                mg.backward,
-                params=params,
-                caches=out[1],
-                Y=Y,
-                activations=acts,
-                loss=loss,
-                l2=kw["l2"],
-                keep_prob=kw["keep_prob"],
-                precision=kw["precision"],
-            )
-        extra = dict(common, Y=Y, loss=loss, **dp, **kw)
-        one = lambda A: A[:, 0] if getattr(A, "ndim", 0) == 2 and A.shape[1] > 0 else A  # noqa: E731
-        extra.update(x=one(X), y=one(Y))  # one_example_grads takes one example
-        for name, fn in PER_EXAMPLE.items():
-            _call(seen, name, fn, **_accepted(fn, extra))
+        shim = dict(params=params, X=X, activations=acts)
+        _call(seen, "functional.value_and_grad", mg.value_and_grad, **shim, Y=Y, loss=loss, **kw)
+        _call(seen, "functional.forward", mg.forward, **shim, **_accepted(mg.forward, kw))
+        _call(seen, "accuracy", mg.accuracy, **shim, Y=Y, precision=kw["precision"])
         fwd = _call(seen, "course.L_model_forward", course.L_model_forward, X=X, parameters=params)
         if fwd is not None:
             AL, caches = fwd
@@ -220,6 +200,23 @@ def test_malformed_inputs_raise_manualgrad_errors_or_give_finite_results():
             _call(
                 seen, "course.L_model_backward", course.L_model_backward, AL=AL, Y=Y, caches=caches
             )
+
+        options = {k: kw[k] for k in ("l2", "keep_prob", "precision")}
+        net = _call(seen, "network", mg.network, layers=acts, loss=loss, **options)
+        if net is None:
+            return
+        key = kw["key"]
+        out = _call(seen, "net.forward", net.forward, params=params, X=X, key=key)
+        _call(seen, "net.value_and_grad", net.value_and_grad, params=params, X=X, Y=Y, key=key)
+        _call(seen, "net.cost", net.cost, params=params, X=X, Y=Y, key=key)
+        _call(seen, "net.predict", net.predict, params=params, X=X)
+        if out is not None:
+            _call(seen, "net.backward", net.backward, params=params, caches=out[1], Y=Y)
+        extra = dict(net=net, params=params, X=X, Y=Y, key=key, **dp)
+        one = lambda A: A[:, 0] if getattr(A, "ndim", 0) == 2 and A.shape[1] > 0 else A  # noqa: E731
+        extra.update(x=one(X), y=one(Y))  # one_example_grads takes one example
+        for name, fn in PER_EXAMPLE.items():
+            _call(seen, name, fn, **_accepted(fn, extra))
 
     fuzz()
     assert seen["raised"] > 0 and seen["returned"] > 0  # both outcomes were exercised

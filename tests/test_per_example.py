@@ -1,10 +1,10 @@
-"""Per-example gradients, exact per-example norms, clipped and DP gradients (issue 3).
+"""Per-example gradients, exact per-example norms, clipped and DP gradients.
 
-Every comparison is in float64 against an oracle written here with `jax.nn` and
-`jax.grad` / `jax.vmap(jax.grad)` of a one-example loss, independent of manualgrad's
-hand-written derivatives, to ≤ 1e-12 relative (max abs error over all leaves divided
-by the largest entry of the oracle). Hypothesis draws random architectures (small
-sizes); fixed architectures repeat the properties under `jax.jit`.
+`mg.per_example.f(net, params, X, Y, …)` (and the network's bound `net.f`) against the
+oracles of tests/helpers.py: `jax.vmap(jax.grad)` of the one-example loss
+`helpers.oracle_loss`, independent of manualgrad's hand-written derivatives, in float64
+to ≤ 1e-12 relative (`helpers.rel_err`). Hypothesis draws random data for a pool of
+architectures; fixed architectures repeat the properties under `jax.jit`.
 """
 
 from __future__ import annotations
@@ -20,82 +20,30 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import helpers
 import manualgrad as mg
-from helpers import F32_TOL, F64_TOL, REFERENCE_ACTIVATIONS, rel_err
+from helpers import (
+    F32_TOL,
+    F64_TOL,
+    REFERENCE_ACTIVATIONS,
+    clipped_mean,
+    dense_network,
+    example_norms,
+    oracle_loss,
+    oracle_per_example,
+    rel_err,
+)
 from manualgrad._core.regularization import dropout_masks
 
 TOL64, TOL32 = F64_TOL, F32_TOL
-
-# ---------------------------------------------------------------------------------------
-# An independent oracle: jax.nn activations, losses from the logits, jax.grad
-# ---------------------------------------------------------------------------------------
-
-ORACLE_ACT = REFERENCE_ACTIVATIONS
-
-
-def _dot(W, a):
-    return jnp.dot(W, a, precision=jax.lax.Precision.HIGHEST)
-
-
-def oracle_forward(params, x, acts, masks=None, keep_prob=1.0):
-    """[a[0], z[1], a[1], …, z[L]] for one example x (n_x,); a[l] after dropout."""
-    out, a = [x], x
-    for l in range(1, len(acts) + 1):
-        z = _dot(params[f"W{l}"], a) + params[f"b{l}"][:, 0]
-        out.append(z)
-        if l < len(acts):
-            a = ORACLE_ACT[acts[l - 1]](z)
-            if masks is not None:
-                a = a * masks[l - 1].astype(a.dtype) / keep_prob
-            out.append(a)
-    return out
-
-
-def oracle_head_loss(zL, y, acts, loss):
-    if loss == "bce":
-        return jnp.sum(jnp.logaddexp(0.0, zL) - y * zL)
-    if loss == "ce":
-        return -jnp.sum(y * jax.nn.log_softmax(zL))
-    return 0.5 * jnp.sum((ORACLE_ACT[acts[-1]](zL) - y) ** 2)
-
-
-def oracle_loss(params, x, y, acts, loss, masks=None, keep_prob=1.0):
-    """L(x, y): one example's loss, written without manualgrad."""
-    zL = oracle_forward(params, x, acts, masks, keep_prob)[-1]
-    return oracle_head_loss(zL, y, acts, loss)
-
-
-def oracle_per_example(params, X, Y, acts, loss, masks=None, keep_prob=1.0):
-    """jax.vmap(jax.grad(one-example loss)) over the columns of X, Y (and the masks)."""
-    grad = jax.grad(oracle_loss)
-
-    def one(x, y, mk):
-        return grad(params, x, y, acts, loss, mk, keep_prob)
-
-    return jax.vmap(one, in_axes=(1, 1, 1))(X, Y, masks)
-
-
-def flat_norms(per_example):
-    """‖g_i‖ from per-example leaves of shape (m, …)."""
-    return jnp.sqrt(
-        sum(jnp.sum(v.reshape(v.shape[0], -1) ** 2, axis=1) for v in per_example.values())
-    )
-
-
-def oracle_clipped_mean(per_example, C):
-    """(1/m) Σ_i min(1, C/‖g_i‖) g_i, explicitly (C/0 = inf, min(1, inf) = 1)."""
-    s = jnp.minimum(1.0, C / flat_norms(per_example))
-    return {
-        k: jnp.mean(v * s.reshape((-1,) + (1,) * (v.ndim - 1)), axis=0)
-        for k, v in per_example.items()
-    }
+pe = mg.per_example
 
 
 @functools.partial(jax.jit, static_argnames=("acts", "loss", "keep_prob"))
 def oracle_norms_and_clipped(params, X, Y, C, *, acts, loss, masks=None, keep_prob=1.0):
     """(‖g_i‖ of vmap(jax.grad), its explicit clipped mean at C), in one compile (C traced)."""
     per_ex = oracle_per_example(params, X, Y, acts, loss, masks, keep_prob)
-    return flat_norms(per_ex), oracle_clipped_mean(per_ex, C)
+    return example_norms(per_ex), clipped_mean(per_ex, C)
 
 
 def between(norms):
@@ -103,12 +51,9 @@ def between(norms):
     return max(0.5 * (float(np.min(norms)) + float(np.max(norms))), 1e-3)
 
 
-# ---------------------------------------------------------------------------------------
-# Problems: random architectures and data
-# ---------------------------------------------------------------------------------------
-
-
 class Problem(NamedTuple):
+    """An architecture and a data seed: its network (from mg.layers.Dense) and its data."""
+
     dims: tuple[int, ...]
     acts: tuple[str, ...]
     loss: str
@@ -116,27 +61,13 @@ class Problem(NamedTuple):
     seed: int = 0
 
     def data(self, dtype=jnp.float64):
-        """Params (Xavier-scaled W, small nonzero b), X and Y, drawn with numpy (no compiles)."""
-        rng = np.random.default_rng(self.seed)
-        params = {}
-        for l in range(1, len(self.dims)):
-            n, n_prev = self.dims[l], self.dims[l - 1]
-            params[f"W{l}"] = rng.normal(size=(n, n_prev)) / np.sqrt(n_prev)
-            params[f"b{l}"] = 0.1 * rng.normal(size=(n, 1))  # exercises db and the "+1"
-        X = rng.normal(size=(self.dims[0], self.m))
-        n_L = self.dims[-1]
-        if self.loss == "ce":
-            Y = np.eye(n_L)[:, rng.integers(0, n_L, self.m)]
-        elif self.loss == "bce":
-            Y = (rng.random((n_L, self.m)) < 0.5).astype(float)
-        else:
-            Y = rng.normal(size=(n_L, self.m))
-        params = {k: jnp.asarray(v, dtype) for k, v in params.items()}
-        return params, jnp.asarray(X, dtype), jnp.asarray(Y, dtype)
+        """Params (Xavier-scaled W, nonzero b), X and Y from `helpers.problem`."""
+        return helpers.problem(
+            self.dims, self.loss, self.m, seed=self.seed, dtype=dtype, method="xavier"
+        )
 
-    @property
-    def kw(self):
-        return {"activations": self.acts, "loss": self.loss}
+    def net(self, **options):
+        return dense_network(self.dims, self.acts, self.loss, **options)
 
 
 # Architectures for the property tests. Hypothesis draws one of them with a random data
@@ -171,51 +102,44 @@ def clip_norms(norms):
     return {r: jnp.maximum(C, 1e-3) for r, C in Cs.items()}
 
 
-@functools.partial(jax.jit, static_argnames=("acts", "loss"))
-def evaluate(params, X, Y, *, acts, loss):
+@functools.partial(jax.jit, static_argnames=("net", "acts"))
+def evaluate(params, X, Y, *, net, acts):
     """Everything the property tests compare, manualgrad's and the oracle's, in one compile.
 
-    The three clip norms (REGIMES) are a vmapped axis, so clipping compiles once.
+    The three clip norms (REGIMES) are a vmapped axis, so clipping compiles once. `net`
+    is a static argument: a network is hashable.
     """
-    kw = {"activations": acts, "loss": loss}
-    oracle = oracle_per_example(params, X, Y, acts, loss)
-    Cs = clip_norms(flat_norms(oracle))
+    oracle = oracle_per_example(params, X, Y, acts, net.loss)
+    Cs = clip_norms(example_norms(oracle))
     Cs = jnp.stack([Cs[r] for r in REGIMES])
-    key = jax.random.key(0)
 
     def clipped(C):
-        return mg.clipped_grads(params, X, Y, clip_norm=C, **kw)
+        return pe.clipped_grads(net, params, X, Y, C)
 
     def unstack(tree):
         return {r: jax.tree.map(lambda v, i=i: v[i], tree) for i, r in enumerate(REGIMES)}
 
     return {
         "oracle": oracle,
-        "oracle_norms": flat_norms(oracle),
-        "oracle_clipped": unstack(jax.vmap(lambda C: oracle_clipped_mean(oracle, C))(Cs)),
-        "per_example": mg.per_example_grads(params, X, Y, **kw),
-        "grads": mg.value_and_grad(params, X, Y, **kw)[1],
-        "norms": mg.per_example_norms(params, X, Y, **kw),
+        "oracle_norms": example_norms(oracle),
+        "oracle_clipped": unstack(jax.vmap(lambda C: clipped_mean(oracle, C))(Cs)),
+        "per_example": pe.per_example_grads(net, params, X, Y),
+        "grads": net.value_and_grad(params, X, Y)[1],
+        "norms": pe.per_example_norms(net, params, X, Y),
         "clipped": unstack(jax.vmap(clipped)(Cs)),
-        "dp0": mg.dp_grads(
-            params, X, Y, noise_key=key, clip_norm=Cs[1], noise_multiplier=0.0, **kw
-        ),
-        "factors": mg.per_example.clip_factors(flat_norms(oracle) ** 2, Cs[1]),
+        "dp0": pe.dp_grads(net, params, X, Y, jax.random.key(0), Cs[1], 0.0),
+        "factors": pe.clip_factors(example_norms(oracle) ** 2, Cs[1]),
         "Cs": dict(zip(REGIMES, Cs, strict=True)),
     }
 
 
 def results(problem):
     params, X, Y = problem.data()
-    return evaluate(params, X, Y, acts=problem.acts, loss=problem.loss)
+    return evaluate(params, X, Y, net=problem.net(), acts=problem.acts)
 
 
 def oracle_kw(problem):
     return {"acts": problem.acts, "loss": problem.loss}
-
-
-def jitted(fn):
-    return jax.jit(fn, static_argnames=mg.functional.STATIC_ARGNAMES)
 
 
 # ---------------------------------------------------------------------------------------
@@ -246,27 +170,24 @@ def test_per_example_grads_have_leading_example_axis(x64):
     assert shapes == {k: (problem.m, *v.shape) for k, v in params.items()}
 
 
+def _a_prev_and_dz(params, x, y, acts, loss, l):
+    """a[l-1] of one example (the oracle's forward) and dz[l] = ∂L/∂b[l] of the oracle."""
+    a = x
+    for k in range(1, l):
+        z = jnp.matmul(params[f"W{k}"], a, precision="highest") + params[f"b{k}"][:, 0]
+        a = REFERENCE_ACTIVATIONS[acts[k - 1]](z)
+    dz = jax.grad(oracle_loss)(params, x, y, acts, loss)[f"b{l}"][:, 0]  # ∂L/∂b = dz
+    return np.asarray(a), np.asarray(dz)
+
+
 @pytest.mark.parametrize("name", ["relu-tanh-softmax-ce", "narrow-deep-m1-tanh-mse"])
 def test_formula_1_elementwise_dW_ij_is_dz_i_times_a_prev_j(x64, name):
     problem = POOL[name]
     params, X, Y = problem.data()
     x, y = X[:, -1], Y[:, -1]
-    example_grads = jax.jit(
-        mg.per_example.one_example_grads, static_argnames=("activations", "loss")
-    )
-    g = example_grads(params, x, y, **problem.kw)
-    fwd = oracle_forward(params, x, problem.acts)  # a0, z1, a1, z2, …, zL
-    n_layers = len(problem.acts)
-    for l in range(1, n_layers + 1):
-        a_prev = np.asarray(fwd[2 * (l - 1)])
-
-        def loss_from_z(z, l=l):  # the network from z[l] on, for the oracle dz[l]
-            for k in range(l, n_layers):
-                z = _dot(params[f"W{k + 1}"], ORACLE_ACT[problem.acts[k - 1]](z))
-                z = z + params[f"b{k + 1}"][:, 0]
-            return oracle_head_loss(z, y, problem.acts, problem.loss)
-
-        dz = np.asarray(jax.jit(jax.grad(loss_from_z))(fwd[2 * l - 1]))
+    g = jax.jit(functools.partial(pe.one_example_grads, problem.net()))(params, x, y)
+    for l in range(1, len(problem.acts) + 1):
+        a_prev, dz = _a_prev_and_dz(params, x, y, problem.acts, problem.loss, l)
         dW = np.asarray(g[f"W{l}"])
         scale = max(np.abs(dz).max() * np.abs(a_prev).max(), 1e-300)
         for i in range(dW.shape[0]):
@@ -317,7 +238,7 @@ def test_clipped_grads_add_l2_once_after_clipping(x64):
         )
 
     want = jax.tree.map(jnp.add, want, jax.jit(jax.grad(l2_cost))(params))
-    got = jitted(mg.clipped_grads)(params, X, Y, clip_norm=C, l2=lam, **problem.kw)
+    got = jax.jit(problem.net(l2=lam).clipped_grads)(params, X, Y, C)
     assert rel_err(got, want) <= TOL64
 
 
@@ -327,7 +248,7 @@ def test_eager_calls_agree_with_the_jitted_ones(x64):
     params, X, Y = problem.data()
     r = results(problem)
     C = float(r["Cs"]["between"])
-    eager = mg.clipped_grads(params, X, Y, clip_norm=C, **problem.kw)
+    eager = pe.clipped_grads(problem.net(), params, X, Y, C)
     assert rel_err(eager, r["oracle_clipped"]["between"]) <= TOL64
 
 
@@ -346,8 +267,9 @@ def _dropout_case():
 
 def test_per_example_grads_with_dropout_average_to_value_and_grad(x64):
     problem, params, X, Y, key, kp, _ = _dropout_case()
-    per_ex = jitted(mg.per_example_grads)(params, X, Y, keep_prob=kp, key=key, **problem.kw)
-    _, grads = jitted(mg.value_and_grad)(params, X, Y, keep_prob=kp, key=key, **problem.kw)
+    net = problem.net(keep_prob=kp)
+    per_ex = jax.jit(net.per_example_grads)(params, X, Y, key)
+    _, grads = jax.jit(net.value_and_grad)(params, X, Y, key)
     assert rel_err({k: jnp.mean(v, axis=0) for k, v in per_ex.items()}, grads) <= TOL64
 
 
@@ -357,7 +279,7 @@ def test_clipped_grads_with_dropout_clip_each_example_under_its_own_mask(x64):
     norms, _ = oracle_norms_and_clipped(params, X, Y, 1.0, **kw)
     C = between(norms)
     _, want = oracle_norms_and_clipped(params, X, Y, C, **kw)
-    got = jitted(mg.clipped_grads)(params, X, Y, clip_norm=C, keep_prob=kp, key=key, **problem.kw)
+    got = jax.jit(problem.net(keep_prob=kp).clipped_grads)(params, X, Y, C, key)
     assert rel_err(got, want) <= TOL64
 
 
@@ -383,7 +305,7 @@ def _zero_gradient_case():
 
 def test_zero_gradient_example_gives_finite_exact_clipped_grads(x64):
     problem, params, X, Y, want, C = _zero_gradient_case()
-    got = jitted(mg.clipped_grads)(params, X, Y, clip_norm=C, **problem.kw)
+    got = jax.jit(problem.net().clipped_grads)(params, X, Y, C)
     assert rel_err(got, want) <= TOL64  # finite, and right
 
 
@@ -391,7 +313,7 @@ def test_zero_gradient_example_gives_finite_gradient_through_clipping(x64):
     problem, params, X, Y, _, C = _zero_gradient_case()
 
     def total(p):
-        g = mg.clipped_grads(p, X, Y, clip_norm=C, **problem.kw)
+        g = pe.clipped_grads(problem.net(), p, X, Y, C)
         return sum(jnp.sum(v) for v in g.values())
 
     outer = jax.jit(jax.grad(total))(params)
@@ -400,19 +322,18 @@ def test_zero_gradient_example_gives_finite_gradient_through_clipping(x64):
 
 def test_zero_gradient_example_has_norm_zero_and_finite_dp_grads(x64):
     problem, params, X, Y, _, C = _zero_gradient_case()
-    assert float(jitted(mg.per_example_norms)(params, X, Y, **problem.kw)[0]) == 0.0
-    dp = jitted(mg.dp_grads)(
-        params, X, Y, noise_key=jax.random.key(0), clip_norm=C, noise_multiplier=1.0, **problem.kw
-    )
+    net = problem.net()
+    assert float(jax.jit(net.per_example_norms)(params, X, Y)[0]) == 0.0
+    dp = jax.jit(net.dp_grads)(params, X, Y, jax.random.key(0), C, 1.0)
     assert all(bool(jnp.all(jnp.isfinite(v))) for v in dp.values())
 
 
 def test_clip_factors_are_one_with_zero_derivative_at_zero_norm(x64):
     sq = jnp.array([0.0, 0.25, 4.0, 16.0])
-    s, ds = jax.jvp(lambda q: mg.per_example.clip_factors(q, 1.0), (sq,), (jnp.ones(4),))
+    s, ds = jax.jvp(lambda q: pe.clip_factors(q, 1.0), (sq,), (jnp.ones(4),))
     np.testing.assert_allclose(s, [1.0, 1.0, 0.5, 0.25], rtol=TOL64)
     np.testing.assert_allclose(ds, [0.0, 0.0, -0.5 * 4.0**-1.5, -0.5 * 16.0**-1.5], rtol=TOL64)
-    vjp = jax.grad(lambda q: jnp.sum(mg.per_example.clip_factors(q, 1.0)))(sq)
+    vjp = jax.grad(lambda q: jnp.sum(pe.clip_factors(q, 1.0)))(sq)
     assert bool(jnp.all(jnp.isfinite(vjp)))
 
 
@@ -432,12 +353,11 @@ def test_dp_noise_has_std_sigma_C_over_m_on_the_mean(x64):
     """Noise σC on the *sum*, so σC/m on the returned mean (not σC: m = 6 times smaller)."""
     problem, sigma, C, n_keys = POOL["relu-tanh-softmax-ce"], 1.3, 0.7, 400
     params, X, Y = problem.data()
-    clipped = jitted(mg.clipped_grads)(params, X, Y, clip_norm=C, **problem.kw)
+    net = problem.net()
+    clipped = jax.jit(net.clipped_grads)(params, X, Y, C)
 
     def dp(k):
-        return mg.dp_grads(
-            params, X, Y, noise_key=k, clip_norm=C, noise_multiplier=sigma, **problem.kw
-        )
+        return pe.dp_grads(net, params, X, Y, k, C, sigma)
 
     noisy = jax.jit(jax.vmap(dp))(jax.random.split(jax.random.key(7), n_keys))
     scale = sigma * C / problem.m
@@ -450,10 +370,9 @@ def test_dp_noise_has_std_sigma_C_over_m_on_the_mean(x64):
 def test_dp_noise_is_independent_across_parameters(x64):
     problem = POOL["leaky-sigmoid-linear-mse"]
     params, X, Y = problem.data()
-    noisy = jitted(mg.dp_grads)(
-        params, X, Y, noise_key=jax.random.key(3), clip_norm=1.0, noise_multiplier=1.0, **problem.kw
-    )
-    clipped = jitted(mg.clipped_grads)(params, X, Y, clip_norm=1.0, **problem.kw)
+    net = problem.net()
+    noisy = jax.jit(net.dp_grads)(params, X, Y, jax.random.key(3), 1.0, 1.0)
+    clipped = jax.jit(net.clipped_grads)(params, X, Y, 1.0)
     first = [float((noisy[k] - clipped[k]).ravel()[0]) for k in params]
     assert len(set(first)) == len(first)  # every leaf drew its own noise
 
@@ -467,7 +386,7 @@ def test_clipped_grads_float32_match_float64_oracle_within_1e_5():
     problem = POOL["relu-tanh-softmax-ce"]
     with jax.default_matmul_precision("highest"):
         params, X, Y = problem.data(jnp.float32)
-        got = jitted(mg.clipped_grads)(params, X, Y, clip_norm=0.2, **problem.kw)
+        got = jax.jit(problem.net().clipped_grads)(params, X, Y, 0.2)
     with jax.enable_x64(True):
         p64, X64, Y64 = (
             jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t) for t in (params, X, Y)
@@ -477,57 +396,74 @@ def test_clipped_grads_float32_match_float64_oracle_within_1e_5():
 
 
 def test_example_grads_reject_a_batch_with_a_hint():
-    params = mg.init_params([3, 2, 1], jax.random.key(0))
+    net = mg.network(["relu", "sigmoid"])
+    params = net.init([3, 2, 1], jax.random.key(0))
     with pytest.raises(mg.errors.ShapeError, match="per_example_grads"):
-        mg.per_example.one_example_grads(
-            params, jnp.ones((3, 4)), jnp.ones(1), activations=("relu", "sigmoid")
-        )
+        pe.one_example_grads(net, params, jnp.ones((3, 4)), jnp.ones(1))
 
 
 @pytest.mark.parametrize("C", [0.0, -1.0])
 def test_clipped_grads_reject_nonpositive_clip_norm(C):
-    params = mg.init_params([3, 2, 1], jax.random.key(0))
+    net = mg.network(["relu", "sigmoid"])
+    params = net.init([3, 2, 1], jax.random.key(0))
     with pytest.raises(mg.errors.ConfigError, match="clip_norm"):
-        mg.clipped_grads(
-            params, jnp.ones((3, 4)), jnp.ones((1, 4)), clip_norm=C, activations=("relu", "sigmoid")
-        )
+        pe.clipped_grads(net, params, jnp.ones((3, 4)), jnp.ones((1, 4)), C)
 
 
 def test_dp_grads_reject_negative_noise_multiplier():
-    params = mg.init_params([3, 2, 1], jax.random.key(0))
+    net = mg.network(["relu", "sigmoid"])
+    params = net.init([3, 2, 1], jax.random.key(0))
     with pytest.raises(mg.errors.ConfigError, match="noise_multiplier"):
-        mg.dp_grads(
-            params,
-            jnp.ones((3, 4)),
-            jnp.ones((1, 4)),
-            noise_key=jax.random.key(0),
-            clip_norm=1.0,
-            noise_multiplier=-0.5,
-            activations=("relu", "sigmoid"),
-        )
+        pe.dp_grads(net, params, jnp.ones((3, 4)), jnp.ones((1, 4)), jax.random.key(0), 1.0, -0.5)
+
+
+# ---------------------------------------------------------------------------------------
+# The functional shims: the same numbers as the network's functions
+# ---------------------------------------------------------------------------------------
+
+
+def test_functional_per_example_shims_are_the_networks(x64):
+    problem = POOL["relu-tanh-softmax-ce"]
+    params, X, Y = problem.data()
+    net, kw = problem.net(l2=0.2), {"activations": problem.acts, "loss": problem.loss}
+    noise = jax.random.key(4)
+    pairs = [
+        (mg.functional.per_example_grads(params, X, Y, **kw), net.per_example_grads(params, X, Y)),
+        (mg.functional.per_example_norms(params, X, Y, **kw), net.per_example_norms(params, X, Y)),
+        (
+            mg.functional.clipped_grads(params, X, Y, clip_norm=0.3, l2=0.2, **kw),
+            net.clipped_grads(params, X, Y, 0.3),
+        ),
+        (
+            mg.functional.dp_grads(
+                params, X, Y, noise_key=noise, clip_norm=0.3, noise_multiplier=1.1, l2=0.2, **kw
+            ),
+            net.dp_grads(params, X, Y, noise, 0.3, 1.1),
+        ),
+    ]
+    for got, want in pairs:
+        jax.tree.map(np.testing.assert_array_equal, got, want)
 
 
 def test_dp_sgd_with_optax_lowers_the_cost():
     """The README's DP-SGD step: clipped, noised grads fed to any optax optimizer."""
-    acts = ("relu", "sigmoid")
+    net = mg.network(["relu", "sigmoid"])
     kx, kp = jax.random.split(jax.random.key(0))
     X = jax.random.normal(kx, (2, 256))
     Y = (X[0:1] + X[1:2] > 0).astype(jnp.float32)
-    params = mg.init_params([2, 8, 1], kp)
+    params = net.init([2, 8, 1], kp)
     opt = optax.adam(0.05)
     state = opt.init(params)
 
     @jax.jit
     def step(params, state, key):
-        g = mg.dp_grads(
-            params, X, Y, noise_key=key, clip_norm=1.0, noise_multiplier=1.0, activations=acts
-        )
+        g = net.dp_grads(params, X, Y, key, 1.0, 1.0)
         with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
             updates, state = opt.update(g, state, params)
         return optax.apply_updates(params, updates), state
 
-    cost = jax.jit(lambda p: mg.cost(p, X, Y, activations=acts))
-    before = cost(params)
+    cost = jax.jit(net.cost)
+    before = cost(params, X, Y)
     for key in jax.random.split(jax.random.key(1), 40):
         params, state = step(params, state, key)
-    assert float(cost(params)) < 0.6 * float(before)
+    assert float(cost(params, X, Y)) < 0.6 * float(before)
