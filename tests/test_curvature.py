@@ -88,8 +88,9 @@ def run_once(fn, *args):
     return jax.jit(fn).lower(*args).compile(compiler_options=FAST_COMPILE)(*args)
 
 
-def kw(case: Case) -> dict:
-    return dict(activations=case.acts, loss=case.loss)
+def net_of(case: Case, l2: float = 0.0):
+    """The dense network of a case (the shorthand: widths from the params)."""
+    return mg.network(case.acts, case.loss, l2=l2)
 
 
 def flat(tree) -> np.ndarray:
@@ -249,15 +250,16 @@ def oracle(params, X, Y, v, case: Case) -> dict:
 
 def computed(params, X, Y, v, case: Case) -> dict:
     """manualgrad.curvature's answers for the same problem."""
-    out = {q: getattr(curvature, q)(params, X, Y, **kw(case)) for q in FIRST_ORDER[:3]}
-    out["gradient_noise_scale"] = curvature.gradient_noise_scale(params, X, Y, **kw(case), l2=L2)
-    out["ggn_v"] = curvature.ggn_vector_product(params, X, Y, v, **kw(case), l2=L2)
-    out["hess_v"] = curvature.hessian_vector_product(params, X, Y, v, **kw(case), l2=L2)
-    out["diag_ggn"] = curvature.diag_ggn(params, X, Y, **kw(case), l2=L2)
+    net, net_l2 = net_of(case), net_of(case, L2)
+    out = {q: getattr(curvature, q)(net, params, X, Y) for q in FIRST_ORDER[:3]}
+    out["gradient_noise_scale"] = curvature.gradient_noise_scale(net_l2, params, X, Y)
+    out["ggn_v"] = curvature.ggn_vector_product(net_l2, params, X, Y, v)
+    out["hess_v"] = curvature.hessian_vector_product(net_l2, params, X, Y, v)
+    out["diag_ggn"] = curvature.diag_ggn(net_l2, params, X, Y)
     if case.loss != "mse" or case.acts[-1] != "softmax":
-        out["diag_hessian"] = curvature.diag_hessian(params, X, Y, **kw(case), l2=L2)
-    out["kfac"] = curvature.kfac_factors(params, X, Y, **kw(case))
-    out["kfac_one_example"] = curvature.kfac_factors(params, X[:, :1], Y[:, :1], **kw(case))
+        out["diag_hessian"] = curvature.diag_hessian(net_l2, params, X, Y)
+    out["kfac"] = curvature.kfac_factors(net, params, X, Y)
+    out["kfac_one_example"] = curvature.kfac_factors(net, params, X[:, :1], Y[:, :1])
     return out
 
 
@@ -302,7 +304,7 @@ def test_noise_scale_needs_two_examples(x64):
     case = CASES["tanh-sigmoid-bce"]
     params, X, Y = problem(case)
     with pytest.raises(mg.errors.ShapeError, match="needs m ≥ 2"):
-        curvature.gradient_noise_scale(params, X[:, :1], Y[:, :1], **kw(case))
+        curvature.gradient_noise_scale(net_of(case), params, X[:, :1], Y[:, :1])
 
 
 # ---------------------------------------------------------------------------------------
@@ -326,7 +328,7 @@ def test_ggn_columns_by_vmap_under_jit_are_the_dense_ggn(x64):
 
     def columns(E):
         def column(e):
-            Gv = curvature.ggn_vector_product(params, X, Y, unravel(e), **kw(case), l2=L2)
+            Gv = curvature.ggn_vector_product(net_of(case, L2), params, X, Y, unravel(e))
             return ravel_pytree(Gv)[0]
 
         return jax.vmap(column)(E)
@@ -396,7 +398,7 @@ def test_kflr_is_exact_for_a_deep_linear_network_with_mse_for_any_m(x64):
     case = Case((3, 4, 3, 2), ("linear", "linear", "linear"), "mse")
     params, X, Y = problem(case, m=7)
     factors, ggn = run_once(
-        lambda p, X, Y: (curvature.kfac_factors(p, X, Y, **kw(case)), dense_ggn(p, X, Y, case)),
+        lambda p, X, Y: (curvature.kfac_factors(net_of(case), p, X, Y), dense_ggn(p, X, Y, case)),
         params,
         X,
         Y,
@@ -427,8 +429,9 @@ M_LARGE = 20000  # samples in one converged estimate
 
 def mc_quantities(params, X, Y, case, **extra):
     """diag_ggn and the G factors of kfac_factors, each flattened to one vector."""
-    diag = ravel_pytree(curvature.diag_ggn(params, X, Y, **kw(case), **extra))[0]
-    factors = curvature.kfac_factors(params, X, Y, **kw(case), **extra)
+    net = net_of(case)
+    diag = ravel_pytree(curvature.diag_ggn(net, params, X, Y, **extra))[0]
+    factors = curvature.kfac_factors(net, params, X, Y, **extra)
     return {"diag_ggn": diag, "kfac_G": jnp.concatenate([f.G.ravel() for f in factors.values()])}
 
 
