@@ -50,7 +50,7 @@ column's Σ_t s_ct a_tᵀ) by formula (1) vmapped over the examples
 
 **Where 1/m is applied.** Formula (2)'s own 1/m (ḡ, G v) is the engine's
 (:func:`~manualgrad._core.engine.grads_from_products`); every other statistic is first
-summed over the examples and divided by m in one place, :func:`_mean`. Sums over
+summed over the examples and divided by m in one place, `_mean`. Sums over
 examples all-reduce like formula (2) under data parallelism (docs/curvature.md).
 
 All functions are pure, check their inputs at trace time, and are jit- and
