@@ -9,7 +9,7 @@ ended by `jax.block_until_ready`:
 
 | variant    | what runs                                                              |
 |------------|------------------------------------------------------------------------|
-| `step`     | `mg.value_and_grad`: one hand-written gradient step                    |
+| `step`     | `net.value_and_grad`: one hand-written gradient step                   |
 | `jax_step` | `jax.value_and_grad` of an idiomatic JAX cost (jax.nn, optax)          |
 | `ours`     | the `manualgrad.curvature` function                                    |
 | `route`    | what a JAX user writes instead (below)                                 |
@@ -259,7 +259,8 @@ def chunk_size(m: int, fits: float) -> int | None:
 
 def bench_case(name, dims, m, rounds, budget_mb, slow_s):
     keys = jax.random.split(jax.random.key(0), 4)
-    params = mg.init_params(dims, keys[0], dtype=jnp.float32)
+    net = mg.network(ACTS, "ce")
+    params = net.init(dims, keys[0], dtype=jnp.float32)
     X = jax.random.normal(keys[1], (dims[0], m), jnp.float32)
     Y = jax.nn.one_hot(jax.random.randint(keys[2], (m,), 0, dims[-1]), dims[-1], axis=0)
     key = keys[3]
@@ -269,17 +270,16 @@ def bench_case(name, dims, m, rounds, budget_mb, slow_s):
     per_example_mb = P * 4 / 2**20
     chunk1 = chunk_size(m, budget_mb / per_example_mb)
     chunkC = chunk_size(m, budget_mb / (C * per_example_mb))
-    kw = dict(activations=ACTS, loss="ce")
 
-    def ours(fn, **extra):
-        return lambda p, X, Y, a: fn(p, X, Y, **kw, **extra)
+    def ours(fn):
+        return lambda p, X, Y, a: fn(net, p, X, Y)
 
-    step = compile_fn(lambda p, X, Y: mg.functional.value_and_grad(p, X, Y, **kw), params, X, Y)
+    step = compile_fn(net.value_and_grad, params, X, Y)
     jax_step = compile_fn(jax.value_and_grad(jax_cost), params, X, Y)
-    diag_mc = lambda p, X, Y, k: curvature.diag_ggn(p, X, Y, **kw, mc_samples=1, key=k)  # noqa: E731
-    kfac_mc = lambda p, X, Y, k: curvature.kfac_factors(p, X, Y, **kw, mc_samples=1, key=k)  # noqa: E731
-    ggn_vp = lambda p, X, Y, v: curvature.ggn_vector_product(p, X, Y, v, **kw)  # noqa: E731
-    hvp = lambda p, X, Y, v: curvature.hessian_vector_product(p, X, Y, v, **kw)  # noqa: E731
+    diag_mc = lambda p, X, Y, k: curvature.diag_ggn(net, p, X, Y, key=k, mc_samples=1)  # noqa: E731
+    kfac_mc = lambda p, X, Y, k: curvature.kfac_factors(net, p, X, Y, key=k, mc_samples=1)  # noqa: E731
+    ggn_vp = lambda p, X, Y, v: curvature.ggn_vector_product(net, p, X, Y, v)  # noqa: E731
+    hvp = lambda p, X, Y, v: curvature.hessian_vector_product(net, p, X, Y, v)  # noqa: E731
     # (name, ours, route, the 4th argument, chunk of the route); routes take (p, X, Y, arg)
     quantities = [
         ("sum_grad_squared", ours(curvature.sum_grad_squared),
@@ -388,7 +388,7 @@ def main() -> None:
             for row in rows:
                 f.write(json.dumps({**row, "device": device}) + "\n")
     print(
-        "ratios: ×step = ours / mg.value_and_grad; ×jax_step = ours / jax.value_and_grad; "
+        "ratios: ×step = ours / net.value_and_grad; ×jax_step = ours / jax.value_and_grad; "
         "route ×r = route time / ours",
         file=sys.stderr,
     )

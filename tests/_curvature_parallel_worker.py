@@ -3,7 +3,8 @@
 Started by tests/test_curvature.py in a subprocess (jax fixes its device count when
 its backend starts). Each function of `manualgrad.curvature` is jitted twice: once on
 inputs placed on one device, once with X, Y split by columns over 4 devices
-(`mg.parallel.shard_batch`) and params replicated, so XLA partitions the forward and
+(as `mg.parallel.shard_batch` does, written here with `jax.sharding` so the worker
+depends on manualgrad.curvature alone) and params replicated, so XLA partitions the forward and
 the chain by columns and turns the sums over examples into all-reduces. The
 single-device result is proven against jax oracles by test_curvature.py.
 """
@@ -20,6 +21,8 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import jax.numpy as jnp  # noqa: E402
+from jax.sharding import Mesh, NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import manualgrad as mg  # noqa: E402
 from manualgrad import curvature  # noqa: E402
@@ -34,7 +37,7 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive
 
 def problem():
     k1, k2, k3 = jax.random.split(jax.random.key(3), 3)
-    params = mg.init_params(DIMS, k1, dtype=jnp.float64)
+    params = NET.init(DIMS, k1, dtype=jnp.float64)
     X = jax.random.normal(k2, (DIMS[0], M), jnp.float64)
     Y = jax.nn.one_hot(jax.random.randint(k3, (M,), 0, DIMS[-1]), DIMS[-1], dtype=jnp.float64).T
     return params, X, Y
@@ -50,34 +53,27 @@ def rel_err(got, want) -> float:
     return max(jax.tree.leaves(errs))
 
 
+NET = mg.network(ACTS, "ce")
+NET_L2 = mg.network(ACTS, "ce", l2=0.1)
 FUNCTIONS = {
-    "sum_grad_squared": lambda p, X, Y, k: curvature.sum_grad_squared(
-        p, X, Y, activations=ACTS, loss="ce"
-    ),
-    "diag_ggn_exact": lambda p, X, Y, k: curvature.diag_ggn(
-        p, X, Y, activations=ACTS, loss="ce", l2=0.1
-    ),
-    "diag_ggn_mc": lambda p, X, Y, k: curvature.diag_ggn(
-        p, X, Y, activations=ACTS, loss="ce", mc_samples=3, key=k
-    ),
-    "kfac_factors_exact": lambda p, X, Y, k: curvature.kfac_factors(
-        p, X, Y, activations=ACTS, loss="ce"
-    ),
-    "kfac_factors_mc": lambda p, X, Y, k: curvature.kfac_factors(
-        p, X, Y, activations=ACTS, loss="ce", mc_samples=2, key=k
-    ),
+    "sum_grad_squared": lambda p, X, Y, k: curvature.sum_grad_squared(NET, p, X, Y),
+    "diag_ggn_exact": lambda p, X, Y, k: curvature.diag_ggn(NET_L2, p, X, Y),
+    "diag_ggn_mc": lambda p, X, Y, k: curvature.diag_ggn(NET, p, X, Y, key=k, mc_samples=3),
+    "kfac_factors_exact": lambda p, X, Y, k: curvature.kfac_factors(NET, p, X, Y),
+    "kfac_factors_mc": lambda p, X, Y, k: curvature.kfac_factors(NET, p, X, Y, key=k, mc_samples=2),
 }
 
 
 def main() -> dict:
-    mesh = mg.parallel.data_mesh()
+    mesh = Mesh(jax.devices(), ("batch",))
     params, X, Y = problem()
     key = jax.random.key(11)
-    Xs, Ys = mg.parallel.shard_batch(X, Y, mesh)
-    rep = mg.parallel.replicate((params, key), mesh)
+    Xs, Ys = jax.device_put((X, Y), NamedSharding(mesh, P(None, "batch")))
+    replicated = NamedSharding(mesh, P())
+    rep = jax.device_put((params, key), replicated)
     out: dict = {"n_devices": len(jax.devices()), "agreement": {}, "all_reduce": {}}
     for name, fn in FUNCTIONS.items():
-        jitted = jax.jit(fn, out_shardings=mg.parallel.replicated_sharding(mesh))
+        jitted = jax.jit(fn, out_shardings=replicated)
         sharded = jitted.lower(rep[0], Xs, Ys, rep[1]).compile(compiler_options=FAST_COMPILE)
         single = jax.jit(fn).lower(params, X, Y, key).compile(compiler_options=FAST_COMPILE)
         out["agreement"][name] = rel_err(sharded(rep[0], Xs, Ys, rep[1]), single(params, X, Y, key))

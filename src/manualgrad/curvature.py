@@ -1,15 +1,17 @@
 r"""Gradient statistics and curvature from the same forward and backward pass.
 
-Autodiff gives one number per parameter, the mean gradient. A backward pass written
-by hand holds, for every layer l, its input A[l-1] and dZ[l] = ∂L_i/∂Z[l] column by
-column (:mod:`manualgrad._core.engine`), and from those the quantities below cost about
-one more matmul per layer. Notation (docs/curvature.md derives each formula):
+Autodiff gives one number per parameter, the mean gradient. The engine's backward pass
+(:mod:`manualgrad._core.engine`) holds, for every weight, a
+:class:`~manualgrad._core.layer.Product`: the input A (d_in, T, m) the weight multiplied
+at T positions of each example and dZ (d_out, T, m) = ∂L_i/∂Z there, column by column.
+Every quantity below reads products only — never a layer's internals — and costs about
+one more matmul per product. Notation (docs/curvature.md derives each formula):
 
 | symbol | meaning                                                                  |
 |--------|--------------------------------------------------------------------------|
 | C      | the cost (1/m) Σ_i L_i + (λ/2m) Σ_l ‖W[l]‖_F²                            |
-| g_i    | ∂L_i/∂params, one example's gradient (formula (1)); no L2 term           |
-| ḡ      | (1/m) Σ_i g_i, the data part of ∂C/∂params                              |
+| g_i    | ∂L_i/∂params, one example's gradient: (1) dW_i = Σ_t dz_t(i) a_t(i)ᵀ     |
+| ḡ      | (1/m) Σ_i g_i, the data part of ∂C/∂params (formula (2))                |
 | J_i    | ∂(split output)/∂params for example i: ∂z[L]/∂θ for sigmoid+bce and      |
 |        | softmax+ce, ∂a[L]/∂θ for mse                                             |
 | H_i    | the loss Hessian at the split: σ(1−σ) (bce), diag(p) − p pᵀ (ce), I (mse)|
@@ -22,68 +24,77 @@ one more matmul per layer. Notation (docs/curvature.md derives each formula):
 | `grad_variance`           | (1/m) Σ_i (g_i − ḡ) ⊙ (g_i − ḡ)                  | no (cancels)  |
 | `gradient_gram`           | the (m, m) matrix ⟨g_i, g_j⟩                     | no (of L_i)   |
 | `gradient_noise_scale`    | B_simple = tr(Σ) / ‖∇C‖² and its two estimates   | yes, in ∇C    |
-| `ggn_vector_product`      | G v, by forward mode (6), (7), H, then (4), (5)  | yes           |
+| `ggn_vector_product`      | G v, by each layer's forward mode, H, the chain  | yes           |
 | `hessian_vector_product`  | ∇²C v, `jax.jvp` of the hand-written gradient    | yes           |
 | `diag_ggn`                | diag(G), exact or Monte Carlo                    | yes           |
 | `kfac_factors`            | per layer (A_f, G_f) with A_f ⊗ G_f ≈ G's block  | no (damping)  |
-| `diag_hessian`            | diag(∇²C), the GGN's plus the residuals of (8)   | yes           |
+| `diag_hessian`            | diag(∇²C), the GGN's plus the residuals of (8)   | yes (dense)   |
+
+Every function is a plain function of the network, `f(net, params, X, Y, …)`, also
+bound as `net.f(params, X, Y, …)`. What depends on the loss (H's square roots, H v)
+comes from the loss's record (:class:`manualgrad._core.losses.Loss`).
 
 Every second-order quantity pushes the K columns of S[L] (K = n_L exact, or
-`mc_samples`) down the layers with the engine's chain — formulas (4) and (5) applied
-to each column, `jax.vmap` of :func:`manualgrad._core.engine.chain` over the columns —
-exactly as the gradient pushes dZ[L]; the layer statistics then come from formula
-(2) with squared factors.
+`mc_samples`) down the layers with the engine's chain — `jax.vmap` of
+:func:`manualgrad._core.engine.products_of` over the columns, each layer's own backward,
+exactly as the gradient pushes dZ[L] — and reads the products it returns.
 
-All functions are pure, check their inputs at trace time, and are jit- and
-vmap-compatible; `activations`, `loss`, `precision` and `mc_samples` are static (a
-network from :func:`manualgrad.network` binds them). Dropout is not part of the
-curvature: it is that of the deterministic network (keep_prob = 1). Sums over
+**Weights shared over positions (T > 1).** A weight applied at T positions per example
+(a convolution, a recurrent cell) has the per-example gradient Σ_t dz_t a_tᵀ, whose
+square does not factor into squares of dz and a. For T = 1 (dense layers) every
+statistic uses the fast factored formulas ((dZ ⊙ dZ)(A ⊙ A)ᵀ, formula (2) on squares);
+for T > 1 `sum_grad_squared`, `grad_variance` and `diag_ggn` form g_i (and each
+column's Σ_t s_ct a_tᵀ) by formula (1) vmapped over the examples
+(:func:`manualgrad.per_example.example_grads`): memory m·d_out·d_in (times K for
+`diag_ggn`) per weight. `gradient_gram` and `kfac_factors` never form them.
+
+**Where 1/m is applied.** Formula (2)'s own 1/m (ḡ, G v) is the engine's
+(:func:`~manualgrad._core.engine.grads_from_products`); every other statistic is first
+summed over the examples and divided by m in one place, `_mean`. Sums over
 examples all-reduce like formula (2) under data parallelism (docs/curvature.md).
 
+All functions are pure, check their inputs at trace time, and are jit- and
+vmap-compatible; `mc_samples` is static. Curvature is that of the deterministic
+network: a network with dropout (keep_prob < 1) is a :class:`ConfigError`.
+
 >>> import jax, jax.numpy as jnp, manualgrad as mg
->>> params = mg.init_params([2, 3, 1], jax.random.key(0))
+>>> net = mg.network(["relu", "sigmoid"], "bce")
+>>> params = net.init([2, 3, 1], jax.random.key(0))
 >>> X = jnp.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5]])
 >>> Y = jnp.array([[1.0, 0.0, 1.0]])
->>> d = mg.curvature.diag_ggn(params, X, Y, activations=("relu", "sigmoid"))
+>>> d = mg.curvature.diag_ggn(net, params, X, Y)
 >>> sorted(d) == sorted(params), d["W1"].shape
 (True, (3, 2))
 """
 
 from __future__ import annotations
 
-import math
 import numbers
+import re
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, Required, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from manualgrad._core import engine
-from manualgrad._core.activations import PIECEWISE_LINEAR
-from manualgrad._core.dense import (
-    activation_backward,
-    activation_jvp,
-    activation_residual,
-    bias_grad,
-    linear_jvp,
-    prev_activation_grad,
-    weight_grad,
-)
+from manualgrad._core.dense import activation_residual, prev_activation_grad
 from manualgrad._core.engine import check
+from manualgrad._core.layer import Product
 from manualgrad._core.precision import matmul
 from manualgrad._errors import ConfigError, DTypeError, ShapeError
-from manualgrad.per_example import squared_norms
+from manualgrad.per_example import example_grads, squared_norms
+
+if TYPE_CHECKING:
+    from manualgrad._network import Network
 
 Array = jax.Array
 Params = dict[str, Array]
 ParamsLike = Mapping[str, Array]
 
 __all__ = [
-    "CurvatureOptions",
     "KFactors",
     "NoiseScale",
-    "SampledCurvatureOptions",
     "diag_ggn",
     "diag_hessian",
     "ggn_vector_product",
@@ -109,10 +120,10 @@ class NoiseScale(NamedTuple):
 
 
 class KFactors(NamedTuple):
-    """One layer's Kronecker factors: A (n_{l-1}+1, n_{l-1}+1) and G (n_l, n_l).
+    """One layer's Kronecker factors: A (d_in+1, d_in+1) and G (d_out, d_out).
 
     kron(A, G) approximates the GGN block of [W[l] b[l]] in column-major vec (see
-    :func:`kfac_factors`).
+    :func:`kfac_factors`); for a weight without bias A is (d_in, d_in).
     """
 
     A: Array
@@ -124,59 +135,17 @@ class KFactors(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
-class CurvatureOptions(TypedDict, total=False):
-    """The network options of the curvature functions (as :class:`manualgrad.functional.Options`).
-
-    `activations` (required), `loss` ("bce", "ce", "mse"), `precision`, and, for the
-    quantities of C that carry the L2 term, `l2` (λ). No dropout: curvature is of the
-    deterministic network.
-    """
-
-    activations: Required[Sequence[str]]
-    loss: str
-    l2: float | Array
-    precision: str
-
-
-class SampledCurvatureOptions(CurvatureOptions, total=False):
-    """:class:`CurvatureOptions` and the Monte-Carlo choice of `diag_ggn` and `kfac_factors`.
-
-    `mc_samples`: None (default) for the exact value, M ≥ 1 for M sampled labels per
-    example (static under jit); `key`: the `jax.random.key` that draws them, required
-    with `mc_samples`.
-    """
-
-    mc_samples: int | None
-    key: Array | None
-
-
-_FIRST_ORDER = ("activations", "loss", "precision")  # of the L_i: no L2 term
-_SECOND_ORDER = (*_FIRST_ORDER, "l2")  # of C: λ/m included
-
-
-def _setup(params, X, Y, options, function, allowed):
-    """Checked params, X, Y, the engine's Spec, m and λ from a function's `options`."""
-    params, X, Y, spec, l2, _ = engine.checked_options(
-        params, X, Y, options, function=function, allowed=allowed
-    )
-    return params, X, Y, spec, X.shape[1], l2
-
-
-def _pushed_sqrt(params, X, Y, options, function, allowed):
-    """The caches and S[1] … S[L], each (n_l, m, K), with the checked params, Spec, m and λ.
-
-    S[L] is the output Hessian's square root (exact or Monte Carlo), pushed down by the
-    chain (4), (5).
-    """
-    options = dict(options)
-    key = options.pop("key", None)
-    mc = _check_mc(options.pop("mc_samples", None), key)
-    params, X, Y, spec, m, l2 = _setup(
-        params, X, Y, options, function, (*allowed, "mc_samples", "key")
-    )
-    _, caches = engine.forward(params, X, spec)
-    S = _push(params, caches, _output_sqrt(caches[-1], Y, spec, mc, key), spec)
-    return params, spec, m, l2, caches, S
+def _checked(
+    net: Network, params: Any, X: Any, Y: Any, function: str
+) -> tuple[Params, Array, Array, int]:
+    """params, X, Y and m, checked against the network; a network with dropout is refused."""
+    if net.keep_prob != 1:
+        raise ConfigError(
+            f"`{function}` is the curvature of the deterministic network, but this network "
+            f"has keep_prob = {net.keep_prob}: dropout is not part of the curvature, so build "
+            "the network with keep_prob=1.0 (e.g. dataclasses.replace(net, keep_prob=1.0))"
+        )
+    return net.checked(params, X, Y)
 
 
 def _check_mc(mc_samples: Any, key: Any) -> int | None:
@@ -248,90 +217,133 @@ def _check_like_params(v: Any, params: Params, name: str) -> Params:
 
 
 # --------------------------------------------------------------------------------------
-# Building blocks: the loss Hessian at the split, its square roots, pushing columns down
+# Building blocks: the one 1/m, squares of products, pushing S's columns down the chain
 # --------------------------------------------------------------------------------------
 
 
-def _output_sqrt(
-    last: engine.LayerCache, Y: Array, spec: engine.Spec, mc_samples: int | None, key: Any
-) -> Array:
-    """S[L]: K columns per example at z[L], shape (n_L, m, K), with S Sᵀ = ∂²L/∂z² of the GGN.
+def _mean(stats: Any, m: int | float | Array) -> Any:
+    """(1/m) Σ_i from Σ_i, for every leaf: the one place curvature divides by m.
 
-    Exact (K = n_L), column c of example i:
-        bce   √(a_c (1 − a_c)) e_c                    (H = diag(a(1 − a)) on z)
-        ce    √(p_c) (e_c − p) · √(Σ_k y_k)           (H = (Σ_k y_k)(diag(p) − p pᵀ) on z)
-        mse   g'(z) ⊙ e_c, i.e. (5) on the columns of I  (H = I on a)
-    Monte Carlo (K = M samples ŷ from the model's own predictive, divided by √M):
-        bce   a − ŷ, ŷ ~ Bernoulli(a);  ce  p − e_ŷ, ŷ ~ Cat(p);  mse  (5) on ε ~ N(0, I)
-    with E[S Sᵀ] = H in each case. The column axis is last, so the example axis keeps
-    its place (and its sharding) in every array.
+    Formula (2)'s own 1/m (ḡ, G v) is applied by the engine; the statistics here are
+    sums over examples (of squares, of factors) until this last step.
     """
+    return jax.tree.map(lambda x: x / m, stats)
+
+
+def _merged(parts: Sequence[Params], params: Mapping[str, Array]) -> Params:
+    """One dict from the per-product dicts, in the params' key order."""
+    out: Params = {}
+    for part in parts:
+        out.update(part)
+    return {k: out[k] for k in params}
+
+
+def _squares(product: Product, params: Mapping[str, Array], precision: str) -> Params:
+    """Σ_i g_i ⊙ g_i of one product's W and b (no 1/m), g_i by formula (1).
+
+    T = 1: (g_i)_W = dz_i a_iᵀ, so (g_i ⊙ g_i)_W = (dz_i ⊙ dz_i)(a_i ⊙ a_i)ᵀ and the sum
+    over i is formula (2) with dZ → dZ ⊙ dZ, A → A ⊙ A (and m = 1), one matmul.
+    T > 1: g_i = Σ_t dz_t a_tᵀ does not factor; it is formed by formula (1) vmapped over
+    the examples (m · d_out · d_in numbers) and squared.
+    """
+    if product.positions == 1:
+        sq = product._replace(A=product.A * product.A, dZ=product.dZ * product.dZ)
+        return engine.product_grads(sq, params, m=1, precision=precision)  # (2) on squares
+    g = example_grads(product, params)  # (1), (m, *shape) per key
+    return {k: jnp.sum(x * x, axis=0) for k, x in g.items()}
+
+
+def _second_moment(
+    products: Sequence[Product], params: Mapping[str, Array], precision: str
+) -> Params:
+    """Σ_i g_i ⊙ g_i over every product, keyed like params."""
+    return _merged([_squares(p, params, precision) for p in products], params)
+
+
+def _product_gram(product: Product, precision: str) -> Array:
+    """Σ_{t,s} (dz_t(i)·dz_s(j)) (a_t(i)·a_s(j) + 1): ⟨g_i, g_j⟩ of one product's W and b.
+
+    By ⟨u vᵀ, u' v'ᵀ⟩_F = (u·u')(v·v') on (1); the bias's db_i = Σ_t dz_t(i) adds
+    Σ_{t,s} dz_t(i)·dz_s(j). Every position of every example is a column of the
+    flattened arrays (d, T·m), so both dot products are one matmul each, (T·m, T·m);
+    T = 1: (dZᵀ dZ) ⊙ (Aᵀ A + 1).
+    """
+    _, T, m = product.A.shape
+    dz_dots = matmul(engine.flat(product.dZ), engine.flat(product.dZ), 0, 0, precision)
+    a_dots = matmul(engine.flat(product.A), engine.flat(product.A), 0, 0, precision)
+    bias = 1.0 if product.bias is not None else 0.0
+    terms = dz_dots * (a_dots + bias)  # [(t, i), (s, j)]
+    return jnp.sum(terms.reshape(T, m, T, m), axis=(0, 2))
+
+
+def _output_sqrt(
+    caches: engine.Caches, Y: Array, spec: engine.Spec, mc_samples: int | None, key: Any
+) -> Array:
+    """S[L] (n_L, m, K) at z[L]: the loss record's exact or sampled square root of H."""
     assert spec.loss is not None
-    act, loss = spec.activations[-1], spec.loss
-    Z, A = last.Z, last.A
-    n_L, m = Z.shape
-    eye = jnp.eye(n_L, dtype=Z.dtype)[:, None, :]  # (n_L, 1, K = n_L)
+    Z, A, act = engine.output_values(caches, spec)
     if mc_samples is None:
-        if loss.name == "bce":
-            return eye * jnp.sqrt(A * (1 - A)).T[None, :, :]
-        if loss.name == "ce":
-            S = (eye - A[:, :, None]) * jnp.sqrt(A).T[None, :, :]  # S[k, i, c] = √p_c (δ_kc − p_k)
-            return S * jnp.sqrt(jnp.sum(Y, axis=0))[None, :, None]
-        S_A = jnp.broadcast_to(eye, (n_L, m, n_L))
-    else:
-        scale = 1 / math.sqrt(mc_samples)
-        if loss.name == "bce":
-            y_hat = jax.random.bernoulli(key, A[:, :, None], (n_L, m, mc_samples))
-            return (A[:, :, None] - y_hat.astype(A.dtype)) * scale
-        if loss.name == "ce":
-            c = jax.random.categorical(key, Z, axis=0, shape=(mc_samples, m)).T  # (m, M)
-            e_hat = jax.nn.one_hot(c, n_L, axis=0, dtype=A.dtype)  # (n_L, m, M)
-            S = (A[:, :, None] - e_hat) * scale
-            return S * jnp.sqrt(jnp.sum(Y, axis=0))[None, :, None]
-        S_A = jax.random.normal(key, (n_L, m, mc_samples), A.dtype) * scale
-
-    def to_z(s):  # (5) at layer L on one column: from a[L] to z[L]
-        return activation_backward(s, Z, A, act)
-
-    return jax.vmap(to_z, in_axes=2, out_axes=2)(S_A)
+        return spec.loss.hessian_sqrt(Z, A, Y, act)
+    return spec.loss.sampled_hessian_sqrt(Z, A, Y, act, key, mc_samples)
 
 
 def _push(
-    params: Params, caches: Sequence[engine.LayerCache], S_top: Array, spec: engine.Spec
-) -> tuple[Array, ...]:
-    """S[l] (n_l, m, K) for l = 1 … k from K columns S_top (n_k, m, K) at z[k], k = len(caches).
+    params: Mapping[str, Array], caches: engine.Caches, S: Array, spec: engine.Spec
+) -> tuple[Product, ...]:
+    """The products of the chain run from each of the K columns of S (n, m, K) at the last z.
 
-    `jax.vmap` of the engine's chain (formulas (4) and (5)) over the columns: XLA sees
-    one matmul with m·K columns per layer and computes g'(Z[l]) once.
+    `jax.vmap` of :func:`manualgrad._core.engine.products_of` over the column axis:
+    every layer's backward once, with m·K columns. Each returned product has its A
+    (d_in, T, m), unchanged, and dZ (d_out, T, m, K), one slice per column.
     """
-    sub = spec._replace(activations=spec.activations[: len(caches)])
+    names: list[tuple[str, str | None]] = []
 
     def chain(col):
-        return engine.chain(params, caches, col, sub)
+        products = engine.products_of(params, caches, col, spec)
+        names[:] = [(p.weight, p.bias) for p in products]  # static: recorded while tracing
+        return tuple(p.A for p in products), tuple(p.dZ for p in products)
 
-    return jax.vmap(chain, in_axes=2, out_axes=2)(S_top)
+    As, dZs = jax.vmap(chain, in_axes=2, out_axes=(None, 3))(S)
+    return tuple(Product(w, b, A, dZ) for (w, b), A, dZ in zip(names, As, dZs, strict=True))
 
 
-def _squared_stats(
-    params: Params,
-    caches: Sequence[engine.LayerCache],
-    Q: Sequence[Array],
-    *,
-    m: int | float,
-    precision: str,
-) -> Params:
-    """Formula (2) with dZ[l] → Q[l] and A[l-1] → A[l-1] ⊙ A[l-1]: (1/m) Q (A ⊙ A)ᵀ, (1/m) Σ_i Q.
+def _pushed(
+    net: Network,
+    params: Any,
+    X: Any,
+    Y: Any,
+    key: Any,
+    mc_samples: Any,
+    function: str,
+) -> tuple[Params, int, tuple[Product, ...]]:
+    """Checked params, m, and the products of S[L]'s columns pushed down (see :func:`_push`)."""
+    mc = _check_mc(mc_samples, key)
+    params, X, Y, m = _checked(net, params, X, Y, function)
+    spec = net.spec
+    _, caches = engine.forward(params, X, spec)
+    return params, m, _push(params, caches, _output_sqrt(caches, Y, spec, mc, key), spec)
 
-    Q[l] (n_l, m) holds, per example, the diagonal of a symmetric matrix on z[l]
-    (dz ⊙ dz for the gradient's second moment, Σ_c S_c ⊙ S_c for the GGN): its entry
-    (j, k) over the weights is Σ_i Q[l]_ji a[l-1]_ki², because ∂z_j/∂W_jk = a_k.
+
+def _columns_as_examples(product: Product) -> Product:
+    """A pushed product's m·K (example, column) pairs as m·K examples: dZ (d_out, T, m·K)."""
+    d_out, T, m, K = product.dZ.shape
+    return product._replace(
+        A=jnp.repeat(product.A, K, axis=2), dZ=product.dZ.reshape(d_out, T, m * K)
+    )
+
+
+def _product_diag(product: Product, params: Mapping[str, Array], precision: str) -> Params:
+    """Σ_i Σ_c (g_ic ⊙ g_ic), g_ic = Σ_t s_ct(i) a_t(i)ᵀ: one product's share of diag(G)·m.
+
+    T = 1: with Q = Σ_c s_c ⊙ s_c (d_out, m), formula (2) on (Q, A ⊙ A) — the entry
+    (j, k) is Σ_i Q_ji a_ki², because ∂z_j/∂W_jk = a_k. T > 1: every (example, column)
+    pair is an example of formula (1) (:func:`_squares`), m·K·d_out·d_in numbers.
     """
-    out: Params = {}
-    for l, (cache, q) in enumerate(zip(caches, Q, strict=True), start=1):
-        a_sq = cache.A_prev * cache.A_prev
-        out[f"W{l}"] = weight_grad(q, a_sq, precision=precision, m=m)  # (2) on q, A ⊙ A
-        out[f"b{l}"] = bias_grad(q, m=m)  # (2) on q
-    return {k: out[k] for k in params}
+    if product.positions == 1:
+        Q = jnp.sum(product.dZ * product.dZ, axis=3)  # Σ_c s_c ⊙ s_c, (d_out, 1, m)
+        sq = product._replace(A=product.A * product.A, dZ=Q)
+        return engine.product_grads(sq, params, m=1, precision=precision)  # (2) on squares
+    return _squares(_columns_as_examples(product), params, precision)
 
 
 def _add_l2_diagonal(diag: Params, params: Params, l2: Any, m: int) -> Params:
@@ -339,34 +351,42 @@ def _add_l2_diagonal(diag: Params, params: Params, l2: Any, m: int) -> Params:
     return engine.add_l2_grads(diag, jax.tree.map(jnp.ones_like, params), l2, m)
 
 
+def _layer_number(weight_key: str) -> int:
+    """l from a weight's key: "W3" -> 3 (the engine numbers the layers with parameters)."""
+    found = re.search(r"(\d+)$", weight_key)
+    assert found is not None, weight_key
+    return int(found.group(1))
+
+
 # --------------------------------------------------------------------------------------
-# First order: one forward, one backward, no per-example gradient formed
+# First order: one forward, one backward
 # --------------------------------------------------------------------------------------
 
 
-def sum_grad_squared(
-    params: ParamsLike, X: Array, Y: Array, **options: Unpack[CurvatureOptions]
-) -> Params:
+def _pass(net: Network, params: Any, X: Any, Y: Any, function: str):
+    params, X, Y, m = _checked(net, params, X, Y, function)
+    return params, m, engine.backward_pass(params, X, Y, net.spec).products
+
+
+def sum_grad_squared(net: Network, params: Any, X: Any, Y: Any) -> Params:
     r"""Σ_i g_i ⊙ g_i, the gradient's second moment (unnormalised), keyed like params.
 
-    By formula (1), (g_i)_W = dz_i a_iᵀ, so (g_i ⊙ g_i)_W = (dz_i ⊙ dz_i)(a_i ⊙ a_i)ᵀ and
+    For a weight used once per example (T = 1, dense layers), by formula (1)
+    (g_i)_W = dz_i a_iᵀ, so (g_i ⊙ g_i)_W = (dz_i ⊙ dz_i)(a_i ⊙ a_i)ᵀ and
 
-        W[l]: (dZ[l] ⊙ dZ[l]) (A[l-1] ⊙ A[l-1])ᵀ,      b[l]: Σ_i dz[l](i) ⊙ dz[l](i),
+        W: (dZ ⊙ dZ) (A ⊙ A)ᵀ,      b: Σ_i dz(i) ⊙ dz(i),
 
-    one matmul per layer on top of the backward pass (formula (2) on squares, no 1/m).
+    one matmul per product on top of the backward pass (formula (2) on squares, no 1/m).
+    A weight shared over T > 1 positions forms g_i = Σ_t dz_t a_tᵀ (formula (1)) first.
     g_i is the gradient of example i's loss L_i: no 1/m and no L2 term (the L2 term
-    belongs to no example, as in :mod:`manualgrad.per_example`). Shapes: X (n_x, m),
+    belongs to no example, as in :mod:`manualgrad.per_example`). Shapes: X (…, m),
     Y (n_L, m) -> a dict with the params' keys and shapes.
     """
-    params, X, Y, spec, _, _ = _setup(params, X, Y, options, "sum_grad_squared", _FIRST_ORDER)
-    p = engine.backward_pass(params, X, Y, spec)
-    Q = [dZ * dZ for dZ in p.dZs]
-    return _squared_stats(params, p.caches, Q, m=1, precision=spec.precision)
+    params, _, products = _pass(net, params, X, Y, "sum_grad_squared")
+    return _second_moment(products, params, net.precision)
 
 
-def grad_variance(
-    params: ParamsLike, X: Array, Y: Array, **options: Unpack[CurvatureOptions]
-) -> Params:
+def grad_variance(net: Network, params: Any, X: Any, Y: Any) -> Params:
     r"""(1/m) Σ_i (g_i − ḡ) ⊙ (g_i − ḡ), the per-example gradients' variance, keyed like params.
 
     Computed as (1/m) Σ_i g_i ⊙ g_i − ḡ ⊙ ḡ from one backward pass: the second moment of
@@ -375,41 +395,31 @@ def grad_variance(
     g_i — the L2 term's (λ/m) W — cancels, so λ plays no part. In floating point the
     difference can round to a tiny negative number where the variance is ≈ 0.
     """
-    params, X, Y, spec, m, _ = _setup(params, X, Y, options, "grad_variance", _FIRST_ORDER)
-    p = engine.backward_pass(params, X, Y, spec)
-    second = _squared_stats(
-        params, p.caches, [dZ * dZ for dZ in p.dZs], m=m, precision=spec.precision
-    )
-    mean = engine.grads_from_dZ(params, p.caches, p.dZs, m=m, precision=spec.precision)  # (2)
+    params, m, products = _pass(net, params, X, Y, "grad_variance")
+    second = _mean(_second_moment(products, params, net.precision), m)
+    mean = engine.grads_from_products(params, products, m=m, precision=net.precision)  # (2)
     return {k: second[k] - mean[k] * mean[k] for k in params}
 
 
-def gradient_gram(
-    params: ParamsLike, X: Array, Y: Array, **options: Unpack[CurvatureOptions]
-) -> Array:
+def gradient_gram(net: Network, params: Any, X: Any, Y: Any) -> Array:
     r"""The (m, m) Gram matrix of the per-example gradients, ⟨g_i, g_j⟩ over all parameters.
 
     ⟨dz_i a_iᵀ, dz_j a_jᵀ⟩_F = (dz_i · dz_j)(a_i · a_j), and the bias adds dz_i · dz_j, so
+    for dense layers
 
         Γ = Σ_l (dZ[l]ᵀ dZ[l]) ⊙ (A[l-1]ᵀ A[l-1] + 1),
 
-    two (m, m) products per layer, no per-example gradient formed. Its diagonal is
-    ‖g_i‖² (:func:`manualgrad.per_example.per_example_norms` squared), its mean is ‖ḡ‖².
-    g_i is the gradient of L_i: no 1/m, no L2 term. Shapes: X (n_x, m) -> (m, m).
+    two (m, m) products per layer, no per-example gradient formed. A weight shared over
+    T positions adds Σ_{t,s} (dz_t(i) · dz_s(j))(a_t(i) · a_s(j) + 1), two (T·m, T·m)
+    products. Its diagonal is ‖g_i‖² (:func:`manualgrad.per_example.per_example_norms`
+    squared), its mean is ‖ḡ‖². g_i is the gradient of L_i: no 1/m, no L2 term.
+    Shapes: X (…, m) -> (m, m).
     """
-    params, X, Y, spec, m, _ = _setup(params, X, Y, options, "gradient_gram", _FIRST_ORDER)
-    p = engine.backward_pass(params, X, Y, spec)
-    gram = jnp.zeros((m, m), X.dtype)
-    for cache, dZ in zip(p.caches, p.dZs, strict=True):
-        dz_dots = matmul(dZ, dZ, 0, 0, spec.precision)  # dz_i · dz_j, (m, m)
-        a_dots = matmul(cache.A_prev, cache.A_prev, 0, 0, spec.precision)  # a_i · a_j
-        gram = gram + dz_dots * (a_dots + 1)
-    return gram
+    _, _, products = _pass(net, params, X, Y, "gradient_gram")
+    return sum(_product_gram(p, net.precision) for p in products)  # type: ignore[return-value]
 
 
-def gradient_noise_scale(
-    params: ParamsLike, X: Array, Y: Array, **options: Unpack[CurvatureOptions]
-) -> NoiseScale:
+def gradient_noise_scale(net: Network, params: Any, X: Any, Y: Any) -> NoiseScale:
     r"""The simple gradient noise scale B_simple = tr(Σ) / ‖G‖² of McCandlish et al. (2018).
 
     | symbol | meaning                                                          |
@@ -429,19 +439,18 @@ def gradient_noise_scale(
 
     One backward pass; the ratio is noisy (‖G‖²'s estimate can even be negative on a
     small batch), so average `trace_cov` and `grad_sq_norm` over steps before dividing.
-    Returns a :class:`NoiseScale` of three scalars.
+    λ is `net.l2`. Returns a :class:`NoiseScale` of three scalars.
     """
-    params, X, Y, spec, m, l2 = _setup(params, X, Y, options, "gradient_noise_scale", _SECOND_ORDER)
+    params, m, products = _pass(net, params, X, Y, "gradient_noise_scale")
     if m < 2:
         raise ShapeError(
             f"the gradient noise scale compares examples, so it needs m ≥ 2, got X with "
             f"m = {m} column: pass a batch of several examples"
         )
-    p = engine.backward_pass(params, X, Y, spec)
-    mean = engine.grads_from_dZ(params, p.caches, p.dZs, m=m, precision=spec.precision)  # (2)
+    mean = engine.grads_from_products(params, products, m=m, precision=net.precision)  # (2)
     mean_sq = sum(jnp.sum(g * g) for g in mean.values())  # ‖ḡ‖²
-    trace_cov = (jnp.mean(squared_norms(p)) - mean_sq) * (m / (m - 1))
-    full = engine.add_l2_grads(mean, params, l2, m)  # ∇C = ḡ + (λ/m) W
+    trace_cov = (jnp.mean(squared_norms(products)) - mean_sq) * (m / (m - 1))
+    full = engine.add_l2_grads(mean, params, net.l2, m)  # ∇C = ḡ + (λ/m) W
     grad_sq_norm = sum(jnp.sum(g * g) for g in full.values()) - trace_cov / m
     return NoiseScale(trace_cov / grad_sq_norm, trace_cov, grad_sq_norm)
 
@@ -452,66 +461,62 @@ def gradient_noise_scale(
 
 
 def _tangent_forward(
-    params: Params, v: Params, caches: Sequence[engine.LayerCache], spec: engine.Spec
-) -> Array:
-    """Ż[L] for the direction v: formulas (6) and (7) from layer 1 up (Ȧ[0] = 0)."""
-    A_dot = None
-    for l, (cache, act) in enumerate(zip(caches[:-1], spec.activations, strict=False), start=1):
-        Z_dot = linear_jvp(
-            params[f"W{l}"], cache.A_prev, v[f"W{l}"], v[f"b{l}"], A_dot, precision=spec.precision
-        )  # (6)
-        A_dot = activation_jvp(Z_dot, cache.Z, cache.A, act)  # (7)
-    L = spec.n_layers
-    return linear_jvp(
-        params[f"W{L}"], caches[-1].A_prev, v[f"W{L}"], v[f"b{L}"], A_dot, precision=spec.precision
-    )  # (6) at layer L
+    params: Params, v: Params, X: Array, spec: engine.Spec
+) -> tuple[engine.Caches, Array]:
+    """The caches and Ż[L] for the direction v: each layer's forward and forward mode, in turn.
 
-
-def _loss_hvp(Z_dot: Array, last: engine.LayerCache, Y: Array, spec: engine.Spec) -> Array:
-    """dZ[L] = (∂z[L] side of) H J v from Ż[L] = J v at z[L]: the loss Hessian at the split.
-
-    bce: a(1 − a) ⊙ ż;  ce: (Σ_k y_k)(diag(p) − p pᵀ) ż;  mse: (7) to ȧ[L], H = I, then (5).
+    Hidden layers: Ȧ from their `jvp` (dense: Ż = W Ȧ_prev + Ẇ A_prev + ḃ (6),
+    Ȧ = g'(Z) ⊙ Ż (7); other layers may fall back to `jax.jvp` of their forward). The
+    output layer: Ż[L] from its `pre_activation_jvp` ((6) at L), where the loss Hessian
+    acts. Ȧ[0] = 0: X does not move.
     """
-    assert spec.loss is not None
-    act, name = spec.activations[-1], spec.loss.name
-    if name == "bce":
-        return last.A * (1 - last.A) * Z_dot
-    if name == "ce":
-        return activation_jvp(Z_dot, last.Z, last.A, act) * jnp.sum(Y, axis=0)[None, :]
-    A_dot = activation_jvp(Z_dot, last.Z, last.A, act)  # (7) at layer L: J v at a[L]
-    return activation_backward(A_dot, last.Z, last.A, act)  # H = I, then (5) at layer L
+    keys = engine.layer_keys(spec)
+    A, A_dot, caches = X, None, []
+    Z_dot = None
+    for k, (layer, names) in enumerate(zip(spec.layers, keys, strict=True)):
+        local, tangent = engine.layer_params(params, names), engine.layer_params(v, names)
+        A_next, cache = layer.forward(local, A, spec.precision)
+        caches.append(cache)
+        if k < spec.n_layers - 1:
+            A_dot = layer.jvp(local, tangent, cache, A, A_dot, spec.precision)  # (6), (7)
+        else:
+            Z_dot = layer.pre_activation_jvp(local, tangent, A, A_dot, spec.precision)  # (6)
+        A = A_next
+    assert Z_dot is not None
+    return engine.Caches(tuple(caches), (None,) * spec.n_layers), Z_dot
 
 
-def ggn_vector_product(
-    params: ParamsLike, X: Array, Y: Array, v: ParamsLike, **options: Unpack[CurvatureOptions]
-) -> Params:
+def ggn_vector_product(net: Network, params: Any, X: Any, Y: Any, v: Any) -> Params:
     r"""G v, the generalised Gauss-Newton matrix of C times a direction v, keyed like params.
 
         G v = (1/m) Σ_i J_iᵀ H_i (J_i v) + (λ/m) v_W
 
-    J v by hand-written forward mode (the R-operator, one pass up the layers):
+    J v by hand-written forward mode (the R-operator, one pass up the layers, each
+    layer's `jvp`; for a dense layer):
 
         Ż[l] = W[l] Ȧ[l-1] + Ẇ[l] A[l-1] + ḃ[l]        (6)
         Ȧ[l] = g'(Z[l]) ⊙ Ż[l]                          (7)
 
-    then the loss Hessian at the split (σ(1−σ) for bce, diag(p) − ppᵀ for ce on z[L];
-    I for mse on a[L]), then the engine's backward chain (4), (5) and formula (2) with
-    1/m — the same code as the gradient, started from H J v instead of dZ[L]. Costs
-    about one forward and one backward pass. λ/m is included (the L2 term's Hessian).
-    `v` must have the params' keys, shapes and dtype (:class:`ShapeError` otherwise).
+    then the loss Hessian at the split (the loss record's `hessian_vp`: σ(1−σ) for bce,
+    diag(p) − ppᵀ for ce on z[L]; I for mse on a[L]), then the engine's chain and
+    formula (2) with 1/m — the same code as the gradient, started from H J v instead of
+    dZ[L]. Costs about one forward and one backward pass. λ/m (`net.l2`) is included
+    (the L2 term's Hessian). `v` must have the params' keys, shapes and dtype
+    (:class:`ShapeError` otherwise).
     """
-    params, X, Y, spec, m, l2 = _setup(params, X, Y, options, "ggn_vector_product", _SECOND_ORDER)
+    params, X, Y, m = _checked(net, params, X, Y, "ggn_vector_product")
     v = _check_like_params(v, params, "v")
-    _, caches = engine.forward(params, X, spec)
-    dZL = _loss_hvp(_tangent_forward(params, v, caches, spec), caches[-1], Y, spec)
-    dZs = engine.chain(params, caches, dZL, spec)  # (4), (5)
-    Gv = engine.grads_from_dZ(params, caches, dZs, m=m, precision=spec.precision)  # (2)
-    return engine.add_l2_grads(Gv, v, l2, m)
+    spec = net.spec
+    assert spec.loss is not None
+    caches, Z_dot = _tangent_forward(params, v, X, spec)
+    Z, A, act = engine.output_values(caches, spec)
+    HJv = spec.loss.hessian_vp(Z_dot, Z, A, Y, act)  # H J v at z[L]
+    products = engine.products_of(params, caches, HJv, spec)  # the chain
+    Gv = engine.grads_from_products(params, products, m=m, precision=spec.precision)  # (2)
+    return engine.add_l2_grads(Gv, v, net.l2, m)
 
 
-def hessian_vector_product(
-    params: ParamsLike, X: Array, Y: Array, v: ParamsLike, **options: Unpack[CurvatureOptions]
-) -> Params:
+def hessian_vector_product(net: Network, params: Any, X: Any, Y: Any, v: Any) -> Params:
     r"""∇²C v, the Hessian of the cost times v: `jax.jvp` through the hand-written gradient.
 
         ∇²C v = d/dt ∇C(θ + t v) at t = 0
@@ -521,27 +526,35 @@ def hessian_vector_product(
     Unlike :func:`ggn_vector_product` this is the full Hessian, which is indefinite
     away from a minimum. `v` as for :func:`ggn_vector_product`.
     """
-    params, X, Y, spec, _, l2 = _setup(
-        params, X, Y, options, "hessian_vector_product", _SECOND_ORDER
-    )
+    params, X, Y, _ = _checked(net, params, X, Y, "hessian_vector_product")
     v = _check_like_params(v, params, "v")
+    spec = net.spec
 
     def grad(theta):
-        return engine.value_and_grad(theta, X, Y, spec, l2=l2)[1]
+        return engine.value_and_grad(theta, X, Y, spec, l2=net.l2)[1]
 
     return jax.jvp(grad, (params,), (v,))[1]
 
 
 def diag_ggn(
-    params: ParamsLike, X: Array, Y: Array, **options: Unpack[SampledCurvatureOptions]
+    net: Network,
+    params: Any,
+    X: Any,
+    Y: Any,
+    key: Array | None = None,
+    mc_samples: int | None = None,
 ) -> Params:
     r"""The diagonal of the GGN of C, exact or by Monte Carlo, keyed like params.
 
     The K columns of S[L] (n_L of them exact; `mc_samples` sampled labels otherwise, see
-    below) are pushed down with the chain (4), (5) — S[l-1] = W[l]ᵀ S[l] ⊙ g'(Z[l-1]),
-    column by column, like dZ — and with Q[l] = Σ_c S[l]_c ⊙ S[l]_c (n_l, m):
+    below) are pushed down with the chain — each layer's backward, column by column,
+    like dZ (dense: S[l-1] = W[l]ᵀ S[l] ⊙ g'(Z[l-1])) — and each product's share is
+    Σ_i Σ_c g_ic ⊙ g_ic with g_ic = Σ_t s_ct(i) a_t(i)ᵀ, over m. For T = 1, with
+    Q = Σ_c S_c ⊙ S_c (d_out, m):
 
-        W[l]: (1/m) Q[l] (A[l-1] ⊙ A[l-1])ᵀ + λ/m,       b[l]: (1/m) Σ_i Q[l](i)
+        W: (1/m) Q (A ⊙ A)ᵀ + λ/m,       b: (1/m) Σ_i Q(i)
+
+    For T > 1 each g_ic is formed (formula (1), m·K·d_out·d_in numbers per weight).
 
     | `mc_samples` | S[L] per example                                 | cost (chains)|
     |--------------|--------------------------------------------------|--------------|
@@ -551,56 +564,72 @@ def diag_ggn(
     Monte Carlo: ŷ ~ Bernoulli(a) (bce), Cat(p) (ce), a + N(0, I) (mse); the column is
     (a − ŷ)/√M (for mse, ε/√M then (5)), so E[S Sᵀ] = H and the estimate is unbiased
     (the "Fisher" estimate of BackPACK's DiagGGNMC). `key` draws the labels and is
-    required with `mc_samples`. λ/m (the L2 term's Hessian) is included on the weights.
-    Multiply by m for the diagonal of the summed loss Σ_i L_i (e.g. a Laplace posterior).
+    required with `mc_samples`. λ/m (the L2 term's Hessian, `net.l2`) is included on the
+    weights. Multiply by m for the diagonal of the summed loss Σ_i L_i (e.g. a Laplace
+    posterior).
     """
-    params, spec, m, l2, caches, S = _pushed_sqrt(params, X, Y, options, "diag_ggn", _SECOND_ORDER)
-    Q = [jnp.sum(S_l * S_l, axis=2) for S_l in S]
-    diag = _squared_stats(params, caches, Q, m=m, precision=spec.precision)
-    return _add_l2_diagonal(diag, params, l2, m)
+    params, m, pushed = _pushed(net, params, X, Y, key, mc_samples, "diag_ggn")
+    sums = _merged([_product_diag(p, params, net.precision) for p in pushed], params)
+    return _add_l2_diagonal(_mean(sums, m), params, net.l2, m)
 
 
 def kfac_factors(
-    params: ParamsLike, X: Array, Y: Array, **options: Unpack[SampledCurvatureOptions]
+    net: Network,
+    params: Any,
+    X: Any,
+    Y: Any,
+    key: Array | None = None,
+    mc_samples: int | None = None,
 ) -> dict[int, KFactors]:
     r"""Kronecker factors of the GGN of C, per layer: `{l: KFactors(A, G)}` for l = 1 … L.
 
-    With ã = [a[l-1]; 1] (the bias as a homogeneous coordinate, last) and S[l] the
-    pushed square-root columns of :func:`diag_ggn` (exact: KFLR; `mc_samples`: KFAC):
+    l counts the layers with parameters, as the params' keys do ("W3" -> 3). With
+    ã = [a; 1] (the bias as a homogeneous coordinate, last; no 1 without a bias) and s
+    the pushed square-root columns of :func:`diag_ggn` (exact: KFLR; `mc_samples`: KFAC):
 
-        A = (1/m) Σ_i ã_i ã_iᵀ     (n_{l-1}+1, n_{l-1}+1)
-        G = (1/m) Σ_i Σ_c S[l]_ic S[l]_icᵀ      (n_l, n_l)
+        A = (1/m) Σ_i Σ_t ã_t(i) ã_t(i)ᵀ                  (d_in+1, d_in+1)
+        G = (1/m) (1/T) Σ_i Σ_t Σ_c s_ct(i) s_ct(i)ᵀ       (d_out, d_out)
 
-    **Vec convention.** Let W̃[l] = [W[l] b[l]], shape (n_l, n_{l-1}+1), and vec the
-    column-major (Fortran) stacking of its columns: vec(W̃) = W̃.reshape(-1, order="F")
-    = [W[:, 0]; …; W[:, n-1]; b]. The GGN block of layer l in that order is
+    For a dense layer T = 1. For a weight shared over T positions this is KFC's
+    convention (Grosse & Martens 2016, "A Kronecker-factored approximate Fisher matrix
+    for convolution layers"): A sums over the positions and G averages over them, so
+    that kron(A, G) = T · E[ã ãᵀ] ⊗ E[s sᵀ] approximates Σ_t of the per-position
+    blocks (their spatially uncorrelated derivatives assumption drops the t ≠ t' terms).
+
+    **Vec convention.** Let W̃ = [W b], shape (d_out, d_in+1), and vec the column-major
+    (Fortran) stacking of its columns: vec(W̃) = W̃.reshape(-1, order="F")
+    = [W[:, 0]; …; W[:, n-1]; b]. The GGN block of a dense layer in that order is
     (1/m) Σ_i (ã_i ã_iᵀ) ⊗ (S_i S_iᵀ), and KFAC approximates it by kron(A, G) (by
     vec(u ãᵀ) = ã ⊗ u). In NumPy's row-major order (W̃.reshape(-1)) the same
     approximation is kron(G, A). It is exact for m = 1, and for any m when S_i does
     not depend on i (a deep linear network with mse).
 
+    The 1/m of both factors is applied by the module's one division, after the sums.
     The L2 term's Hessian (λ/m) I is not a Kronecker product and is not included: add
     it as damping (A ⊗ G + (λ/m) I). `mc_samples` and `key` as for :func:`diag_ggn`.
     """
-    params, spec, m, _, caches, S = _pushed_sqrt(
-        params, X, Y, options, "kfac_factors", _FIRST_ORDER
-    )
-    factors = {}
-    for l, (cache, S_l) in enumerate(zip(caches, S, strict=True), start=1):
-        ones = jnp.ones((1, m), cache.A_prev.dtype)
-        A_t = jnp.concatenate([cache.A_prev, ones], axis=0)  # ã = [a; 1], (n_{l-1}+1, m)
-        S_flat = S_l.reshape(S_l.shape[0], -1)  # (n_l, m·K): every column of every example
-        factors[l] = KFactors(
-            A=matmul(A_t, A_t, 1, 1, spec.precision) / m,
-            G=matmul(S_flat, S_flat, 1, 1, spec.precision) / m,
+    _, m, pushed = _pushed(net, params, X, Y, key, mc_samples, "kfac_factors")
+    sums: dict[int, KFactors] = {}
+    for product in pushed:
+        l = _layer_number(product.weight)
+        if l in sums:
+            raise ConfigError(
+                f"`kfac_factors` gives one pair of factors per layer, but layer {l} has "
+                f"several weights ({product.weight} and another): use diag_ggn for it"
+            )
+        A_t = engine.flat(product.A)  # (d_in, T·m): every position of every example
+        if product.bias is not None:
+            A_t = jnp.concatenate([A_t, jnp.ones((1, A_t.shape[1]), A_t.dtype)], axis=0)
+        S_flat = product.dZ.reshape(product.dZ.shape[0], -1)  # (d_out, T·m·K)
+        sums[l] = KFactors(
+            A=matmul(A_t, A_t, 1, 1, net.precision),  # Σ_i Σ_t ã ãᵀ
+            G=matmul(S_flat, S_flat, 1, 1, net.precision) / product.positions,  # KFC's 1/T
         )
-    return factors
+    return _mean(sums, m)
 
 
-def diag_hessian(
-    params: ParamsLike, X: Array, Y: Array, **options: Unpack[CurvatureOptions]
-) -> Params:
-    r"""The exact diagonal of the Hessian of C, keyed like params.
+def diag_hessian(net: Network, params: Any, X: Any, Y: Any) -> Params:
+    r"""The exact diagonal of the Hessian of C, keyed like params (dense networks).
 
     Within layer l, z[l] is linear in (W[l], b[l]), so the Hessian's diagonal needs only
     the diagonal of ∂²L_i/∂z[l]², which obeys the recursion (8):
@@ -611,34 +640,47 @@ def diag_hessian(
     Unrolled, it is the GGN's S[l] S[l]ᵀ plus, for each layer k ≥ l whose activation is
     curved, diag(r[k]) pushed from k down to l. Each diag(r[k]) is pushed as n_k
     *signed* square-root columns √|r[k]_j| e_j with sign(r[k]_j), through the same chain
-    (4), (5) as S; the statistic is then formula (2) on squares as in :func:`diag_ggn`.
+    as S; the statistic is then formula (2) on squares as in :func:`diag_ggn`.
     For sigmoid+bce and softmax+ce the loss Hessian on z[L] is exact (no residual at L);
     for mse the output layer adds r[L] = g''(Z[L]) ⊙ (A[L] − Y).
 
-    For relu, leaky_relu and linear layers g'' = 0, so the result equals
-    :func:`diag_ggn`'s exactly; otherwise the cost grows with depth (Σ_k n_k extra
-    columns). λ/m is included. softmax with mse is not supported (its g'' is not
-    elementwise): :class:`ConfigError`.
+    For relu, leaky_relu and linear layers g'' = 0 (their record's `piecewise_linear`),
+    so the result equals :func:`diag_ggn`'s exactly; otherwise the cost grows with depth
+    (Σ_k n_k extra columns). λ/m is included. Only dense layers expose the Z, A and g''
+    that (8) needs: any other layer is a :class:`ConfigError`, and so is softmax with
+    mse (its g'' is not elementwise).
     """
-    params, X, Y, spec, m, l2 = _setup(params, X, Y, options, "diag_hessian", _SECOND_ORDER)
+    spec = net.spec
+    if not spec.is_dense:
+        others = sorted({type(layer).__name__ for layer in spec.layers} - {"Dense"})
+        raise ConfigError(
+            f"`diag_hessian` needs each layer's Z, A and g'' (formula (8)), which only dense "
+            f"layers give, but this network has {', '.join(others)} layers: use "
+            "hessian_vector_product (exact, one direction at a time) or diag_ggn"
+        )
     assert spec.loss is not None
-    out_act = spec.activations[-1]
+    out_act = spec.output.output_activation
     if out_act.second_derivative is None and spec.loss.fused_with != out_act.name:
         raise ConfigError(
             f"`diag_hessian` needs the output activation's g'' elementwise, but "
             f"{out_act.name!r} with loss {spec.loss.name!r} couples the outputs: use "
             "loss='ce' with softmax, or hessian_vector_product for this network"
         )
+    params, X, Y, m = _checked(net, params, X, Y, "diag_hessian")
     _, caches = engine.forward(params, X, spec)
-    S = _push(params, caches, _output_sqrt(caches[-1], Y, spec, None, None), spec)
-    Q = [jnp.sum(S_l * S_l, axis=2) for S_l in S]  # diag of S Sᵀ, the GGN part
-    dZs = engine.chain(params, caches, engine.output_dZ(caches, Y, spec), spec)
+    keys = engine.layer_keys(spec)
+    S = _push(params, caches, _output_sqrt(caches, Y, spec, None, None), spec)
+    Q = [jnp.sum(p.dZ[:, 0] * p.dZ[:, 0], axis=2) for p in S]  # diag of S Sᵀ, (n_l, m)
+    dZL = engine.output_dZ(caches, Y, spec)
+    dZs = [p.dZ[:, 0] for p in engine.products_of(params, caches, dZL, spec)]
     L = spec.n_layers
-    for k, (cache, act) in enumerate(zip(caches, spec.activations, strict=True), start=1):
-        if act.name in PIECEWISE_LINEAR or (k == L and spec.loss.fused_with == act.name):
+    for k, (layer, cache) in enumerate(zip(spec.layers, caches.layers, strict=True), start=1):
+        act = layer.output_activation  # a dense layer's g, g', g''
+        if act.piecewise_linear or (k == L and spec.loss.fused_with == act.name):
             continue  # g'' = 0, or the loss Hessian on z[L] is already exact
         if k < L:
-            dA = prev_activation_grad(params[f"W{k + 1}"], dZs[k], precision=spec.precision)  # (4)
+            W_next = params[keys[k]["W"]]
+            dA = prev_activation_grad(W_next, dZs[k], precision=spec.precision)  # (4)
         else:
             dA = spec.loss.dA(cache.A, Y)  # mse: dA[L] = A[L] − Y
         r = activation_residual(dA, cache.Z, cache.A, act)  # (8)
@@ -648,8 +690,18 @@ def diag_hessian(
         n_k = r.shape[0]
         roots = jnp.eye(n_k, dtype=r.dtype)[:, None, :] * jnp.sqrt(jnp.abs(r)).T[None, :, :]
         signs = jnp.sign(r).T[None, :, :]  # (1, m, K): column c's sign, per example
-        pushed = _push(params, caches[:k], roots, spec)  # (4), (5) from layer k down
+        below = spec._replace(layers=spec.layers[:k])  # the chain from z[k] down
+        pushed = _push(params, engine.Caches(caches.layers[:k], caches.masks[:k]), roots, below)
         for l in range(1, k):
-            Q[l - 1] = Q[l - 1] + jnp.sum(signs * pushed[l - 1] * pushed[l - 1], axis=2)
-    diag = _squared_stats(params, caches, Q, m=m, precision=spec.precision)
-    return _add_l2_diagonal(diag, params, l2, m)
+            s = pushed[l - 1].dZ[:, 0]  # (n_l, m, K)
+            Q[l - 1] = Q[l - 1] + jnp.sum(signs * s * s, axis=2)
+    sums = _merged(
+        [
+            engine.product_grads(
+                p._replace(A=p.A * p.A, dZ=q[:, None, :]), params, m=1, precision=spec.precision
+            )  # (2) on squares
+            for p, q in zip(S, Q, strict=True)
+        ],
+        params,
+    )
+    return _add_l2_diagonal(_mean(sums, m), params, net.l2, m)

@@ -17,8 +17,8 @@ functions are elementwise and work on any shape: (n_l, m) in the batched formula
 
 The second derivatives serve curvature (:mod:`manualgrad.curvature`): the exact
 Hessian of the cost differs from the Gauss-Newton matrix by terms g''(Z) ⊙ dA, and
-those vanish for the piecewise-linear activations of :data:`PIECEWISE_LINEAR`
-(g'' = 0 wherever it is defined).
+those vanish for the piecewise-linear activations (their record's `piecewise_linear`;
+g'' = 0 wherever it is defined).
 
 `softmax` normalises over axis 0 (the classes of each example column) and is meant
 for the output layer. Its Jacobian is diag(a) − a aᵀ, so formula (5) becomes the
@@ -149,6 +149,8 @@ class Activation(NamedTuple):
     backward is the Jacobian-vector product :func:`softmax_backward`.
     `second_derivative(Z, A)` returns g''(Z) elementwise (None for `softmax`).
     `kink_at_zero` is True when g' jumps at z = 0 (relu, leaky_relu).
+    `piecewise_linear` is True when g'' = 0 wherever it is defined (relu, leaky_relu,
+    linear): the Hessian's residual terms g''(Z) ⊙ dA then vanish (curvature).
     """
 
     name: str
@@ -156,22 +158,33 @@ class Activation(NamedTuple):
     derivative: Callable[[Array, Array], Array] | None
     second_derivative: Callable[[Array, Array], Array] | None = None
     kink_at_zero: bool = False
+    piecewise_linear: bool = False
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation("relu", relu, relu_derivative, relu_second_derivative, True),
+    "relu": Activation(
+        "relu", relu, relu_derivative, relu_second_derivative, True, piecewise_linear=True
+    ),
     "leaky_relu": Activation(
-        "leaky_relu", leaky_relu, leaky_relu_derivative, leaky_relu_second_derivative, True
+        "leaky_relu",
+        leaky_relu,
+        leaky_relu_derivative,
+        leaky_relu_second_derivative,
+        True,
+        piecewise_linear=True,
     ),
     "tanh": Activation("tanh", tanh, tanh_derivative, tanh_second_derivative),
     "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative, sigmoid_second_derivative),
-    "linear": Activation("linear", linear, linear_derivative, linear_second_derivative),
+    "linear": Activation(
+        "linear", linear, linear_derivative, linear_second_derivative, piecewise_linear=True
+    ),
     "softmax": Activation("softmax", softmax, None, None),
 }
 
-#: Activations whose g'' is 0 wherever it is defined: for them the Hessian's residual
-#: terms g''(Z) ⊙ dA vanish, so the Hessian's diagonal blocks equal the GGN's.
-PIECEWISE_LINEAR = frozenset({"relu", "leaky_relu", "linear"})
+#: The names of the activations whose g'' is 0 wherever it is defined (their
+#: `piecewise_linear` field): for them the Hessian's residual terms g''(Z) ⊙ dA vanish,
+#: so the Hessian's diagonal blocks equal the GGN's.
+PIECEWISE_LINEAR = frozenset(name for name, g in ACTIVATIONS.items() if g.piecewise_linear)
 
 #: Activations allowed on hidden layers (softmax is for the output layer only).
 HIDDEN_ACTIVATIONS = tuple(name for name in ACTIVATIONS if name != "softmax")

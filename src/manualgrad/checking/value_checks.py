@@ -45,6 +45,7 @@ import jax.numpy as jnp
 from jax.experimental import checkify
 
 from manualgrad._core.engine import check
+from manualgrad._core.losses import get_loss
 from manualgrad._network import Network
 
 __all__ = [
@@ -78,31 +79,11 @@ def _check_finite(name: str, x: Array) -> None:
 
 
 def _check_labels(Y: Array, loss: str, soft_labels: bool) -> None:
-    if loss == "bce":
-        ok = (Y >= 0) & (Y <= 1) if soft_labels else (Y == 0) | (Y == 1)
-        wanted = "[0, 1]" if soft_labels else "{{0, 1}}"  # braces escaped for .format
-        rest = (
-            f" outside {wanted}, which 'bce' needs: binary labels are 0 or 1 (for classes "
-            "0 … K-1 use softmax with 'ce' and one-hot Y)"
-        )
-        bad = jnp.sum(~ok)
-        _check_none(bad, f"`Y` has 1 label{rest}", f"`Y` has {{bad}} labels{rest}")
-    elif loss == "ce":
-        sums = jnp.sum(Y, axis=0)
-        if soft_labels:
-            ok = jnp.all(Y >= 0, axis=0) & (jnp.abs(sums - 1) <= 1e-3)
-            wanted = "non-negative and summing to 1"
-        else:
-            ok = jnp.all((Y == 0) | (Y == 1), axis=0) & (sums == 1)
-            wanted = "one-hot"
-        rest = (
-            f" not {wanted}, which 'ce' needs: encode class indices y with "
-            "jax.nn.one_hot(y, n_L, axis=0)"
-        )
-        bad = jnp.sum(~ok)
-        _check_none(
-            bad, f"`Y` has 1 column that is{rest}", f"`Y` has {{bad}} columns that are{rest}"
-        )
+    """The loss's traced label rule (its record's `label_check`), if it has one."""
+    rule = get_loss(loss).label_check
+    if rule is not None:
+        bad, one, many = rule(Y, soft_labels)
+        _check_none(bad, one, many)
 
 
 def check_values(
@@ -117,8 +98,9 @@ def check_values(
 
     X: (n_x, m), Y: (n_L, m) or None, params as for :func:`manualgrad.value_and_grad`.
     Shapes and names are validated first, at trace time, as every entry point does.
-    `loss` selects the label check ("bce": Y ∈ {0, 1}; "ce": one-hot columns; "mse" or
-    None: none); `soft_labels=True` relaxes them to Y ∈ [0, 1] and probability columns.
+    `loss` selects the label check, its record's `label_check` ("bce": Y ∈ {0, 1};
+    "ce": one-hot columns; "mse" or None: none); `soft_labels=True` relaxes them to
+    Y ∈ [0, 1] and probability columns.
     Outside `checkify.checkify` the checks raise eagerly on concrete values and cannot
     be used under `jit`; inside, they cost one reduction per array.
     """
@@ -126,8 +108,8 @@ def check_values(
     check.check_params(params)
     X = check.as_array("X", X)
     m = check.check_X(params, X)
-    if loss is not None and (not isinstance(loss, str) or loss not in ("bce", "ce", "mse")):
-        check.check_loss(loss, None)  # raises the catalogue's unknown-loss error
+    if loss is not None:
+        check.check_loss(loss, None)  # an unknown name raises the catalogue's error
     _check_finite("X", X)
     for name, p in params.items():
         _check_finite(name, p)

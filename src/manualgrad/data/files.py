@@ -29,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 
+from manualgrad._core.losses import get_loss, one_hot_labels
 from manualgrad._errors import ConfigError, DataError, plural
 from manualgrad.data.datasets import get_dataset
 
@@ -262,14 +263,7 @@ def load(
 
 def one_hot(labels: np.ndarray, n_classes: int | None = None, source: str = "data") -> np.ndarray:
     """Integer class labels of shape (m,) or (1, m) -> one-hot Y of shape (K, m)."""
-    labels = np.asarray(labels).reshape(-1)
-    if not np.all(labels == np.round(labels)) or labels.min() < 0:
-        bad = labels[(labels != np.round(labels)) | (labels < 0)][0]
-        raise DataError(f"{source}: class labels must be integers 0 … K-1, found {bad}")
-    K = int(labels.max()) + 1 if n_classes is None else n_classes
-    if labels.max() >= K:
-        raise DataError(f"{source}: label {int(labels.max())} does not fit {K} classes")
-    return np.eye(K)[:, labels.astype(np.int64)]
+    return one_hot_labels(labels, n_classes, source)
 
 
 def as_targets(X: np.ndarray, Y: np.ndarray, *, loss: str, source: str = "data"):
@@ -281,29 +275,12 @@ def as_targets(X: np.ndarray, Y: np.ndarray, *, loss: str, source: str = "data")
     | `ce`  | one-hot (K, m) (each column one 1, zeros elsewhere), or one |
     |       | row of integer labels 0 … K-1, which is encoded here        |
     | `mse` | any finite values                                           |
+
+    The rule is the loss record's `prepare_labels` (:mod:`manualgrad._core.losses`).
     """
     Y = np.asarray(Y, dtype=np.float64)
-    if loss == "bce":
-        bad = (Y != 0) & (Y != 1)
-        if bad.any():
-            raise DataError(
-                f"{source}: loss 'bce' needs labels in {{0, 1}}, found {Y[bad][0]:g} "
-                f"({plural(int(bad.sum()), 'bad label')}); for more classes use --loss ce"
-            )
-    elif loss == "ce":
-        if Y.shape[0] == 1:
-            Y = one_hot(Y, source=source)
-            if Y.shape[0] < 2:
-                raise DataError(f"{source}: loss 'ce' needs at least 2 classes, found 1")
-        else:
-            ok = np.all((Y == 0) | (Y == 1), axis=0) & (Y.sum(axis=0) == 1)
-            if not ok.all():
-                i = int(np.argmin(ok))
-                raise DataError(
-                    f"{source}: loss 'ce' needs one-hot Y (one 1 per column), but example {i} "
-                    f"is {Y[:, i].tolist()}"
-                )
-    return X, Y
+    rule = get_loss(loss).prepare_labels
+    return X, (Y if rule is None else rule(Y, source))
 
 
 def train_test_split(
