@@ -193,10 +193,6 @@ class Scale(mg.layers.Layer):
         return (self.c * dA if need_dA_prev else None), ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.expected_shapes feeds eval_shape's ShapeDtypeStruct out_shape to the next init",
-)
 @pytest.mark.usefixtures("x64")
 def test_a_parameter_free_layer_takes_part_in_the_chain_only():
     """Dense, Scale(c), Dense is the dense network with W2 → c W2: ∂C/∂W2 = c ∂C/∂(cW2)."""

@@ -42,6 +42,21 @@ from manualgrad._core.precision import matmul
 
 Array = jax.Array
 
+__all__ = [
+    "activation_backward",
+    "activation_jvp",
+    "activation_residual",
+    "bias_grad",
+    "example_bias_grad",
+    "example_weight_grad",
+    "linear_backward",
+    "linear_forward",
+    "linear_jvp",
+    "output_backward",
+    "prev_activation_grad",
+    "weight_grad",
+]
+
 
 def linear_forward(W: Array, b: Array, A_prev: Array, *, precision: str = "default") -> Array:
     """Z[l] = W[l] A[l-1] + b[l].

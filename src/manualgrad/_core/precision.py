@@ -24,6 +24,11 @@ from jax import lax
 
 Array = jax.Array
 
+__all__ = [
+    "PRECISIONS",
+    "matmul",
+]
+
 PRECISIONS = ("default", "highest", "bf16")
 
 

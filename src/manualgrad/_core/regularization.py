@@ -18,6 +18,8 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
+__all__ = ["apply_dropout", "dropout_masks", "l2_cost", "l2_weight_grad"]
+
 
 def l2_cost(params: Mapping[str, Array], l2: float | Array, m: int | float | Array) -> Array:
     """(λ / 2m) Σ_l ‖W[l]‖_F² over the weights of `params` (the keys "W…"; biases excluded)."""
