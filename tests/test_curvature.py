@@ -33,7 +33,6 @@ import manualgrad as mg
 from helpers import REFERENCE_ACTIVATIONS
 from manualgrad import curvature
 from manualgrad._core import activations as acts_module
-from manualgrad._core import engine
 from manualgrad._core.layer import Layer, Product
 
 TOL = 1e-12
@@ -612,33 +611,6 @@ class SharedDense(Layer):
         return dA_prev, (Product("W", "b", P, dZ),)
 
 
-def _expected_shapes(spec, example_shape, dtype):
-    """engine.expected_shapes with each layer's out_shape kept static.
-
-    The engine's version returns `layer.init`'s out_shape through `jax.eval_shape`,
-    which turns its ints into ShapeDtypeStructs, so the layer after a non-dense layer
-    gets no widths. Until the engine keeps them static (asked of the lead), the tests of
-    a non-dense network use this copy.
-    """
-    shapes, in_shape = {}, tuple(example_shape)
-    for layer, keys in zip(spec.layers, engine.layer_keys(spec), strict=True):
-        out: dict = {}
-
-        def init(k, layer=layer, s=in_shape, out=out):
-            local, out["shape"] = layer.init(k, s, dtype)
-            return local
-
-        local = jax.eval_shape(init, jax.random.key(0))
-        shapes.update({key: local[name].shape for name, key in keys.items()})
-        in_shape = tuple(out["shape"])
-    return shapes
-
-
-@pytest.fixture
-def static_out_shapes(monkeypatch):
-    monkeypatch.setattr(engine, "expected_shapes", _expected_shapes)
-
-
 SHARED_CASES = {  # (n_L, output activation, loss)
     "bce": (2, "sigmoid", "bce"),
     "ce": (3, "softmax", "ce"),
@@ -777,17 +749,13 @@ SHARED_QUANTITIES = [*FIRST_ORDER, "diag_ggn", "ggn_v", "hess_v"]
 
 @pytest.mark.parametrize("quantity", SHARED_QUANTITIES)
 @pytest.mark.parametrize("loss", SHARED_IDS)
-def test_weight_shared_over_two_positions_matches_jax_oracles(
-    x64, static_out_shapes, loss, quantity
-):
+def test_weight_shared_over_two_positions_matches_jax_oracles(x64, loss, quantity):
     want, got = shared_results(loss)
     assert rel(got[quantity], want[quantity]) <= TOL
 
 
 @pytest.mark.parametrize("loss", SHARED_IDS)
-def test_kfac_of_a_shared_weight_is_kfc_sum_over_positions_of_a_mean_of_g(
-    x64, static_out_shapes, loss
-):
+def test_kfac_of_a_shared_weight_is_kfc_sum_over_positions_of_a_mean_of_g(x64, loss):
     want, got = shared_results(loss)
     assert sorted(got["kfac"]) == [1, 2]
     for l in (1, 2):
@@ -795,7 +763,7 @@ def test_kfac_of_a_shared_weight_is_kfc_sum_over_positions_of_a_mean_of_g(
         assert rel(got["kfac"][l].G, want["kfac"][l].G) <= TOL
 
 
-def test_diag_hessian_refuses_a_layer_that_is_not_dense(x64, static_out_shapes):
+def test_diag_hessian_refuses_a_layer_that_is_not_dense(x64):
     params, X, Y = shared_problem("bce")
     with pytest.raises(mg.errors.ConfigError, match=r"only dense layers give.*SharedDense"):
         curvature.diag_hessian(shared_net("bce"), params, X, Y)
