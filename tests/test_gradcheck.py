@@ -22,8 +22,8 @@ from manualgrad._errors import DTypeError, ShapeError
 from manualgrad.checking.gradcheck import (
     compare_with_autodiff,
     finite_difference_grads,
-    relative_difference,
     network_kinks,
+    relative_difference,
     stencil_kinks,
 )
 
