@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -195,3 +197,19 @@ def test_parse_case_reads_dims_at_m_and_rejects_garbage():
     assert benchmark.parse_case("12288,20,7,5,1@209") == benchmark.Case((12288, 20, 7, 5, 1), 209)
     with pytest.raises(ConfigError, match="12288,20,7,5,1@209"):
         benchmark.parse_case("12288x20")
+
+
+def test_torch_baseline_leaves_the_process_environment_as_it_found_it(tmp_path, monkeypatch):
+    # a stand-in `torch` that records the OpenMP wait policy it was loaded under
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text(
+        "import os\nLOADED_WITH = os.environ.get('OMP_WAIT_POLICY')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    params, X, Y = benchmark.problem((3, 2, 1), 4, jnp.float32)
+    with pytest.raises(ValueError, match="written for bce"):  # after the import, before torch use
+        benchmark.torch_step(params, X, Y, activations=("relu", "sigmoid"), loss="mse")
+    assert sys.modules["torch"].LOADED_WITH == "PASSIVE"  # torch's OpenMP threads sleep
+    assert "OMP_WAIT_POLICY" not in os.environ  # and nobody else's are changed
