@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +20,7 @@ from manualgrad import benchmark
 from manualgrad._cli import bench
 from manualgrad.errors import ConfigError
 
+ROOT = Path(__file__).resolve().parents[1]
 RATIO_FIELDS = {"median", "low", "high", "rounds", "verdict"}
 
 
@@ -213,3 +216,23 @@ def test_torch_baseline_leaves_the_process_environment_as_it_found_it(tmp_path, 
         benchmark.torch_step(params, X, Y, activations=("relu", "sigmoid"), loss="mse")
     assert sys.modules["torch"].LOADED_WITH == "PASSIVE"  # torch's OpenMP threads sleep
     assert "OMP_WAIT_POLICY" not in os.environ  # and nobody else's are changed
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import manualgrad, manualgrad.cli",
+        "from manualgrad.cli import main; main(['check', '--m', '3'])",
+        "from manualgrad.cli import main; main(['train', '--help'])",
+        "from manualgrad.cli import main; main(['--help'])",
+    ],
+    ids=["import", "check", "train-help", "help"],
+)
+def test_only_manualgrad_bench_imports_the_benchmark_harness(code):
+    script = f"import sys\ntry:\n    {code}\nexcept SystemExit:\n    pass\n"
+    script += "assert 'manualgrad.benchmark' not in sys.modules, 'harness imported'\n"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
