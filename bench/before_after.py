@@ -19,10 +19,10 @@ per-round ratios now/before with its bootstrap 95 % interval (`ratio_interval`).
 
 Both compiled ahead of time (`manualgrad.benchmark.aot_compile`), float32, XLA's
 default matmul precision. The default `--ref`, 7fcd9e1, is the last commit before the
-layer refactor; the earlier tree is called through its top-level functional API with
-its static options (`activations`, `clip_norm`) closed over inside `jax.jit` — the same
-trace as `jax.jit(..., static_argnames=STATIC_ARGNAMES)` there, and a call that later
-trees (whose functional names are shims over `network`) still accept.
+layer refactor. The earlier tree is called through its functional API (`functional`
+below) with its static options (`activations`, `clip_norm`) closed over inside
+`jax.jit`: the same trace as `jax.jit(..., static_argnames=STATIC_ARGNAMES)` there,
+and a call that later trees (whose functional names are shims over `network`) accept.
 """
 
 from __future__ import annotations
@@ -81,15 +81,27 @@ def import_before(ref: str, into: Path):
     return manualgrad_before
 
 
+def functional(before, name: str):
+    """The earlier tree's keyword-option function `name`, `f(params, X, Y, activations=…)`.
+
+    In `functional` (since the layer refactor, shims over `network`) or, at 7fcd9e1 and
+    before, at the top level (`clipped_grads` lived in `per_example`).
+    """
+    return getattr(before.functional, name, None) or getattr(before, name)
+
+
 def steps(before, acts: tuple[str, ...], params, X, Y):
     """{"manual": (now, before), "clipped": (now, before)}: (params, X, Y) steps, compiled."""
     net = mg.network(acts)
 
+    old_value_and_grad = functional(before, "value_and_grad")
+    old_clipped_grads = functional(before, "clipped_grads")
+
     def old_manual(p, X, Y):
-        return before.value_and_grad(p, X, Y, activations=acts)
+        return old_value_and_grad(p, X, Y, activations=acts)
 
     def old_clipped(p, X, Y):
-        return before.clipped_grads(p, X, Y, clip_norm=1.0, activations=acts)
+        return old_clipped_grads(p, X, Y, clip_norm=1.0, activations=acts)
 
     def now_clipped(p, X, Y):
         return net.clipped_grads(p, X, Y, 1.0)
