@@ -85,9 +85,10 @@ def functional(before, name: str):
     """The earlier tree's keyword-option function `name`, `f(params, X, Y, activations=…)`.
 
     In `functional` (since the layer refactor, shims over `network`) or, at 7fcd9e1 and
-    before, at the top level (`clipped_grads` lived in `per_example`).
+    before, at the top level (`clipped_grads` lived in `per_example`; trees older than
+    `functional` had every name at the top level).
     """
-    return getattr(before.functional, name, None) or getattr(before, name)
+    return getattr(getattr(before, "functional", None), name, None) or getattr(before, name)
 
 
 def steps(before, acts: tuple[str, ...], params, X, Y):
