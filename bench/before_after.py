@@ -1,7 +1,8 @@
 """Before/after: this checkout's manual and clipped steps against an earlier commit's, in one run.
 
-    python bench/before_after.py                       # the CPU grid, 21 rounds, against df301db
+    python bench/before_after.py                       # the CPU grid, 21 rounds, against 7fcd9e1
     python bench/before_after.py --quick               # two shapes, 7 rounds: script check
+    python bench/before_after.py --grid 6,5,3,1@12 --rounds 3    # one tiny shape: smoke test
     python bench/before_after.py --ref v0.1.0 --json out.jsonl
 
 The earlier tree's `src/manualgrad` is taken from git (`git archive REF`), its package
@@ -16,8 +17,12 @@ per-round ratios now/before with its bootstrap 95 % interval (`ratio_interval`).
 | manual   | `mg.network(acts).value_and_grad`        | `value_and_grad(..., activations=…)`  |
 | clipped  | `mg.network(acts).clipped_grads`, C = 1  | `clipped_grads(..., clip_norm=1.0)`   |
 
-Both jitted, float32, XLA's default matmul precision. The default `--ref` is the
-commit before the one-engine refactor; its functional API is the one called here.
+Both compiled ahead of time (`manualgrad.benchmark.aot_compile`), float32, XLA's
+default matmul precision. The default `--ref`, 7fcd9e1, is the last commit before the
+layer refactor. The earlier tree is called through its functional API (`functional`
+below) with its static options (`activations`, `clip_norm`) closed over inside
+`jax.jit`: the same trace as `jax.jit(..., static_argnames=STATIC_ARGNAMES)` there,
+and a call that later trees (whose functional names are shims over `network`) accept.
 """
 
 from __future__ import annotations
@@ -32,17 +37,18 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 
 import manualgrad as mg
 from manualgrad.benchmark import (
     CPU_GRID,
     QUICK_GRID,
+    aot_compile,
     machine,
     max_rel_err,
     network_label,
     paired_rounds,
+    parse_case,
     problem,
     ratio_interval,
 )
@@ -75,20 +81,36 @@ def import_before(ref: str, into: Path):
     return manualgrad_before
 
 
-def steps(before, acts: tuple[str, ...]):
-    """{"manual": (now, before), "clipped": (now, before)}: jitted (params, X, Y) functions."""
+def functional(before, name: str):
+    """The earlier tree's keyword-option function `name`, `f(params, X, Y, activations=…)`.
+
+    In `functional` (since the layer refactor, shims over `network`) or, at 7fcd9e1 and
+    before, at the top level (`clipped_grads` lived in `per_example`; trees older than
+    `functional` had every name at the top level).
+    """
+    return getattr(getattr(before, "functional", None), name, None) or getattr(before, name)
+
+
+def steps(before, acts: tuple[str, ...], params, X, Y):
+    """{"manual": (now, before), "clipped": (now, before)}: (params, X, Y) steps, compiled."""
     net = mg.network(acts)
-    old_vg = jax.jit(before.value_and_grad, static_argnames=before.STATIC_ARGNAMES)
-    old_clip = jax.jit(before.clipped_grads, static_argnames=before.STATIC_ARGNAMES)
+
+    old_value_and_grad = functional(before, "value_and_grad")
+    old_clipped_grads = functional(before, "clipped_grads")
+
+    def old_manual(p, X, Y):
+        return old_value_and_grad(p, X, Y, activations=acts)
+
+    def old_clipped(p, X, Y):
+        return old_clipped_grads(p, X, Y, clip_norm=1.0, activations=acts)
+
+    def now_clipped(p, X, Y):
+        return net.clipped_grads(p, X, Y, 1.0)
+
+    pairs = {"manual": (net.value_and_grad, old_manual), "clipped": (now_clipped, old_clipped)}
     return {
-        "manual": (
-            jax.jit(net.value_and_grad),
-            lambda p, X, Y: old_vg(p, X, Y, activations=acts),
-        ),
-        "clipped": (
-            jax.jit(lambda p, X, Y: net.clipped_grads(p, X, Y, 1.0)),
-            lambda p, X, Y: old_clip(p, X, Y, clip_norm=1.0, activations=acts),
-        ),
+        name: (aot_compile(now, params, X, Y), aot_compile(old, params, X, Y))
+        for name, (now, old) in pairs.items()
     }
 
 
@@ -103,13 +125,20 @@ def measure(now, old, args, rounds):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ref", default="df301db", help="the earlier commit (default df301db)")
+    parser.add_argument("--ref", default="7fcd9e1", help="the earlier commit (default 7fcd9e1)")
     parser.add_argument("--rounds", type=int, default=None, help="default 21 (7 with --quick)")
     parser.add_argument("--quick", action="store_true", help="two shapes, 7 rounds")
+    parser.add_argument(
+        "--grid",
+        action="append",
+        type=parse_case,
+        metavar="DIMS@M",
+        help="grid point like 784,128,64,1@256 (repeatable); default: the CPU grid",
+    )
     parser.add_argument("--json", metavar="FILE", help="append JSON lines (machine, then rows)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (7 if args.quick else 21)
-    grid = QUICK_GRID if args.quick else CPU_GRID
+    grid = args.grid or (QUICK_GRID if args.quick else CPU_GRID)
     rows: list[dict] = [{"kind": "machine", "ref": args.ref, **machine()}]
     with tempfile.TemporaryDirectory() as tmp:
         before = import_before(args.ref, Path(tmp))
@@ -118,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
             dims, m = tuple(case.layer_dims), case.m
             acts = ("relu",) * (len(dims) - 2) + ("sigmoid",)
             params, X, Y = problem(dims, m, jnp.float32)
-            for name, (now, old) in steps(before, acts).items():
+            for name, (now, old) in steps(before, acts, params, X, Y).items():
                 ratio, err = measure(now, old, (params, X, Y), rounds)
                 if err > 1e-5:
                     raise SystemExit(f"{name} at {network_label(dims, m)} disagrees: {err:.3g}")

@@ -9,8 +9,8 @@ Per case, float32, each variant compiled ahead of time:
 | variant   | computes                                                                    |
 |-----------|-----------------------------------------------------------------------------|
 | `jax`     | (a) `jax.value_and_grad` of an idiomatic cost (the non-private baseline)    |
-| `step`    | manualgrad's non-private step, `value_and_grad`                             |
-| `clipped` | manualgrad's `clipped_grads`: (1/m) Σ_i min(1, C/‖g_i‖) g_i                  |
+| `step`    | manualgrad's non-private step, `net.value_and_grad`                         |
+| `clipped` | manualgrad's `net.clipped_grads`: (1/m) Σ_i min(1, C/‖g_i‖) g_i              |
 | `vmap`    | the same clipped mean as a JAX user writes it: `jax.vmap(jax.grad(...))` of  |
 |           | the idiomatic one-example cost, explicit norms and clipping                 |
 
@@ -34,9 +34,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+import manualgrad as mg
 from manualgrad import benchmark as B
-from manualgrad.functional import init_params, value_and_grad
-from manualgrad.per_example import clipped_grads, per_example_norms
 
 #: name, layer dims, hidden activation, output activation, loss, m
 CPU_CASES = [
@@ -85,13 +84,13 @@ def vmap_clipped(params, X, Y, clip_norm, *, activations, loss, chunk=None):
 
 def make_problem(dims, hidden, out, loss, m, seed=0):
     k_p, k_x, k_y = jax.random.split(jax.random.key(seed), 3)
-    params = init_params(dims, k_p)
+    acts = (hidden,) * (len(dims) - 2) + (out,)
+    params = mg.network(acts, loss).init(dims, k_p)
     X = jax.random.normal(k_x, (dims[0], m), jnp.float32)
     if loss == "ce":
         Y = jax.nn.one_hot(jax.random.randint(k_y, (m,), 0, dims[-1]), dims[-1]).T
     else:
         Y = jax.random.bernoulli(k_y, 0.5, (dims[-1], m)).astype(jnp.float32)
-    acts = (hidden,) * (len(dims) - 2) + (out,)
     return params, X, Y, acts
 
 
@@ -132,11 +131,11 @@ def run_case(case, *, budget, rounds, vmap_rounds, tol, log):
     kw = {"activations": acts, "loss": loss}
     log(f"[bold]{name}[/bold]: {sum(v.size for v in params.values()) / 1e6:.2f} M params, m = {m}")
 
-    step = B.aot_compile(lambda p, X, Y: value_and_grad(p, X, Y, **kw), params, X, Y)
+    net = mg.network(acts, loss)
+    step = B.aot_compile(net.value_and_grad, params, X, Y)
     base = B.aot_compile(B.idiomatic_value_and_grad(acts, loss), params, X, Y)
-    clip = B.aot_compile(lambda p, X, Y, C: clipped_grads(p, X, Y, clip_norm=C, **kw),
-                         params, X, Y, jnp.float32(1.0))  # fmt: skip
-    norms = jax.jit(lambda p, X, Y: per_example_norms(p, X, Y, **kw))(params, X, Y)
+    clip = B.aot_compile(net.clipped_grads, params, X, Y, jnp.float32(1.0))
+    norms = jax.jit(net.per_example_norms)(params, X, Y)
     C = jnp.median(norms).astype(jnp.float32)
     vmap_exe, vmap_temp, note = vmap_route(params, X, Y, C, kw, budget, log)
 

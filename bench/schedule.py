@@ -15,8 +15,8 @@ the same numbers (checked before timing), because λ is passed as a *traced* 0.0
 | `plain`           | nothing: (a) `jax.value_and_grad` of the idiomatic cost               |
 | `plain+l2`        | (a) of the idiomatic cost + λ Σ_l ‖W[l]‖²                              |
 | `plain+norms`     | (a), then C + λ Σ_l ‖W[l]‖² (the norms are work no gradient needs)     |
-| `manual`          | manualgrad's `value_and_grad`                                         |
-| `manual+l2`       | manualgrad's `value_and_grad(..., l2=λ)`                               |
+| `manual`          | manualgrad's `mg.network(acts).value_and_grad`                        |
+| `manual+l2`       | `manualgrad.functional.value_and_grad(..., l2=λ)` (a traced λ)         |
 | `manual+norms`    | manual, then C + λ Σ_l ‖W[l]‖²                                         |
 | `manual+epilogue` | manual, then dW[l] + λ W[l] (no independent work; dW is not a sink)   |
 
@@ -40,8 +40,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import manualgrad as mg
 from manualgrad import benchmark as B
-from manualgrad.functional import value_and_grad
+from manualgrad import functional
 
 #: layer dims, m, activations
 GRID = [
@@ -60,9 +61,10 @@ def _norms(p):
 def step_variants(acts: tuple[str, ...]) -> dict:
     """name -> function (params, X, Y, lam) -> (C, grads); lam is a traced 0.0."""
     plain = B.idiomatic_value_and_grad(acts)
+    manual = mg.network(acts).value_and_grad
 
-    def manual(p, X, Y):
-        return value_and_grad(p, X, Y, activations=acts)
+    def manual_l2(p, X, Y, lam):  # a traced λ: the functional name, which binds it per call
+        return functional.value_and_grad(p, X, Y, activations=acts, l2=lam)
 
     def with_l2(p, X, Y, lam):
         return jax.value_and_grad(
@@ -85,7 +87,7 @@ def step_variants(acts: tuple[str, ...]) -> dict:
         "plain+l2": with_l2,
         "plain+norms": plus_norms(plain),
         "manual": lambda p, X, Y, lam: manual(p, X, Y),
-        "manual+l2": lambda p, X, Y, lam: value_and_grad(p, X, Y, activations=acts, l2=lam),
+        "manual+l2": manual_l2,
         "manual+norms": plus_norms(manual),
         "manual+epilogue": epilogue,
     }

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +20,7 @@ from manualgrad import benchmark
 from manualgrad._cli import bench
 from manualgrad.errors import ConfigError
 
+ROOT = Path(__file__).resolve().parents[1]
 RATIO_FIELDS = {"median", "low", "high", "rounds", "verdict"}
 
 
@@ -195,3 +200,39 @@ def test_parse_case_reads_dims_at_m_and_rejects_garbage():
     assert benchmark.parse_case("12288,20,7,5,1@209") == benchmark.Case((12288, 20, 7, 5, 1), 209)
     with pytest.raises(ConfigError, match="12288,20,7,5,1@209"):
         benchmark.parse_case("12288x20")
+
+
+def test_torch_baseline_leaves_the_process_environment_as_it_found_it(tmp_path, monkeypatch):
+    # a stand-in `torch` that records the OpenMP wait policy it was loaded under
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text(
+        "import os\nLOADED_WITH = os.environ.get('OMP_WAIT_POLICY')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    params, X, Y = benchmark.problem((3, 2, 1), 4, jnp.float32)
+    with pytest.raises(ValueError, match="written for bce"):  # after the import, before torch use
+        benchmark.torch_step(params, X, Y, activations=("relu", "sigmoid"), loss="mse")
+    assert sys.modules["torch"].LOADED_WITH == "PASSIVE"  # torch's OpenMP threads sleep
+    assert "OMP_WAIT_POLICY" not in os.environ  # and nobody else's are changed
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import manualgrad, manualgrad.cli",
+        "from manualgrad.cli import main; main(['check', '--m', '3'])",
+        "from manualgrad.cli import main; main(['train', '--help'])",
+        "from manualgrad.cli import main; main(['--help'])",
+    ],
+    ids=["import", "check", "train-help", "help"],
+)
+def test_only_manualgrad_bench_imports_the_benchmark_harness(code):
+    script = f"import sys\ntry:\n    {code}\nexcept SystemExit:\n    pass\n"
+    script += "assert 'manualgrad.benchmark' not in sys.modules, 'harness imported'\n"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -73,13 +73,13 @@ def test_entries_at_a_relu_kink_are_reported_and_judged_by_jax_grad_alone(capsys
 
 
 def test_check_fails_with_exit_1_and_names_a_wrong_gradient(capsys, monkeypatch):
-    real = mg.value_and_grad
+    real = mg.Network.value_and_grad
 
-    def wrong_value_and_grad(*args, **kwargs):
-        cost, grads = real(*args, **kwargs)
+    def wrong_value_and_grad(net, *args):
+        cost, grads = real(net, *args)
         return cost, {**grads, "W2": grads["W2"] * 1.001}
 
-    monkeypatch.setattr(mg, "value_and_grad", wrong_value_and_grad)
+    monkeypatch.setattr(mg.Network, "value_and_grad", wrong_value_and_grad)
     code, data = _json(capsys)
     assert code == 1
     assert data["passed"] is False and data["worst"] == "W2"

@@ -22,6 +22,7 @@ from manualgrad._errors import DTypeError, ShapeError
 from manualgrad.checking.gradcheck import (
     compare_with_autodiff,
     finite_difference_grads,
+    network_kinks,
     relative_difference,
     stencil_kinks,
 )
@@ -85,18 +86,18 @@ def test_finite_difference_grads_refuse_float32():
 # -------------------------------------------------------------------- compare_with_autodiff
 
 ACTS = ("tanh", "relu", "sigmoid")
-_value_and_grad = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)
 
 
 def _problem(dims=(2, 3, 3, 1), m=9, l2=0.0):
     X, Y = mg.data.datasets.flower(m, seed=0)
     X, Y = jnp.asarray(X), jnp.asarray(Y)
-    params = mg.init_params(list(dims), jax.random.key(0), dtype=X.dtype)
+    net = mg.network(ACTS, "bce", l2=l2)
+    params = net.init(list(dims), jax.random.key(0), dtype=X.dtype)
 
     def cost_fn(p):
-        return mg.cost(p, X, Y, activations=ACTS, loss="bce", l2=l2)
+        return net.cost(p, X, Y)
 
-    _, grads = _value_and_grad(params, X, Y, activations=ACTS, loss="bce", l2=l2)
+    _, grads = jax.jit(net.value_and_grad)(params, X, Y)
     return params, grads, cost_fn, X, Y
 
 
@@ -146,7 +147,7 @@ def test_a_wrong_gradient_fails_and_is_named_worst(x64, corrupt, wrong):
 
 def test_a_forgotten_l2_term_is_caught_by_finite_differences_alone(x64):
     params, _, cost_fn, X, Y = _problem(l2=0.5)
-    _, grads_without_l2 = _value_and_grad(params, X, Y, activations=ACTS, loss="bce")
+    _, grads_without_l2 = jax.jit(mg.network(ACTS, "bce").value_and_grad)(params, X, Y)
     report = compare_with_autodiff(
         grads_without_l2, cost_fn, params, finite_differences=True, autodiff_tol=math.inf
     )
@@ -247,10 +248,26 @@ def test_backward_equals_jax_grad_of_cost_where_dropout_leaves_Z_exactly_zero(x6
     # so Z2 = W2 · 0 + b2 = 0 exactly there (b starts at 0)
     X, Y = mg.data.datasets.flower(40, seed=3)
     X, Y = jnp.asarray(X), jnp.asarray(Y)
-    params = mg.init_params([2, 1, 3, 1], jax.random.key(3), dtype=X.dtype)
-    options = dict(activations=("tanh", hidden, "sigmoid"), keep_prob=0.5, key=jax.random.key(4))
-    _, caches = mg.forward(params, X, **options)
-    assert int(jnp.sum(caches[1].Z == 0)) > 0  # the tie this test is about
-    _, grads = _value_and_grad(params, X, Y, **options)
-    report = compare_with_autodiff(grads, lambda p: mg.cost(p, X, Y, **options), params)
+    net = mg.network(("tanh", hidden, "sigmoid"), keep_prob=0.5)
+    params = net.init([2, 1, 3, 1], jax.random.key(3), dtype=X.dtype)
+    key = jax.random.key(4)
+    _, caches = net.forward(params, X, key)
+    assert int(jnp.sum(caches.layers[1].Z == 0)) > 0  # the tie this test is about
+    _, grads = jax.jit(net.value_and_grad)(params, X, Y, key)
+    report = compare_with_autodiff(grads, lambda p: net.cost(p, X, Y, key), params)
     assert report.passed, report
+
+
+def test_network_kinks_are_the_pre_activations_of_the_kinked_layers_only(x64):
+    X, _ = mg.data.datasets.flower(6, seed=5)
+    X = jnp.asarray(X)
+    net = mg.network(["relu", "tanh", "leaky_relu", "sigmoid"], "bce")
+    p = net.init([2, 3, 4, 3, 1], jax.random.key(5), dtype=X.dtype)
+    # the forward pass written out with jax.nn: Z1 and Z3 are the relu and leaky_relu inputs
+    Z1 = p["W1"] @ X + p["b1"]
+    Z2 = p["W2"] @ jax.nn.relu(Z1) + p["b2"]
+    Z3 = p["W3"] @ jnp.tanh(Z2) + p["b3"]
+    kinks = network_kinks(net, p, X)
+    assert len(kinks) == 2
+    for got, want in zip(kinks, (Z1, Z3), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)

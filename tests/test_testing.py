@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import backward_references as refs
+import manualgrad as mg
 from manualgrad import course
 from manualgrad._errors import ConfigError, DTypeError, ShapeError
 from manualgrad.checking._mistakes import MISTAKES
@@ -30,7 +31,6 @@ from manualgrad.checking.backward import (
     load_function,
 )
 from manualgrad.cli import main
-from manualgrad.functional import value_and_grad
 
 ROOT = Path(__file__).resolve().parents[1]
 REFS = ROOT / "tests" / "backward_references.py"
@@ -68,7 +68,7 @@ def test_manualgrads_core_backward_passes_the_check_in_the_core_convention():
     def grads(params, X, Y):
         n_layers = len(params) // 2
         activations = ("relu",) * (n_layers - 1) + ("sigmoid",)
-        return value_and_grad(params, X, Y, activations=activations, loss="bce")[1]
+        return mg.network(activations, "bce").value_and_grad(params, X, Y)[1]
 
     assert_backward_matches(grads, convention="core")
 

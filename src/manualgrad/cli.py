@@ -31,7 +31,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every sub-command; with `command`, only that one's options are declared.
+
+    A sub-command's module is imported to declare its options, so `manualgrad check`
+    builds `build_parser("check")` and never imports what `bench` or `train` need (the
+    benchmark harness above all); `build_parser()` declares them all, and a name that is
+    no command (`""`) none (`manualgrad --help`).
+    """
     parser = argparse.ArgumentParser(
         prog="manualgrad",
         description="Hand-derived backpropagation formulas in jax.numpy, proven against jax.grad.",
@@ -39,14 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(p)
+        if command is None or name == command:
+            importlib.import_module(module).add_arguments(p)
         p.set_defaults(_module=module)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    # the command comes first (the top level has no options but --help): declare its alone
+    named = next((a for a in argv[:1] if a in COMMANDS), "")
+    parser = build_parser(named)
     args = parser.parse_args(argv)
     args.argv = argv  # the command line as given (`train` prints it to resume a run)
     if args.command is None:

@@ -59,8 +59,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from manualgrad._core import dense
+from manualgrad._core import validation as check
 from manualgrad._core.activations import ACTIVATIONS, Activation, get_activation
-from manualgrad._core.engine import check
 from manualgrad._core.losses import bce_dA, cost_from_losses
 from manualgrad._core.regularization import l2_cost
 from manualgrad._errors import ConfigError, DTypeError, ShapeError

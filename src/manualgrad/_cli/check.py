@@ -1,18 +1,20 @@
 """`manualgrad check`: the hand-written gradients vs jax.grad and finite differences.
 
 On the planar "flower" data set (:func:`manualgrad.data.datasets.flower`), in float64, it
-initialises a network (He init from `--seed`), computes the gradients with
-:func:`manualgrad.value_and_grad` and compares each parameter with `jax.grad` of
-:func:`manualgrad.cost` and with central differences
+builds `mg.network(activations, loss, l2=…, keep_prob=…)`, initialises it (He init
+from `--seed`), computes the gradients with its jitted `value_and_grad` and compares
+each parameter with `jax.grad` of its `cost` and with central differences
 (:func:`manualgrad.checking.gradcheck.compare_with_autodiff`). A parameter passes when
+(the thresholds are :mod:`manualgrad.checking.gradcheck`'s `AUTODIFF_TOL["float64"]`,
+`FD_TOL` and `EPS`)
 
     relative difference to jax.grad            ≤ 1e-12  (measured ≈ 1e-16 … 1e-15)
     relative difference to finite differences  ≤ 1e-6   (ε = 1e-6; measured ≈ 4e-11 … 4e-9)
 
 except that entries "at a kink" — whose central difference straddles the kink of a
 relu or leaky_relu, some Z crossing 0 within ±ε — are compared with jax.grad only
-(:func:`manualgrad.checking.gradcheck.stencil_kinks`): there a central difference averages
-the two one-sided slopes. With zero biases and dropout, Z is exactly 0 for every
+(:func:`manualgrad.checking.gradcheck.network_kinks`): there a central difference
+averages the two one-sided slopes. With zero biases and dropout, Z is exactly 0 for every
 example whose previous layer was dropped entirely, so this is common.
 
 With `--against FILE.py[:FUNCTION]` it checks *your* backward pass instead
@@ -37,12 +39,8 @@ import numpy as np
 from manualgrad._cli import options
 
 if TYPE_CHECKING:
+    from manualgrad._core.losses import Loss
     from manualgrad.checking.gradcheck import GradCheckReport
-
-#: Relative-difference thresholds of a PASS (float64).
-AUTODIFF_TOL = 1e-12
-FD_TOL = 1e-6
-EPS = 1e-6
 
 #: Options of the built-in check that --against does not use.
 _NOT_WITH_AGAINST = ("layers", "activations", "m", "l2", "keep_prob")
@@ -89,13 +87,22 @@ def _int_list(text: str, what: str) -> list[int]:
         ) from None
 
 
+def _one_hot(loss: Loss) -> bool:
+    """Whether the loss takes one-hot labels, one output unit per class: a softmax output.
+
+    (The loss record has no field for its label format; its default output says it.)
+    """
+    return loss.default_output == "softmax"
+
+
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     """Resolve defaults and check the options (ConfigError -> exit 2)."""
     from manualgrad._core.losses import get_loss
     from manualgrad._errors import ConfigError
 
-    loss = get_loss(args.loss).name  # unknown loss -> ConfigError
-    n_out = 2 if loss == "ce" else 1  # the flower's 2 classes: one-hot for ce, 0/1 otherwise
+    record = get_loss(args.loss)  # unknown loss -> ConfigError
+    loss = record.name
+    n_out = 2 if _one_hot(record) else 1  # the flower's 2 classes: one-hot, or 0/1 labels
     if args.layers is None:
         layers = [2, *_DEFAULT_HIDDEN, n_out]
     else:
@@ -106,11 +113,12 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(
             f"`--layers` must start with n_x = 2 (the flower data is 2-D), got {layers[0]}"
         )
-    if loss == "ce" and layers[-1] != 2:
+    if _one_hot(record) and layers[-1] != 2:
         raise ConfigError(
-            f"`--loss ce` needs 2 output units (the flower's 2 classes, one-hot), got {layers[-1]}"
+            f"`--loss {loss}` needs 2 output units (the flower's 2 classes, one-hot), "
+            f"got {layers[-1]}"
         )
-    if loss != "ce" and layers[-1] != 1:
+    if not _one_hot(record) and layers[-1] != 1:
         raise ConfigError(
             f"`--loss {loss}` uses the flower's 0/1 labels, so the output layer needs 1 unit, "
             f"got {layers[-1]}"
@@ -131,59 +139,55 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check(config: dict[str, Any]) -> GradCheckReport:
-    """Run the comparison for a resolved config; returns a GradCheckReport."""
+    """Run the comparison for a resolved config; returns a GradCheckReport.
+
+    The network is `mg.network(activations, loss, l2=, keep_prob=)`; its jitted
+    `value_and_grad` (the hand-written backward) is compared with `jax.grad` of its
+    `cost` and with central differences, entries at a relu kink with jax.grad alone.
+    """
     import jax
     import jax.numpy as jnp
 
     import manualgrad as mg
-    from manualgrad._core.activations import get_activation
-    from manualgrad.checking.gradcheck import compare_with_autodiff
+    from manualgrad._core.losses import get_loss
+    from manualgrad.checking.gradcheck import (
+        AUTODIFF_TOL,
+        EPS,
+        FD_TOL,
+        compare_with_autodiff,
+        network_kinks,
+    )
     from manualgrad.data.datasets import flower
-    from manualgrad.functional import forward
 
+    # bad options raise a ManualgradError here or while tracing (exit 2, one line)
+    net = mg.network(
+        config["activations"], config["loss"], l2=config["l2"], keep_prob=config["keep_prob"]
+    )
     with jax.enable_x64(True):
         X, y = flower(config["m"], config["seed"])
-        Y = np.eye(2)[y[0].astype(int)].T if config["loss"] == "ce" else y
+        Y = np.eye(2)[y[0].astype(int)].T if _one_hot(get_loss(config["loss"])) else y
         X, Y = jnp.asarray(X, jnp.float64), jnp.asarray(Y, jnp.float64)
         init_key, dropout_key = jax.random.split(jax.random.key(config["seed"]))
-        params = mg.init_params(config["layers"], init_key, method="he", dtype=jnp.float64)
-        options = {
-            "activations": config["activations"],
-            "loss": config["loss"],
-            "l2": config["l2"],
-            "keep_prob": config["keep_prob"],
-            "key": dropout_key if config["keep_prob"] < 1 else None,
-        }
-
-        def cost_fn(p):
-            return mg.cost(p, X, Y, **options)
-
-        kinked = [get_activation(name).kink_at_zero for name in config["activations"]]
-
-        def kinks(p):
-            """Z[l] of the layers whose activation has a kink at 0 (relu, leaky_relu)."""
-            forward_options = {k: v for k, v in options.items() if k not in ("loss", "l2")}
-            _, caches = forward(p, X, **forward_options)
-            return [cache.Z for cache, kink in zip(caches, kinked, strict=True) if kink]
-
-        # bad options raise a ManualgradError while tracing (exit 2, one line)
-        value_and_grad = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)
-        _, grads = value_and_grad(params, X, Y, **options)
+        key = dropout_key if config["keep_prob"] < 1 else None
+        params = net.init(config["layers"], init_key, method="he", dtype=jnp.float64)
+        _, grads = jax.jit(net.value_and_grad)(params, X, Y, key)
         return compare_with_autodiff(
             grads,
-            cost_fn,
+            lambda p: net.cost(p, X, Y, key),
             params,
             finite_differences=True,
             eps=EPS,
-            autodiff_tol=AUTODIFF_TOL,
+            autodiff_tol=AUTODIFF_TOL["float64"],
             fd_tol=FD_TOL,
-            kinks=kinks,
+            kinks=lambda p: network_kinks(net, p, X, key),
         )
 
 
 def _print_table(config: dict[str, Any], report: GradCheckReport) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    from manualgrad.checking.gradcheck import EPS
 
     console = Console()
     console.print(

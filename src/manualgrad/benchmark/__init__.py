@@ -21,7 +21,6 @@ What it guarantees, for every figure it produces:
 
 from manualgrad.benchmark._baselines import (
     JAX_ACTIVATIONS,
-    Architecture,
     Step,
     equinox_step,
     idiomatic_cost,
@@ -80,7 +79,6 @@ __all__ = [
     "STEPS",
     "TOLERANCES",
     "AllReduceStats",
-    "Architecture",
     "Case",
     "Ratio",
     "Step",

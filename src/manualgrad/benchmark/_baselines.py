@@ -21,10 +21,12 @@ and has no bf16 column, PyTorch runs bf16 under `torch.autocast`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Required, TypedDict, Unpack
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,26 +49,6 @@ JAX_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 
 #: loss name -> output activation under which the loss is taken on the logits
 OUTPUT_ACTIVATION = {"bce": "sigmoid", "ce": "softmax", "mse": None}
-
-
-class Architecture(TypedDict, total=False):
-    """The network every baseline rebuilds in its own framework: its keyword options.
-
-    `activations` (one name per layer, required), `loss` ("bce" by default) and
-    `precision` (a policy of :data:`POLICIES`, "default" by default).
-    """
-
-    activations: Required[Sequence[str]]
-    loss: str
-    precision: str
-
-
-def _architecture(arch: Architecture) -> tuple[tuple[str, ...], str, str]:
-    return (
-        tuple(arch["activations"]),
-        arch.get("loss", "bce"),
-        arch.get("precision", "default"),
-    )
 
 
 class Step(NamedTuple):
@@ -94,15 +76,24 @@ def _product(precision: str) -> Callable[[Array, Array], Array]:
     return jnp.matmul
 
 
-def idiomatic_cost(params: Params, X: Array, Y: Array, **arch: Unpack[Architecture]) -> Array:
+def idiomatic_cost(
+    params: Params,
+    X: Array,
+    Y: Array,
+    *,
+    activations: Sequence[str],
+    loss: str = "bce",
+    precision: str = "default",
+) -> Array:
     """C = (1/m) Σ_i L(z[L](i), y(i)) written as a JAX user would, for `jax.value_and_grad`.
 
     Z[l] = W[l] A[l-1] + b[l], A[l] = g[l](Z[l]) with `jax.nn`; the loss is taken on
     the logits Z[L] with `optax.losses` (the output activation in `activations[-1]`
     is the one the loss implies: sigmoid for bce, softmax for ce; any for mse, where
-    L = ½ ‖a − y‖²). X: (n_x, m), Y: (n_L, m).
+    L = ½ ‖a − y‖²). X: (n_x, m), Y: (n_L, m). `activations` names one activation per
+    layer, `precision` is a policy of :data:`POLICIES`' matmuls ("default", "highest",
+    "bf16").
     """
-    activations, loss, precision = _architecture(arch)
     matmul = _product(precision)
     n_layers = len(params) // 2
     A = X
@@ -148,9 +139,18 @@ def idiomatic_value_and_grad(
     return jax.value_and_grad(cost)
 
 
-def equinox_step(params: Params, X: Array, Y: Array, **arch: Unpack[Architecture]) -> Step:
+def equinox_step(
+    params: Params,
+    X: Array,
+    Y: Array,
+    *,
+    activations: Sequence[str],
+    loss: str = "bce",
+    precision: str = "default",
+) -> Step:
     """Baseline (b): an equinox MLP with an optax loss, examples as rows under `jax.vmap`.
 
+    The network's options are :func:`idiomatic_cost`'s.
     Raises :class:`~manualgrad.errors.MissingDependencyError` (an ImportError) without
     equinox (`pip install "manualgrad[bench]"`) and ValueError for
     the bf16 policy (no idiomatic equinox equivalent).
@@ -160,7 +160,6 @@ def equinox_step(params: Params, X: Array, Y: Array, **arch: Unpack[Architecture
     )
     from manualgrad.benchmark._measure import temp_bytes, xla_flops
 
-    activations, loss, precision = _architecture(arch)
     if precision == "bf16":
         raise ValueError("the equinox baseline has no bf16 policy")
     if loss != "bce":
@@ -214,26 +213,63 @@ def equinox_step(params: Params, X: Array, Y: Array, **arch: Unpack[Architecture
     )
 
 
-def torch_step(params: Params, X: Array, Y: Array, **arch: Unpack[Architecture]) -> Step:
+def _import_torch() -> Any:
+    """torch, imported with its OpenMP threads told to sleep when idle; the environment kept.
+
+    PyTorch's OpenMP threads busy-wait after each op by default, taking the cores from
+    whatever runs next (here: the jax step of the same round). `OMP_WAIT_POLICY=PASSIVE`
+    makes them sleep; the OpenMP runtime reads it once, when torch loads it, so it is set
+    for that import only and the process environment is restored afterwards (a value the
+    user set is left alone; a torch imported earlier keeps its own setting).
+    """
+    if sys.modules.get("torch") is not None:  # already loaded: its OpenMP runtime too
+        return sys.modules["torch"]
+    before = os.environ.get("OMP_WAIT_POLICY")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        return optional_import(
+            "torch", needed_for="baseline (c)", install='pip install "manualgrad[bench]"'
+        )
+    finally:
+        if before is None:
+            os.environ.pop("OMP_WAIT_POLICY", None)
+
+
+@contextlib.contextmanager
+def _tf32(torch: Any, allowed: bool) -> Iterator[None]:
+    """`torch.backends.cuda.matmul.allow_tf32 = allowed` inside the block, restored after it."""
+    matmul = torch.backends.cuda.matmul
+    before = matmul.allow_tf32
+    matmul.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        matmul.allow_tf32 = before
+
+
+def torch_step(
+    params: Params,
+    X: Array,
+    Y: Array,
+    *,
+    activations: Sequence[str],
+    loss: str = "bce",
+    precision: str = "default",
+) -> Step:
     """Baseline (c): PyTorch autograd (eager) on the same layers, data and loss.
 
-    Runs on CUDA when both torch and jax see a GPU, else on the CPU. Raises
-    :class:`~manualgrad.errors.MissingDependencyError` (an ImportError) without torch.
+    The network's options are :func:`idiomatic_cost`'s. Runs on CUDA when both torch and
+    jax see a GPU, else on the CPU; on CUDA each step allows TF32 matmuls for the
+    "default" policy only, and puts torch's global `allow_tf32` back when it returns.
+    Raises :class:`~manualgrad.errors.MissingDependencyError` (an ImportError) without
+    torch.
     """
-    # PyTorch's OpenMP threads busy-wait after each op by default, taking the cores from
-    # whatever runs next (here: the jax step of the same round); make them sleep instead.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    torch = optional_import(
-        "torch", needed_for="baseline (c)", install='pip install "manualgrad[bench]"'
-    )
-    activations, loss, precision = _architecture(arch)
+    torch = _import_torch()
     if loss != "bce":
         raise ValueError(f"the torch baseline is written for bce, got {loss!r}")
     cuda = torch.cuda.is_available() and jax.devices()[0].platform == "gpu"
     dev = torch.device("cuda" if cuda else "cpu")
     tdtype = torch.float64 if np.asarray(X).dtype == np.float64 else torch.float32
-    if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = precision == "default"
     names = list(params)
     ps = {k: torch.tensor(np.asarray(params[k]), dtype=tdtype, device=dev) for k in names}
     for p in ps.values():
@@ -245,18 +281,21 @@ def torch_step(params: Params, X: Array, Y: Array, **arch: Unpack[Architecture])
     hidden = [torch_acts[a] for a in activations[:-1]]
 
     def step():
-        with torch.autocast(dev.type, torch.bfloat16, enabled=precision == "bf16"):
-            A = tX
-            for l in range(1, n_layers):
-                A = hidden[l - 1](ps[f"W{l}"] @ A + ps[f"b{l}"])
-            Z = ps[f"W{n_layers}"] @ A + ps[f"b{n_layers}"]
-        C = (
-            torch.nn.functional.binary_cross_entropy_with_logits(Z.to(tdtype), tY, reduction="sum")
-            / tY.shape[1]
-        )
-        grads = torch.autograd.grad(C, [ps[k] for k in names])
-        if cuda:
-            torch.cuda.synchronize()
+        with _tf32(torch, precision == "default") if cuda else contextlib.nullcontext():
+            with torch.autocast(dev.type, torch.bfloat16, enabled=precision == "bf16"):
+                A = tX
+                for l in range(1, n_layers):
+                    A = hidden[l - 1](ps[f"W{l}"] @ A + ps[f"b{l}"])
+                Z = ps[f"W{n_layers}"] @ A + ps[f"b{n_layers}"]
+            C = (
+                torch.nn.functional.binary_cross_entropy_with_logits(
+                    Z.to(tdtype), tY, reduction="sum"
+                )
+                / tY.shape[1]
+            )
+            grads = torch.autograd.grad(C, [ps[k] for k in names])
+            if cuda:
+                torch.cuda.synchronize()
         return C, dict(zip(names, grads, strict=True))
 
     def call() -> None:

@@ -5,12 +5,12 @@ For each grid point (layer_dims, m) and precision policy, one full gradient step
 
 | step          | what runs                                                       | role        |
 |---------------|-----------------------------------------------------------------|-------------|
-| `manual`      | :func:`manualgrad.value_and_grad` (hand-written backward)      | measured    |
+| `manual`      | `net.value_and_grad`, `net = mg.network(acts, "bce", precision=…)` | measured  |
 | `jax`         | (a) `jax.value_and_grad` of an idiomatic cost (`jax.nn`, optax)  | baseline    |
 | `eqx`         | (b) equinox MLP + optax loss (`equinox=True`)                    | baseline    |
 | `torch`       | (c) PyTorch autograd (`torch=True`)                              | baseline    |
-| `mg_autodiff` | `jax.value_and_grad(manualgrad.cost)` (`diagnostics=True`)        | diagnostic |
-| `bridge`      | `jax.value_and_grad` of the custom_vjp bridge (`diagnostics=True`)| diagnostic |
+| `mg_autodiff` | `jax.value_and_grad(net.cost)` (`diagnostics=True`)              | diagnostic  |
+| `bridge`      | `jax.value_and_grad(net.custom_vjp_cost)` (`diagnostics=True`)   | diagnostic  |
 
 Every step is compiled ahead of time and its gradients are checked against (a)'s
 (:data:`TOLERANCES`) before anything is timed; a step that disagrees is reported and
@@ -61,7 +61,6 @@ from manualgrad.benchmark._measure import (
     ratio_interval,
 )
 from manualgrad.errors import ConfigError
-from manualgrad.functional import cost, init_params, value_and_grad
 
 Array = jax.Array
 
@@ -194,7 +193,8 @@ def problem(layer_dims: Sequence[int], m: int, dtype: Any) -> tuple[dict, Array,
     otherwise give Z = 0 in the next one.
     """
     kp, kb, kx, ky = jax.random.split(jax.random.key(0), 4)
-    params = init_params(layer_dims, kp, dtype=dtype)
+    shapes_only = network(["linear"] * (len(layer_dims) - 1), "mse")  # init ignores activations
+    params = shapes_only.init(layer_dims, kp, "he", dtype)
     for l, k in enumerate(jax.random.split(kb, len(layer_dims) - 1), start=1):
         b = params[f"b{l}"]
         params[f"b{l}"] = 0.1 * jax.random.normal(k, b.shape, dtype)
@@ -206,25 +206,20 @@ def problem(layer_dims: Sequence[int], m: int, dtype: Any) -> tuple[dict, Array,
 def step_functions(
     activations: Sequence[str], precision: str, *, diagnostics: bool = False
 ) -> dict[str, Callable]:
-    """The jax steps `(params, X, Y) -> (C, grads)`: manual, (a) and the diagnostic ones."""
+    """The jax steps `(params, X, Y) -> (C, grads)`: manual, (a) and the diagnostic ones.
+
+    manual is `mg.network(activations, "bce", precision=precision).value_and_grad`; the
+    diagnostics differentiate the same network's `cost` and `custom_vjp_cost` with jax.
+    """
     acts = tuple(activations)
-    kw = {"activations": acts, "loss": "bce", "precision": precision}
-
-    def manual(params, X, Y):
-        return value_and_grad(params, X, Y, **kw)
-
+    net = network(acts, "bce", precision=precision)
     fns: dict[str, Callable] = {
-        "manual": manual,
+        "manual": net.value_and_grad,
         "jax": idiomatic_value_and_grad(acts, "bce", precision),
     }
     if diagnostics:
-
-        def mg_autodiff(params, X, Y):
-            return jax.value_and_grad(lambda p: cost(p, X, Y, **kw))(params)
-
-        fns["mg_autodiff"] = mg_autodiff
-        bridged = network(acts, "bce", precision=precision).custom_vjp_cost
-        fns["bridge"] = jax.value_and_grad(bridged)
+        fns["mg_autodiff"] = jax.value_and_grad(net.cost)
+        fns["bridge"] = jax.value_and_grad(net.custom_vjp_cost)
     return fns
 
 

@@ -76,12 +76,13 @@ class Ratio(NamedTuple):
         return f"{self.median:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
-def aot_compile(fn: Callable, *args: Any, static_argnames: Sequence[str] = (), **kwargs: Any):
+def aot_compile(fn: Callable, *args: Any, **kwargs: Any):
     """`jax.jit(fn).lower(*args, **kwargs).compile()`: compiled ahead of time.
 
-    Call the result as `compiled(*args, **non_static_kwargs)`.
+    Call the result as `compiled(*args, **kwargs)`. Static options belong to `fn` itself
+    (a network's bound function, a closure), never to `static_argnames`.
     """
-    return jax.jit(fn, static_argnames=tuple(static_argnames)).lower(*args, **kwargs).compile()
+    return jax.jit(fn).lower(*args, **kwargs).compile()
 
 
 def temp_bytes(compiled: Any) -> int | None:

@@ -32,6 +32,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from manualgrad.checking.gradcheck import relative_difference
+
 #: A hypothesis matches the user's value when their relative difference is at most this.
 MATCH_TOL = 1e-8
 
@@ -247,12 +249,6 @@ def describe(mistake_id: str, l: int | str = "l", m: int | None = None) -> str:
     if mistake.mentions_m and m is not None:
         text += f" (m = {m})"
     return text
-
-
-def relative_difference(a: np.ndarray, b: np.ndarray) -> float:
-    """‖a − b‖ / (‖a‖ + ‖b‖), 0.0 when both are zero (the course's metric, on one array)."""
-    denominator = float(np.linalg.norm(a) + np.linalg.norm(b))
-    return 0.0 if denominator == 0 else float(np.linalg.norm(a - b)) / denominator
 
 
 def _matches(user: np.ndarray, candidates: Sequence[np.ndarray]) -> bool:

@@ -48,11 +48,11 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TypedDict, Unpack
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from manualgrad._errors import ConfigError, DTypeError, ShapeError
+from manualgrad._errors import ConfigError, DTypeError, ShapeError, plural
 from manualgrad.checking._mistakes import (
     Finding,
     Layer,
@@ -66,7 +66,8 @@ from manualgrad.checking._mistakes import (
 
 CONVENTIONS = ("course", "core")
 #: The losses a checked backward may differentiate (both after a sigmoid output).
-LOSSES = ("bce", "mse")
+#: (Names of `manualgrad.LOSSES`, the loss records, which this is not.)
+CHECKED_LOSSES = ("bce", "mse")
 #: A key passes at this relative difference to jax.grad or below (float64).
 TOL = 1e-10
 #: The function name `load_function` looks for when the spec names none.
@@ -320,7 +321,7 @@ class BackwardReport:
         verdict = self._verdict()
         if summary_first:
             console.print(verdict)
-        networks = _plural(len(self.results), "network")
+        networks = plural(len(self.results), "network")
         console.print(
             f"{self.function} ({self.convention} convention, loss {self.loss}) against jax.grad, "
             f"float64, {networks}; a key passes at a relative difference "
@@ -345,16 +346,12 @@ class BackwardReport:
 
         n = len(self.results)
         if self.passed:
-            return f"[green]PASS[/green]: every key of {_plural(n, 'network')} agrees with jax.grad"
+            return f"[green]PASS[/green]: every key of {plural(n, 'network')} agrees with jax.grad"
         failed = sum(not r.passed for r in self.results)
-        networks = _plural(n, "network")
+        networks = plural(n, "network")
         lines = [f"[bold red]FAIL[/bold red]: {failed} of {networks} disagree with jax.grad:"]
         lines += [f"- {escape(line)}" for line in self.summary()]
         return "\n".join(lines)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _print_case(console: Any, result: CaseResult) -> None:
@@ -366,7 +363,7 @@ def _print_case(console: Any, result: CaseResult) -> None:
         console.print(f"{title}: [bold red]raised[/bold red] {escape(result.error)}")
         return
     if result.passed:
-        n = _plural(len(result.findings), "key")
+        n = plural(len(result.findings), "key")
         console.print(f"{title}: {n}, all agree [green]PASS[/green]")
         return
     console.print(f"{title}:")
@@ -498,9 +495,9 @@ def check_backward(
     """
     if convention not in CONVENTIONS:
         raise ConfigError(f"unknown convention {convention!r}; expected one of {list(CONVENTIONS)}")
-    if loss not in LOSSES:
+    if loss not in CHECKED_LOSSES:
         raise ConfigError(
-            f"loss {loss!r} cannot be checked here; expected one of {list(LOSSES)} (the "
+            f"loss {loss!r} cannot be checked here; expected one of {list(CHECKED_LOSSES)} (the "
             "course's network ends in a sigmoid)"
         )
     cases = default_cases() if cases is None else tuple(cases)
@@ -528,23 +525,19 @@ def check_backward(
     return BackwardReport(name, convention, loss, tol, tuple(results))
 
 
-class CheckOptions(TypedDict, total=False):
-    """The keyword options of :func:`check_backward` and :func:`assert_backward_matches`.
-
-    `convention` ("course" or "core"), `loss` ("bce" or "mse"), `cases` (the networks;
-    :func:`default_cases` by default) and `tol` (relative, per key; :data:`TOL`).
-    """
-
-    convention: str
-    loss: str
-    cases: Sequence[BackwardCase] | None
-    tol: float
-
-
 def assert_backward_matches(
-    func: Callable[..., Any], **options: Unpack[CheckOptions]
+    func: Callable[..., Any],
+    *,
+    convention: str = "course",
+    loss: str = "bce",
+    cases: Sequence[BackwardCase] | None = None,
+    tol: float = TOL,
 ) -> BackwardReport:
     """:func:`check_backward`, raising `AssertionError` unless every key of every network passes.
+
+    The options are :func:`check_backward`'s: `convention` ("course" or "core"), `loss`
+    ("bce" or "mse"), `cases` (the networks; :func:`default_cases` by default) and `tol`
+    (relative, per key; :data:`TOL`).
 
     The message is the report: the verdict and one line per diagnosis first, then the
     table of each failing network. A returned value that cannot be compared (not a dict,
@@ -553,7 +546,7 @@ def assert_backward_matches(
     """
     __tracebackhide__ = True  # pytest: show the caller's line, not this one
     try:
-        report = check_backward(func, **options)
+        report = check_backward(func, convention=convention, loss=loss, cases=cases, tol=tol)
     except (ShapeError, DTypeError) as err:
         raise AssertionError(str(err)) from err
     if not report.passed:
@@ -618,13 +611,12 @@ def load_function(spec: str, default: str = DEFAULT_FUNCTION) -> Callable[..., A
 
 
 __all__ = [
+    "CHECKED_LOSSES",
     "CONVENTIONS",
-    "LOSSES",
     "TOL",
     "BackwardCase",
     "BackwardReport",
     "CaseResult",
-    "CheckOptions",
     "assert_backward_matches",
     "check_backward",
     "default_cases",

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,13 +47,18 @@ from jax.flatten_util import ravel_pytree
 
 from manualgrad._errors import DTypeError, ShapeError
 
+if TYPE_CHECKING:
+    from manualgrad._network import Network
+
 __all__ = [
     "AUTODIFF_TOL",
+    "EPS",
     "FD_TOL",
     "GradCheckReport",
     "ParamCheck",
     "compare_with_autodiff",
     "finite_difference_grads",
+    "network_kinks",
     "relative_difference",
     "stencil_kinks",
 ]
@@ -71,6 +76,8 @@ AUTODIFF_TOL = {"float64": 1e-12, "float32": 1e-5}
 #: Against central differences (float64, ε = 1e-6): truncation and rounding ≈ 1e-10–1e-8;
 #: the course itself flags a mistake above 2e-7 (with ε = 1e-7).
 FD_TOL = 1e-6
+#: The default central-difference step ε (float64).
+EPS = 1e-6
 
 
 def _norm(leaves: list[np.ndarray]) -> float:
@@ -124,7 +131,7 @@ def _map_over_coordinates(one: Callable[[Array], Any], n: int, batch_size: int) 
 
 
 def finite_difference_grads(
-    cost_fn: Callable[[PyTree], Array], params: PyTree, eps: float = 1e-6, batch_size: int = 256
+    cost_fn: Callable[[PyTree], Array], params: PyTree, eps: float = EPS, batch_size: int = 256
 ) -> PyTree:
     """Central differences (C(θ + ε e_i) − C(θ − ε e_i)) / 2ε for every scalar θ_i of `params`.
 
@@ -146,7 +153,7 @@ def finite_difference_grads(
 def stencil_kinks(
     pre_activations: Callable[[PyTree], Sequence[Array]],
     params: PyTree,
-    eps: float = 1e-6,
+    eps: float = EPS,
     batch_size: int = 256,
 ) -> PyTree:
     r"""Which central differences straddle a kink: a pytree of bools like `params`.
@@ -174,6 +181,31 @@ def stencil_kinks(
         return jnp.any(jnp.stack(crossed)) if crossed else jnp.zeros((), bool)
 
     return unravel(_map_over_coordinates(one, theta.size, batch_size))
+
+
+def network_kinks(net: Network, params: PyTree, X: Array, key: Array | None = None) -> list[Array]:
+    """The pre-activations Z of `net`'s layers whose activation has a kink at 0, for `kinks`.
+
+    Runs `net.forward(params, X, key)` (the same dropout masks as the cost's, from `key`)
+    and returns, first layer first, Z of every layer whose activation record says
+    `kink_at_zero` (relu, leaky_relu): what :func:`stencil_kinks` and the `kinks`
+    argument of :func:`compare_with_autodiff` take,
+
+        kinks=lambda p: network_kinks(net, p, X, key)
+
+    A layer's Z and activation are read with `output_values(cache)`, which every layer
+    that can end a network provides; other layers (none of which has a kinked
+    activation yet) contribute nothing.
+    """
+    _, caches = net.forward(params, X, key)
+    zs = []
+    for layer, cache in zip(net.layers, caches.layers, strict=True):
+        if layer.output_activation is None:
+            continue
+        Z, _, activation = layer.output_values(cache)
+        if activation.kink_at_zero:
+            zs.append(Z)
+    return zs
 
 
 def _leaf_names(tree: PyTree) -> list[str]:
@@ -261,7 +293,7 @@ def compare_with_autodiff(
     params: PyTree,
     *,
     finite_differences: bool = False,
-    eps: float = 1e-6,
+    eps: float = EPS,
     autodiff_tol: float | None = None,
     fd_tol: float = FD_TOL,
     kinks: Callable[[PyTree], Sequence[Array]] | None = None,
