@@ -172,6 +172,32 @@ def curv(fn: str = "diag_ggn", **changes) -> Callable[[], object]:
     return call
 
 
+@dataclass(frozen=True)
+class _Scale(mg.layers.Layer):
+    """A parameter-free layer, A = 2 A_prev: it takes part in the chain only."""
+
+    def init(self, key, in_shape, dtype):
+        return {}, tuple(in_shape)
+
+    def forward(self, params, A_prev, precision):
+        return 2 * A_prev, None
+
+    def backward(self, params, cache, dA, precision, need_dA_prev=True):
+        return 2 * dA, ()
+
+
+def _scaled(keep_prob=1.0):
+    """Dense(4, relu), a parameter-free layer, Dense(2, softmax), for 3 features, ce."""
+    layers = [mg.layers.Dense(4), _Scale(), mg.layers.Dense(2, activation="softmax")]
+    return mg.network(layers, "ce", keep_prob=keep_prob)
+
+
+def layered(call: Callable[[mg.Network], object], **options) -> Callable[[], object]:
+    """`call(net)` for the (3, 4, 2) relu/softmax/ce network of mg.layers.Dense."""
+    layers = [mg.layers.Dense(4), mg.layers.Dense(2, activation="softmax")]
+    return lambda: call(mg.network(layers, "ce", **options))
+
+
 def in_tmp(call: Callable[[], object]) -> Callable[[], object]:
     """Run `call` inside a fresh temporary directory, so file names in messages are short."""
 
@@ -239,6 +265,7 @@ def returning(change: Callable[[dict], object], **options) -> Callable[[], objec
     return call
 
 
+LY = "Layers (`mg.layers`, `mg.network`)"
 T, D = "Training (`train`, `accuracy`)", "Data sets and data files (`manualgrad.data.files`)"
 P, A, L, XS, YS, O, B, I, PE, J = (
     "Parameters",
@@ -328,6 +355,47 @@ CASES: list[Case] = [
          r"loss 'bce' needs a sigmoid output layer, got 'softmax'", "use `ce` with softmax"),
     Case("sigmoid-with-ce", L, "`ce` after a sigmoid output", bce(loss="ce"), ConfigError,
          r"loss 'ce' needs a softmax output layer, got 'sigmoid'", "use `bce` with sigmoid"),
+    # -- layers ---------------------------------------------------------------------------
+    Case("dense-units-not-positive", LY, "`Dense` with 0 (or a non-int number of) units",
+         lambda: mg.layers.Dense(0), ConfigError, r"`Dense\(units\)` must be a positive int",
+         "`mg.layers.Dense(20)`"),
+    Case("dense-activation-unknown", LY, "`Dense` with an activation that does not exist",
+         lambda: mg.layers.Dense(4, activation="swish"), ConfigError,
+         r"got unknown activation 'swish'", "one of `mg.activations.ACTIVATIONS`"),
+    Case("dense-init-unknown", LY, "`Dense` with an unknown init method",
+         lambda: mg.layers.Dense(4, init_method="glorot"), ConfigError,
+         r"`Dense\(init_method=...\)` got 'glorot'", "`he`, `xavier`, `random` or `zeros`"),
+    Case("layers-not-a-sequence", LY, "one layer instead of a list of layers",
+         lambda: mg.network(mg.layers.Dense(1, activation="sigmoid")), ConfigError,
+         r"expected `layers` to be a sequence of layers", "`mg.network([layer, …])`"),
+    Case("layer-not-a-layer", LY, "something that is neither a layer nor an activation name",
+         lambda: mg.network([mg.layers.Dense(4), 3]), ConfigError,
+         r"layer 2: expected a layer", "`mg.layers.Dense(…)` or a name"),
+    Case("output-layer-without-activation", LY, "a last layer the loss cannot act on "
+         "(no activation, e.g. a parameter-free layer)",
+         lambda: mg.network([mg.layers.Dense(4), _Scale()]), ConfigError,
+         r"cannot be a network's output layer", "end with `mg.layers.Dense(n_L, activation=…)`"),
+    Case("dense-without-units", LY, "`net.init(input_shape)` where a `Dense` has no units",
+         lambda: mg.network([mg.layers.Dense(activation="relu"),
+                             mg.layers.Dense(1, activation="sigmoid")]).init((3,),
+                                                                           jax.random.key(0)),
+         ConfigError, r"has no `units`", "`Dense(units, …)`, or the shorthand with layer_dims"),
+    Case("dense-input-not-a-vector", LY, "a `Dense` layer given images (one example not a vector)",
+         layered(lambda net: net.init((8, 8, 3), jax.random.key(0))), ShapeError,
+         r"takes vectors, one example of shape", "flatten each example first"),
+    Case("input-shape-invalid", LY, "`net.init` given something other than one example's shape",
+         layered(lambda net: net.init(3, jax.random.key(0))), ShapeError,
+         r"`input_shape` must be one example's shape", "`net.init((n_x,), key)`"),
+    Case("params-do-not-fit-layers", LY, "params that lack a key the network's layers name",
+         lambda: _scaled().value_and_grad({"W1": jnp.ones((4, 3)), "b1": jnp.zeros((4, 1))},
+                                          _X(), _Y()), ShapeError,
+         r"`params` do not fit the network's layers", "`net.init(input_shape, key)`"),
+    Case("params-shape-do-not-fit-layers", LY, "a parameter whose shape its layer does not give "
+         "for X's examples",
+         lambda: _scaled().value_and_grad(
+             {**_scaled().init((3,), jax.random.key(0)), "W2": jnp.ones((2, 5))}, _X(), _Y()),
+         ShapeError, r"`W2` has shape \(2, 5\) but the network's layers give \(2, 4\)",
+         "params from `net.init` for X's example shape"),
     # -- X --------------------------------------------------------------------------------
     Case("X-not-numeric", XS, "X is None, a string or other non-numeric object", vg(X=None),
          DTypeError, r"expected `X` to be a numeric array, got None", "pass an array"),
@@ -550,6 +618,15 @@ CASES: list[Case] = [
          curv("diag_hessian", loss="mse"), ConfigError,
          r"`diag_hessian` needs the output activation's g'' elementwise",
          "`ce` with softmax, or `hessian_vector_product`"),
+    Case("curvature-with-dropout", CV, "a curvature function of a network with dropout",
+         layered(lambda net: mg.curvature.diag_ggn(net, _params(), _X(), _Y()), keep_prob=0.5),
+         ConfigError, r"is the curvature of the deterministic network",
+         "`dataclasses.replace(net, keep_prob=1.0)`"),
+    Case("diag-hessian-not-dense", CV, "`diag_hessian` of a network with a layer that is not "
+         "dense", lambda: mg.curvature.diag_hessian(
+             _scaled(), _scaled().init((3,), jax.random.key(0)), _X(), _Y()), ConfigError,
+         r"`diag_hessian` needs each layer's Z, A and g''",
+         "`diag_ggn` or `hessian_vector_product`"),
     # -- jit ------------------------------------------------------------------------------
     Case("jit-functional-names", J, "a functional shim (`mg.value_and_grad`) under `jax.jit`: "
          "its activation names are not arrays", _jit_functional, TypeError,

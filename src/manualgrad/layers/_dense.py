@@ -109,7 +109,8 @@ class Dense(Layer):
         if len(in_shape) != 1:
             raise ShapeError(
                 f"{self.name} takes vectors, one example of shape (n_{{l-1}},), but its input "
-                f"has shape {tuple(in_shape)}: put mg.layers.Flatten() before it"
+                f"has shape {tuple(in_shape)}: flatten each example to a vector first, "
+                "X.reshape(-1, m), and give net.init its length"
             )
         n = self.units if units is None else units
         if n is None:
