@@ -105,7 +105,8 @@ class TrainResult(NamedTuple):
     params, opt_state: after the last step; history: the cost of every unit from epoch
     0 when resumed from a checkpoint (which keeps the earlier costs), else from
     `start_epoch`; epoch: epochs completed (fewer than asked if a callback stopped the
-    run); start_epoch: where this call began; step: optimizer steps taken; metrics:
+    run); start_epoch: where this call began; step: optimizer steps taken (start_step
+    of them before this call); metrics:
     the callbacks' metrics at the end (with DP, "epsilon": the ε spent).
     """
 
@@ -115,6 +116,7 @@ class TrainResult(NamedTuple):
     epoch: int
     start_epoch: int
     step: int
+    start_step: int
     metrics: Mapping[str, Any]
 
 

@@ -445,6 +445,7 @@ def _run(run: Run, hooks: Sequence[Callback]) -> TrainResult:
         progress.epoch,
         start_epoch,
         progress.step,
+        run.start * spu,
         progress.metrics,
     )
 
