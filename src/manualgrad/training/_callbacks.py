@@ -317,9 +317,12 @@ class StopOnSignal(Callback):
     thread; elsewhere this callback does nothing.
     """
 
-    def start(self, run: Run) -> Run:
+    def __init__(self) -> None:
         self.received: list[str] = []
-        self._previous: dict[int, Any] = {}
+        self._previous: dict[Any, Any] = {}
+
+    def start(self, run: Run) -> Run:
+        self.received = []
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
             for s in self._previous:

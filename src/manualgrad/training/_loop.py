@@ -147,6 +147,11 @@ def _epoch_step(
 
     def step(params, opt_state, e, X, Y, key):
         m = X.shape[-1]
+        if batch_size is not None and batch_size > m:
+            raise ConfigError(
+                f"`batch_size` = {batch_size} is larger than the m = {m} training examples: use "
+                f"at most {m}, or batch_size=None for full-batch training"
+            )
         k_shuffle, k_dropout = jax.random.split(key)
         k_epoch = jax.random.fold_in(k_dropout, e)
         if batch_size is None or batch_size >= m:
@@ -305,12 +310,6 @@ def _resolve_step(
             f"{type(optimizer).__name__}"
         )
     if dp is None:
-        m = X.shape[-1]
-        if batch_size is not None and not isinstance(batch_size, bool) and batch_size > m:
-            raise ConfigError(
-                f"`batch_size` = {batch_size} is larger than the m = {m} training examples: use "
-                f"at most {m}, or batch_size=None for full-batch training"
-            )
         return minibatch_step(net, optimizer, batch_size), ()
     from manualgrad import privacy
     from manualgrad.training._callbacks import Accountant
