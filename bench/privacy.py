@@ -62,8 +62,12 @@ def _data(dims, n, seed=0):
     return X, Y
 
 
+def _network(dims) -> mg.Network:
+    return mg.network(["relu"] * (len(dims) - 2) + ["softmax"], "ce")
+
+
 def _variants(dims, n, q, K):
-    acts = ("relu",) * (len(dims) - 2) + ("softmax",)
+    net = _network(dims)
     B = round(q * n)
     normaliser = q * n
 
@@ -74,24 +78,23 @@ def _variants(dims, n, q, K):
         k_sample, k_noise = jax.random.split(key)
         batch = privacy.poisson_batch(k_sample, n, q, K)
         grads = privacy.masked_dp_grads(
+            net,
             params,
             X[:, batch.index],
             Y[:, batch.index],
             batch.mask,
-            noise_key=k_noise,
+            k_noise,
             clip_norm=clip,
             noise_multiplier=sigma,
             normaliser=normaliser,
-            activations=acts,
-            loss="ce",
         )
         return sgd(params, grads)
 
     def step(params, X, Y, index):
-        _, grads = mg.value_and_grad(params, X[:, index], Y[:, index], activations=acts, loss="ce")
+        _, grads = net.value_and_grad(params, X[:, index], Y[:, index])
         return sgd(params, grads)
 
-    return acts, B, private, step
+    return net, B, private, step
 
 
 def _opacus_step(dims, B, params, X, Y, sigma, clip, normaliser):
@@ -134,25 +137,24 @@ def _check(dims, n, q, K, X, Y, params, opacus_ok):
     index = jnp.arange(K)
     # private with σ ≈ 0, C = ∞ and every column sampled (q = 1 for the check: all of
     # the first K columns) equals the plain step when the normaliser is K.
-    acts = ("relu",) * (len(dims) - 2) + ("softmax",)
+    net = _network(dims)
 
     def noiseless(B, clip_norm, normaliser):
         """privacy.masked_dp_grads with σ = 0 on the first B columns, all of them sampled."""
         return privacy.masked_dp_grads(
+            net,
             params,
             X[:, :B],
             Y[:, :B],
             jnp.ones(B, bool),
-            noise_key=jax.random.key(0),
+            jax.random.key(0),
             clip_norm=clip_norm,
             noise_multiplier=0.0,
             normaliser=normaliser,
-            activations=acts,
-            loss="ce",
         )
 
     g_priv = noiseless(K, 1e30, K)
-    _, g_step = mg.value_and_grad(params, X[:, index], Y[:, index], activations=acts, loss="ce")
+    _, g_step = net.value_and_grad(params, X[:, index], Y[:, index])
     errs = {"private_vs_step": max_rel_err(g_priv, g_step)}
     if opacus_ok:
         B = round(q * n)
@@ -176,7 +178,7 @@ def bench_case(name, dims, n, q, rounds, reps, use_opacus):
     K = privacy.batch_capacity(n, q, overflow=1e-12)
     _, B, private, step = _variants(dims, n, q, K)
     X, Y = _data(dims, n)
-    params = mg.init_params(dims, jax.random.key(1), method="he")
+    params = _network(dims).init(dims, jax.random.key(1), method="he")
     opacus_ok = False
     if use_opacus:
         try:

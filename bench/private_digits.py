@@ -5,7 +5,7 @@ initial params on the same 1,438 training images with Poisson sampling at rate q
 per-example clipping at C and Gaussian noise calibrated by the PLD accountant to
 (ε, δ) after all steps; report the test accuracy on the 359 held-out images, averaged
 over --seeds runs (each seed: its own init, sampling and noise; the split is fixed).
-The non-private run is what one would write without privacy: `manualgrad.training._loop` with
+The non-private run is what one would write without privacy: `mg.train` with
 shuffled mini-batches of the expected size q·N, the same optimizer and epochs (its own
 learning rate, --lr-nonprivate), no clipping and no noise.
 
@@ -26,19 +26,22 @@ import jax
 import numpy as np
 import optax
 
+import manualgrad as mg
 from manualgrad import privacy
 from manualgrad.benchmark import machine
 from manualgrad.data.datasets import digits_split
-from manualgrad.functional import init_params
-from manualgrad.training._loop import accuracy, train
+from manualgrad.training import Accountant, accuracy, private_step
 
 
 def run(args) -> list[dict]:
     X, Y, X_test, Y_test = digits_split(test_fraction=0.2, seed=1)
     n = X.shape[1]
     dims = [64, *args.hidden, 10]
-    acts = ("tanh",) * len(args.hidden) + ("softmax",)
-    steps = round(args.epochs / args.q)
+    net = mg.network(["tanh"] * len(args.hidden) + ["softmax"], "ce")
+    epochs = int(args.epochs)
+    if epochs != args.epochs or epochs < 1:
+        raise SystemExit(f"--epochs must be a whole number ≥ 1, got {args.epochs}")
+    steps = round(epochs / args.q)
     rows = []
     budgets = [*args.epsilons, math.inf]
     for eps in budgets:
@@ -50,7 +53,7 @@ def run(args) -> list[dict]:
         accs, spent, o_accs, o_eps = [], [], [], []
         for seed in range(args.seeds):
             k_init, k_train = jax.random.split(jax.random.key(seed))
-            params = init_params(dims, k_init, method="xavier")
+            params = net.init(dims, k_init, method="xavier")
             lr = args.lr if private else args.lr_nonprivate
             optimizer = optax.sgd(lr, momentum=args.momentum)
             if private:
@@ -60,18 +63,18 @@ def run(args) -> list[dict]:
                     delta=args.delta,
                     noise_multiplier=sigma,
                 )
-                result = privacy.train_private(
+                plan = privacy.plan(dp, n=n, steps=steps)
+                result = mg.train(
+                    net,
                     params,
                     X,
                     Y,
-                    optimizer,
-                    dp=dp,
-                    activations=acts,
-                    loss="ce",
-                    steps=steps,
+                    private_step(net, optimizer, plan),
+                    epochs=epochs,
                     key=k_train,
+                    callbacks=[Accountant(plan)],
                 )
-                spent.append(result.epsilon)
+                spent.append(result.metrics["epsilon"])
                 if args.opacus:
                     acc, eps_o = opacus_run(
                         params, X, Y, X_test, Y_test, sigma=sigma, args=args, seed=seed
@@ -79,18 +82,17 @@ def run(args) -> list[dict]:
                     o_accs.append(acc)
                     o_eps.append(eps_o)
             else:
-                result = train(
+                result = mg.train(
+                    net,
                     params,
                     X,
                     Y,
                     optimizer,
-                    activations=acts,
-                    loss="ce",
-                    epochs=math.ceil(args.epochs),
+                    epochs=epochs,
                     batch_size=round(args.q * n),
                     key=k_train,
                 )
-            accs.append(accuracy(result.params, X_test, Y_test, activations=acts))
+            accs.append(accuracy(net, result.params, X_test, Y_test))
         rows.append(
             {
                 "target_epsilon": eps if private else None,

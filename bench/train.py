@@ -12,7 +12,7 @@ Two settings, float32:
 | `mini`   | [784, 256, 128, 1], relu² sigmoid    | m = 4096 | `optax.adam(1e-3)`, B = 128,     |
 |          |                                      |          | reshuffled every epoch, 20 epochs|
 
-`manualgrad` is :func:`manualgrad.training._loop.train` (all epochs in one compiled call). The
+`manualgrad` is `mg.train` (all epochs in one compiled call). The
 baseline (a) is what a JAX user writes: one `jax.jit` of a `lax.scan` over epochs (and
 over mini-batches) taking `jax.value_and_grad` of an idiomatic cost
 (`manualgrad.benchmark.idiomatic_cost`: `jax.nn` + `optax.losses`) and the same optax
@@ -41,9 +41,8 @@ import numpy as np
 import optax
 from jax import lax
 
+import manualgrad as mg
 from manualgrad import benchmark as B
-from manualgrad.functional import init_params
-from manualgrad.training._loop import train
 
 
 class Setting(NamedTuple):
@@ -99,8 +98,12 @@ def problem(setting: Setting, seed: int = 1):
     rng = np.random.default_rng(seed)
     X = jnp.asarray(rng.random((setting.dims[0], setting.m), dtype=np.float32))
     Y = jnp.asarray((rng.random((1, setting.m)) < 0.35).astype(np.float32))
-    params = init_params(setting.dims, jax.random.key(seed), method="xavier")
+    params = network_of(setting).init(setting.dims, jax.random.key(seed), method="xavier")
     return params, X, Y
+
+
+def network_of(setting: Setting) -> mg.Network:
+    return mg.network(["relu"] * (len(setting.dims) - 2) + ["sigmoid"], "bce")
 
 
 def run_setting(setting: Setting, *, epochs: int, check_epochs: int, rounds: int, ceiling, log):
@@ -112,9 +115,8 @@ def run_setting(setting: Setting, *, epochs: int, check_epochs: int, rounds: int
         raise SystemExit(f"{setting.name}: m must be a multiple of the batch size")
 
     def manual(n):
-        result = train(params, X, Y, setting.optimizer, activations=activations, loss="bce",
-                       epochs=n, batch_size=setting.batch_size, key=key,
-                       epochs_per_call=n)  # fmt: skip
+        result = mg.train(network_of(setting), params, X, Y, setting.optimizer, epochs=n,
+                          batch_size=setting.batch_size, key=key, epochs_per_call=n)  # fmt: skip
         return result.params, result.history
 
     def baseline(n):

@@ -39,25 +39,27 @@ def local(x):
 
 def main() -> dict:
     mesh = mg.parallel.data_mesh()
-    params = mg.init_params([3, 5, 4, 1], jax.random.key(0), dtype=jnp.float64)
+    net = mg.network(ACTS, l2=0.1)
+    params = net.init([3, 5, 4, 1], jax.random.key(0), dtype=jnp.float64)
     rng = np.random.default_rng(0)  # every process draws the same 8 examples…
     X_all = rng.normal(size=(3, 8))
     Y_all = (rng.uniform(size=(1, 8)) > 0.5).astype(np.float64)
     cols = slice(4 * process_id, 4 * process_id + 4)  # …and loads only its 4
     X, Y = mg.parallel.shard_batch_from_local(X_all[:, cols], Y_all[:, cols], mesh)
 
-    ref = local(mg.value_and_grad(params, X_all, Y_all, activations=ACTS, l2=0.1))
-    net = mg.network(ACTS, l2=0.1)
+    ref = local(net.value_and_grad(params, X_all, Y_all))
     auto = mg.parallel.data_parallel(net.value_and_grad, mesh)(params, X, Y)
     smap = mg.parallel.shard_map_value_and_grad(net, mesh)(params, X, Y)
 
     opt = optax.sgd(0.5)
-    dp_step = mg.parallel.data_parallel_step(opt, mesh, mg.network(ACTS))
+    plain = mg.network(ACTS)
+    dp_step = mg.training.data_parallel_step(plain, opt, mesh)  # one full-batch step per unit
+    step = jax.jit(dp_step.step)
     p, s = params, dp_step.init(params)
     p1, s1 = params, opt.init(params)
-    for _ in range(2):
-        p, s, _ = dp_step.step(p, s, X, Y)
-        _, g1 = mg.value_and_grad(p1, X_all, Y_all, activations=ACTS)
+    for t in range(2):
+        p, s, _ = step(p, s, t, X, Y, jax.random.key(0))
+        _, g1 = plain.value_and_grad(p1, X_all, Y_all)
         u, s1 = opt.update(g1, s1, p1)
         p1 = optax.apply_updates(p1, u)
     return {

@@ -3,7 +3,7 @@
 Started by tests/test_parallel.py in a subprocess (jax's device count is fixed when
 its backend starts, so it cannot be changed inside the pytest process). Each entry
 is a measured number or fact; the pytest side asserts on it. The reference is the
-single-device, jitted `manualgrad.value_and_grad` (proven against `jax.grad` by the
+single-device, jitted `net.value_and_grad` (proven against `jax.grad` by the
 core's tests), which shares no code path with the sharding and collectives.
 """
 
@@ -25,7 +25,6 @@ import optax  # noqa: E402
 import helpers  # noqa: E402
 import manualgrad as mg  # noqa: E402
 from helpers import rel_err  # noqa: E402
-from manualgrad import per_example  # noqa: E402
 from manualgrad.benchmark import all_reduce_stats  # noqa: E402
 
 N_DEVICES = 4
@@ -41,27 +40,21 @@ def problem(loss: str, m: int, seed: int = 0):
     return helpers.problem(DIMS[loss], loss, m, seed=seed)
 
 
-_single = jax.jit(mg.value_and_grad, static_argnames=mg.functional.STATIC_ARGNAMES)
-
-
 def net_of(loss: str, **kw) -> mg.Network:
     return mg.network(ACTS[loss], loss, **kw)
+
+
+def _single(net: mg.Network):
+    """The single-device, jitted value_and_grad of `net`."""
+    return jax.jit(net.value_and_grad)
 
 
 def vs_single(build, loss, m, key=None, **kw):
     """`build(net)`'s (C, grads) against the single-device value_and_grad (tested vs jax.grad)."""
     params, X, Y = problem(loss, m)
-    got = build(net_of(loss, **kw))(params, X, Y, *([key] if key is not None else []))
-    want = _single(params, X, Y, activations=ACTS[loss], loss=loss, key=key, **kw)
-    return rel_err(got, want)
-
-
-_single_norms = jax.jit(
-    per_example.per_example_norms, static_argnames=("activations", "loss", "keep_prob", "precision")
-)
-_single_clipped = jax.jit(
-    per_example.clipped_grads, static_argnames=("activations", "loss", "keep_prob", "precision")
-)
+    net = net_of(loss, **kw)
+    got = build(net)(params, X, Y, *([key] if key is not None else []))
+    return rel_err(got, _single(net)(params, X, Y, key))
 
 
 def per_example_vs_single(kind, m, clip_norm=0.3, key=None, **kw):
@@ -69,17 +62,16 @@ def per_example_vs_single(kind, m, clip_norm=0.3, key=None, **kw):
     mesh = mg.parallel.data_mesh()
     params, X, Y = problem("bce", m)
     net = net_of("bce", **kw)
-    opts = dict(activations=ACTS["bce"], key=key, **kw)
     if kind == "norms":
         got = mg.parallel.data_parallel(net.per_example_norms, mesh, per_example=True)(
             params, X, Y, key
         )
-        return rel_err(got, _single_norms(params, X, Y, **opts))
+        return rel_err(got, jax.jit(net.per_example_norms)(params, X, Y, key))
     if kind == "clipped":
         got = mg.parallel.data_parallel(net.clipped_grads, mesh)(params, X, Y, clip_norm, key)
     else:
         got = mg.parallel.shard_map_clipped_grads(net, mesh)(params, X, Y, clip_norm)
-    return rel_err(got, _single_clipped(params, X, Y, clip_norm=clip_norm, **opts))
+    return rel_err(got, jax.jit(net.clipped_grads)(params, X, Y, clip_norm, key))
 
 
 def main() -> dict:
@@ -146,33 +138,36 @@ def main() -> dict:
         jax.jit(functools.partial(sgd_scan, dp_vag)).lower(params, X, Y).compile()
     )._asdict()
 
-    # --- manualgrad.training._loop with the CLI's --devices 4 option (mini-batches of 16 of 48)
-    from manualgrad._cli.train import _parallel_options
-    from manualgrad.training._loop import train
+    # --- mg.train with data_parallel_step, as the CLI's --devices 4 (mini-batches of 16 of 48)
+    from manualgrad._cli.train import _data_parallel
 
     params, X, Y = problem("bce", 48)
-    opts = dict(activations=ACTS["bce"], epochs=3, batch_size=16, key=key)
-    r1 = train(params, X, Y, optax.adam(0.05), **opts)
-    r4 = train(params, X, Y, optax.adam(0.05), **opts, **_parallel_options(4, 48, 16))
+    net = net_of("bce")
+    mesh4 = _data_parallel(4, 48, 16)
+    step4 = mg.training.data_parallel_step(net, optax.adam(0.05), mesh4, 16)
+    r1 = mg.train(net, params, X, Y, optax.adam(0.05), epochs=3, batch_size=16, key=key)
+    r4 = mg.train(net, params, X, Y, step4, epochs=3, key=key)
     out["agreement"]["train_devices_4_m48_b16"] = max(
         rel_err(r4.params, r1.params), rel_err(jnp.asarray(r4.history), jnp.asarray(r1.history))
     )
     try:
-        _parallel_options(4, 320, 30)
+        _data_parallel(4, 320, 30)
         out["train_devices_error"] = None
     except Exception as err:
         out["train_devices_error"] = [type(err).__name__, str(err)]
 
-    # --- a training step: 3 Adam steps, data-parallel vs single device
+    # --- the loop's data-parallel Step: 3 full-batch Adam steps vs single device
     params, X, Y = problem("bce", 12)
     opt = optax.adam(0.05)
-    dp_step = mg.parallel.data_parallel_step(opt, mesh, net_l2)
-    p_dp, s_dp = params, dp_step.init(params)
+    dp_step = mg.training.data_parallel_step(net_l2, opt, mesh)
+    step = jax.jit(dp_step.step)
+    p_dp, s_dp = mg.parallel.replicate(params, mesh), mg.parallel.replicate(opt.init(params), mesh)
     p_1, s_1 = params, opt.init(params)
+    single = _single(net_l2)
     costs_dp, costs_1 = [], []
-    for _ in range(3):
-        p_dp, s_dp, c_dp = dp_step.step(p_dp, s_dp, X, Y)
-        C, g = _single(p_1, X, Y, activations=ACTS["bce"], l2=0.1)
+    for t in range(3):
+        p_dp, s_dp, c_dp = step(p_dp, s_dp, t, X, Y, key)
+        C, g = single(p_1, X, Y)
         updates, s_1 = opt.update(g, s_1, p_1)
         p_1 = optax.apply_updates(p_1, updates)
         costs_dp.append(c_dp)
@@ -200,7 +195,7 @@ def main() -> dict:
     errors = {}
     for name, call in {
         "auto_m10": lambda: auto(net)(params, X[:, :10], Y[:, :10]),
-        "step_m10": lambda: dp_step.step(params, dp_step.init(params), X[:, :10], Y[:, :10]),
+        "step_m10": lambda: step(params, opt.init(params), 0, X[:, :10], Y[:, :10], key),
         "shard_batch_m10": lambda: mg.parallel.shard_batch(X[:, :10], Y[:, :10], mesh),
         "data_parallel_fn_m10": lambda: jax.jit(functools.partial(sgd_scan, dp_vag))(
             params, X[:, :10], Y[:, :10]
@@ -219,9 +214,7 @@ def main() -> dict:
     out["n_param_arrays"] = len(params)
     rep = mg.parallel.replicate(params, mesh)
     stats = {
-        "single_device": all_reduce_stats(
-            _single.lower(params, X, Y, activations=ACTS["bce"]).compile()
-        ),
+        "single_device": all_reduce_stats(_single(net).lower(params, X, Y).compile()),
         "auto": all_reduce_stats(auto(net).lower(rep, Xs, Ys).compile()),
         "shard_map": all_reduce_stats(smap(net).lower(rep, Xs, Ys).compile()),
     }

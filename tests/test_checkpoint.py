@@ -26,7 +26,8 @@ FINGERPRINT = {"layers": [3, 4, 1], "optimizer": "adam", "lr": 0.01}
 
 
 def _state(dims=(3, 4, 1), optimizer=None, seed=0):
-    params = mg.init_params(list(dims), jax.random.key(seed))
+    net = mg.network(["relu"] * (len(dims) - 2) + ["sigmoid"])
+    params = net.init(list(dims), jax.random.key(seed))
     optimizer = optimizer or optax.adam(0.01)
     opt_state = optimizer.init(params)
     # take one step so that the optimizer state holds non-trivial values

@@ -122,7 +122,7 @@ def _bad_inputs(tmp_path):
         "batch larger than data": (["--batch-size", "100000"], "larger than the m = 320"),
         "zero hidden units": (["--layers", "2,0,1"], "hidden layer 1"),
         "unknown activation": (["--activations", "foo"], "unknown activation 'foo'"),
-        "checkpoint-every alone": (["--checkpoint-every", "10"], "needs `checkpoint_dir`"),
+        "checkpoint-every alone": (["--checkpoint-every", "10"], "need --checkpoint DIR"),
         "corrupt npz": (["--data", str(tmp_path / "corrupt.npz")], "not a readable .npz"),
         "non-numeric csv": (["--data", str(tmp_path / "text.csv")], "'two' is not a number"),
         "nan": (["--data", _write_npz(tmp_path / "nan.npz", nan_X, Y)], "non-finite"),

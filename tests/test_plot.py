@@ -20,13 +20,14 @@ from manualgrad.training.plot import training_figure
 def test_decision_regions_show_every_class_the_test_points_and_a_legend():
     X, Y = spiral(90)
     X_tr, Y_tr, X_te, Y_te = train_test_split(X, Y, test_fraction=0.2, seed=0)
-    params = mg.init_params([2, 8, 3], jax.random.key(0), method="xavier")  # untrained will do
+    net = mg.network(["tanh", "softmax"], "ce")
+    params = net.init([2, 8, 3], jax.random.key(0), method="xavier")  # untrained will do
     fig = training_figure(
         np.array([1.1, 0.7]),
+        net=net,
         params=params,
         X=X_tr,
         Y=Y_tr,
-        activations=("tanh", "softmax"),
         X_test=X_te,
         Y_test=Y_te,
     )

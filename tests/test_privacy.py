@@ -32,9 +32,12 @@ DIMS = (4, 6, 5, 3)
 OPT = optax.sgd(0.05, momentum=0.9)  # one instance: the tests that train share a compilation
 
 
+NET = mg.network(list(ACTS), "ce")
+
+
 def _problem(m=12, seed=0, dtype=jnp.float64):
     k_p, k_x = jax.random.split(jax.random.key(seed))
-    params = mg.init_params(list(DIMS), k_p, method="xavier", dtype=dtype)
+    params = NET.init(list(DIMS), k_p, method="xavier", dtype=dtype)
     X = jax.random.normal(k_x, (DIMS[0], m), dtype)
     Y = labels_for("ce", DIMS[-1], m, np.random.default_rng([seed, 1]), dtype)
     return params, X, Y
@@ -68,7 +71,7 @@ def _oracle_clipped_sum(grads, C, keep):
 
 @functools.cache
 def _jitted_masked_dp_grads(acts, loss):
-    return jax.jit(functools.partial(privacy.masked_dp_grads, activations=acts, loss=loss))
+    return jax.jit(functools.partial(privacy.masked_dp_grads, mg.network(list(acts), loss)))
 
 
 def _masked(
@@ -80,10 +83,10 @@ def _masked(
         X,
         Y,
         mask,
-        noise_key=jax.random.key(0) if noise_key is None else noise_key,
-        clip_norm=C,
-        noise_multiplier=sigma,
-        normaliser=normaliser,
+        jax.random.key(0) if noise_key is None else noise_key,
+        C,
+        sigma,
+        normaliser,
     )
 
 
@@ -299,50 +302,39 @@ def test_noise_std_on_the_normalised_gradient_is_sigma_c_over_qn(x64):
 # ---------------------------------------------------------------------------------------
 
 
+DP = privacy.DPConfig(sampling_rate=0.25, clip_norm=0.5, noise_multiplier=1.1, accountant="rdp")
+
+
 def _train(X, Y, params, **kw):
-    base = dict(
-        dp=privacy.DPConfig(
-            sampling_rate=0.3, clip_norm=0.5, noise_multiplier=1.1, accountant="rdp"
-        ),
-        activations=ACTS,
-        loss="ce",
-        steps=9,
-        key=jax.random.key(3),
-        steps_per_call=2,
-    )
-    return privacy.train_private(params, X, Y, OPT, **{**base, **kw})
+    """DP-SGD for 3 epochs of 4 steps: `mg.train` with `dp=`, which adds the Accountant."""
+    base = dict(dp=DP, epochs=3, key=jax.random.key(3), epochs_per_call=1)
+    return mg.train(NET, params, X, Y, OPT, **{**base, **kw})
 
 
 def test_stopping_and_resuming_gives_the_uninterrupted_params_and_epsilon(x64):
-    params, X, Y = _problem(m=30)
+    params, X, Y = _problem(m=40)
     full = _train(X, Y, params)
-    part = _train(X, Y, params, callback=lambda p: p.step >= 4)
-    assert part.step == 4
-    rest = _train(X, Y, part.params, opt_state=part.opt_state, start_step=part.step)
-    assert rest.step == full.step == 9
-    assert rest.epsilon == full.epsilon
+    part = _train(X, Y, params, callbacks=[lambda p: p.step >= 4])
+    assert (part.step, part.epoch) == (4, 1)
+    rest = _train(X, Y, part.params, opt_state=part.opt_state, start_epoch=1)
+    assert rest.step == full.step == 12
+    assert rest.metrics["epsilon"] == full.metrics["epsilon"]
     for k in full.params:
         np.testing.assert_array_equal(rest.params[k], full.params[k])
 
 
-@pytest.mark.parametrize(
-    ("typo", "hint"),
-    [({"step": 9}, "did you mean `steps`"), ({"l_2": 0.1}, "did you mean `l2`")],
-    ids=["loop-option", "network-option"],
-)
-def test_a_misspelt_option_of_train_private_names_the_option_meant(x64, typo, hint):
-    params, X, Y = _problem()
-    with pytest.raises(
-        mg.errors.ConfigError, match=f"`train_private` got an unknown option .*{hint}"
-    ):
-        _train(X, Y, params, **typo)
-
-
-def test_train_private_without_activations_asks_for_them(x64):
-    params, X, Y = _problem()
-    dp = privacy.DPConfig(sampling_rate=0.3, noise_multiplier=1.1)
-    with pytest.raises(mg.errors.ConfigError, match="`train_private` needs `activations`"):
-        privacy.train_private(params, X, Y, OPT, dp=dp, steps=1)
+def test_a_private_step_with_its_accountant_reports_epsilon_and_refuses_a_longer_run(x64):
+    params, X, Y = _problem(m=40)
+    plan = privacy.plan(DP, n=40, steps=8)
+    step = mg.training.private_step(NET, OPT, plan)
+    run = dict(key=jax.random.key(3), callbacks=[mg.training.Accountant(plan)])
+    result = mg.train(NET, params, X, Y, step, epochs=2, **run)
+    assert result.step == 8 and result.metrics["epsilon"] == plan.epsilon
+    assert result.metrics["epsilon"] == privacy.epsilon(
+        noise_multiplier=1.1, sampling_rate=0.25, steps=8, delta=1e-5, accountant="rdp"
+    )
+    with pytest.raises(mg.errors.ConfigError, match="past the 8 steps the privacy budget"):
+        mg.train(NET, params, X, Y, step, epochs=3, **run)
 
 
 EPS_ARGS = dict(noise_multiplier=1.0, sampling_rate=0.5, steps=3, delta=1e-5, accountant="rdp")
@@ -372,9 +364,9 @@ def test_each_privacy_parameter_is_refused_exactly_outside_its_range(name, value
 
 
 def test_grouping_steps_into_calls_never_changes_the_params(x64):
-    params, X, Y = _problem(m=30)
-    one = _train(X, Y, params, steps_per_call=9)
-    other = _train(X, Y, params, steps_per_call=4)
+    params, X, Y = _problem(m=40)
+    one = _train(X, Y, params, epochs_per_call=3)
+    other = _train(X, Y, params, epochs_per_call=1)
     for k in one.params:
         np.testing.assert_array_equal(other.params[k], one.params[k])
 
@@ -387,18 +379,8 @@ def test_full_sampling_with_negligible_noise_is_clipped_gradient_descent(x64):
     dp = privacy.DPConfig(
         sampling_rate=1.0, clip_norm=C, noise_multiplier=1e-30, accountant="rdp", delta=1e-3
     )
-    result = privacy.train_private(
-        params,
-        X,
-        Y,
-        optax.sgd(lr),
-        dp=dp,
-        activations=ACTS,
-        loss="ce",
-        steps=steps,
-        key=jax.random.key(0),
-    )
-    assert result.plan.capacity == 8
+    result = mg.train(NET, params, X, Y, optax.sgd(lr), dp=dp, epochs=steps, key=jax.random.key(0))
+    assert result.step == steps and privacy.plan(dp, n=8, steps=steps).capacity == 8
     expected = params
     for _ in range(steps):
         g = _oracle_clipped_sum(_oracle_example_grads(expected, X, Y), C, [True] * 8)
@@ -435,27 +417,25 @@ def test_digits_are_real_64_pixel_images_with_one_hot_labels_and_a_held_out_spli
 def test_train_with_dp_resumes_from_its_checkpoint_to_the_same_params_and_epsilon(x64, tmp_path):
     params, X, Y = _problem(m=40)
     dp = privacy.DPConfig(sampling_rate=0.25, clip_norm=0.5, noise_multiplier=1.3, accountant="rdp")
-    kw = dict(
-        activations=ACTS, loss="ce", epochs=3, key=jax.random.key(5), epochs_per_call=1, dp=dp
-    )
-    full = mg.train(params, X, Y, OPT, **kw)
+    kw = dict(epochs=3, key=jax.random.key(5), epochs_per_call=1, dp=dp)
+    full = mg.train(NET, params, X, Y, OPT, **kw)
     assert full.step == 12 and full.epoch == 3
     seen = []
 
     def stop_after_two_epochs(p):
-        seen.append((p.epoch, p.step, p.epsilon))
+        seen.append((p.epoch, p.step, p.metrics["epsilon"]))
         return p.epoch >= 2
 
-    part = mg.train(
-        params, X, Y, OPT, callback=stop_after_two_epochs, checkpoint_dir=tmp_path, **kw
-    )
+    callbacks = [stop_after_two_epochs, mg.training.Checkpointer(tmp_path)]
+    part = mg.train(NET, params, X, Y, OPT, callbacks=callbacks, **kw)
     assert part.step == 8 and seen[-1][:2] == (2, 8)
     assert seen[-1][2] == privacy.epsilon(
         noise_multiplier=1.3, sampling_rate=0.25, steps=8, delta=1e-5, accountant="rdp"
     )
-    rest = mg.train(params, X, Y, OPT, checkpoint_dir=tmp_path, resume=True, **kw)
+    resume = [mg.training.Checkpointer(tmp_path, resume=True)]
+    rest = mg.train(NET, params, X, Y, OPT, callbacks=resume, **kw)
     assert rest.start_step == 8 and rest.step == 12
-    assert rest.epsilon == full.epsilon
+    assert rest.metrics["epsilon"] == full.metrics["epsilon"]
     for k in full.params:
         np.testing.assert_array_equal(rest.params[k], full.params[k])
     np.testing.assert_array_equal(rest.history, full.history)

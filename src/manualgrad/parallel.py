@@ -24,9 +24,9 @@ with :func:`manualgrad.network`), so the options are never repeated:
   reduces only the clipped sums of (2).
 - :func:`shard_map_value_and_grad`, :func:`shard_map_clipped_grads`: the readable
   reference — `shard_map`, local parts of (2), a visible `lax.psum`.
-- :func:`data_parallel_step`: an optax training step on sharded batches;
-  :func:`data_parallel_fn`: a network function pinned to the shardings, for use
-  inside jit (e.g. `train(..., value_and_grad_fn=data_parallel_fn(mesh, fn))`).
+- :func:`data_parallel_fn`: a network function pinned to the shardings, for use
+  inside jit; `mg.training.data_parallel_step(net, optimizer, mesh, batch_size)` trains
+  with it (`mg.train(net, params, X, Y, data_parallel_step(...))`).
 
 Shardings: X (n_x, m) and Y (n_L, m) use `NamedSharding(mesh, P(None, "batch"))`
 (:func:`batch_sharding`), params use `P()` (:func:`replicated_sharding`). jax requires
@@ -43,10 +43,10 @@ on every process (see the README's "Many devices").
 
 >>> import jax, jax.numpy as jnp, manualgrad as mg
 >>> mesh = mg.parallel.data_mesh()
->>> params = mg.init_params([2, 4, 1], jax.random.key(0))
+>>> net = mg.network(["relu", "sigmoid"])
+>>> params = net.init([2, 4, 1], jax.random.key(0))
 >>> X = jnp.ones((2, 4 * len(jax.devices())))
 >>> Y = jnp.ones((1, 4 * len(jax.devices())))
->>> net = mg.network(["relu", "sigmoid"])
 >>> cost, grads = mg.parallel.data_parallel(net.value_and_grad, mesh)(params, X, Y)
 >>> sorted(grads) == sorted(params)
 True
@@ -55,7 +55,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -67,15 +67,13 @@ from jax.sharding import PartitionSpec as P
 from manualgrad._core import engine
 from manualgrad._errors import ConfigError, ShapeError
 from manualgrad._network import Network
-from manualgrad.per_example import clipped_sum_dZ
+from manualgrad.per_example import clipped_products, scale_examples
 
 __all__ = [
-    "DataParallelStep",
     "batch_sharding",
     "data_mesh",
     "data_parallel",
     "data_parallel_fn",
-    "data_parallel_step",
     "replicate",
     "replicated_sharding",
     "shard_batch",
@@ -213,10 +211,10 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 def data_parallel_fn(mesh: Mesh, fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn(params, X, Y, *args, **kwargs)` with X, Y split by columns over `mesh`, inside jit.
 
-    For use *inside* a jitted computation (e.g. `train(...,
-    value_and_grad_fn=data_parallel_fn(mesh, net.value_and_grad))`, whose mini-batches
-    are cut inside one compiled scan): it pins X and Y to :func:`batch_sharding` and
-    params to :func:`replicated_sharding` with `jax.lax.with_sharding_constraint`, so
+    For use *inside* a jitted computation (e.g. `mg.training.data_parallel_step`,
+    whose mini-batches are cut inside one compiled scan): it pins X and Y to
+    :func:`batch_sharding` and params to :func:`replicated_sharding` with
+    `jax.lax.with_sharding_constraint`, so
     XLA partitions the forward pass and formulas (3)-(5) by columns and turns the
     sums over examples of (2) and of the cost into all-reduces. Every batch's m must
     be a multiple of `mesh.size` (checked at trace time, :class:`ShapeError`).
@@ -224,9 +222,10 @@ def data_parallel_fn(mesh: Mesh, fn: Callable[..., Any]) -> Callable[..., Any]:
     batch, rep = batch_sharding(mesh), replicated_sharding(mesh)
 
     def sharded(params, X, Y, *args, **kwargs):
-        _check_divisible(np.shape(X)[1], mesh.size)
+        _check_divisible(np.shape(X)[-1], mesh.size)
         params = lax.with_sharding_constraint(dict(params), rep)
-        X = lax.with_sharding_constraint(X, batch)
+        x_spec = P(*([None] * (np.ndim(X) - 1)), _axis(mesh))  # X (…, m): examples last
+        X = lax.with_sharding_constraint(X, NamedSharding(mesh, x_spec))
         Y = lax.with_sharding_constraint(Y, batch)
         return fn(params, X, Y, *args, **kwargs)
 
@@ -274,22 +273,23 @@ def _shard_map_fn(net: Network, mesh: Mesh, clipped: bool) -> Callable[..., Any]
     axis = _axis(mesh)
     n_devices = mesh.size
     l2 = net.l2
+    spec = net.spec
 
     def run(params, X, Y, clip_norm=None):
-        params, spec = engine.spec_for(params, net.activations, net.loss, precision=net.precision)
-        X, Y, m = engine.check_inputs(params, X, Y, spec, l2=l2)  # the global m
+        params, X, Y, m = net.checked(params, X, Y)  # the global m
         m_pad = -(-m // n_devices) * n_devices
-        X = jnp.pad(X, ((0, 0), (0, m_pad - m)))
+        pad = [(0, 0)] * (X.ndim - 1) + [(0, m_pad - m)]
+        X = jnp.pad(X, pad)
         Y = jnp.pad(Y, ((0, 0), (0, m_pad - m)))
         mask = jnp.arange(m_pad) < m
 
-        def per_device(params, X, Y, mask):  # X: (n_x, m_pad / N), this device's columns
+        def per_device(params, X, Y, mask):  # X: (…, m_pad / N), this device's columns
             p = engine.backward_pass(params, X, Y, spec)
+            products = p.products
             if clip_norm is not None:  # s_i = min(1, C/‖g_i‖) uses column i only: local
-                p = p._replace(dZs=clipped_sum_dZ(p, clip_norm))
-            w = mask.astype(X.dtype)  # padding columns add exactly 0 to every sum
-            dZs = tuple(dZ * w[None, :] for dZ in p.dZs)
-            part = engine.grads_from_dZ(params, p.caches, dZs, m=m, precision=net.precision)
+                products = clipped_products(products, clip_norm)
+            products = scale_examples(products, mask.astype(X.dtype))  # padding adds 0
+            part = engine.grads_from_products(params, products, m=m, precision=net.precision)
             if clipped:
                 grads = lax.psum(part, axis)  # Σ_d over devices: the only collective
                 return engine.add_l2_grads(grads, params, l2, m)  # L2 once, never clipped
@@ -299,10 +299,11 @@ def _shard_map_fn(net: Network, mesh: Mesh, clipped: bool) -> Callable[..., Any]
             C = engine.cost(params, loss_sum, m=m, l2=l2)
             return C, engine.add_l2_grads(grads, params, l2, m)
 
+        x_spec = P(*([None] * (X.ndim - 1)), axis)
         return shard_map(
             per_device,
             mesh=mesh,
-            in_specs=(P(), P(None, axis), P(None, axis), P(axis)),
+            in_specs=(P(), x_spec, P(None, axis), P(axis)),
             out_specs=P() if clipped else (P(), P()),
         )(params, X, Y, mask)
 
@@ -335,40 +336,3 @@ def shard_map_clipped_grads(net: Network, mesh: Mesh) -> Callable[..., Params]:
     as in :func:`shard_map_value_and_grad`); no dropout. Returns a `jax.jit` object.
     """
     return _shard_map_fn(net, mesh, clipped=True)
-
-
-# --------------------------------------------------------------------------- training step
-
-
-class DataParallelStep(NamedTuple):
-    """`init(params) -> opt_state` (replicated) and the jitted
-    `step(params, opt_state, X, Y, key=None) -> (params, opt_state, cost)`."""
-
-    init: Callable[..., Any]
-    step: Callable[..., Any]
-
-
-def data_parallel_step(optimizer: Any, mesh: Mesh, net: Network) -> DataParallelStep:
-    """A data-parallel training step of `net` for an optax `GradientTransformation`.
-
-    `step` splits X, Y by columns over `mesh` (:class:`ShapeError` unless the batch size
-    m is a multiple of `mesh.size`), keeps params and opt_state replicated, takes
-    `net.value_and_grad`'s grads (all-reduced by XLA), and runs the optax update
-    identically on every device, so the new params stay replicated. `key` is the
-    dropout key (needed when `net.keep_prob` < 1).
-    """
-    import optax
-
-    rep = replicated_sharding(mesh)
-    value_and_grad = data_parallel_fn(mesh, net.value_and_grad)
-
-    def update(params, opt_state, X, Y, key=None):
-        C, grads = value_and_grad(params, X, Y, key)
-        with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, C
-
-    def init(params):
-        return replicate(optimizer.init(dict(params)), mesh)
-
-    return DataParallelStep(init=init, step=jax.jit(update, out_shardings=(rep, rep, rep)))

@@ -1,10 +1,11 @@
 """`manualgrad train`: train a network with the hand-written gradients and an optax optimizer.
 
-Only wiring: options -> data (`manualgrad.data.files.load`) -> `manualgrad.training._loop`, which
-validates the options, checkpoints and resumes -> summary and plot
-(`manualgrad.training.plot`). With --checkpoint, Ctrl-C (or SIGTERM) stops at the next
-progress update, saves, prints the command that resumes and exits with code 130
-(143); that command ends with exactly the params of an uninterrupted run.
+Only wiring: options -> data (`manualgrad.data.files.load`) -> `mg.network` and
+`mg.train` with its callbacks (`Checkpointer`, `StopOnSignal`), which validate the
+options, checkpoint and resume -> summary and plot (`manualgrad.training.plot`). With
+--checkpoint, Ctrl-C (or SIGTERM) stops at the next progress update, saves, prints the
+command that resumes and exits with code 130 (143); that command ends with exactly the
+params of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -147,12 +148,11 @@ def _network(args, n_x: int, n_y: int, loss: str) -> tuple[list[int], tuple[str,
     return dims, options.activations(args.activations, L, loss, ("tanh",) * (L - 1))
 
 
-def _parallel_options(devices: int | None, m: int, batch_size: int | None) -> dict:
-    """`value_and_grad_fn` for `train` on a data-parallel mesh of `devices`, or nothing."""
+def _data_parallel(devices: int | None, m: int, batch_size: int | None):
+    """The mesh of the first `devices` devices for --devices, or None; batches must split."""
     if devices is None:
-        return {}
-    from manualgrad.functional import value_and_grad
-    from manualgrad.parallel import data_mesh, data_parallel_fn
+        return None
+    from manualgrad.parallel import data_mesh
 
     mesh = data_mesh(devices)
     B = m if batch_size is None or batch_size >= m else batch_size
@@ -165,7 +165,7 @@ def _parallel_options(devices: int | None, m: int, batch_size: int | None) -> di
             f"{' and '.join(map(str, sizes))} — choose --batch-size (and a training set "
             f"size) whose batches are multiples of {devices}"
         )
-    return {"value_and_grad_fn": data_parallel_fn(mesh, value_and_grad)}
+    return mesh
 
 
 def _dp_config(args, n: int):
@@ -230,9 +230,19 @@ def _run(args) -> int:
     )
     from rich.table import Table
 
+    import manualgrad as mg
+    from manualgrad import privacy
     from manualgrad.data.files import as_targets, load, train_test_split
-    from manualgrad.functional import init_params
-    from manualgrad.training._loop import TrainingInterrupted, accuracy, steps_per_epoch, train
+    from manualgrad.training import (
+        Accountant,
+        Checkpointer,
+        StopOnSignal,
+        TrainingInterrupted,
+        accuracy,
+        data_parallel_step,
+        minibatch_step,
+        private_step,
+    )
     from manualgrad.training.checkpoint import checkpoint_path
 
     if args.plot:
@@ -249,7 +259,8 @@ def _run(args) -> int:
     dtype = jnp.float64 if args.float64 else jnp.float32
     init = args.init or ("he" if acts[0] in ("relu", "leaky_relu") else "xavier")
     k_init, k_train = jax.random.split(jax.random.key(args.seed))
-    params = init_params(dims, k_init, method=init, dtype=dtype)
+    net = mg.network(list(acts), loss, l2=args.l2, keep_prob=args.keep_prob)
+    params = net.init(dims, k_init, method=init, dtype=dtype)
     optimizer = _optimizer(args.optimizer, args.lr)
     m, m_test = X_tr.shape[1], X_te.shape[1]
     dp = _dp_config(args, X_tr.shape[1])
@@ -290,48 +301,57 @@ def _run(args) -> int:
     task = progress.add_task("compiling…", total=args.epochs, cost="…", eps="")
 
     def on_progress(p) -> None:
-        eps = "" if p.epsilon is None else f"  ε {p.epsilon:.3f}"
-        done = p.epoch if dp is None or p.step is None else p.step * dp.sampling_rate
+        eps = f"  ε {p.metrics['epsilon']:.3f}" if "epsilon" in p.metrics else ""
+        done = p.epoch if dp is None else p.step * dp.sampling_rate
         progress.update(task, description="training", completed=done, cost=f"{p.cost:.6g}", eps=eps)
 
     every = args.checkpoint_every
     if every is None and args.checkpoint:
         every = 1000
+    callbacks: list = [on_progress]
+    if args.checkpoint:
+        fingerprint = {
+            "optimizer": args.optimizer,
+            "lr": args.lr,
+            "init": init,
+            "seed": args.seed,
+            "test_fraction": args.test_fraction,
+            "devices": args.devices,
+        }
+        checkpointer = Checkpointer(
+            args.checkpoint, every, resume=args.resume, fingerprint=fingerprint
+        )
+        callbacks = [checkpointer, StopOnSignal(), on_progress]
+    elif args.checkpoint_every is not None or args.resume:
+        raise ConfigError("--checkpoint-every and --resume need --checkpoint DIR")
+    mesh = _data_parallel(args.devices, m, args.batch_size)
+    plan = None
+    if dp is not None:
+        plan = privacy.plan(dp, n=m, steps=round(args.epochs / dp.sampling_rate))
+        step = private_step(net, optimizer, plan)
+        callbacks.insert(0, Accountant(plan))
+    elif mesh is not None:
+        step = data_parallel_step(net, optimizer, mesh, args.batch_size)
+    else:
+        step = minibatch_step(net, optimizer, args.batch_size)
     t0 = time.perf_counter()
     try:
         with progress:
-            result = train(
+            result = mg.train(
+                net,
                 params,
                 X_tr,
                 Y_tr,
-                optimizer,
-                activations=acts,
-                loss=loss,
+                step,
                 epochs=args.epochs,
-                batch_size=args.batch_size,
-                l2=args.l2,
-                keep_prob=args.keep_prob,
                 key=k_train,
-                callback=on_progress,
-                checkpoint_dir=args.checkpoint,
-                checkpoint_every=every,
-                resume=args.resume,
-                fingerprint={
-                    "optimizer": args.optimizer,
-                    "lr": args.lr,
-                    "init": init,
-                    "seed": args.seed,
-                    "test_fraction": args.test_fraction,
-                    "devices": args.devices,
-                },
-                dp=dp,
-                **_parallel_options(args.devices, m, args.batch_size),
+                callbacks=callbacks,
             )
             jax.block_until_ready(result.params)
     except TrainingInterrupted as stop:
         print(
             f"manualgrad train: {stop.signal} at epoch {stop.result.epoch} of {args.epochs}; "
-            f"checkpoint saved in {stop.checkpoint_dir}. Resume with:\n"
+            f"checkpoint saved in {args.checkpoint}. Resume with:\n"
             f"  {resume_command(getattr(args, 'argv', ['train']))}",
             file=sys.stderr,
         )
@@ -341,13 +361,10 @@ def _run(args) -> int:
         print(f"manualgrad train: interrupted; nothing was saved{hint}", file=sys.stderr)
         return 130
     seconds = time.perf_counter() - t0
-    spe = steps_per_epoch(m, args.batch_size)
-    steps = (result.epoch - result.start_epoch) * spe
-    if result.step is not None:
-        steps = result.step - (result.start_step or 0)
+    steps = result.step - result.start_step
 
     def correct(X_, Y_) -> str:
-        acc = accuracy(result.params, X_, Y_, activations=acts)
+        acc = accuracy(net, result.params, X_, Y_)
         return f"{acc:.2%} ({round(acc * X_.shape[1])} of {X_.shape[1]})"
 
     table = Table(show_header=False)
@@ -360,13 +377,12 @@ def _run(args) -> int:
     history = result.history
     table.add_row("final cost", f"{history[-1]:.6g}" if len(history) else "-")
     resumed = f" (resumed at epoch {result.start_epoch})" if result.start_epoch else ""
-    total_steps = result.epoch * spe if result.step is None else result.step
-    table.add_row("epochs / steps", f"{result.epoch} / {total_steps}{resumed}")
-    if result.plan is not None:
-        plan = result.plan
+    table.add_row("epochs / steps", f"{result.epoch} / {result.step}{resumed}")
+    if plan is not None:
         table.add_row(
             "privacy",
-            f"(ε = {result.epsilon:.3f}, δ = {plan.delta:g})-DP ({plan.accountant} accountant); "
+            f"(ε = {result.metrics['epsilon']:.3f}, δ = {plan.delta:g})-DP "
+            f"({plan.accountant} accountant); "
             f"σ = {plan.noise_multiplier:.4g}, C = {plan.clip_norm:g}, q = {plan.sampling_rate:g} "
             f"(batches of {plan.normaliser:.1f} expected, {plan.capacity} columns), "
             f"{result.step} steps; Poisson sampling, add/remove-one",
@@ -374,10 +390,8 @@ def _run(args) -> int:
     table.add_row("time", f"{seconds:.2f} s (compilation included)")
     table.add_row("steps/s", f"{steps / seconds:,.0f}" if seconds > 0 else "-")
     if args.noise_scale:
-        from manualgrad.curvature import gradient_noise_scale
-
         Xn, Yn = jnp.asarray(X_tr, dtype), jnp.asarray(Y_tr, dtype)
-        ns = gradient_noise_scale(result.params, Xn, Yn, activations=acts, loss=loss, l2=args.l2)
+        ns = net.gradient_noise_scale(result.params, Xn, Yn)
         G2, tr = float(ns.grad_sq_norm), float(ns.trace_cov)
         value = f"{float(ns.b_simple):,.1f}" if G2 > 0 else f"> {m} (|G|² within its noise)"
         table.add_row("noise scale B_simple", f"{value}; tr Σ {tr:.3g}, |G|² {G2:.3g}")
@@ -387,10 +401,10 @@ def _run(args) -> int:
         plot_training(
             args.plot,
             history,
+            net=net,
             params=result.params,
             X=X_tr,
             Y=Y_tr,
-            activations=acts,
             X_test=X_te,
             Y_test=Y_te,
         )

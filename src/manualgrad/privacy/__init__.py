@@ -1,4 +1,4 @@
-"""DP-SGD: Poisson sampling, the private gradient, the accountant, private training.
+"""DP-SGD: Poisson sampling, the private gradient, the accountant (train with `mg.train(dp=...)`).
 
 See :mod:`manualgrad.privacy._dpsgd` for the derivations; every name is re-exported here.
 """
@@ -8,18 +8,17 @@ from manualgrad.privacy._dpsgd import (
     DPConfig,
     DPPlan,
     PoissonBatch,
-    PrivateProgress,
-    PrivateTrainResult,
     batch_capacity,
     check_delta_for_dataset,
     dpsgd_event,
     epsilon,
     masked_dp_grads,
+    masked_dp_value_and_grad,
+    masked_products,
     noise_multiplier,
     overflow_probability,
     plan,
     poisson_batch,
-    train_private,
 )
 
 __all__ = [
@@ -27,16 +26,15 @@ __all__ = [
     "DPConfig",
     "DPPlan",
     "PoissonBatch",
-    "PrivateProgress",
-    "PrivateTrainResult",
     "batch_capacity",
     "check_delta_for_dataset",
     "dpsgd_event",
     "epsilon",
     "masked_dp_grads",
+    "masked_dp_value_and_grad",
+    "masked_products",
     "noise_multiplier",
     "overflow_probability",
     "plan",
     "poisson_batch",
-    "train_private",
 ]

@@ -10,7 +10,8 @@ DP-SGD (Abadi et al. 2016) with the practice the privacy analyses assume:
 | the step               | :func:`masked_dp_grads`   | (1/(qN)) (Σ_{i ∈ 𝓑} clip_C(g_i) + σCξ)    |
 | the accountant         | :func:`epsilon`,          | Google's `dp-accounting`, PLD or RDP      |
 |                        | :func:`noise_multiplier`  |                                           |
-| the training loop      | :func:`train_private`     | `lax.scan` over steps, ε reported         |
+| the training step      | `mg.training.private_step`| one loop for all training; ε reported by  |
+|                        | and `Accountant`          | the accountant callback                   |
 
 **The mechanism.** One step of DP-SGD releases
 
@@ -39,7 +40,7 @@ K examples sampled) with a probability that is negligible against δ; should it
 happen, a uniformly random K of the sampled examples are kept
 (:func:`poisson_batch`), and the guarantee of the run degrades to
 (ε, δ + (1 + e^ε) p) where p is the probability that any batch of the run
-overflowed — :func:`train_private` chooses K so that this extra term is at most
+overflowed — :func:`plan` chooses K so that this extra term is at most
 δ/1000 and reports it.
 
 **Non-finite gradients.** An example whose gradient norm is not finite in the working
@@ -64,19 +65,21 @@ import dataclasses
 import functools
 import math
 import numbers
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Unpack
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 from jax import lax
 
 from manualgrad import per_example
 from manualgrad._core import engine
-from manualgrad._core.engine import Options, check
-from manualgrad._errors import ConfigError, DataError
+from manualgrad._core.engine import check
+from manualgrad._core.layer import Product
+from manualgrad._errors import ConfigError
+
+if TYPE_CHECKING:
+    from manualgrad._network import Network
 
 Array = jax.Array
 Params = dict[str, Array]
@@ -86,18 +89,17 @@ __all__ = [
     "DPConfig",
     "DPPlan",
     "PoissonBatch",
-    "PrivateProgress",
-    "PrivateTrainResult",
     "batch_capacity",
     "check_delta_for_dataset",
     "dpsgd_event",
     "epsilon",
     "masked_dp_grads",
+    "masked_dp_value_and_grad",
+    "masked_products",
     "noise_multiplier",
     "overflow_probability",
     "plan",
     "poisson_batch",
-    "train_private",
 ]
 
 #: The accountants :func:`epsilon` offers: `dp_accounting`'s privacy-loss-distribution
@@ -411,69 +413,84 @@ def batch_capacity(n: int, sampling_rate: float, *, overflow: float) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# The private step: the engine's pass, clipped, masked, formula (2) with q·N, noise
+# The private step: the engine's products, clipped, masked, formula (2) with q·N, noise
 # --------------------------------------------------------------------------------------
 
 
-def _masked_pass(p: engine.Pass, keep: Array, clip_norm: Array | float) -> engine.Pass:
-    """The pass of Σ_{i kept} s_i L_i: clipped dZ columns, kept columns only, exact zeros else.
+def masked_products(products: Sequence[Product], keep: Array, s: Array) -> tuple[Product, ...]:
+    """The products of Σ_{i kept} s_i L_i: dZ columns scaled by s_i, exact zeros elsewhere.
 
     `jnp.where`, not a product, so that a NaN or Inf in a dropped column cannot leak
-    (0 · NaN = NaN); A[l-1]'s dropped columns are zeroed too, since formula (2)
-    multiplies dZ[l] by A[l-1]ᵀ.
+    (0 · NaN = NaN); A's dropped columns are zeroed too, since formula (2) multiplies
+    dZ by Aᵀ. Shapes: keep, s (m,); every A (d_in, T, m), dZ (d_out, T, m).
     """
-    dZs = tuple(jnp.where(keep[None, :], dZ, 0) for dZ in per_example.clipped_sum_dZ(p, clip_norm))
-    caches = tuple(c._replace(A_prev=jnp.where(keep[None, :], c.A_prev, 0)) for c in p.caches)
-    return engine.Pass(caches, dZs)
-
-
-def _private_value_and_grad(
-    params: Params,
-    X: Array,
-    Y: Array,
-    mask: Array,
-    noise_key: Array,
-    dropout_key: Array | None,
-    spec: engine.Spec,
-    *,
-    l2: Any,
-    clip_norm: Any,
-    sigma: Any,
-    normaliser: Any,
-) -> tuple[Array, Params]:
-    """(mean loss of the kept examples, g̃): one backward pass, then (2) with m = q·N, noise."""
-    p = engine.backward_pass(
-        params, X, Y, spec, engine.dropout_masks(params, X.shape[1], spec, dropout_key)
+    kept = keep[None, None, :]
+    return tuple(
+        p._replace(A=jnp.where(kept, p.A, 0), dZ=jnp.where(kept, p.dZ, 0))
+        for p in per_example.scale_examples(products, s)
     )
-    keep = mask & jnp.isfinite(per_example.squared_norms(p))  # non-finite g_i: dropped
-    clipped = _masked_pass(p, keep, clip_norm)
-    grads = engine.grads_from_dZ(  # (2): (1/(qN)) Σ_{i kept} s_i g_i
-        params, clipped.caches, clipped.dZs, m=normaliser, precision=spec.precision
-    )
-    grads = per_example.add_dp_noise(grads, noise_key, clip_norm, sigma, normaliser)
-    grads = engine.add_l2_grads(grads, params, l2, normaliser)
-    losses = jnp.where(keep, engine.example_losses(p.caches, Y, spec), 0)
-    count = jnp.sum(keep)
-    return jnp.sum(losses) / jnp.maximum(count, 1).astype(losses.dtype), grads
 
 
-def masked_dp_grads(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    mask: Array,
-    *,
+def masked_dp_value_and_grad(
+    net: Network,
+    params: Any,
+    X: Any,
+    Y: Any,
+    mask: Any,
     noise_key: Array,
     clip_norm: float | Array,
     noise_multiplier: float | Array,
     normaliser: float | Array,
-    **options: Unpack[Options],
+    key: Array | None = None,
+) -> tuple[Array, Params]:
+    """(mean loss of the kept columns, :func:`masked_dp_grads`), from one backward pass.
+
+    The loss is computed from the private batch: it is *not* covered by the guarantee
+    (for monitoring only).
+    """
+    check.check_clip_norm(clip_norm)
+    check.check_noise_multiplier(noise_multiplier)
+    check.check_key(noise_key)
+    params, X, Y, m = net.checked(params, X, Y, key)
+    mask = jnp.asarray(mask)
+    if mask.shape != (m,) or mask.dtype != jnp.bool_:
+        raise ConfigError(
+            f"expected `mask` to be a bool array of shape (m,) = ({m},), one entry per column "
+            f"of X, got dtype {mask.dtype} and shape {mask.shape}"
+        )
+    spec = net.spec
+    p = engine.backward_pass(params, X, Y, spec, engine.dropout_masks(params, X, spec, key))
+    sq = per_example.squared_norms(p.products)
+    keep = mask & jnp.isfinite(sq)  # non-finite g_i: dropped
+    s = per_example.clip_factors(jnp.where(keep, sq, 0), clip_norm)
+    products = masked_products(p.products, keep, s)
+    grads = engine.grads_from_products(  # (2): (1/(qN)) Σ_{i kept} s_i g_i
+        params, products, m=normaliser, precision=net.precision
+    )
+    grads = per_example.add_dp_noise(grads, noise_key, clip_norm, noise_multiplier, normaliser)
+    grads = engine.add_l2_grads(grads, params, net.l2, normaliser)
+    losses = jnp.where(keep, engine.example_losses(p.caches, Y, spec), 0)
+    count = jnp.maximum(jnp.sum(keep), 1).astype(losses.dtype)
+    return jnp.sum(losses) / count, grads
+
+
+def masked_dp_grads(
+    net: Network,
+    params: Any,
+    X: Any,
+    Y: Any,
+    mask: Any,
+    noise_key: Array,
+    clip_norm: float | Array,
+    noise_multiplier: float | Array,
+    normaliser: float | Array,
+    key: Array | None = None,
 ) -> Params:
     r"""The DP-SGD gradient of the masked columns: (1/B)(Σ_{i: mask_i} clip_C(g_i) + σ C ξ).
 
     | symbol | argument |
     |--------|----------|
-    | 𝓑      | the columns i with `mask[i]` True (X: (n_x, K), Y: (n_L, K), mask: (K,) bool) |
+    | 𝓑      | the columns i with `mask[i]` True (X: (…, K), Y: (n_L, K), mask: (K,) bool) |
     | C      | `clip_norm` |
     | σ      | `noise_multiplier` |
     | B      | `normaliser`: q·N for Poisson sampling (the expected batch size) |
@@ -483,39 +500,14 @@ def masked_dp_grads(
 
     One backward pass on all K columns (the engine's), the clip factors s_i from the
     norm identity, then the columns outside the batch — and any example whose ‖g_i‖
-    is not finite — replaced by exact zeros in every dZ[l] and A[l-1] before formula
+    is not finite — replaced by exact zeros in every product's dZ and A before formula
     (2), so they change nothing, NaN included. With every mask entry True, σ = 0 and
     B = K this is :func:`manualgrad.per_example.clipped_grads`; an all-False mask (an
-    empty batch) gives the noise alone. Other options as for
-    :func:`manualgrad.value_and_grad`.
+    empty batch) gives the noise alone. `key`: the dropout key (keep_prob < 1).
     """
-    check.check_clip_norm(clip_norm)
-    check.check_noise_multiplier(noise_multiplier)
-    check.check_key(noise_key)
-    p, Xc, Yc, spec, l2, key = engine.checked_options(
-        params, X, Y, options, function="masked_dp_grads"
-    )
-    m = Xc.shape[1]
-    mask = jnp.asarray(mask)
-    if mask.shape != (m,) or mask.dtype != jnp.bool_:
-        raise ConfigError(
-            f"expected `mask` to be a bool array of shape (m,) = ({m},), one entry per column "
-            f"of X, got dtype {mask.dtype} and shape {mask.shape}"
-        )
-    _, grads = _private_value_and_grad(
-        p,
-        Xc,
-        Yc,
-        mask,
-        noise_key,
-        key,
-        spec,
-        l2=l2,
-        clip_norm=clip_norm,
-        sigma=noise_multiplier,
-        normaliser=normaliser,
-    )
-    return grads
+    return masked_dp_value_and_grad(
+        net, params, X, Y, mask, noise_key, clip_norm, noise_multiplier, normaliser, key
+    )[1]
 
 
 # --------------------------------------------------------------------------------------
@@ -643,249 +635,3 @@ def plan(dp: DPConfig, *, n: int, steps: int) -> DPPlan:
 
 def _exp(x: float) -> float:
     return math.exp(min(x, 700.0))
-
-
-# --------------------------------------------------------------------------------------
-# Private training
-# --------------------------------------------------------------------------------------
-
-
-class PrivateTrainResult(NamedTuple):
-    """What :func:`train_private` returns.
-
-    params, opt_state: after the last step; history: float numpy (steps run,), the mean
-    loss of each step's batch (computed on the private data: *not* covered by the
-    guarantee, for monitoring only); step: steps completed, counting `start_step`;
-    epsilon: ε spent after `step` steps at plan.delta; plan: the resolved
-    :class:`DPPlan`.
-    """
-
-    params: Params
-    opt_state: Any
-    history: np.ndarray
-    step: int
-    epsilon: float
-    plan: DPPlan
-
-
-class PrivateProgress(NamedTuple):
-    """What :func:`train_private` passes to its callback after each compiled call.
-
-    step: steps completed (counting `start_step`); steps: T; epsilon: ε spent so far;
-    cost: the last step's batch loss (not private); params, opt_state; history: this
-    run's batch losses so far.
-    """
-
-    step: int
-    steps: int
-    epsilon: float
-    cost: float
-    params: Params
-    opt_state: Any
-    history: np.ndarray
-
-
-@functools.lru_cache(maxsize=16)
-def _compiled_chunk(
-    optimizer: optax.GradientTransformation,
-    spec: engine.Spec,
-    l2: float,
-    n: int,
-    capacity: int,
-    steps_per_call: int,
-) -> Callable:
-    """One jitted function running `steps_per_call` private steps (the later ones masked off)."""
-
-    def step(carry, t, X, Y, key, q, clip_norm, sigma, normaliser):
-        params, opt_state = carry
-        k_sample, k_noise, k_dropout = jax.random.split(jax.random.fold_in(key, t), 3)
-        batch = poisson_batch(k_sample, n, q, capacity)
-        C, grads = _private_value_and_grad(
-            params,
-            X[:, batch.index],
-            Y[:, batch.index],
-            batch.mask,
-            k_noise,
-            k_dropout if spec.keep_prob < 1 else None,
-            spec,
-            l2=l2,
-            clip_norm=clip_norm,
-            sigma=sigma,
-            normaliser=normaliser,
-        )
-        with jax.numpy_dtype_promotion("standard"):  # optax is written for standard promotion
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-        return (params, opt_state), C
-
-    @jax.jit
-    def chunk(params, opt_state, step0, n_active, X, Y, key, q, clip_norm, sigma, normaliser):
-        def body(carry, i):
-            return lax.cond(
-                i < n_active,
-                lambda c: step(c, step0 + i, X, Y, key, q, clip_norm, sigma, normaliser),
-                lambda c: (c, jnp.zeros((), X.dtype)),
-                carry,
-            )
-
-        (params, opt_state), costs = lax.scan(body, (params, opt_state), jnp.arange(steps_per_call))
-        return params, opt_state, costs
-
-    return chunk
-
-
-def _resolve_steps(steps: int | None, epochs: float | None, q: float) -> int:
-    if (steps is None) == (epochs is None):
-        raise ConfigError(
-            f"give exactly one of `steps` and `epochs`, got steps={steps!r}, epochs={epochs!r} "
-            "(with Poisson sampling an epoch is 1/q steps in expectation)"
-        )
-    if steps is not None:
-        return _check_steps(steps)
-    value = _real("epochs", epochs, "epochs=20")
-    if not 0 <= value < math.inf:
-        raise ConfigError(f"`epochs` must be finite and ≥ 0, got {epochs}")
-    return round(value / q)
-
-
-#: The keyword options of :func:`train_private`: the network's and its own.
-_TRAIN_PRIVATE_OPTIONS = (
-    *engine.OPTION_NAMES,
-    "dp",
-    "steps",
-    "epochs",
-    "opt_state",
-    "start_step",
-    "steps_per_call",
-    "callback",
-)
-
-
-def train_private(
-    params: Mapping[str, Array],
-    X: Array,
-    Y: Array,
-    optimizer: optax.GradientTransformation,
-    *,
-    dp: DPConfig | DPPlan,
-    steps: int | None = None,
-    epochs: float | None = None,
-    opt_state: Any = None,
-    start_step: int = 0,
-    steps_per_call: int | None = None,
-    callback: Callable[[PrivateProgress], bool | None] | None = None,
-    **options: Unpack[Options],
-) -> PrivateTrainResult:
-    r"""DP-SGD: train from `params` for steps `start_step` … T − 1, with (ε, δ) accounted.
-
-    | argument         | meaning                                                         |
-    |------------------|-----------------------------------------------------------------|
-    | `X`, `Y`         | the N private training examples, (n_x, N) and (n_L, N)          |
-    | `optimizer`      | any optax transformation; it sees only the privatised gradient |
-    | `dp`             | a :class:`DPConfig` (resolved by :func:`plan`) or a :class:`DPPlan` |
-    | `steps`/`epochs` | T, or epochs · 1/q steps (exactly one)                          |
-    | `activations`,   | the network's options, as for :func:`manualgrad.value_and_grad` |
-    | `loss`, `l2`,    | (:class:`manualgrad.functional.Options`; `activations` is       |
-    | `keep_prob`,     | required)                                                       |
-    | `precision`      |                                                                 |
-    | `key`            | step t's sampling, noise and dropout keys are split from        |
-    |                  | `fold_in(key, t)`: a run resumed at any step ends the same      |
-    |                  | (default key(0))                                                |
-    | `opt_state`, `start_step` | resume here (as returned in the result)                |
-    | `steps_per_call` | steps per compiled call, i.e. between callbacks (default T/20); |
-    |                  | it never changes the result                                     |
-    | `callback`       | gets a :class:`PrivateProgress` (with ε spent) after each call; |
-    |                  | returning True stops                                            |
-
-    Each step draws a Poisson batch (:func:`poisson_batch`, K = plan.capacity columns),
-    computes (1/(qN))(Σ clip_C(g_i) + σCξ) by :func:`masked_dp_grads`' rule and
-    applies the optimizer, all in one `lax.scan` per call. The guarantee covers
-    everything derived from the params (and opt_state): (ε, δ) for the event
-    `SelfComposedDpEvent(PoissonSampledDpEvent(q, GaussianDpEvent(σ)), T)`,
-    add/remove-one, plus plan.delta_overflow ≤ δ/1000 for the fixed capacity. The loss
-    history is computed from the private batches and is *not* covered.
-    ε after `step` steps is a function of (σ, q, step, δ) alone, so a resumed run
-    reports the same ε as an uninterrupted one.
-    """
-    if not isinstance(optimizer, optax.GradientTransformation):
-        raise ConfigError(
-            f"`optimizer` must be an optax.GradientTransformation (e.g. optax.sgd(0.1)), "
-            f"got {type(optimizer).__name__}"
-        )
-    key = options.get("key")
-    key = jax.random.key(0) if key is None else key
-    check.check_key(key)
-    check.check_params(params)
-    dtype = check.params_dtype(params)
-    current, X, Y, spec, l2, _ = engine.checked_options(
-        params,
-        jnp.asarray(X, dtype=dtype),
-        jnp.asarray(Y, dtype=dtype),
-        {**options, "key": key},
-        function="train_private",
-        allowed=_TRAIN_PRIVATE_OPTIONS,
-    )
-    n = X.shape[1]
-    if isinstance(dp, DPPlan):
-        the_plan = dp
-        if the_plan.n != n:
-            raise DataError(
-                f"the DPPlan was made for N = {the_plan.n} examples but X has {n}: make it with "
-                "plan(dp, n=X.shape[1], steps=...)"
-            )
-        total = the_plan.steps
-        if (steps, epochs) != (None, None):
-            raise ConfigError(
-                f"the DPPlan fixes the number of steps ({total}): pass neither `steps` nor "
-                "`epochs` with it"
-            )
-    else:
-        total = _resolve_steps(steps, epochs, _in_range("sampling_rate", dp.sampling_rate))
-        the_plan = plan(dp, n=n, steps=total)
-    start_step = _check_steps(start_step, "start_step")
-    if start_step > total:
-        raise ConfigError(
-            f"`start_step` = {start_step} is past the {total} steps the privacy budget was "
-            "planned for: training further would spend more than the planned ε"
-        )
-    if opt_state is None:
-        opt_state = optimizer.init(current)
-    per_call = steps_per_call or max(1, math.ceil(total / 20))
-    chunk = _compiled_chunk(optimizer, spec, float(l2), n, the_plan.capacity, per_call)
-    scalars = [
-        jnp.asarray(v, dtype)
-        for v in (
-            the_plan.sampling_rate,
-            the_plan.clip_norm,
-            the_plan.noise_multiplier,
-            the_plan.normaliser,
-        )
-    ]
-
-    def spent(t: int) -> float:
-        if t == the_plan.steps:
-            return the_plan.epsilon
-        return epsilon(
-            noise_multiplier=the_plan.noise_multiplier,
-            sampling_rate=the_plan.sampling_rate,
-            steps=t,
-            delta=the_plan.delta,
-            accountant=the_plan.accountant,
-        )
-
-    history: list[np.ndarray] = []
-    t = start_step
-    while t < total:
-        k = min(per_call, total - t)
-        current, opt_state, costs = chunk(current, opt_state, t, k, X, Y, key, *scalars)
-        history.append(np.asarray(costs)[:k])
-        t += k
-        if callback is not None:
-            so_far = np.concatenate(history)
-            progress = PrivateProgress(
-                t, total, spent(t), float(so_far[-1]), current, opt_state, so_far
-            )
-            if callback(progress):
-                break
-    hist = np.concatenate(history) if history else np.zeros((0,), dtype=np.dtype(dtype))
-    return PrivateTrainResult(current, opt_state, hist, t, spent(t), the_plan)

@@ -9,14 +9,17 @@ involved.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from manualgrad._errors import ConfigError
-from manualgrad.functional import predict
+
+if TYPE_CHECKING:
+    from manualgrad._network import Network
 
 __all__ = ["ensure_matplotlib", "plot_training", "training_figure"]
 
@@ -44,18 +47,18 @@ def _labels(Y: np.ndarray) -> np.ndarray:
 def training_figure(
     history: np.ndarray,
     *,
+    net: Network | None = None,
     params: Mapping[str, jax.Array] | None = None,
     X: np.ndarray | None = None,
     Y: np.ndarray | None = None,
-    activations: Sequence[str] | None = None,
     X_test: np.ndarray | None = None,
     Y_test: np.ndarray | None = None,
     resolution: int = 200,
 ):
     """A matplotlib Figure of the per-epoch cost and, if X is (2, m), the decision regions.
 
-    history: (epochs,) costs. For the regions pass the trained `params`, their
-    `activations`, and the training data X: (2, m), Y: (n_L, m) (dots); the test data
+    history: (epochs,) costs. For the regions pass the network `net`, its trained
+    `params`, and the training data X: (2, m), Y: (n_L, m) (dots); the test data
     X_test, Y_test, if given, are drawn as triangles. Each class has one colour of
     matplotlib's "tab10" cycle, in its region (light) and its points (full), and a
     legend names the classes and the two markers.
@@ -65,8 +68,8 @@ def training_figure(
     from matplotlib.lines import Line2D
 
     boundary = params is not None and X is not None and np.shape(X)[0] == 2
-    if boundary and activations is None:
-        raise ConfigError("pass the params' `activations` to draw the decision regions")
+    if boundary and net is None:
+        raise ConfigError("pass the params' network `net` to draw the decision regions")
     fig = Figure(figsize=(11 if boundary else 6, 4.5), layout="constrained")
     ax = fig.add_subplot(1, 2 if boundary else 1, 1)
     ax.plot(np.arange(1, len(history) + 1), np.asarray(history))
@@ -77,7 +80,7 @@ def training_figure(
         ax.set_yscale("log")
     if not boundary:
         return fig
-    assert params is not None and X is not None and activations is not None
+    assert params is not None and X is not None and net is not None
     ax2 = fig.add_subplot(1, 2, 2)
     X = np.asarray(X)
     points = [(X, Y, "o", "train")]
@@ -89,7 +92,7 @@ def training_figure(
     x1 = np.linspace(every[1].min() - pad, every[1].max() + pad, resolution)
     g0, g1 = np.meshgrid(x0, x1)
     grid = np.stack([g0.ravel(), g1.ravel()]).astype(np.asarray(params["W1"]).dtype)
-    classes = np.asarray(predict(params, jnp.asarray(grid), activations=activations))
+    classes = np.asarray(net.predict(params, jnp.asarray(grid)))
     classes = classes.reshape(g0.shape)
     n_L = int(np.shape(params[f"W{len(params) // 2}"])[0])
     K = 2 if n_L == 1 else n_L
