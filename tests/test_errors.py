@@ -126,12 +126,13 @@ def clip(**changes) -> Callable[[], object]:
     return call
 
 
-def fit(**changes) -> Callable[[], object]:
-    """train on the (3, 4, 2) relu/softmax/ce net, 5 examples, with some arguments replaced."""
+def fit(l2: float = 0.0, optimizer=None, **changes) -> Callable[[], object]:
+    """train the (3, 4, 2) relu/softmax/ce net on 5 examples, with some arguments replaced."""
 
     def call():
-        kw = {"activations": ACTS2, "loss": "ce", "epochs": 2, **changes}
-        return mg.train(_params(), _X(), _Y(), optax.sgd(0.1), **kw)
+        net = mg.network(ACTS2, "ce", l2=l2)
+        opt = optax.sgd(0.1) if optimizer is None else optimizer
+        return mg.train(net, _params(), _X(), _Y(), opt, **{"epochs": 2, **changes})
 
     return call
 
@@ -218,9 +219,14 @@ def write(name: str, content: str | np.ndarray) -> str:
     return name
 
 
+def resume_with_start_epoch():
+    fit(callbacks=[mg.training.Checkpointer("ckpt")])()
+    fit(callbacks=[mg.training.Checkpointer("ckpt", resume=True)], start_epoch=1)()
+
+
 def resume_other_run():
-    fit(checkpoint_dir="ckpt")()
-    fit(checkpoint_dir="ckpt", resume=True, l2=0.1)()
+    fit(callbacks=[mg.training.Checkpointer("ckpt")])()
+    fit(callbacks=[mg.training.Checkpointer("ckpt", resume=True)], l2=0.1)()
 
 
 def _v(**leaves) -> Callable[[], object]:
@@ -490,10 +496,13 @@ CASES: list[Case] = [
          [3, 1], jax.random.key(0), method="glorot"), ConfigError,
          r"unknown init method 'glorot'", "see `mg.functional.INIT_METHODS`"),
     # -- train and accuracy ---------------------------------------------------------------
-    Case("train-unknown-option", T, "a keyword `train` does not take (a typo: `epoch`, "
-         "`activation`)", fit(epoch=3), ConfigError,
-         r"`train` got an unknown option `epoch` — did you mean `epochs`\?",
-         "spell it as the message lists"),
+    Case("train-optimizer-invalid", T, "`optimizer` that is neither an optax transformation nor "
+         "a step", fit(optimizer="adam"), ConfigError,
+         r"`optimizer` must be an optax.GradientTransformation", "`optax.adam(1e-3)`"),
+    Case("train-callback-invalid", T, "a callback that is neither a `Callback` nor a function",
+         fit(callbacks=[3]), ConfigError,
+         r"expected each of `callbacks` to be a Callback or a function of a Progress",
+         "`mg.training.Checkpointer(dir)`, or `lambda progress: …`"),
     Case("train-epochs-zero", T, "`epochs` = 0 (nothing to train) or not a positive int",
          fit(epochs=0), ConfigError, r"`epochs` must be a positive int, got 0",
          "`epochs >= 1`"),
@@ -501,26 +510,25 @@ CASES: list[Case] = [
          fit(batch_size=100), ConfigError,
          r"`batch_size` = 100 is larger than the m = 5 training examples",
          "`batch_size <= m`, or None for full batch"),
-    Case("train-checkpoint-every-without-dir", T, "`checkpoint_every` without `checkpoint_dir`",
-         fit(checkpoint_every=100), ConfigError, r"`checkpoint_every` needs `checkpoint_dir`",
-         "pass `checkpoint_dir=`"),
-    Case("train-resume-without-dir", T, "`resume=True` without `checkpoint_dir`",
-         fit(resume=True), ConfigError, r"`resume` needs `checkpoint_dir`",
-         "pass the directory to resume from"),
-    Case("train-resume-with-start-epoch", T, "`resume=True` together with `opt_state` or "
-         "`start_epoch`", fit(resume=True, checkpoint_dir="ckpt", start_epoch=1),
-         ConfigError, r"takes the optimizer state and the epoch from the checkpoint",
+    Case("checkpoint-every-invalid", T, "`Checkpointer(every=…)` not a positive int",
+         lambda: mg.training.Checkpointer("ckpt", every=0), ConfigError,
+         r"`every` must be a positive int or None", "`every=100` optimizer steps, or None"),
+    Case("train-resume-with-start-epoch", T, "`Checkpointer(resume=True)` together with "
+         "`opt_state` or `start_epoch`",
+         in_tmp(resume_with_start_epoch),
+         ConfigError, r"takes the epoch and the optimizer state from the checkpoint",
          "drop `opt_state`/`start_epoch`"),
     Case("train-resume-other-run", T, "resuming a checkpoint written by a run with other "
          "options, data, initial params or key", in_tmp(resume_other_run), CheckpointError,
          r"was written for a different run \(l2: checkpoint 0\.0, now 0\.1\)",
          "the same arguments, or another `checkpoint_dir`"),
     Case("accuracy-flat-labels", T, "`accuracy` given labels as a vector (m,)",
-         lambda: mg.accuracy(_params((3, 4, 1)), _X(), jnp.ones(5), activations=("relu",
-         "sigmoid")), ShapeError, r"use Y\.reshape\(1, 5\)", "`Y.reshape(1, m)`"),
+         lambda: mg.accuracy(mg.network(["relu", "sigmoid"]), _params((3, 4, 1)), _X(),
+                             jnp.ones(5)), ShapeError, r"use Y\.reshape\(1, 5\)",
+         "`Y.reshape(1, m)`"),
     Case("accuracy-class-labels", T, "`accuracy` (or `value_and_grad` with `ce`) given one "
          "row of class indices for a softmax output", lambda: mg.accuracy(
-         _params(), _X(), jnp.array([[0, 1, 1, 0, 1]]), activations=ACTS2), ShapeError,
+         mg.network(ACTS2, "ce"), _params(), _X(), jnp.array([[0, 1, 1, 0, 1]])), ShapeError,
          r"one-hot encode them to \(2, 5\): jax\.nn\.one_hot\(Y\[0\], 2\)\.T",
          "`jax.nn.one_hot(y, n_L).T`"),
     # -- data sets and data files ----------------------------------------------------------

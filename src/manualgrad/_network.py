@@ -210,11 +210,7 @@ class Network:
         check.check_l2(self.l2, dtype=check.params_dtype_of(params))
         _, A_L, _ = engine.output_values(caches, spec)
         m = A_L.shape[-1]
-        Y = check.as_array("Y", Y)
-        if spec.is_dense:
-            check.check_Y(params, Y, m)
-        else:
-            check.check_Y_columns(Y, m, A_L.shape[0])
+        Y = engine.check_labels(params, Y, m, spec)
         Y = Y.astype(A_L.dtype)
         grads = engine.mean_grads(params, caches, engine.output_dZ(caches, Y, spec), spec, m=m)
         return engine.add_l2_grads(grads, params, self.l2, m)

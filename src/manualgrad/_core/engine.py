@@ -211,13 +211,21 @@ def check_inputs(
         params, X, spec.without_dropout() if not needs_key else spec, key=key
     )
     check.check_l2(l2, dtype=check.params_dtype_of(params))
-    Y = check.as_array("Y", Y)
-    if spec.is_dense:
-        check.check_Y(params, Y, m)
-    else:
-        n_L = params[param_order(spec)[-2]].shape[0] if len(param_order(spec)) >= 2 else None
-        check.check_Y_columns(Y, m, n_L)
+    Y = check_labels(params, Y, m, spec)
     return params, X, Y.astype(X.dtype), m
+
+
+def output_units(params: Mapping[str, Array], spec: Spec) -> int | None:
+    """n_L, the rows of the output layer's weight "W" (None for a layer without one)."""
+    key = layer_keys(spec)[-1].get("W")
+    return None if key is None else params[key].shape[0]
+
+
+def check_labels(params: Mapping[str, Array], Y: Any, m: int, spec: Spec) -> Array:
+    """Check Y (n_L, m) against the network's output units, with the catalogue's hints."""
+    Y = check.as_array("Y", Y)
+    check.check_labels(Y, m, output_units(params, spec))
+    return Y
 
 
 # --------------------------------------------------------------------------------------

@@ -351,8 +351,18 @@ def check_X(params: Mapping[str, Any], X: Any) -> int:
 
 
 def check_Y(params: Mapping[str, Any], Y: Any, m: int) -> None:
-    """Check Y is (n_L, m): one column per example, one row per output unit; real numbers."""
-    n_L = _shape(params[f"W{len(params) // 2}"])[0]
+    """Check Y is (n_L, m) for a dense network's params: n_L is the last W's rows."""
+    check_labels(Y, m, _shape(params[f"W{len(params) // 2}"])[0])
+
+
+def check_labels(Y: Any, m: int, n_L: int | None) -> None:
+    """Check Y is (n_L, m): one column per example, one row per output unit; real numbers.
+
+    `n_L` None: the number of output units is not known here, so only the columns count.
+    """
+    if n_L is None:
+        check_Y_columns(Y, m, None)
+        return
     shape = _shape(Y)
     if shape == (n_L, m):
         dt = _dtype(Y)

@@ -480,8 +480,6 @@ def accuracy(net: Network, params: Mapping[str, Array], X: ArrayLike, Y: ArrayLi
     if jnp.issubdtype(X.dtype, jnp.floating):
         X = X.astype(check.params_dtype_of(params))
     pred = np.asarray(net.predict(params, X))
-    Y_ = check.as_array("Y", Y)
-    check.check_Y_columns(Y_, pred.shape[1], None)
-    Y_ = np.asarray(Y_)
+    Y_ = np.asarray(engine.check_labels(params, Y, pred.shape[1], net.spec))
     labels = Y_.reshape(1, -1) if Y_.shape[0] == 1 else np.argmax(Y_, axis=0)[None, :]
     return float(np.mean(pred == labels))
