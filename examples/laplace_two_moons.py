@@ -43,10 +43,7 @@ LAM = 1.0  # prior precision λ (and the L2 strength of the MAP training)
 def train_map(X, Y):
     net = mg.network(ACTIVATIONS, "bce", l2=LAM)
     params = net.init(LAYERS, jax.random.key(0), method="xavier", dtype=jnp.float64)
-    result = mg.train(
-        params, X, Y, optax.adam(0.02), activations=ACTIVATIONS, l2=LAM, epochs=3000,
-        key=jax.random.key(1),
-    )  # fmt: skip
+    result = mg.train(net, params, X, Y, optax.adam(0.02), epochs=3000, key=jax.random.key(1))
     return net, result.params
 
 
@@ -59,10 +56,10 @@ def laplace_precision(net, params, X, Y):
 
 def linearised_predictive(params, precision, grid):
     """(p_MAP, p_Laplace) at the columns of `grid`, via the logit's Jacobian."""
-    logit_acts = (*ACTIVATIONS[:-1], "linear")
+    logit_net = mg.network([*ACTIVATIONS[:-1], "linear"], "mse")  # z[L], the logit
 
     def logit(p, x):
-        return mg.forward(p, x[:, None], activations=logit_acts)[0][0, 0]
+        return logit_net.forward(p, x[:, None])[0][0, 0]
 
     @jax.jit
     def predict(grid):
@@ -105,7 +102,7 @@ def main() -> None:
     X_np, Y_np = mg.data.datasets.moons(m=200, seed=0, noise=0.15)
     X, Y = jnp.asarray(X_np), jnp.asarray(Y_np)
     net, params = train_map(X, Y)
-    acc = float(mg.accuracy(params, X, Y, activations=ACTIVATIONS))
+    acc = float(mg.accuracy(net, params, X, Y))
     precision = laplace_precision(net, params, X, Y)
 
     xx, yy = np.meshgrid(np.linspace(-2.5, 3.5, 150), np.linspace(-2.0, 2.5, 120))

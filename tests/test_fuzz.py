@@ -10,7 +10,7 @@ The entry points: `mg.network` itself (layers, loss and options broken), the net
 `forward`, `cost`, `value_and_grad`, `backward` and `predict`; the per-example module's
 `per_example_grads`, `per_example_norms`, `clipped_grads`, `dp_grads` and
 `one_example_grads` (`f(net, …)`); the functional shims `mg.value_and_grad` and
-`mg.forward` and `accuracy`, which take names; the course module's `L_model_forward`,
+`mg.forward`, which take names; `accuracy` of the network; the course module's `L_model_forward`,
 `compute_cost` and `L_model_backward`; `train` with its own options broken too; and the
 built-in data sets' generators.
 
@@ -192,7 +192,6 @@ def test_malformed_inputs_raise_manualgrad_errors_or_give_finite_results():
         shim = dict(params=params, X=X, activations=acts)
         _call(seen, "functional.value_and_grad", mg.value_and_grad, **shim, Y=Y, loss=loss, **kw)
         _call(seen, "functional.forward", mg.forward, **shim, **_accepted(mg.forward, kw))
-        _call(seen, "accuracy", mg.accuracy, **shim, Y=Y, precision=kw["precision"])
         fwd = _call(seen, "course.L_model_forward", course.L_model_forward, X=X, parameters=params)
         if fwd is not None:
             AL, caches = fwd
@@ -210,6 +209,7 @@ def test_malformed_inputs_raise_manualgrad_errors_or_give_finite_results():
         _call(seen, "net.value_and_grad", net.value_and_grad, params=params, X=X, Y=Y, key=key)
         _call(seen, "net.cost", net.cost, params=params, X=X, Y=Y, key=key)
         _call(seen, "net.predict", net.predict, params=params, X=X)
+        _call(seen, "accuracy", mg.accuracy, net=net, params=params, X=X, Y=Y)
         if out is not None:
             _call(seen, "net.backward", net.backward, params=params, caches=out[1], Y=Y)
         extra = dict(net=net, params=params, X=X, Y=Y, key=key, **dp)
@@ -229,10 +229,7 @@ TRAIN_OPTIONS = {
     "key": [0, "key", jnp.ones(2)],
     "start_epoch": [-1, 5, 1.5],
     "epochs_per_call": [0, -1, 1.5],
-    "callback": ["x", 3],
-    "checkpoint_every": [0, 5],  # 5 without a checkpoint_dir
-    "resume": [True],  # without a checkpoint_dir
-    "checkpoint_dir": [3, None],
+    "callbacks": [["x"], [3], 3],
     "optimizer": ["adam", None],
 }
 
@@ -245,21 +242,15 @@ def test_train_with_malformed_inputs_or_options_raises_manualgrad_errors_or_trai
     @given(malformed(), st.data())
     def fuzz(case, data):
         params, X, Y, acts, loss, kw, _ = case
-        options = dict(
-            optimizer=SGD,
-            epochs=1,
-            batch_size=None,
-            key=kw["key"],
-            l2=kw["l2"],
-            keep_prob=kw["keep_prob"],
-            precision=kw["precision"],
-        )
+        options = dict(optimizer=SGD, epochs=1, batch_size=None, key=kw["key"])
         if data.draw(st.booleans()):
             name = data.draw(st.sampled_from(sorted(TRAIN_OPTIONS)))
             options[name] = data.draw(st.sampled_from(TRAIN_OPTIONS[name]))
-        out = _call(
-            seen, "train", mg.train, params=params, X=X, Y=Y, activations=acts, loss=loss, **options
-        )
+        net_options = {k: kw[k] for k in ("l2", "keep_prob", "precision")}
+        net = _call(seen, "network", mg.network, layers=acts, loss=loss, **net_options)
+        if net is None:
+            return
+        out = _call(seen, "train", mg.train, net=net, params=params, X=X, Y=Y, **options)
         if out is not None:
             assert out.epoch == options["epochs"] and len(out.history) == out.epoch
 
