@@ -44,6 +44,32 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
+__all__ = [
+    "ACTIVATIONS",
+    "HIDDEN_ACTIVATIONS",
+    "LEAKY_SLOPE",
+    "PIECEWISE_LINEAR",
+    "Activation",
+    "get_activation",
+    "leaky_relu",
+    "leaky_relu_derivative",
+    "leaky_relu_second_derivative",
+    "linear",
+    "linear_derivative",
+    "linear_second_derivative",
+    "relu",
+    "relu_derivative",
+    "relu_second_derivative",
+    "sigmoid",
+    "sigmoid_derivative",
+    "sigmoid_second_derivative",
+    "softmax",
+    "softmax_backward",
+    "tanh",
+    "tanh_derivative",
+    "tanh_second_derivative",
+]
+
 LEAKY_SLOPE = 0.01
 
 

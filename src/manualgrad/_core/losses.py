@@ -50,6 +50,35 @@ from manualgrad._core.activations import Activation
 
 Array = jax.Array
 
+__all__ = [
+    "LOSSES",
+    "Loss",
+    "bce_dA",
+    "bce_hessian_sqrt",
+    "bce_hessian_vp",
+    "bce_label_check",
+    "bce_loss",
+    "bce_prepare_labels",
+    "bce_sampled_hessian_sqrt",
+    "ce_dA",
+    "ce_hessian_sqrt",
+    "ce_hessian_vp",
+    "ce_label_check",
+    "ce_loss",
+    "ce_prepare_labels",
+    "ce_sampled_hessian_sqrt",
+    "cost_from_losses",
+    "fused_dZ",
+    "get_loss",
+    "mse_dA",
+    "mse_hessian_sqrt",
+    "mse_hessian_vp",
+    "mse_loss",
+    "mse_sampled_hessian_sqrt",
+    "one_hot_labels",
+    "output_activation",
+]
+
 
 def bce_loss(ZL: Array, AL: Array, Y: Array) -> Array:
     """L = −[y log σ(z) + (1 − y) log(1 − σ(z))] = softplus(z) − y z, summed over axis 0."""
