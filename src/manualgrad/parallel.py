@@ -67,7 +67,7 @@ from jax.sharding import PartitionSpec as P
 from manualgrad._core import engine
 from manualgrad._errors import ConfigError, ShapeError
 from manualgrad._network import Network
-from manualgrad.per_example import clipped_products, scale_examples
+from manualgrad.per_example import clip_factors, squared_norms
 
 __all__ = [
     "batch_sharding",
@@ -285,11 +285,12 @@ def _shard_map_fn(net: Network, mesh: Mesh, clipped: bool) -> Callable[..., Any]
 
         def per_device(params, X, Y, mask):  # X: (…, m_pad / N), this device's columns
             p = engine.backward_pass(params, X, Y, spec)
-            products = p.products
+            weights = mask.astype(X.dtype)  # padding adds 0
             if clip_norm is not None:  # s_i = min(1, C/‖g_i‖) uses column i only: local
-                products = clipped_products(products, clip_norm)
-            products = scale_examples(products, mask.astype(X.dtype))  # padding adds 0
-            part = engine.grads_from_products(params, products, m=m, precision=net.precision)
+                weights = weights * clip_factors(squared_norms(p.products), clip_norm)
+            part = engine.grads_from_products(
+                params, p.products, m=m, precision=net.precision, weights=weights
+            )  # (2) on the columns of dZ scaled by s_i
             if clipped:
                 grads = lax.psum(part, axis)  # Σ_d over devices: the only collective
                 return engine.add_l2_grads(grads, params, l2, m)  # L2 once, never clipped

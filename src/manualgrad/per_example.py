@@ -270,9 +270,10 @@ def clipped_grads(
     """
     check.check_clip_norm(clip_norm)  # > 0 and finite when concrete; traced values pass
     params, p, m = _pass(net, params, X, Y, key)
+    s = clip_factors(squared_norms(p.products), clip_norm)  # (m,)
     grads = engine.grads_from_products(
-        params, clipped_products(p.products, clip_norm), m=m, precision=net.precision
-    )  # (2)
+        params, p.products, m=m, precision=net.precision, weights=s
+    )  # (2) on the columns of dZ scaled by s_i
     return engine.add_l2_grads(grads, params, net.l2, m)
 
 
@@ -315,9 +316,10 @@ def dp_grads(
     check.check_key(noise_key)
     params, p, m = _pass(net, params, X, Y, key)
     B = m if normaliser is None else normaliser
+    s = clip_factors(squared_norms(p.products), clip_norm)  # (m,)
     grads = engine.grads_from_products(
-        params, clipped_products(p.products, clip_norm), m=B, precision=net.precision
-    )  # (2)
+        params, p.products, m=B, precision=net.precision, weights=s
+    )  # (2) on the columns of dZ scaled by s_i
     noisy = add_dp_noise(grads, noise_key, clip_norm, noise_multiplier, B)
     return engine.add_l2_grads(noisy, params, net.l2, B)
 

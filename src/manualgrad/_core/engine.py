@@ -397,16 +397,36 @@ def flat(x: Array) -> Array:
     return x.reshape(x.shape[0], -1)
 
 
+def weighted_flat(dZ: Array, weights: Array | None) -> Array:
+    """dZ (d, T, m) as (d, T·m) columns, column (t, i) scaled by s_i when `weights` s (m,) is given.
+
+    For T = 1 the scaling comes after the reshape, on the (d, m) matrix itself, so that the
+    compiled program multiplies dZ once for both the matmul and the bias sum of (2) (a
+    scaling before the reshape is duplicated by XLA into each consumer's layout).
+    """
+    if weights is None:
+        return flat(dZ)
+    if dZ.shape[1] == 1:
+        return flat(dZ) * weights[None, :]
+    return flat(dZ * weights[None, None, :])
+
+
 def product_grads(
-    product: Product, params: Mapping[str, Array], *, m: int | float | Array, precision: str
+    product: Product,
+    params: Mapping[str, Array],
+    *,
+    m: int | float | Array,
+    precision: str,
+    weights: Array | None = None,
 ) -> Params:
     """Formula (2) for one product: dW = (1/m) Σ_i Σ_t dz_t(i) a_t(i)ᵀ, db = (1/m) Σ_{i,t} dz_t(i).
 
     Shapes: A (d_in, T, m), dZ (d_out, T, m) -> dW reshaped to W's shape, db to b's.
-    The 1/m is applied to whichever of dZ and dW has fewer numbers (m = 1: none).
+    With `weights` s (m,), column i of dZ is scaled by s_i first: (1/m) Σ_i s_i g_i (clipping,
+    masks). The 1/m is applied to whichever of dZ and dW has fewer numbers (m = 1: none).
     """
     W = params[product.weight]
-    dZ, A = flat(product.dZ), flat(product.A)
+    dZ, A = weighted_flat(product.dZ, weights), flat(product.A)
     scale_first = not (isinstance(m, int | float) and m == 1) and dZ.shape[1] < A.shape[0]
     if scale_first:
         dW = matmul(dZ / m, A, 1, 1, precision)  # (2), (1/m) dZ first
@@ -427,18 +447,20 @@ def grads_from_products(
     *,
     m: int | float | Array,
     precision: str,
+    weights: Array | None = None,
 ) -> Params:
     """Formula (2) for every product: dW = (1/m) dZ Aᵀ summed over positions, db = (1/m) Σ dZ.
 
     For the products of a chain that has already run. `m` is the normaliser (the batch
     size for ∂C/∂params; the global batch size for one device's shard; q·N for DP-SGD).
-    With columns of dZ scaled by s_i beforehand this is (1/m) Σ_i s_i g_i. Returns a dict
+    With `weights` s (m,) (or columns of dZ scaled by s_i beforehand) this is
+    (1/m) Σ_i s_i g_i. Returns a dict
     with the params' keys, in their order; no L2 term. When only the mean gradient is
     wanted, :func:`mean_grads` gets the same from dZ[L] more cheaply.
     """
     grads: Params = {}
     for product in products:
-        grads.update(product_grads(product, params, m=m, precision=precision))  # (2)
+        grads.update(product_grads(product, params, m=m, precision=precision, weights=weights))
     return {k: grads[k] for k in params}
 
 
