@@ -30,7 +30,7 @@ def _run(argv):
     return bench.run(parser.parse_args(argv))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves modules
 def rows(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "out.jsonl"
     argv = ["--json", str(path), "--grid", "6,5,3,1@12",
@@ -209,7 +209,8 @@ def test_torch_baseline_leaves_the_process_environment_as_it_found_it(tmp_path, 
         "import os\nLOADED_WITH = os.environ.get('OMP_WAIT_POLICY')\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setitem(sys.modules, "torch", None)  # undone last: no stand-in outlives the test
+    monkeypatch.delitem(sys.modules, "torch")
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     params, X, Y = benchmark.problem((3, 2, 1), 4, jnp.float32)
     with pytest.raises(ValueError, match="written for bce"):  # after the import, before torch use

@@ -202,7 +202,7 @@ def _final(ckpt):
         return {k: f[k] for k in f.files}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves modules
 def uninterrupted(tmp_path_factory):
     ckpt = tmp_path_factory.mktemp("uninterrupted")
     proc = _spawn(*RUN, "--checkpoint", str(ckpt))

@@ -48,7 +48,7 @@ def _missing(what: str) -> None:
     pytest.skip(f"{what} is not installed")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves modules
 def chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if path := shutil.which(name):
@@ -57,7 +57,7 @@ def chromium() -> str:
     raise AssertionError  # unreachable: _missing skips or fails
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves modules
 def site() -> Path:
     if importlib.util.find_spec("mkdocs") is None:
         _missing('mkdocs (pip install -e ".[docs]")')

@@ -52,7 +52,7 @@ def _env() -> dict:
     return env
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves modules
 def results() -> dict:
     proc = subprocess.run(
         [sys.executable, str(WORKER)], capture_output=True, text=True, env=_env(), timeout=600
@@ -61,7 +61,7 @@ def results() -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves modules
 def multihost() -> list[dict]:
     """Two processes × 2 CPU devices joined by jax.distributed (gloo), one JSON each."""
     with socket.socket() as sock:
