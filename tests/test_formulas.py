@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import F64_TOL, REFERENCE_ACTIVATIONS, reference_losses, rel_err
-from manualgrad._core import dense
+from manualgrad._core import dense, losses
 from manualgrad._core.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
 from manualgrad._core.losses import LOSSES
 
@@ -139,7 +139,7 @@ def test_fused_output_dZ_matches_vjp_of_loss(output, loss):
     Y = _targets(loss, ZL.shape)
     _, vjp = jax.vjp(lambda Z: reference_losses(Z, Y, output, loss), ZL)
     (dZ_ref,) = vjp(jnp.ones(ZL.shape[1]))
-    assert rel_err(dense.output_backward(ZL, act.forward(ZL), Y, act, spec), dZ_ref) <= TOL
+    assert rel_err(losses.output_backward(ZL, act.forward(ZL), Y, act, spec), dZ_ref) <= TOL
 
 
 @pytest.mark.parametrize("loss", list(LOSSES))

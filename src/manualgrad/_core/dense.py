@@ -37,7 +37,6 @@ import jax
 import jax.numpy as jnp
 
 from manualgrad._core.activations import Activation, softmax_backward
-from manualgrad._core.losses import Loss, fused_dZ
 from manualgrad._core.precision import matmul
 
 Array = jax.Array
@@ -52,7 +51,6 @@ __all__ = [
     "linear_backward",
     "linear_forward",
     "linear_jvp",
-    "output_backward",
     "prev_activation_grad",
     "weight_grad",
 ]
@@ -189,15 +187,3 @@ def linear_backward(
     db = bias_grad(dZ, m=m)
     dA_prev = prev_activation_grad(W, dZ, precision=precision)
     return dW, db, dA_prev
-
-
-def output_backward(ZL: Array, AL: Array, Y: Array, activation: Activation, loss: Loss) -> Array:
-    """dZ[L] of the output layer.
-
-    For sigmoid + bce and softmax + ce this is the fused, stable dZ[L] = A[L] − Y
-    (it never forms Y/AL). Otherwise it is formula (5) applied to the loss's dA[L].
-    Shapes: (n_L, m) or (n_L,).
-    """
-    if loss.fused_with == activation.name:
-        return fused_dZ(AL, Y)
-    return activation_backward(loss.dA(AL, Y), ZL, AL, activation)  # (5) at layer L

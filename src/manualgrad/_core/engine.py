@@ -54,9 +54,8 @@ import jax.numpy as jnp
 
 from manualgrad._core import regularization
 from manualgrad._core import validation as check
-from manualgrad._core.dense import output_backward
 from manualgrad._core.layer import Layer, Product
-from manualgrad._core.losses import Loss
+from manualgrad._core.losses import Loss, output_backward
 from manualgrad._core.precision import matmul
 from manualgrad._core.regularization import apply_dropout, l2_cost, l2_weight_grad
 

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from manualgrad._core.activations import Activation
+from manualgrad._core.dense import activation_backward, activation_jvp
 
 Array = jax.Array
 
@@ -77,6 +78,7 @@ __all__ = [
     "mse_sampled_hessian_sqrt",
     "one_hot_labels",
     "output_activation",
+    "output_backward",
 ]
 
 
@@ -129,7 +131,6 @@ def fused_dZ(AL: Array, Y: Array) -> Array:
 
 def _to_z(S_A: Array, Z: Array, A: Array, act: Activation) -> Array:
     """Formula (5) at layer L on every column of S_A (n_L, m, K): from a[L] to z[L]."""
-    from manualgrad._core.dense import activation_backward  # dense imports this module
 
     def one(s):
         return activation_backward(s, Z, A, act)  # (5) at layer L
@@ -202,14 +203,12 @@ def bce_hessian_vp(Z_dot: Array, Z: Array, A: Array, Y: Array, act: Activation) 
 
 def ce_hessian_vp(Z_dot: Array, Z: Array, A: Array, Y: Array, act: Activation) -> Array:
     """H ż on z[L] for softmax + ce: (Σ_k y_k)(diag(p) − p pᵀ) ż, softmax's (7)."""
-    from manualgrad._core.dense import activation_jvp  # dense imports this module
 
     return activation_jvp(Z_dot, Z, A, act) * jnp.sum(Y, axis=0)[None, :]  # (7)
 
 
 def mse_hessian_vp(Z_dot: Array, Z: Array, A: Array, Y: Array, act: Activation) -> Array:
     """(5) on H ȧ with H = I on a[L], ȧ = (7) of ż: g'(Z) ⊙ (g'(Z) ⊙ ż) for elementwise g."""
-    from manualgrad._core.dense import activation_backward, activation_jvp
 
     del Y
     A_dot = activation_jvp(Z_dot, Z, A, act)  # (7) at layer L: J v at a[L]
@@ -406,3 +405,15 @@ def output_activation(loss: str) -> str:
 def cost_from_losses(losses: Array) -> Array:
     """C = (1/m) Σ_i L_i for a vector of per-example losses of shape (m,)."""
     return jnp.mean(losses)
+
+
+def output_backward(ZL: Array, AL: Array, Y: Array, activation: Any, loss: Loss) -> Array:
+    """dZ[L] of the output layer: where the loss meets the network.
+
+    For sigmoid + bce and softmax + ce this is the fused, stable dZ[L] = A[L] − Y
+    (it never forms Y/AL). Otherwise it is formula (5) applied to the loss's dA[L].
+    Shapes: (n_L, m) or (n_L,).
+    """
+    if loss.fused_with == activation.name:
+        return fused_dZ(AL, Y)
+    return activation_backward(loss.dA(AL, Y), ZL, AL, activation)  # (5) at layer L

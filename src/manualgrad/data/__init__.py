@@ -2,8 +2,8 @@
 
 | module     | holds                                                         |
 |------------|---------------------------------------------------------------|
-| `files`    | `.csv` / `.npz` loaders, label rules, `train_test_split`      |
-| `datasets` | seeded toy sets (flower, moons, circles, spiral) and digits   |
+| `files`    | `.csv` / `.npz` loaders and label rules                       |
+| `datasets` | seeded toy sets (flower, moons, circles, spiral), digits, and `train_test_split` |
 """
 
 from manualgrad.data import datasets

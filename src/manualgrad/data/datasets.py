@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from manualgrad._errors import ConfigError
+from manualgrad._errors import ConfigError, DataError
 
 __all__ = [
     "DATASETS",
@@ -41,6 +41,7 @@ __all__ = [
     "get_dataset",
     "moons",
     "spiral",
+    "train_test_split",
 ]
 
 
@@ -167,7 +168,7 @@ def digits(m: int | None = None, seed: int = 1) -> tuple[np.ndarray, np.ndarray]
     Returns X: (64, m) float64, pixel counts / 16 in [0, 1], and one-hot
     Y: (10, m) float64; the columns in the order of `default_rng(seed).permutation`,
     the first `m` of them (default all 1,797). For a held-out test set use
-    :func:`digits_split` (or :func:`manualgrad.data.files.train_test_split`).
+    :func:`digits_split` (or :func:`train_test_split`).
     """
     try:
         from sklearn.datasets import load_digits
@@ -194,13 +195,12 @@ def digits_split(
     """:func:`digits` with a held-out test set: X_train, Y_train, X_test, Y_test.
 
     round(test_fraction · 1797) columns for test (359 at the default 0.2), the rest
-    (1,438) for training, split by :func:`manualgrad.data.files.train_test_split` with `seed`.
+    (1,438) for training, split by :func:`train_test_split` with `seed`.
 
     >>> X, Y, X_test, Y_test = digits_split()
     >>> X.shape, Y.shape, X_test.shape
     ((64, 1438), (10, 1438), (64, 359))
     """
-    from manualgrad.data.files import train_test_split
 
     X, Y = digits(seed=seed)
     return train_test_split(X, Y, test_fraction=test_fraction, seed=seed)
@@ -230,3 +230,20 @@ def get_dataset(name: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
         f"unknown data set {name!r}{hint}: the built-in sets are {', '.join(DATASETS)}; "
         "a data file needs the extension .npz or .csv"
     )
+
+
+def train_test_split(
+    X: np.ndarray, Y: np.ndarray, *, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Shuffle the m columns with `default_rng(seed)` and keep round(test_fraction · m) for test.
+
+    Returns X_train, Y_train, X_test, Y_test (examples as columns; the test set may be
+    empty when test_fraction = 0).
+    """
+    if not 0 <= test_fraction < 1:
+        raise DataError(f"`test_fraction` must be in [0, 1), got {test_fraction}")
+    m = X.shape[1]
+    perm = np.random.default_rng(seed).permutation(m)
+    n_test = round(test_fraction * m)
+    test, train = perm[:n_test], perm[n_test:]
+    return X[:, train], Y[:, train], X[:, test], Y[:, test]

@@ -31,7 +31,7 @@ import numpy as np
 
 from manualgrad._core.losses import get_loss, one_hot_labels
 from manualgrad._errors import ConfigError, DataError, plural
-from manualgrad.data.datasets import get_dataset
+from manualgrad.data.datasets import get_dataset, train_test_split
 
 Examples = Literal["rows", "columns"]
 
@@ -281,20 +281,3 @@ def as_targets(X: np.ndarray, Y: np.ndarray, *, loss: str, source: str = "data")
     Y = np.asarray(Y, dtype=np.float64)
     rule = get_loss(loss).prepare_labels
     return X, (Y if rule is None else rule(Y, source))
-
-
-def train_test_split(
-    X: np.ndarray, Y: np.ndarray, *, test_fraction: float = 0.2, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Shuffle the m columns with `default_rng(seed)` and keep round(test_fraction · m) for test.
-
-    Returns X_train, Y_train, X_test, Y_test (examples as columns; the test set may be
-    empty when test_fraction = 0).
-    """
-    if not 0 <= test_fraction < 1:
-        raise DataError(f"`test_fraction` must be in [0, 1), got {test_fraction}")
-    m = X.shape[1]
-    perm = np.random.default_rng(seed).permutation(m)
-    n_test = round(test_fraction * m)
-    test, train = perm[:n_test], perm[n_test:]
-    return X[:, train], Y[:, train], X[:, test], Y[:, test]
