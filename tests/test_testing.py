@@ -232,8 +232,6 @@ def _returning(value):
     [
         (lambda g: list(g.values()), ShapeError, r"returned list on the network 'course'.*"
          r"expected a dict with keys 'dA0' … 'dA2', 'dW1' … 'dW3', 'db1' … 'db3'"),
-        (lambda g: {k: v for k, v in g.items() if k != "db2"}, ShapeError,
-         r"returned no \['db2'\] on the network 'course'"),
         (lambda g: {**g, "dW1": None}, DTypeError, r"returned 'dW1' = NoneType .* expected a "
          r"numeric array"),
         (lambda g: {**g, "dW2": g["dW2"][:, :2]}, ShapeError,
@@ -241,7 +239,7 @@ def _returning(value):
         (lambda g: {**g, "dA0": g["dA0"][:, :1]}, ShapeError,
          r"'dA0' with shape \(5, 1\) .* expected \(5, 8\), X's shape \(n_x, m\)"),
     ],
-    ids=["not-a-dict", "missing-key", "not-numeric", "wrong-shape", "wrong-dA-shape"],
+    ids=["not-a-dict", "not-numeric", "wrong-shape", "wrong-dA-shape"],
 )  # fmt: skip
 def test_a_value_that_cannot_be_compared_is_one_line_error(transform, error, message):
     func = _returning(transform)
@@ -271,6 +269,85 @@ def test_an_exception_in_the_function_is_its_networks_failure():
 def test_bad_options_raise_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         check_backward(refs.L_model_backward, **kwargs)
+
+
+# ------------------------------------------------- real students' files (tests/student_gallery)
+
+GALLERY = ROOT / "tests" / "student_gallery"
+STEP = GALLERY / "step_by_step.py"
+
+
+@pytest.mark.parametrize(
+    ("name", "note", "text", "mistakes"),
+    [
+        ("L_model_backward_shifted", "shifted",
+         "your dA3 holds what dA2 should (every dA key is shifted by one; checked one lower)",
+         set()),
+        ("L_model_backward_shifted_sign", "shifted", "your dA3 holds what dA2 should",
+         {"dz_sign", "follows"}),
+        ("L_model_backward_only_dW_db", "missing",
+         "returned no dA0 … dA2 (expected dA0 … dA2, dW1 … dW3, db1 … db3); the keys it did "
+         "return are checked", set()),
+        ("L_model_backward_lowercase", "case",
+         "your keys dw3, da2, dw2, da1, dw1, da0 differ from dW3, dA2, dW2, dA1, dW1, dA0 only in "
+         "case (checked as those)", set()),
+    ],
+    ids=["dA-shifted", "dA-shifted-and-sign", "only-dW-db", "lowercase"],
+)  # fmt: skip
+def test_a_key_problem_is_said_and_every_key_there_is_still_checked(name, note, text, mistakes):
+    report = check_backward(load_function(f"{STEP}:{name}"))
+    assert not report.passed
+    assert all([n.id for n in r.notes] == [note] for r in report.results)
+    course_net = report.results[0]
+    assert text in course_net.notes[0].text
+    assert report.mistakes() == mistakes, report.format()  # the values behind the keys
+    kinds = {f.key[:2] for f in course_net.findings}
+    assert kinds == ({"dW", "db"} if note == "missing" else {"dA", "dW", "db"})
+    assert "keys on 'course' (and likewise on 'square', " in report.format()
+
+
+def test_every_network_is_run_and_reported_when_one_has_a_key_problem():
+    # NameError on the four networks whose loop runs; on the one-layer network, dA1 for dA0
+    report = check_backward(load_function(f"{STEP}:L_model_backward_undefined_helper"))
+    assert len(report.results) == len(default_cases())
+    one_layer = [r for r in report.results if len(r.case.layers) == 2]
+    assert [r.notes[0].text[:31] for r in one_layer] == ["your dA1 holds what dA0 should "]
+    assert all(f.passed for r in one_layer for f in r.findings)
+    deeper = [r.error or "" for r in report.results if len(r.case.layers) > 2]
+    assert len(deeper) == 4 and all(e.startswith("NameError") for e in deeper)
+
+
+def test_a_method_of_a_class_is_named_with_a_dotted_name():
+    report = check_backward(load_function(f"{STEP}:NN.L_model_backward"))
+    assert report.passed, report.format()
+    with pytest.raises(
+        ConfigError,
+        match=r"'NN' in 'step_by_step.py' has no attribute 'nope' "
+        r"\(it has L_model_backward\): name one with FILE.py:NN.NAME",
+    ):
+        load_function(f"{STEP}:NN.nope")
+
+
+def test_an_error_while_reading_a_cache_says_what_the_caches_are():
+    report = check_backward(load_function(f"{STEP}:L_model_backward_dict_cache"))
+    error = report.results[0].error or ""
+    assert error.startswith("TypeError: tuple indices must be integers or slices, not str")
+    assert (
+        "— while reading a cache: what was passed is the course's list of 3 tuples caches[l] = "
+        "((A_prev, W, b), Z) (a tuple of numpy arrays, then Z), here caches[0] = "
+        "((5×8, 4×5, 4×1), 4×8); caches[1] = ((4×8, 3×4, 3×1), 3×8)"
+    ) in error
+
+
+def test_a_file_that_works_at_load_time_is_told_to_use_a_main_guard():
+    with pytest.raises(
+        ConfigError, match=r"'trains_at_import.py' does not load: FileNotFoundError"
+    ) as info:
+        load_function(str(GALLERY / "trains_at_import.py"))
+    assert str(info.value).endswith(
+        "the whole file runs when it is loaded — move top-level work (loading data, training, "
+        'plotting) under `if __name__ == "__main__":`'
+    )
 
 
 # --------------------------------------------------------------------------- load_function

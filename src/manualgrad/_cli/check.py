@@ -21,7 +21,8 @@ With `--against FILE.py[:FUNCTION]` it checks *your* backward pass instead
 (:func:`manualgrad.checking.backward.check_backward`): FUNCTION (default `L_model_backward`,
 the course's `(AL, Y, caches)`; `--convention core` for `(params, X, Y)`) runs on
 several float64 networks and every key it returns is compared with jax.grad, with a
-diagnosis of each key that disagrees (:mod:`manualgrad.checking._mistakes`).
+diagnosis of each key that disagrees (:mod:`manualgrad.checking._mistakes`). With
+`--json`, what the file prints goes into the JSON's "printed", so stdout stays JSON.
 
 Exit status: 0 if every parameter (key) passes, 1 if one fails, 2 for bad options, or
 when FUNCTION cannot be loaded or returns something that cannot be compared.
@@ -30,6 +31,8 @@ when FUNCTION cannot be loaded or returns something that cannot be compared.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -243,16 +246,19 @@ def _run_against(args: argparse.Namespace) -> int:
                 f"`{option}` does not apply to `--against`, which checks your function on its "
                 "own set of networks (choose them with `--seed`)"
             )
-    func = load_function(args.against)
-    report = check_backward(
-        func,
-        convention=args.convention or "course",
-        loss=args.loss,
-        cases=default_cases(args.seed),
-        name=args.against.rpartition(":")[2] if ".py:" in args.against else None,
-    )
+    # with --json, what the file prints (at load or while it runs) is kept out of stdout
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed) if args.json else contextlib.nullcontext():
+        func = load_function(args.against)
+        report = check_backward(
+            func,
+            convention=args.convention or "course",
+            loss=args.loss,
+            cases=default_cases(args.seed),
+            name=args.against.rpartition(":")[2] if ".py:" in args.against else None,
+        )
     if args.json:
-        json.dump(report.to_dict(), sys.stdout, indent=2)
+        json.dump(report.to_dict() | {"printed": printed.getvalue()}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         report.print()
