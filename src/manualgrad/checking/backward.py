@@ -609,10 +609,12 @@ def check_backward(
     the report.
 
     Returns a :class:`BackwardReport`; an exception `func` raises is recorded as its
-    network's failure. Raises :class:`~manualgrad.ShapeError` (or
-    :class:`~manualgrad.DTypeError`) when `func` returns something that cannot be
-    compared: not a dict, missing keys, a non-numeric value, or a shape no known
-    mistake explains (a transposed dW and a db without keepdims are diagnosed instead).
+    network's failure, and so are keys that are not the course's (missing, dA keys shifted
+    by one, another case: a :class:`KeyNote`; the keys that are there are checked). Raises
+    :class:`~manualgrad.ShapeError` (or :class:`~manualgrad.DTypeError`) when `func`
+    returns something that cannot be compared: not a dict, a non-numeric value, or a
+    shape no known mistake explains (a transposed dW and a db without keepdims are
+    diagnosed instead).
     """
     if convention not in CONVENTIONS:
         raise ConfigError(f"unknown convention {convention!r}; expected one of {list(CONVENTIONS)}")
@@ -663,7 +665,7 @@ def assert_backward_matches(
 
     The message is the report: the verdict and one line per diagnosis first, then the
     table of each failing network. A returned value that cannot be compared (not a dict,
-    a missing key, a wrong shape) is an `AssertionError` too, with its one-line reason.
+    a wrong shape) is an `AssertionError` too, with its one-line reason.
     Returns the report when it passes.
     """
     __tracebackhide__ = True  # pytest: show the caller's line, not this one
