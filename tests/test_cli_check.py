@@ -199,6 +199,17 @@ def test_against_a_dotted_name_checks_a_staticmethod(capsys, monkeypatch):
     assert "NN.L_model_backward (course convention" in capsys.readouterr().out
 
 
+def test_against_with_l2_checks_the_regularized_backward(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    spec = f"{GALLERY}/regularization.py:L_model_backward_with_regularization"
+    assert main(["check", "--against", spec, "--l2", "0.7"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal's width
+    assert "(course convention, loss bce, L2 λ = 0.7) against jax.grad" in out
+    assert main(["check", "--against", spec]) == 2  # it takes lambd: said so, not a FAIL
+    err = capsys.readouterr().err
+    assert "cannot be called as L_model_backward_with_regularization(AL, Y, caches)" in err
+
+
 def test_against_json_stays_json_when_the_file_prints(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     code = main(["check", "--json", "--against", f"{GALLERY}/prints_at_import.py"])

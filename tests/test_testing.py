@@ -118,7 +118,7 @@ def test_each_buggy_version_fails_with_the_diagnosis_of_its_mistake(name, loss, 
 
 
 def test_every_mistake_of_the_catalogue_has_a_buggy_version():
-    covered = set().union(*(expected for _, _, expected in BUGGY))
+    covered = set().union(*(expected for _, _, expected in BUGGY + BUGGY_L2))
     assert {m.id for m in MISTAKES} <= covered
 
 
@@ -163,12 +163,25 @@ def _scaled(func, key, factor):
 
 
 def test_an_unknown_mistake_names_the_first_layer_to_go_wrong():
-    report = check_backward(_scaled(refs.L_model_backward, "dW2", 1.5), cases=default_cases()[:1])
+    func = refs.L_model_backward
+    for key in ("dW2", "db2", "dA1"):  # all of layer 2: its dZ[2] is 1.5 × the right one
+        func = _scaled(func, key, 1.5)
+    report = check_backward(func, cases=default_cases()[:1])
     row = next(f for f in report.results[0].findings if not f.passed)
     assert row.key == "dW2" and row.mistakes == ("unknown",)
     assert row.text is not None
     assert row.text.startswith("it is 1.5 × the right value; no known mistake fits")
     assert "layer 2 is the first to go wrong" in row.text
+
+
+def test_only_dW_wrong_is_said_to_be_in_formula_2():
+    report = check_backward(_scaled(refs.L_model_backward, "dW2", 1.5), cases=default_cases()[:1])
+    row = next(f for f in report.results[0].findings if not f.passed)
+    assert row.key == "dW2" and row.mistakes == ("unknown",)
+    assert row.text == (
+        "it is 1.5 × the right value; no known mistake fits; db2 and dA1 agree, so dZ[2] looks "
+        "right: the mistake is in formula (2) for dW[2]"
+    )
 
 
 def test_a_float32_backward_fails_and_is_told_to_compute_in_float64():
@@ -348,6 +361,50 @@ def test_a_file_that_works_at_load_time_is_told_to_use_a_main_guard():
         "the whole file runs when it is loaded — move top-level work (loading data, training, "
         'plotting) under `if __name__ == "__main__":`'
     )
+
+
+REG = GALLERY / "regularization.py"
+# (function in tests/student_gallery/regularization.py, --l2 λ, the diagnosis expected)
+BUGGY_L2 = [
+    ("L_model_backward_forgets_l2", 0.7, {"dW_l2_missing"}),
+    ("L_model_backward", 0.0, {"dW_l2_added"}),  # lambd=0.7 by default, the cost has no L2
+]
+
+
+def test_a_correct_regularized_backward_passes_with_its_lambda():
+    func = load_function(f"{REG}:L_model_backward_with_regularization")
+    report = check_backward(func, l2=0.7)
+    assert report.passed, report.format()
+    assert report.l2 == 0.7 and "loss bce, L2 λ = 0.7) against jax.grad" in report.format()
+    assert check_backward(load_function(f"{REG}:L_model_backward"), l2=0.7).passed  # its default
+
+
+@pytest.mark.parametrize(("name", "l2", "expected"), BUGGY_L2, ids=["forgets", "added"])
+def test_an_L2_term_missing_or_added_is_a_named_mistake_of_formula_2(name, l2, expected):
+    report = check_backward(load_function(f"{REG}:{name}"), l2=l2)
+    assert report.mistakes() == expected, report.format()
+    assert {f.key[:2] for r in report.results for f in r.findings if not f.passed} == {"dW"}
+    assert all("formula (2)" in line for line in report.summary())
+
+
+@pytest.mark.parametrize(
+    ("name", "l2", "message"),
+    [
+        ("L_model_backward_with_regularization", 0.0,
+         r"`L_model_backward_with_regularization\(AL, Y, caches, lambd\)` cannot be called as "
+         r"L_model_backward_with_regularization\(AL, Y, caches\) \(missing a required argument: "
+         r"'lambd'\): it takes lambd: check it with the cost's λ, `--l2 λ`"),
+        ("L_model_backward_shifted", 0.7,
+         r"cannot be called as L_model_backward_shifted\(AL, Y, caches, lambd\) \(too many "
+         r"positional arguments\): `--l2` passes λ as a 4th argument: add `lambd` to it, or "
+         r"leave `--l2` out"),
+    ],
+    ids=["lambd-without-l2", "l2-without-lambd"],
+)  # fmt: skip
+def test_a_signature_mismatch_is_said_as_such_not_as_a_disagreement(name, l2, message):
+    path = REG if "regularization" in name else STEP
+    with pytest.raises(ConfigError, match=message):
+        check_backward(load_function(f"{path}:{name}"), l2=l2)
 
 
 # --------------------------------------------------------------------------- load_function

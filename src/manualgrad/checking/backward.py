@@ -135,7 +135,7 @@ class _Network(NamedTuple):
     caches: list[tuple[tuple[np.ndarray, ...], np.ndarray]]  # the course's ((A_prev, W, b), Z)
 
 
-def _forward_layers(params, X, Y, loss) -> tuple[Layer, ...]:
+def _forward_layers(params, X, Y, loss, l2: float = 0.0) -> tuple[Layer, ...]:
     n_layers = len(params) // 2
     layers, A = [], X
     for l in range(1, n_layers + 1):
@@ -144,17 +144,18 @@ def _forward_layers(params, X, Y, loss) -> tuple[Layer, ...]:
         activation = "relu" if l < n_layers else "sigmoid"
         A_next = np.maximum(Z, 0) if activation == "relu" else sigmoid(Z)
         W_below = params[f"W{l - 1}"] if l > 1 else None
-        layers.append(Layer(l, n_layers, activation, A, W, W_below, Z, A_next, Y, loss))
+        layers.append(Layer(l, n_layers, activation, A, W, W_below, Z, A_next, Y, loss, l2))
         A = A_next
     return tuple(layers)
 
 
-def _oracle(params, X, Y, loss):
+def _oracle(params, X, Y, loss, l2: float = 0.0):
     """jax.grad of the cost with respect to params, every Z[l] and every A[l] (A[0] = X).
 
     Written with jax.nn, independently of manualgrad's backward: relu hidden layers
     (jax.nn.relu, relu'(0) = 0), a sigmoid output, and the loss on A[L] —
-    −[y log a + (1 − y) log(1 − a)] or ½ (a − y)² — averaged over the m columns.
+    −[y log a + (1 − y) log(1 − a)] or ½ (a − y)² — averaged over the m columns, plus
+    the course's L2 term (λ/(2m)) Σ_l ‖W[l]‖²_F with λ = `l2`.
     """
     import jax
     import jax.numpy as jnp
@@ -171,7 +172,9 @@ def _oracle(params, X, Y, loss):
             losses = -(Y * jnp.log(A) + (1 - Y) * jnp.log1p(-A))
         else:
             losses = 0.5 * (A - Y) ** 2
-        return jnp.mean(jnp.sum(losses, axis=0))
+        m = losses.shape[1]
+        penalty = sum(jnp.sum(params[f"W{l}"] ** 2) for l in range(1, n_layers + 1))
+        return jnp.mean(jnp.sum(losses, axis=0)) + l2 / (2 * m) * penalty
 
     with jax.enable_x64(True):
         p = {k: jnp.asarray(v) for k, v in params.items()}
@@ -214,7 +217,7 @@ def _course_forward(params, X):
 
 
 @functools.lru_cache(maxsize=64)
-def _draw(case: BackwardCase, loss: str) -> _Network:
+def _draw(case: BackwardCase, loss: str, l2: float = 0.0) -> _Network:
     """The network of `case` (cached: its arrays are never handed out, only copies)."""
     rng = np.random.default_rng(case.seed)
     dims, m = case.layers, case.m
@@ -231,10 +234,10 @@ def _draw(case: BackwardCase, loss: str) -> _Network:
         if case.tie:
             X[:, 0] = 0.0
         Y = (rng.random((1, m)) < 0.5).astype(np.float64)
-        layers = _forward_layers(params, X, Y, loss)
+        layers = _forward_layers(params, X, Y, loss, l2)
         if not _acceptable(layers, {}):
             continue
-        g_params, g_A = _oracle(params, X, Y, loss)
+        g_params, g_A = _oracle(params, X, Y, loss, l2)
         truth = {f"d{k}": v for k, v in g_params.items()}
         truth |= {f"dA{l}": m * g_A[l] for l in range(n_layers)}  # (4): per-example dA
         if _acceptable(layers, truth):
@@ -283,6 +286,7 @@ class BackwardReport:
     loss: str
     tol: float
     results: tuple[CaseResult, ...]
+    l2: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -321,6 +325,7 @@ class BackwardReport:
             "convention": self.convention,
             "loss": self.loss,
             "tol": self.tol,
+            "l2": self.l2,
             "summary": self.summary(),
             "networks": [
                 {
@@ -346,7 +351,8 @@ class BackwardReport:
             console.print(verdict)
         networks = plural(len(self.results), "network")
         console.print(
-            f"{self.function} ({self.convention} convention, loss {self.loss}) against jax.grad, "
+            f"{self.function} ({self.convention} convention, loss {self.loss}"
+            f"{f', L2 λ = {self.l2:g}' if self.l2 else ''}) against jax.grad, "
             f"float64, {networks}; a key passes at a relative difference "
             f"‖g − g̃‖ / (‖g‖ + ‖g̃‖) ≤ {self.tol:.0e}"
         )
@@ -579,15 +585,51 @@ def _shape_owner(key: str) -> str:
     return f"{kind[1]}{l}'s shape"
 
 
-def _call(func, net: _Network, convention: str) -> Any:
-    """`func` on fresh copies of the network's arrays, with float64 on for jax.numpy code."""
+def _call(func, net: _Network, convention: str, l2: float) -> Any:
+    """`func` on fresh copies of the network's arrays, with float64 on for jax.numpy code;
+    with L2, λ is the last argument (the course's `lambd`)."""
     import jax
 
+    lambd = (l2,) if l2 else ()
     with jax.enable_x64(True):
         if convention == "course":
             caches = [(tuple(x.copy() for x in linear), Z.copy()) for linear, Z in net.caches]
-            return func(net.AL.copy(), net.Y.copy(), caches)
-        return func({k: v.copy() for k, v in net.params.items()}, net.X.copy(), net.Y.copy())
+            return func(net.AL.copy(), net.Y.copy(), caches, *lambd)
+        params = {k: v.copy() for k, v in net.params.items()}
+        return func(params, net.X.copy(), net.Y.copy(), *lambd)
+
+
+def _check_signature(func: Callable[..., Any], name: str, convention: str, l2: float) -> None:
+    """A ConfigError, before any network, when `func` cannot take the arguments it will get."""
+    import inspect
+
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # a builtin or a callable without one: just call it
+        return
+    args = ["AL", "Y", "caches"] if convention == "course" else ["params", "X", "Y"]
+    args += ["lambd"] * bool(l2)
+    try:
+        signature.bind(*args)
+    except TypeError as err:
+        call = f"{name}({', '.join(args)})"
+        if not l2 and _binds(signature, [*args, "lambd"]):
+            fix = "it takes lambd: check it with the cost's λ, `--l2 λ` (`l2=λ` in Python)"
+        elif l2:
+            fix = "`--l2` passes λ as a 4th argument: add `lambd` to it, or leave `--l2` out"
+        else:
+            fix = f"the {convention} convention calls it so"
+        raise ConfigError(
+            f"`{name}{signature}` cannot be called as {call} ({err}): {fix}"
+        ) from None
+
+
+def _binds(signature: Any, args: list[str]) -> bool:
+    try:
+        signature.bind(*args)
+    except TypeError:
+        return False
+    return True
 
 
 def check_backward(
@@ -598,6 +640,7 @@ def check_backward(
     cases: Sequence[BackwardCase] | None = None,
     tol: float = TOL,
     name: str | None = None,
+    l2: float = 0.0,
 ) -> BackwardReport:
     """Run `func` on each network of `cases` and compare every key with jax.grad.
 
@@ -606,7 +649,10 @@ def check_backward(
     without the leading "d"). `loss` is the cost `func` differentiates: "bce" (the
     course's cross-entropy) or "mse" (½ (a − y)²), after a sigmoid output. `cases`
     defaults to :func:`default_cases`; `name` (default: `func.__name__`) names it in
-    the report.
+    the report. With `l2` = λ > 0 the cost has the course's L2 term (λ/(2m)) Σ_l ‖W[l]‖²,
+    so dW[l] gains (λ/m) W[l], and `func` gets λ as its last argument, the course's
+    `L_model_backward_with_regularization(AL, Y, caches, lambd)`. A `func` that cannot
+    take the arguments is a ConfigError before any network runs, not a disagreement.
 
     Returns a :class:`BackwardReport`; an exception `func` raises is recorded as its
     network's failure, and so are keys that are not the course's (missing, dA keys shifted
@@ -623,13 +669,16 @@ def check_backward(
             f"loss {loss!r} cannot be checked here; expected one of {list(CHECKED_LOSSES)} (the "
             "course's network ends in a sigmoid)"
         )
+    if not l2 >= 0:
+        raise ConfigError(f"`l2` is the L2 strength λ ≥ 0, got {l2}")
     cases = default_cases() if cases is None else tuple(cases)
     name = _function_name(func) if name is None else name
+    _check_signature(func, name, convention, l2)
     results = []
     for case in cases:
-        net = _draw(case, loss)
+        net = _draw(case, loss, float(l2))
         try:
-            out = _call(func, net, convention)
+            out = _call(func, net, convention, l2)
         except Exception as err:  # the user's code failed on this network: its verdict
             course_net = net if convention == "course" else None
             results.append(CaseResult(case, (), _exception_line(err, func, course_net)))
@@ -646,7 +695,7 @@ def check_backward(
     # where a network cannot tell two mistakes apart, take the one the others pin down
     settled = iter(harmonize([f for r in results for f in r.findings]))
     results = [r._replace(findings=tuple(next(settled) for _ in r.findings)) for r in results]
-    return BackwardReport(name, convention, loss, tol, tuple(results))
+    return BackwardReport(name, convention, loss, tol, tuple(results), l2)
 
 
 def assert_backward_matches(
@@ -656,12 +705,13 @@ def assert_backward_matches(
     loss: str = "bce",
     cases: Sequence[BackwardCase] | None = None,
     tol: float = TOL,
+    l2: float = 0.0,
 ) -> BackwardReport:
     """:func:`check_backward`, raising `AssertionError` unless every key of every network passes.
 
     The options are :func:`check_backward`'s: `convention` ("course" or "core"), `loss`
     ("bce" or "mse"), `cases` (the networks; :func:`default_cases` by default) and `tol`
-    (relative, per key; :data:`TOL`).
+    (relative, per key; :data:`TOL`) and `l2` (the L2 strength λ, passed to `func`).
 
     The message is the report: the verdict and one line per diagnosis first, then the
     table of each failing network. A returned value that cannot be compared (not a dict,
@@ -670,7 +720,7 @@ def assert_backward_matches(
     """
     __tracebackhide__ = True  # pytest: show the caller's line, not this one
     try:
-        report = check_backward(func, convention=convention, loss=loss, cases=cases, tol=tol)
+        report = check_backward(func, convention=convention, loss=loss, cases=cases, tol=tol, l2=l2)
     except (ShapeError, DTypeError) as err:
         raise AssertionError(str(err)) from err
     if not report.passed:
