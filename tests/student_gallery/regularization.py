@@ -30,8 +30,8 @@ def _L_model_backward(AL, Y, caches, lambd, linear_backward):
         else:
             dZ = np.array(dA, copy=True)
             dZ[Z <= 0] = 0
-        grads["dA" + str(l)], grads["dW" + str(l + 1)], grads["db" + str(l + 1)] = (
-            linear_backward(dZ, linear_cache, lambd)
+        grads["dA" + str(l)], grads["dW" + str(l + 1)], grads["db" + str(l + 1)] = linear_backward(
+            dZ, linear_cache, lambd
         )
         dA = grads["dA" + str(l)]
     return grads
