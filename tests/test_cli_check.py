@@ -181,6 +181,43 @@ def test_against_with_mse(capsys, monkeypatch):
     assert main(["check", "--against", f"{REFS}:L_model_backward_mse", "--loss", "mse"]) == 0
 
 
+GALLERY = "tests/student_gallery"
+
+
+def test_against_dA_keys_shifted_by_one_checks_them_and_says_so(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    code = main(["check", "--against", f"{GALLERY}/step_by_step.py:L_model_backward_shifted_sign"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 1
+    assert "your dA3 holds what dA2 should (every dA key is shifted by one" in out
+    assert "dZ[l] has the wrong sign" in out  # the bug the key error used to hide
+
+
+def test_against_a_dotted_name_checks_a_staticmethod(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["check", "--against", f"{GALLERY}/step_by_step.py:NN.L_model_backward"]) == 0
+    assert "NN.L_model_backward (course convention" in capsys.readouterr().out
+
+
+def test_against_with_l2_checks_the_regularized_backward(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    spec = f"{GALLERY}/regularization.py:L_model_backward_with_regularization"
+    assert main(["check", "--against", spec, "--l2", "0.7"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal's width
+    assert "(course convention, loss bce, L2 λ = 0.7) against jax.grad" in out
+    assert main(["check", "--against", spec]) == 2  # it takes lambd: said so, not a FAIL
+    err = capsys.readouterr().err
+    assert "cannot be called as L_model_backward_with_regularization(AL, Y, caches)" in err
+
+
+def test_against_json_stays_json_when_the_file_prints(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    code = main(["check", "--json", "--against", f"{GALLERY}/prints_at_import.py"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["passed"] is True
+    assert data["printed"].startswith("Building your Deep Neural Network: Step by Step\ndW1 = ")
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -192,9 +229,11 @@ def test_against_with_mse(capsys, monkeypatch):
         (["--against", REFS, "--convention", "torch"], "unknown convention 'torch'"),
         (["--against", REFS, "--loss", "ce"], "loss 'ce' cannot be checked here"),
         (["--convention", "core"], "`--convention` needs `--against"),
+        (["--against", f"{GALLERY}/trains_at_import.py"],
+         'plotting) under `if __name__ == "__main__":`'),
     ],
     ids=["no-file", "no-function", "not-a-dict", "layers", "keep-prob", "convention", "loss",
-         "convention-alone"],
+         "convention-alone", "top-level-work"],
 )  # fmt: skip
 def test_against_errors_exit_2_with_one_line(capsys, monkeypatch, argv, message):
     monkeypatch.chdir(ROOT)

@@ -108,7 +108,11 @@ def _bad_inputs(tmp_path):
     (tmp_path / "array.npy").rename(tmp_path / "array.npz")
     return {
         "missing file": (["--data", str(tmp_path / "missing.npz")], "missing.npz"),
-        "missing csv": (["--data", str(tmp_path / "missing.csv")], "no such data file"),
+        "missing csv": (  # what was looked for and where, no "[Errno 2]"
+            ["--data", str(tmp_path / "missing.csv")],
+            f"`--data {tmp_path / 'missing.csv'}`: no file '{tmp_path / 'missing.csv'}' (looked "
+            "for relative to the folder you run in",
+        ),
         "text labels": (["--data", str(tmp_path / "pets.csv")], "encode the classes as integers"),
         "npy named npz": (["--data", str(tmp_path / "array.npz")], "not a .npz file"),
         "csv rows as columns": (

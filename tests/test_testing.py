@@ -118,7 +118,7 @@ def test_each_buggy_version_fails_with_the_diagnosis_of_its_mistake(name, loss, 
 
 
 def test_every_mistake_of_the_catalogue_has_a_buggy_version():
-    covered = set().union(*(expected for _, _, expected in BUGGY))
+    covered = set().union(*(expected for _, _, expected in BUGGY + BUGGY_L2))
     assert {m.id for m in MISTAKES} <= covered
 
 
@@ -163,12 +163,25 @@ def _scaled(func, key, factor):
 
 
 def test_an_unknown_mistake_names_the_first_layer_to_go_wrong():
-    report = check_backward(_scaled(refs.L_model_backward, "dW2", 1.5), cases=default_cases()[:1])
+    func = refs.L_model_backward
+    for key in ("dW2", "db2", "dA1"):  # all of layer 2: its dZ[2] is 1.5 × the right one
+        func = _scaled(func, key, 1.5)
+    report = check_backward(func, cases=default_cases()[:1])
     row = next(f for f in report.results[0].findings if not f.passed)
     assert row.key == "dW2" and row.mistakes == ("unknown",)
     assert row.text is not None
     assert row.text.startswith("it is 1.5 × the right value; no known mistake fits")
     assert "layer 2 is the first to go wrong" in row.text
+
+
+def test_only_dW_wrong_is_said_to_be_in_formula_2():
+    report = check_backward(_scaled(refs.L_model_backward, "dW2", 1.5), cases=default_cases()[:1])
+    row = next(f for f in report.results[0].findings if not f.passed)
+    assert row.key == "dW2" and row.mistakes == ("unknown",)
+    assert row.text == (
+        "it is 1.5 × the right value; no known mistake fits; db2 and dA1 agree, so dZ[2] looks "
+        "right: the mistake is in formula (2) for dW[2]"
+    )
 
 
 def test_a_float32_backward_fails_and_is_told_to_compute_in_float64():
@@ -232,8 +245,6 @@ def _returning(value):
     [
         (lambda g: list(g.values()), ShapeError, r"returned list on the network 'course'.*"
          r"expected a dict with keys 'dA0' … 'dA2', 'dW1' … 'dW3', 'db1' … 'db3'"),
-        (lambda g: {k: v for k, v in g.items() if k != "db2"}, ShapeError,
-         r"returned no \['db2'\] on the network 'course'"),
         (lambda g: {**g, "dW1": None}, DTypeError, r"returned 'dW1' = NoneType .* expected a "
          r"numeric array"),
         (lambda g: {**g, "dW2": g["dW2"][:, :2]}, ShapeError,
@@ -241,7 +252,7 @@ def _returning(value):
         (lambda g: {**g, "dA0": g["dA0"][:, :1]}, ShapeError,
          r"'dA0' with shape \(5, 1\) .* expected \(5, 8\), X's shape \(n_x, m\)"),
     ],
-    ids=["not-a-dict", "missing-key", "not-numeric", "wrong-shape", "wrong-dA-shape"],
+    ids=["not-a-dict", "not-numeric", "wrong-shape", "wrong-dA-shape"],
 )  # fmt: skip
 def test_a_value_that_cannot_be_compared_is_one_line_error(transform, error, message):
     func = _returning(transform)
@@ -271,6 +282,129 @@ def test_an_exception_in_the_function_is_its_networks_failure():
 def test_bad_options_raise_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         check_backward(refs.L_model_backward, **kwargs)
+
+
+# ------------------------------------------------- real students' files (tests/student_gallery)
+
+GALLERY = ROOT / "tests" / "student_gallery"
+STEP = GALLERY / "step_by_step.py"
+
+
+@pytest.mark.parametrize(
+    ("name", "note", "text", "mistakes"),
+    [
+        ("L_model_backward_shifted", "shifted",
+         "your dA3 holds what dA2 should (every dA key is shifted by one; checked one lower)",
+         set()),
+        ("L_model_backward_shifted_sign", "shifted", "your dA3 holds what dA2 should",
+         {"dz_sign", "follows"}),
+        ("L_model_backward_only_dW_db", "missing",
+         "returned no dA0 … dA2 (expected dA0 … dA2, dW1 … dW3, db1 … db3); the keys it did "
+         "return are checked", set()),
+        ("L_model_backward_lowercase", "case",
+         "your keys dw3, da2, dw2, da1, dw1, da0 differ from dW3, dA2, dW2, dA1, dW1, dA0 only in "
+         "case (checked as those)", set()),
+    ],
+    ids=["dA-shifted", "dA-shifted-and-sign", "only-dW-db", "lowercase"],
+)  # fmt: skip
+def test_a_key_problem_is_said_and_every_key_there_is_still_checked(name, note, text, mistakes):
+    report = check_backward(load_function(f"{STEP}:{name}"))
+    assert not report.passed
+    assert all([n.id for n in r.notes] == [note] for r in report.results)
+    course_net = report.results[0]
+    assert text in course_net.notes[0].text
+    assert report.mistakes() == mistakes, report.format()  # the values behind the keys
+    kinds = {f.key[:2] for f in course_net.findings}
+    assert kinds == ({"dW", "db"} if note == "missing" else {"dA", "dW", "db"})
+    assert "keys on 'course' (and likewise on 'square', " in report.format()
+
+
+def test_every_network_is_run_and_reported_when_one_has_a_key_problem():
+    # NameError on the four networks whose loop runs; on the one-layer network, dA1 for dA0
+    report = check_backward(load_function(f"{STEP}:L_model_backward_undefined_helper"))
+    assert len(report.results) == len(default_cases())
+    one_layer = [r for r in report.results if len(r.case.layers) == 2]
+    assert [r.notes[0].text[:31] for r in one_layer] == ["your dA1 holds what dA0 should "]
+    assert all(f.passed for r in one_layer for f in r.findings)
+    deeper = [r.error or "" for r in report.results if len(r.case.layers) > 2]
+    assert len(deeper) == 4 and all(e.startswith("NameError") for e in deeper)
+
+
+def test_a_method_of_a_class_is_named_with_a_dotted_name():
+    report = check_backward(load_function(f"{STEP}:NN.L_model_backward"))
+    assert report.passed, report.format()
+    with pytest.raises(
+        ConfigError,
+        match=r"'NN' in 'step_by_step.py' has no attribute 'nope' "
+        r"\(it has L_model_backward\): name one with FILE.py:NN.NAME",
+    ):
+        load_function(f"{STEP}:NN.nope")
+
+
+def test_an_error_while_reading_a_cache_says_what_the_caches_are():
+    report = check_backward(load_function(f"{STEP}:L_model_backward_dict_cache"))
+    error = report.results[0].error or ""
+    assert error.startswith("TypeError: tuple indices must be integers or slices, not str")
+    assert (
+        "— while reading a cache: what was passed is the course's list of 3 tuples caches[l] = "
+        "((A_prev, W, b), Z) (a tuple of numpy arrays, then Z), here caches[0] = "
+        "((5×8, 4×5, 4×1), 4×8); caches[1] = ((4×8, 3×4, 3×1), 3×8)"
+    ) in error
+
+
+def test_a_file_that_works_at_load_time_is_told_to_use_a_main_guard():
+    with pytest.raises(
+        ConfigError, match=r"'trains_at_import.py' does not load: FileNotFoundError"
+    ) as info:
+        load_function(str(GALLERY / "trains_at_import.py"))
+    assert str(info.value).endswith(
+        "the whole file runs when it is loaded — move top-level work (loading data, training, "
+        'plotting) under `if __name__ == "__main__":`'
+    )
+
+
+REG = GALLERY / "regularization.py"
+# (function in tests/student_gallery/regularization.py, --l2 λ, the diagnosis expected)
+BUGGY_L2 = [
+    ("L_model_backward_forgets_l2", 0.7, {"dW_l2_missing"}),
+    ("L_model_backward", 0.0, {"dW_l2_added"}),  # lambd=0.7 by default, the cost has no L2
+]
+
+
+def test_a_correct_regularized_backward_passes_with_its_lambda():
+    func = load_function(f"{REG}:L_model_backward_with_regularization")
+    report = check_backward(func, l2=0.7)
+    assert report.passed, report.format()
+    assert report.l2 == 0.7 and "loss bce, L2 λ = 0.7) against jax.grad" in report.format()
+    assert check_backward(load_function(f"{REG}:L_model_backward"), l2=0.7).passed  # its default
+
+
+@pytest.mark.parametrize(("name", "l2", "expected"), BUGGY_L2, ids=["forgets", "added"])
+def test_an_L2_term_missing_or_added_is_a_named_mistake_of_formula_2(name, l2, expected):
+    report = check_backward(load_function(f"{REG}:{name}"), l2=l2)
+    assert report.mistakes() == expected, report.format()
+    assert {f.key[:2] for r in report.results for f in r.findings if not f.passed} == {"dW"}
+    assert all("formula (2)" in line for line in report.summary())
+
+
+@pytest.mark.parametrize(
+    ("name", "l2", "message"),
+    [
+        ("L_model_backward_with_regularization", 0.0,
+         r"`L_model_backward_with_regularization\(AL, Y, caches, lambd\)` cannot be called as "
+         r"L_model_backward_with_regularization\(AL, Y, caches\) \(missing a required argument: "
+         r"'lambd'\): it takes lambd: check it with the cost's λ, `--l2 λ`"),
+        ("L_model_backward_shifted", 0.7,
+         r"cannot be called as L_model_backward_shifted\(AL, Y, caches, lambd\) \(too many "
+         r"positional arguments\): `--l2` passes λ as a 4th argument: add `lambd` to it, or "
+         r"leave `--l2` out"),
+    ],
+    ids=["lambd-without-l2", "l2-without-lambd"],
+)  # fmt: skip
+def test_a_signature_mismatch_is_said_as_such_not_as_a_disagreement(name, l2, message):
+    path = REG if "regularization" in name else STEP
+    with pytest.raises(ConfigError, match=message):
+        check_backward(load_function(f"{path}:{name}"), l2=l2)
 
 
 # --------------------------------------------------------------------------- load_function

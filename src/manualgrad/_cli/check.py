@@ -21,7 +21,10 @@ With `--against FILE.py[:FUNCTION]` it checks *your* backward pass instead
 (:func:`manualgrad.checking.backward.check_backward`): FUNCTION (default `L_model_backward`,
 the course's `(AL, Y, caches)`; `--convention core` for `(params, X, Y)`) runs on
 several float64 networks and every key it returns is compared with jax.grad, with a
-diagnosis of each key that disagrees (:mod:`manualgrad.checking._mistakes`).
+diagnosis of each key that disagrees (:mod:`manualgrad.checking._mistakes`); with
+`--l2 λ` the cost has the course's L2 term and FUNCTION gets λ as its last argument
+(`L_model_backward_with_regularization(AL, Y, caches, lambd)`). With
+`--json`, what the file prints goes into the JSON's "printed", so stdout stays JSON.
 
 Exit status: 0 if every parameter (key) passes, 1 if one fails, 2 for bad options, or
 when FUNCTION cannot be loaded or returns something that cannot be compared.
@@ -30,6 +33,8 @@ when FUNCTION cannot be loaded or returns something that cannot be compared.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -43,7 +48,7 @@ if TYPE_CHECKING:
     from manualgrad.checking.gradcheck import GradCheckReport
 
 #: Options of the built-in check that --against does not use.
-_NOT_WITH_AGAINST = ("layers", "activations", "m", "l2", "keep_prob")
+_NOT_WITH_AGAINST = ("layers", "activations", "m", "keep_prob")
 
 _DEFAULT_HIDDEN = (8, 4)
 _DEFAULT_HIDDEN_ACTS = ("tanh", "relu")
@@ -59,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--loss": dict(default="bce", help="bce, ce (one-hot labels) or mse"),
         "--m": dict(type=int, default=400, help="number of examples (default 400)"),
         "--seed": dict(type=int, default=1, help="data, init and dropout seed"),
-        "--l2": dict(type=float, default=0.0, help="L2 strength λ (default 0)"),
+        "--l2": dict(type=float, default=0.0, help="L2 strength λ (default 0); with --against, "
+                     "the cost's λ, passed to FUNCTION as its last argument (lambd)"),
         "--keep-prob": dict(type=float, default=1.0, help="dropout keep probability (default 1)"),
         "--json": dict(action="store_true", help="print JSON instead of a table"),
         "--against": dict(metavar="FILE.py[:FUNCTION]", help="check your own backward pass "
@@ -243,16 +249,20 @@ def _run_against(args: argparse.Namespace) -> int:
                 f"`{option}` does not apply to `--against`, which checks your function on its "
                 "own set of networks (choose them with `--seed`)"
             )
-    func = load_function(args.against)
-    report = check_backward(
-        func,
-        convention=args.convention or "course",
-        loss=args.loss,
-        cases=default_cases(args.seed),
-        name=args.against.rpartition(":")[2] if ".py:" in args.against else None,
-    )
+    # with --json, what the file prints (at load or while it runs) is kept out of stdout
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed) if args.json else contextlib.nullcontext():
+        func = load_function(args.against)
+        report = check_backward(
+            func,
+            convention=args.convention or "course",
+            loss=args.loss,
+            cases=default_cases(args.seed),
+            name=args.against.rpartition(":")[2] if ".py:" in args.against else None,
+            l2=args.l2,
+        )
     if args.json:
-        json.dump(report.to_dict(), sys.stdout, indent=2)
+        json.dump(report.to_dict() | {"printed": printed.getvalue()}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         report.print()

@@ -204,6 +204,23 @@ def _dp_config(args, n: int):
     )
 
 
+def _load(load, args) -> tuple:
+    """`load(args.data, …)`, a missing file said as what was looked for and where (no errno)."""
+    import os
+
+    from manualgrad._errors import DataError
+    from manualgrad.data.datasets import DATASETS
+
+    try:
+        return load(args.data, m=args.m, examples=args.examples, label_column=args.label_column)
+    except FileNotFoundError:
+        raise DataError(
+            f"`--data {args.data}`: no file {os.path.abspath(args.data)!r} (looked for relative "
+            f"to the folder you run in, {os.getcwd()!r}); `--data` takes a .csv or .npz file, "
+            f"or a built-in data set: {', '.join(DATASETS)}"
+        ) from None
+
+
 def resume_command(argv: list[str]) -> str:
     """The command line that resumes the run started by `manualgrad ARGV`."""
     return shlex.join(["manualgrad", *argv, *([] if "--resume" in argv else ["--resume"])])
@@ -249,7 +266,7 @@ def _run(args) -> int:
         from manualgrad.training.plot import ensure_matplotlib
 
         ensure_matplotlib()  # before training, not after it
-    X, Y = load(args.data, m=args.m, examples=args.examples, label_column=args.label_column)
+    X, Y = _load(load, args)
     loss = args.loss or ("bce" if Y.shape[0] == 1 else "ce")
     X, Y = as_targets(X, Y, loss=loss, source=args.data)
     dims, acts = _network(args, X.shape[0], Y.shape[0], loss)

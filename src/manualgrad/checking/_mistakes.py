@@ -46,6 +46,7 @@ class Layer(NamedTuple):
 
     A_prev (n_{l-1}, m), W (n_l, n_{l-1}), W_below = W[l-1] or None for l = 1,
     Z and A (n_l, m); Y (n_L, m) and `loss` matter for the output layer (l = L).
+    `l2` is the L2 strength λ of the cost's term (λ/(2m)) Σ_l ‖W[l]‖² (0: none).
     """
 
     l: int
@@ -58,6 +59,7 @@ class Layer(NamedTuple):
     A: np.ndarray
     Y: np.ndarray
     loss: str
+    l2: float = 0.0
 
     @property
     def m(self) -> int:
@@ -77,6 +79,8 @@ class Mistake(NamedTuple):
     for "dZ" from x = dA[l], otherwise from x = dZ[l] (an empty list when the mistake
     cannot occur in this layer). `text` explains it; `{l}` and `{prev}` are filled
     with l and l − 1. `mentions_m`: the text speaks of m, so a row adds its value.
+    `fits(layer, x, user)`, when given, replaces `values` for a mistake with a free
+    constant (an L2 term of unknown λ), fitted to the user's value.
     """
 
     id: str
@@ -86,6 +90,7 @@ class Mistake(NamedTuple):
     text: str
     values: Callable[[Layer, np.ndarray], list[np.ndarray]]
     mentions_m: bool = False
+    fits: Callable[[Layer, np.ndarray, np.ndarray], list[np.ndarray]] | None = None
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -111,9 +116,10 @@ def correct_dZ(layer: Layer, dA: np.ndarray) -> np.ndarray:
 
 
 def correct(kind: str, layer: Layer, dZ: np.ndarray) -> np.ndarray:
-    """The right dW[l], db[l] (formula (2)) or dA[l-1] (formula (4)) from dZ[l]."""
+    """The right dW[l], db[l] (formula (2), with (λ/m) W[l] under L2) or dA[l-1] (formula
+    (4)) from dZ[l]."""
     if kind == "dW":
-        return dZ @ layer.A_prev.T / layer.m  # (2)
+        return dZ @ layer.A_prev.T / layer.m + layer.l2 / layer.m * layer.W  # (2)
     if kind == "db":
         return np.sum(dZ, axis=1, keepdims=True) / layer.m  # (2)
     return layer.W.T @ dZ  # (4)
@@ -122,6 +128,16 @@ def correct(kind: str, layer: Layer, dZ: np.ndarray) -> np.ndarray:
 def _matmul(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
     """[a @ b], or [] when the shapes do not chain (a mistake that cannot run here)."""
     return [a @ b] if a.shape[1] == b.shape[0] else []
+
+
+def _plus_multiple_of_W(layer: Layer, dZ: np.ndarray, user: np.ndarray) -> list[np.ndarray]:
+    """The right dW[l] plus c W[l], c fitted to the user's dW (least squares); [] for c ≈ 0."""
+    right = correct("dW", layer, dZ)
+    if user.shape != right.shape:
+        return []
+    c = float(np.vdot(user - right, layer.W) / np.vdot(layer.W, layer.W))
+    missing = abs(c + layer.l2 / layer.m) <= MATCH_TOL * abs(c)  # that is dW_l2_missing
+    return [right + c * layer.W] if abs(c) > MATCH_TOL and not missing else []
 
 
 def _when(condition: bool, value: Callable[[], np.ndarray]) -> list[np.ndarray]:
@@ -188,10 +204,20 @@ MISTAKES: tuple[Mistake, ...] = (
             "dW[{l}] is transposed: formula (2), dW[{l}] = (1/m) dZ[{l}] A[{prev}]ᵀ, has "
             "W[{l}]'s shape (n_{l}, n_{prev}); (1/m) A[{prev}] dZ[{l}]ᵀ is its transpose",
             lambda layer, dZ: [layer.A_prev @ dZ.T / layer.m]),
+    Mistake("dW_l2_missing", "dW", "(λ/m) W missing", "(2)",
+            "dW[{l}] misses the L2 term: with L2 regularization, formula (2) is "
+            "dW[{l}] = (1/m) dZ[{l}] A[{prev}]ᵀ + (λ/m) W[{l}]",
+            lambda layer, dZ: _when(layer.l2 > 0, lambda: dZ @ layer.A_prev.T / layer.m)),
     Mistake("dW_sign", "dW", "sign flipped", "(2)",
             "dW[{l}] has the wrong sign: formula (2) is dW[{l}] = +(1/m) dZ[{l}] A[{prev}]ᵀ "
             "(the update subtracts it)",
             lambda layer, dZ: [-correct("dW", layer, dZ)]),
+    Mistake("dW_l2_added", "dW", "(λ/m) W added", "(2)",
+            "dW[{l}] has a multiple of W[{l}] added, an L2 term (λ/m) W[{l}] with another λ "
+            "than the cost's (a default `lambd=` in the signature?): formula (2) is dW[{l}] = "
+            "(1/m) dZ[{l}] A[{prev}]ᵀ, plus (λ/m) W[{l}] only when the cost has "
+            "(λ/(2m)) Σ ‖W‖² (`--l2 λ`)",
+            lambda layer, dZ: [], fits=_plus_multiple_of_W),
     # -- db[l] (formula (2)) -----------------------------------------------------------------
     Mistake("db_missing_1_over_m", "db", "1/m missing", "(2)",
             "db[{l}] is m times too large: the 1/m of formula (2) is missing — "
@@ -311,7 +337,10 @@ def _explanations(
                 options: list[tuple[str | None, list[np.ndarray]]] = [
                     (None, [correct(kind, layer, dZ)])
                 ]
-                options += [(m.id, m.values(layer, dZ)) for m in key_mistakes]
+                options += [
+                    (m.id, m.fits(layer, dZ, user) if m.fits else m.values(layer, dZ))
+                    for m in key_mistakes
+                ]
                 for key_id, values in options:
                     cost = upstream_cost + (dz_id is not None) + (key_id is not None)
                     if cost <= 2 and _matches(user, values):
@@ -354,10 +383,17 @@ def _unexplained(layer: Layer, user: np.ndarray, truth: np.ndarray, where: str) 
     return text
 
 
-def _where(layer: Layer, kind: str, start: str) -> str:
-    """Where the bug must be, for a key nothing explains; `start` is how dA[l] stands."""
+def _where(layer: Layer, kind: str, start: str, agree: Sequence[str] = ()) -> str:
+    """Where the bug must be, for a key nothing explains; `start` is how dA[l] stands,
+    `agree` the other keys of layer l that pass (then dZ[l] is right)."""
     l = layer.l
     formula = "(4)" if kind == "dA" else "(2)"
+    if start == "right" and agree:
+        verb = "agrees" if len(agree) == 1 else "agree"
+        return (
+            f"{' and '.join(agree)} {verb}, so dZ[{l}] looks right: the mistake is in formula "
+            f"{formula} for {kind}[{l - 1 if kind == 'dA' else l}]"
+        )
     if start == "right":
         first = "the output layer" if layer.output else f"layer {l}"
         return (
@@ -448,10 +484,13 @@ def diagnose(
             e = chosen.get(kind)
             if row.passed:
                 findings.append(row)
-            elif e is None:
+            elif e is None or (e.key == "dW_l2_added" and layer.W.size == 1):
+                # a 1×1 W fits any wrong dW as right + c W: only other networks can tell
                 user, right = returned[row.key], truth[row.key]
-                text = _unexplained(layer, user, right, _where(layer, kind, start))
-                findings.append(row._replace(mistakes=("unknown",), text=text))
+                agree = [r.key for r in rows.values() if r.passed]
+                text = _unexplained(layer, user, right, _where(layer, kind, start, agree))
+                weak = () if e is None else ((_ids(e), _text(e, layer)),)
+                findings.append(row._replace(mistakes=("unknown",), text=text, alternatives=weak))
             else:
                 others = tuple(
                     (_ids(x), _text(x, layer))

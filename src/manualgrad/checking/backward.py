@@ -43,6 +43,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import io
+import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -134,7 +135,7 @@ class _Network(NamedTuple):
     caches: list[tuple[tuple[np.ndarray, ...], np.ndarray]]  # the course's ((A_prev, W, b), Z)
 
 
-def _forward_layers(params, X, Y, loss) -> tuple[Layer, ...]:
+def _forward_layers(params, X, Y, loss, l2: float = 0.0) -> tuple[Layer, ...]:
     n_layers = len(params) // 2
     layers, A = [], X
     for l in range(1, n_layers + 1):
@@ -143,17 +144,18 @@ def _forward_layers(params, X, Y, loss) -> tuple[Layer, ...]:
         activation = "relu" if l < n_layers else "sigmoid"
         A_next = np.maximum(Z, 0) if activation == "relu" else sigmoid(Z)
         W_below = params[f"W{l - 1}"] if l > 1 else None
-        layers.append(Layer(l, n_layers, activation, A, W, W_below, Z, A_next, Y, loss))
+        layers.append(Layer(l, n_layers, activation, A, W, W_below, Z, A_next, Y, loss, l2))
         A = A_next
     return tuple(layers)
 
 
-def _oracle(params, X, Y, loss):
+def _oracle(params, X, Y, loss, l2: float = 0.0):
     """jax.grad of the cost with respect to params, every Z[l] and every A[l] (A[0] = X).
 
     Written with jax.nn, independently of manualgrad's backward: relu hidden layers
     (jax.nn.relu, relu'(0) = 0), a sigmoid output, and the loss on A[L] —
-    −[y log a + (1 − y) log(1 − a)] or ½ (a − y)² — averaged over the m columns.
+    −[y log a + (1 − y) log(1 − a)] or ½ (a − y)² — averaged over the m columns, plus
+    the course's L2 term (λ/(2m)) Σ_l ‖W[l]‖²_F with λ = `l2`.
     """
     import jax
     import jax.numpy as jnp
@@ -170,7 +172,9 @@ def _oracle(params, X, Y, loss):
             losses = -(Y * jnp.log(A) + (1 - Y) * jnp.log1p(-A))
         else:
             losses = 0.5 * (A - Y) ** 2
-        return jnp.mean(jnp.sum(losses, axis=0))
+        m = losses.shape[1]
+        penalty = sum(jnp.sum(params[f"W{l}"] ** 2) for l in range(1, n_layers + 1))
+        return jnp.mean(jnp.sum(losses, axis=0)) + l2 / (2 * m) * penalty
 
     with jax.enable_x64(True):
         p = {k: jnp.asarray(v) for k, v in params.items()}
@@ -213,7 +217,7 @@ def _course_forward(params, X):
 
 
 @functools.lru_cache(maxsize=64)
-def _draw(case: BackwardCase, loss: str) -> _Network:
+def _draw(case: BackwardCase, loss: str, l2: float = 0.0) -> _Network:
     """The network of `case` (cached: its arrays are never handed out, only copies)."""
     rng = np.random.default_rng(case.seed)
     dims, m = case.layers, case.m
@@ -230,10 +234,10 @@ def _draw(case: BackwardCase, loss: str) -> _Network:
         if case.tie:
             X[:, 0] = 0.0
         Y = (rng.random((1, m)) < 0.5).astype(np.float64)
-        layers = _forward_layers(params, X, Y, loss)
+        layers = _forward_layers(params, X, Y, loss, l2)
         if not _acceptable(layers, {}):
             continue
-        g_params, g_A = _oracle(params, X, Y, loss)
+        g_params, g_A = _oracle(params, X, Y, loss, l2)
         truth = {f"d{k}": v for k, v in g_params.items()}
         truth |= {f"dA{l}": m * g_A[l] for l in range(n_layers)}  # (4): per-example dA
         if _acceptable(layers, truth):
@@ -246,17 +250,31 @@ def _draw(case: BackwardCase, loss: str) -> _Network:
 # ------------------------------------------------------------------------------ the report
 
 
+class KeyNote(NamedTuple):
+    """What is wrong with a network's returned keys themselves: `id` "missing", "shifted" or
+    "case", and the sentence that says it."""
+
+    id: str
+    text: str
+
+
 class CaseResult(NamedTuple):
     """One network's verdict: a :class:`~manualgrad.checking._mistakes.Finding` per key, in backprop
-    order, or `error`, the exception the function raised on it."""
+    order, or `error`, the exception the function raised on it.
+
+    `notes`: what is wrong with the returned keys themselves (missing, shifted by one, a
+    different case); the keys that are there are checked all the same, and a note fails
+    the network.
+    """
 
     case: BackwardCase
     findings: tuple[Finding, ...]
     error: str | None = None
+    notes: tuple[KeyNote, ...] = ()
 
     @property
     def passed(self) -> bool:
-        return self.error is None and all(f.passed for f in self.findings)
+        return self.error is None and not self.notes and all(f.passed for f in self.findings)
 
 
 @dataclass(frozen=True)
@@ -268,6 +286,7 @@ class BackwardReport:
     loss: str
     tol: float
     results: tuple[CaseResult, ...]
+    l2: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -281,6 +300,13 @@ class BackwardReport:
         """One line per distinct diagnosis, naming the keys it covers, then the errors raised."""
         findings = [f for r in self.results for f in r.findings]
         lines = [f"{', '.join(keys)}: {explain_ids(ids)}" for ids, keys in summarize(findings)]
+        noted: dict[str, tuple[str, list[str]]] = {}  # one line per kind, the first's words
+        for r in self.results:
+            for note in r.notes:
+                noted.setdefault(note.id, (note.text, []))[1].append(repr(r.case.name))
+        for text, names in noted.values():
+            others = f" (and likewise on {', '.join(names[1:])})" if names[1:] else ""
+            lines.append(f"keys on {names[0]}{others}: {text}")
         errors = [r for r in self.results if r.error is not None]
         if errors:
             names = ", ".join(repr(r.case.name) for r in errors)
@@ -299,6 +325,7 @@ class BackwardReport:
             "convention": self.convention,
             "loss": self.loss,
             "tol": self.tol,
+            "l2": self.l2,
             "summary": self.summary(),
             "networks": [
                 {
@@ -307,6 +334,7 @@ class BackwardReport:
                     "m": r.case.m,
                     "passed": r.passed,
                     "error": r.error,
+                    "notes": [note._asdict() for note in r.notes],
                     "keys": [finding(f) for f in r.findings],
                 }
                 for r in self.results
@@ -323,7 +351,8 @@ class BackwardReport:
             console.print(verdict)
         networks = plural(len(self.results), "network")
         console.print(
-            f"{self.function} ({self.convention} convention, loss {self.loss}) against jax.grad, "
+            f"{self.function} ({self.convention} convention, loss {self.loss}"
+            f"{f', L2 λ = {self.l2:g}' if self.l2 else ''}) against jax.grad, "
             f"float64, {networks}; a key passes at a relative difference "
             f"‖g − g̃‖ / (‖g‖ + ‖g̃‖) ≤ {self.tol:.0e}"
         )
@@ -362,9 +391,14 @@ def _print_case(console: Any, result: CaseResult) -> None:
     if result.error is not None:
         console.print(f"{title}: [bold red]raised[/bold red] {escape(result.error)}")
         return
+    n = plural(len(result.findings), "key")
     if result.passed:
-        n = plural(len(result.findings), "key")
         console.print(f"{title}: {n}, all agree [green]PASS[/green]")
+        return
+    if all(f.passed for f in result.findings):
+        console.print(f"{title}: {n}, all agree, but the keys [bold red]FAIL[/bold red]:")
+        for note in result.notes:
+            console.print(f"  {escape(note.text)}")
         return
     console.print(f"{title}:")
     table = Table()
@@ -384,6 +418,8 @@ def _print_case(console: Any, result: CaseResult) -> None:
     for f in result.findings:
         if "unknown" in f.mistakes:
             console.print(f"  {f.key}: {escape(f.text or '')}")
+    for note in result.notes:
+        console.print(f"  {escape(note.text)}")
 
 
 # ------------------------------------------------------------------- running the function
@@ -393,8 +429,12 @@ def _function_name(func: Callable[..., Any]) -> str:
     return getattr(func, "__name__", type(func).__name__)
 
 
-def _exception_line(err: BaseException, func: Callable[..., Any]) -> str:
-    """`ValueError: … (file.py, line 12: dW = …)`, at the deepest frame in func's file."""
+def _exception_line(err: BaseException, func: Callable[..., Any], net: _Network | None) -> str:
+    """`ValueError: … (file.py, line 12: dW = …)`, at the deepest frame in func's file.
+
+    With `net` (the course convention), a TypeError, KeyError or IndexError raised on a
+    line that reads a cache also says what the caches are (:func:`_caches_passed`).
+    """
     frames = traceback.extract_tb(err.__traceback__)
     code = getattr(func, "__code__", None)
     own = [fr for fr in frames if code is not None and fr.filename == code.co_filename]
@@ -402,7 +442,27 @@ def _exception_line(err: BaseException, func: Callable[..., Any]) -> str:
     text = f"{type(err).__name__}: {err}"
     if where is not None:
         text += f" ({Path(where.filename).name}, line {where.lineno}: {where.line})"
+        reading_a_cache = "cache" in (where.line or "").lower()
+        if net is not None and reading_a_cache and isinstance(err, TypeError | LookupError):
+            text += f" — {_caches_passed(net)}"
     return text
+
+
+def _caches_passed(net: _Network) -> str:
+    """What the course convention passes as `caches`, with this network's shapes."""
+
+    def shape(x: np.ndarray) -> str:
+        return "×".join(map(str, x.shape))
+
+    layers = "; ".join(
+        f"caches[{i}] = (({', '.join(map(shape, linear))}), {shape(Z)})"
+        for i, (linear, Z) in enumerate(net.caches)
+    )
+    return (
+        f"while reading a cache: what was passed is the course's list of "
+        f"{plural(len(net.caches), 'tuple')} caches[l] = ((A_prev, W, b), Z) (a tuple of "
+        f"numpy arrays, then Z), here {layers}"
+    )
 
 
 def _expected_keys(convention: str, n_layers: int) -> list[str]:
@@ -412,8 +472,78 @@ def _expected_keys(convention: str, n_layers: int) -> list[str]:
     return keys
 
 
-def _as_arrays(out: Any, net: _Network, convention: str, name: str) -> dict[str, np.ndarray]:
-    """The returned dict as numpy arrays under the course's keys, or a one-line error."""
+def _span(keys: Sequence[str]) -> str:
+    """ "dA1" or "dA1 … dA3" (keys of one kind, in order)."""
+    return keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]}"
+
+
+def _matching_keys(
+    out: dict[Any, Any], expected: Sequence[str], n_layers: int, convention: str
+) -> tuple[dict[Any, Any], list[KeyNote]]:
+    """The returned dict under the expected keys where it is recognisably meant, and notes.
+
+    Keys that differ only in case ("dw1") are taken as the key they spell; course-convention
+    dA keys shifted by one (dA1 … dA[L] for dA0 … dA[L-1], the output layer's dA[L-1] stored
+    as "dA" + str(L)) are taken one lower. Each is said in a note; nothing is dropped.
+    """
+    notes = []
+    by_lower = {key.lower(): key for key in expected}
+    cased = {
+        k: by_lower[k.lower()]
+        for k in out
+        if isinstance(k, str) and k not in expected and by_lower.get(k.lower(), k) not in out
+    }
+    if cased:
+        theirs, ours = ", ".join(cased), ", ".join(cased.values())
+        notes.append(
+            KeyNote(
+                "case",
+                f"your keys {theirs} differ from {ours} only in case (checked as those): dict keys "
+                f"are case-sensitive, so grads[{next(iter(cased.values()))!r}] raises KeyError",
+            )
+        )
+        out = {cased.get(k, k): v for k, v in out.items()}
+    dA = sorted(int(k[2:]) for k in out if isinstance(k, str) and re.fullmatch(r"dA[1-9]\d*", k))
+    if convention == "course" and n_layers in dA and "dA0" not in out:
+        theirs = [f"dA{j}" for j in dA]
+        notes.append(
+            KeyNote(
+                "shifted",
+                f"your dA{n_layers} holds what dA{n_layers - 1} should (every dA key is shifted by "
+                "one; checked one lower): layer l's backward gives dA[l-1], so the output layer's "
+                'is grads["dA" + str(L - 1)]',
+            )
+        )
+        shifted = {f"dA{j - 1}": out[f"dA{j}"] for j in dA}
+        out = {k: v for k, v in out.items() if k not in theirs} | shifted
+    missing = [k for k in expected if k not in out]
+    if missing:
+        listed = ", ".join(_span(keys) for keys in _kinds(missing))
+        checked = "; the keys it did return are checked" if len(missing) < len(expected) else ""
+        notes.append(
+            KeyNote(
+                "missing",
+                f"returned no {listed} (expected {', '.join(_span(k) for k in _kinds(expected))})"
+                + checked,
+            )
+        )
+    return out, notes
+
+
+def _kinds(keys: Sequence[str]) -> list[list[str]]:
+    """`keys` grouped by kind, dA then dW then db (the groups that are not empty)."""
+    groups = [[k for k in keys if k.startswith(kind)] for kind in ("dA", "dW", "db")]
+    return [g for g in groups if g]
+
+
+def _as_arrays(
+    out: Any, net: _Network, convention: str, name: str
+) -> tuple[dict[str, np.ndarray], tuple[KeyNote, ...]]:
+    """The returned dict as numpy arrays under the course's keys, and notes on its keys.
+
+    A missing key, dA keys shifted by one or keys in another case are notes (the rest is
+    checked); what cannot be compared at all raises a one-line error.
+    """
     n_layers = len(net.layers)
     expected = _expected_keys(convention, n_layers)
     hint = (
@@ -429,14 +559,11 @@ def _as_arrays(out: Any, net: _Network, convention: str, name: str) -> dict[str,
     out = dict(out)
     if convention == "core" and all(f"W{l}" in out for l in range(1, n_layers + 1)):
         out = {f"d{k}": v for k, v in out.items()}  # params-style names
-    missing = [k for k in expected if k not in out]
-    if missing:
-        raise ShapeError(
-            f"`{name}` returned no {missing} {where}: expected the keys {hint}, "
-            f"got {sorted(map(str, out))}"
-        )
+    out, notes = _matching_keys(out, expected, n_layers, convention)
     arrays = {}
     for key in expected:
+        if key not in out:
+            continue
         value = out[key]
         try:
             array = np.asarray(value)
@@ -448,7 +575,7 @@ def _as_arrays(out: Any, net: _Network, convention: str, name: str) -> dict[str,
                 "numeric array (numpy or jax)"
             )
         arrays[key] = array if array.dtype.kind == "f" else array.astype(np.float64)
-    return arrays
+    return arrays, tuple(notes)
 
 
 def _shape_owner(key: str) -> str:
@@ -458,15 +585,51 @@ def _shape_owner(key: str) -> str:
     return f"{kind[1]}{l}'s shape"
 
 
-def _call(func, net: _Network, convention: str) -> Any:
-    """`func` on fresh copies of the network's arrays, with float64 on for jax.numpy code."""
+def _call(func, net: _Network, convention: str, l2: float) -> Any:
+    """`func` on fresh copies of the network's arrays, with float64 on for jax.numpy code;
+    with L2, λ is the last argument (the course's `lambd`)."""
     import jax
 
+    lambd = (l2,) if l2 else ()
     with jax.enable_x64(True):
         if convention == "course":
             caches = [(tuple(x.copy() for x in linear), Z.copy()) for linear, Z in net.caches]
-            return func(net.AL.copy(), net.Y.copy(), caches)
-        return func({k: v.copy() for k, v in net.params.items()}, net.X.copy(), net.Y.copy())
+            return func(net.AL.copy(), net.Y.copy(), caches, *lambd)
+        params = {k: v.copy() for k, v in net.params.items()}
+        return func(params, net.X.copy(), net.Y.copy(), *lambd)
+
+
+def _check_signature(func: Callable[..., Any], name: str, convention: str, l2: float) -> None:
+    """A ConfigError, before any network, when `func` cannot take the arguments it will get."""
+    import inspect
+
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # a builtin or a callable without one: just call it
+        return
+    args = ["AL", "Y", "caches"] if convention == "course" else ["params", "X", "Y"]
+    args += ["lambd"] * bool(l2)
+    try:
+        signature.bind(*args)
+    except TypeError as err:
+        call = f"{name}({', '.join(args)})"
+        if not l2 and _binds(signature, [*args, "lambd"]):
+            fix = "it takes lambd: check it with the cost's λ, `--l2 λ` (`l2=λ` in Python)"
+        elif l2:
+            fix = "`--l2` passes λ as a 4th argument: add `lambd` to it, or leave `--l2` out"
+        else:
+            fix = f"the {convention} convention calls it so"
+        raise ConfigError(
+            f"`{name}{signature}` cannot be called as {call} ({err}): {fix}"
+        ) from None
+
+
+def _binds(signature: Any, args: list[str]) -> bool:
+    try:
+        signature.bind(*args)
+    except TypeError:
+        return False
+    return True
 
 
 def check_backward(
@@ -477,6 +640,7 @@ def check_backward(
     cases: Sequence[BackwardCase] | None = None,
     tol: float = TOL,
     name: str | None = None,
+    l2: float = 0.0,
 ) -> BackwardReport:
     """Run `func` on each network of `cases` and compare every key with jax.grad.
 
@@ -485,13 +649,18 @@ def check_backward(
     without the leading "d"). `loss` is the cost `func` differentiates: "bce" (the
     course's cross-entropy) or "mse" (½ (a − y)²), after a sigmoid output. `cases`
     defaults to :func:`default_cases`; `name` (default: `func.__name__`) names it in
-    the report.
+    the report. With `l2` = λ > 0 the cost has the course's L2 term (λ/(2m)) Σ_l ‖W[l]‖²,
+    so dW[l] gains (λ/m) W[l], and `func` gets λ as its last argument, the course's
+    `L_model_backward_with_regularization(AL, Y, caches, lambd)`. A `func` that cannot
+    take the arguments is a ConfigError before any network runs, not a disagreement.
 
     Returns a :class:`BackwardReport`; an exception `func` raises is recorded as its
-    network's failure. Raises :class:`~manualgrad.ShapeError` (or
-    :class:`~manualgrad.DTypeError`) when `func` returns something that cannot be
-    compared: not a dict, missing keys, a non-numeric value, or a shape no known
-    mistake explains (a transposed dW and a db without keepdims are diagnosed instead).
+    network's failure, and so are keys that are not the course's (missing, dA keys shifted
+    by one, another case: a :class:`KeyNote`; the keys that are there are checked). Raises
+    :class:`~manualgrad.ShapeError` (or :class:`~manualgrad.DTypeError`) when `func`
+    returns something that cannot be compared: not a dict, a non-numeric value, or a
+    shape no known mistake explains (a transposed dW and a db without keepdims are
+    diagnosed instead).
     """
     if convention not in CONVENTIONS:
         raise ConfigError(f"unknown convention {convention!r}; expected one of {list(CONVENTIONS)}")
@@ -500,17 +669,21 @@ def check_backward(
             f"loss {loss!r} cannot be checked here; expected one of {list(CHECKED_LOSSES)} (the "
             "course's network ends in a sigmoid)"
         )
+    if not l2 >= 0:
+        raise ConfigError(f"`l2` is the L2 strength λ ≥ 0, got {l2}")
     cases = default_cases() if cases is None else tuple(cases)
     name = _function_name(func) if name is None else name
+    _check_signature(func, name, convention, l2)
     results = []
     for case in cases:
-        net = _draw(case, loss)
+        net = _draw(case, loss, float(l2))
         try:
-            out = _call(func, net, convention)
+            out = _call(func, net, convention, l2)
         except Exception as err:  # the user's code failed on this network: its verdict
-            results.append(CaseResult(case, (), _exception_line(err, func)))
+            course_net = net if convention == "course" else None
+            results.append(CaseResult(case, (), _exception_line(err, func, course_net)))
             continue
-        returned = _as_arrays(out, net, convention, name)
+        returned, notes = _as_arrays(out, net, convention, name)
         findings = diagnose(net.layers, returned, net.truth, net.true_dA, tol=tol)
         for f in findings:
             if f.shape != f.expected_shape and f.mistakes == ("unknown",):
@@ -518,11 +691,11 @@ def check_backward(
                     f"`{name}` returned {f.key!r} with shape {f.shape} on the "
                     f"{case.describe()}; expected {f.expected_shape}, {_shape_owner(f.key)}"
                 )
-        results.append(CaseResult(case, tuple(findings)))
+        results.append(CaseResult(case, tuple(findings), notes=notes))
     # where a network cannot tell two mistakes apart, take the one the others pin down
     settled = iter(harmonize([f for r in results for f in r.findings]))
     results = [r._replace(findings=tuple(next(settled) for _ in r.findings)) for r in results]
-    return BackwardReport(name, convention, loss, tol, tuple(results))
+    return BackwardReport(name, convention, loss, tol, tuple(results), l2)
 
 
 def assert_backward_matches(
@@ -532,21 +705,22 @@ def assert_backward_matches(
     loss: str = "bce",
     cases: Sequence[BackwardCase] | None = None,
     tol: float = TOL,
+    l2: float = 0.0,
 ) -> BackwardReport:
     """:func:`check_backward`, raising `AssertionError` unless every key of every network passes.
 
     The options are :func:`check_backward`'s: `convention` ("course" or "core"), `loss`
     ("bce" or "mse"), `cases` (the networks; :func:`default_cases` by default) and `tol`
-    (relative, per key; :data:`TOL`).
+    (relative, per key; :data:`TOL`) and `l2` (the L2 strength λ, passed to `func`).
 
     The message is the report: the verdict and one line per diagnosis first, then the
     table of each failing network. A returned value that cannot be compared (not a dict,
-    a missing key, a wrong shape) is an `AssertionError` too, with its one-line reason.
+    a wrong shape) is an `AssertionError` too, with its one-line reason.
     Returns the report when it passes.
     """
     __tracebackhide__ = True  # pytest: show the caller's line, not this one
     try:
-        report = check_backward(func, convention=convention, loss=loss, cases=cases, tol=tol)
+        report = check_backward(func, convention=convention, loss=loss, cases=cases, tol=tol, l2=l2)
     except (ShapeError, DTypeError) as err:
         raise AssertionError(str(err)) from err
     if not report.passed:
@@ -554,8 +728,30 @@ def assert_backward_matches(
     return report
 
 
+def _attribute(module: Any, name: str, file: str) -> Any:
+    """`module.name`, where `name` may be dotted ("NN.L_model_backward"); None if the first
+    part is missing, a ConfigError naming the part that is missing after it."""
+    head, *rest = name.split(".")
+    value = getattr(module, head, None)
+    for i, part in enumerate(rest):
+        if value is None:
+            break
+        owner = ".".join([head, *rest[:i]])
+        if not hasattr(value, part):
+            attributes = sorted(a for a in dir(value) if not a.startswith("_"))[:6]
+            raise ConfigError(
+                f"{owner!r} in {file!r} has no attribute {part!r} (it has "
+                f"{', '.join(attributes) or 'none'}): name one with FILE.py:{owner}.NAME"
+            )
+        value = getattr(value, part)
+    return value
+
+
 def load_function(spec: str, default: str = DEFAULT_FUNCTION) -> Callable[..., Any]:
     """The function `FUNCTION` of the Python file in `spec` = "FILE.py:FUNCTION" (or "FILE.py").
+
+    FUNCTION may be dotted, for a function in a class or another object of the file:
+    "FILE.py:NN.L_model_backward" (a staticmethod, or a method of an instance the file makes).
 
     The file is run as a module with its own folder on `sys.path` (so it can import its
     neighbours, like a notebook's `dnn_utils`). Raises :class:`~manualgrad.ConfigError`,
@@ -590,10 +786,15 @@ def load_function(spec: str, default: str = DEFAULT_FUNCTION) -> Callable[..., A
             lines = [f.lineno for f in frames if Path(f.filename).resolve() == path.resolve()]
             if lines:
                 reason += f" (line {lines[-1]})"
+            if not isinstance(err, ImportError):
+                reason += (
+                    ": the whole file runs when it is loaded — move top-level work (loading "
+                    'data, training, plotting) under `if __name__ == "__main__":`'
+                )
         raise ConfigError(f"{path.name!r} does not load: {reason}") from None
     finally:
         sys.path.remove(folder)
-    func = getattr(module, name, None)
+    func = _attribute(module, name, path.name)
     if func is None:
         defined = sorted(
             k
@@ -617,6 +818,7 @@ __all__ = [
     "BackwardCase",
     "BackwardReport",
     "CaseResult",
+    "KeyNote",
     "assert_backward_matches",
     "check_backward",
     "default_cases",
