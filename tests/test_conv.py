@@ -86,38 +86,79 @@ EXTENSIONS_ARCH = "two-convs-max-pool-sigmoid-bce"
 # ---------------------------------------------------------------------------------------
 
 
+def oracle_z(params, a, layer, l):
+    """The pre-activation of layer `layer` (the l-th with params) on one input a, by lax.conv."""
+    W, b = params[f"W{l}"], params[f"b{l}"][:, 0]
+    if isinstance(layer, L.Dense):
+        return jnp.matmul(W, a, precision="highest") + b
+    p = layer.pad
+    z = jax.lax.conv_general_dilated(
+        a[None],
+        W,
+        window_strides=(layer.stride, layer.stride),
+        padding=((p, p), (p, p)),
+        dimension_numbers=("NHWC", "OHWI", "NHWC"),
+        precision=jax.lax.Precision.HIGHEST,
+    )[0]
+    return z + b[None, None, :]  # (n_H, n_W, C)
+
+
+def oracle_layer(params, a, layer, l, z=None):
+    """(pre-activation or None, output) of one layer on one input a; `z` replaces its Z."""
+    if layer.param_names:
+        z = oracle_z(params, a, layer, l) if z is None else z
+        return z, REFERENCE_ACTIVATIONS[layer.activation](z)
+    if isinstance(layer, L.Flatten):
+        return None, a.reshape(-1)
+    f = layer.size
+    s = f if layer.stride is None else layer.stride
+    dims, steps = (f, f, 1), (s, s, 1)
+    if isinstance(layer, L.MaxPool2D):
+        return None, jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, dims, steps, "VALID")
+    return None, jax.lax.reduce_window(a, 0.0, jax.lax.add, dims, steps, "VALID") / (f * f)
+
+
+def oracle_tail(params, a, layers, start, z=None):
+    """Run layers[start:] on one input a; with `z`, layers[start]'s pre-activation is z.
+
+    Returns the output where the loss meets the network: z[L], or a[L] for mse (tanh).
+    """
+    l = sum(1 for layer in layers[:start] if layer.param_names)
+    for k, layer in enumerate(layers[start:], start):
+        l += 1 if layer.param_names else 0
+        z_k, a = oracle_layer(params, a, layer, l, z if k == start else None)
+        z = z_k if z_k is not None else z
+    return a if layers[-1].activation == "tanh" else z  # mse meets a[L]; bce, ce meet z[L]
+
+
 def oracle_output(params, x, layers):
     """One image x (H, W, C) -> z[L] (n_L,) (or a[L] for mse), with lax.conv and reduce_window."""
-    a, l = x, 0
-    for layer in layers:
-        if isinstance(layer, L.Conv2D | L.Dense):
-            l += 1
-            W, b = params[f"W{l}"], params[f"b{l}"][:, 0]
-        if isinstance(layer, L.Conv2D):
-            p = layer.pad
-            z = jax.lax.conv_general_dilated(
-                a[None],
-                W,
-                window_strides=(layer.stride, layer.stride),
-                padding=((p, p), (p, p)),
-                dimension_numbers=("NHWC", "OHWI", "NHWC"),
-                precision=jax.lax.Precision.HIGHEST,
-            )[0]
-            a = REFERENCE_ACTIVATIONS[layer.activation](z + b[None, None, :])
-        elif isinstance(layer, L.MaxPool2D | L.AvgPool2D):
-            f = layer.size
-            s = f if layer.stride is None else layer.stride
-            dims, steps = (f, f, 1), (s, s, 1)
-            if isinstance(layer, L.MaxPool2D):
-                a = jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, dims, steps, "VALID")
-            else:
-                a = jax.lax.reduce_window(a, 0.0, jax.lax.add, dims, steps, "VALID") / (f * f)
-        elif isinstance(layer, L.Flatten):
-            a = a.reshape(-1)
-        else:
-            z = jnp.matmul(W, a, precision="highest") + b
-            a = REFERENCE_ACTIVATIONS[layer.activation](z)
-    return a if layers[-1].activation == "tanh" else z  # mse meets a[L]; bce, ce meet z[L]
+    return oracle_tail(params, x, layers, 0)
+
+
+def oracle_inputs(params, x, layers):
+    """{k: the input of layers[k]} for every layer k with params, for one image x."""
+    inputs, a, l = {}, x, 0
+    for k, layer in enumerate(layers):
+        if layer.param_names:
+            inputs[k], l = a, l + 1
+        a = oracle_layer(params, a, layer, l)[1]
+    return inputs
+
+
+def oracle_patches(a, layer):
+    """The patches (T, f·f·C_prev) of one input a (H, W, C_prev), by their definition:
+    patch (h, w) is a_pad[s·h : s·h + f, s·w : s·w + f, :], flattened row-major."""
+    f, s, p = layer.kernel, layer.stride, layer.pad
+    a = jnp.pad(a, ((p, p), (p, p), (0, 0)))
+    n_H, n_W = (a.shape[0] - f) // s + 1, (a.shape[1] - f) // s + 1
+    return jnp.stack(
+        [
+            a[s * h : s * h + f, s * w : s * w + f].reshape(-1)
+            for h in range(n_H)
+            for w in range(n_W)
+        ]
+    )
 
 
 def example_loss(output, y, layers, loss):
@@ -266,6 +307,7 @@ def extension_results():
             "gradient_gram": net.gradient_gram(params, X, Y),
             "diag_ggn": net.diag_ggn(params, X, Y),
             "ggn_vector_product": net.ggn_vector_product(params, X, Y, v),
+            "kfac": net.kfac_factors(params, X, Y),
         }
 
     def oracle(params, X, Y, v):
@@ -282,6 +324,24 @@ def extension_results():
             return J.T @ H @ J
 
         ggn = jnp.mean(jax.vmap(ggn_one, in_axes=(3, 1))(X, Y), axis=0)
+
+        def kfc_one(x, y, k, l):
+            """Σ_t ã_t ã_tᵀ and (1/T) Σ_t J_tᵀ H J_t of layers[k] (the l-th with params)."""
+            a = oracle_inputs(params, x, layers)[k]
+            P = oracle_patches(a, layers[k]) if isinstance(layers[k], L.Conv2D) else a[None]
+            P1 = jnp.concatenate([P, jnp.ones((P.shape[0], 1))], axis=1)  # ã_t = [p_t; 1]
+            z = oracle_z(params, a, layers[k], l)
+            J = jax.jacfwd(lambda z: oracle_tail(params, a, layers, k, z))(z)
+            J = J.reshape(J.shape[0], P.shape[0], -1)  # (n_out, T, d_out): J_t = ∂out/∂z_t
+            H = jax.hessian(lambda o: example_loss(o, y, layers, loss))(
+                oracle_output(params, x, layers)
+            )
+            return P1.T @ P1, jnp.einsum("otc,op,otd->cd", J, H, J) / P.shape[0]
+
+        kfac = {}
+        for l, k in enumerate(k for k, layer in enumerate(layers) if layer.param_names):
+            A_i, G_i = jax.vmap(kfc_one, in_axes=(3, 1, None, None))(X, Y, k, l + 1)
+            kfac[l + 1] = (jnp.mean(A_i, axis=0), jnp.mean(G_i, axis=0))
         clipped = clipped_mean(g, CLIP)
         return {
             "per_example_grads": g,
@@ -295,6 +355,7 @@ def extension_results():
             "gradient_gram": G @ G.T,
             "diag_ggn": unravel(jnp.diag(ggn)),
             "ggn_vector_product": unravel(ggn @ ravel_pytree(v)[0]),
+            "kfac": kfac,
         }
 
     with jax.enable_x64(True):
@@ -320,6 +381,16 @@ EXTENSIONS = [
 def test_conv_net_extension_matches_vmap_grad_or_dense_ggn_oracle(x64, quantity):
     got, want = extension_results()
     assert rel_err(got[quantity], want[quantity]) <= F64_TOL
+
+
+def test_conv_kfac_factors_are_kfc_patches_summed_over_positions_and_g_averaged(x64):
+    """KFC (Grosse & Martens 2016): A = (1/m) Σ_i Σ_t ã_t ã_tᵀ over the patches, and
+    G = (1/m) Σ_i (1/T) Σ_t J_tᵀ H J_t, for both conv layers and the dense output layer."""
+    got, want = extension_results()
+    assert sorted(got["kfac"]) == [1, 2, 3]
+    for l in (1, 2, 3):
+        assert rel_err(got["kfac"][l].A, want["kfac"][l][0]) <= F64_TOL
+        assert rel_err(got["kfac"][l].G, want["kfac"][l][1]) <= F64_TOL
 
 
 def test_clipping_is_active_in_the_extensions_case(x64):

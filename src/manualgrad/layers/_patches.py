@@ -10,9 +10,10 @@ at (s·h, s·w) for h < n_H = ⌊(H − f)/s⌋ + 1 and w < n_W = ⌊(W − f)/s
 | `fold`         | windows (f, f, n_H, n_W, C, m) -> (H, W, C, m), summed    |
 
 `fold` is the adjoint of `unfold`: each input pixel receives the sum of the entries of
-every window that covers it (col2im; overlapping windows add). Both are explicit strided
-slices, f² of them, so a reader sees the index arithmetic of the course's loops:
-window (h, w) reads A[s·h + i, s·w + j] for i, j < f.
+every window that covers it (col2im; overlapping windows add). `unfold` is f² strided
+slices and `fold` their adjoints, f² zero paddings (s − 1 zeros between entries) added
+up, so a reader sees the index arithmetic of the course's loops: window (h, w) reads
+A[s·h + i, s·w + j] for i, j < f, and gives its gradient back to the same pixel.
 """
 
 from __future__ import annotations
@@ -60,12 +61,24 @@ def fold(windows: Array, image_shape: tuple[int, ...], s: int) -> Array:
 
     Pixel (y, x) gets Σ over every window (h, w) and offset (i, j) with s·h + i = y and
     s·w + j = x of windows[i, j, h, w]: the sum of the overlapping windows (col2im).
+    Offset (i, j) of every window lands at rows i, i + s, …: a zero padding with s − 1
+    zeros between the entries and i before them (the adjoint of the strided slice).
     """
     f, n_H, n_W = windows.shape[0], windows.shape[2], windows.shape[3]
+    H, W = image_shape[0], image_shape[1]
+    zero = jnp.zeros((), windows.dtype)
     out = jnp.zeros(image_shape, windows.dtype)
     for i in range(f):
         for j in range(f):
-            out = out.at[i : i + s * (n_H - 1) + 1 : s, j : j + s * (n_W - 1) + 1 : s].add(
-                windows[i, j]
+            placed = jax.lax.pad(
+                windows[i, j],
+                zero,
+                (
+                    (i, H - i - s * (n_H - 1) - 1, s - 1),
+                    (j, W - j - s * (n_W - 1) - 1, s - 1),
+                    (0, 0, 0),
+                    (0, 0, 0),
+                ),
             )
+            out = out + placed
     return out
