@@ -26,6 +26,13 @@ order of W's last three axes, so `W.reshape(C, -1)` is the dense weight of the p
 so dW = (1/m) Σ_i Σ_t dz_t(i) p_t(i)ᵀ and db = (1/m) Σ_i Σ_t dz_t(i): formula (2)
 summed over positions. Forward mode (curvature's G v) is the base class's `jax.jvp` of
 :meth:`Conv2D.forward`. See docs/convolutions.md for the derivation.
+
+>>> import jax, manualgrad as mg
+>>> net = mg.network([mg.layers.Conv2D(4, 3, pad=1), mg.layers.MaxPool2D(2),
+...                   mg.layers.Flatten(), mg.layers.Dense(1, activation="sigmoid")])
+>>> params = net.init((8, 8, 1), jax.random.key(0))  # one image (H, W, C)
+>>> {k: v.shape for k, v in params.items()}
+{'W1': (4, 3, 3, 1), 'b1': (4, 1), 'W2': (1, 64), 'b2': (1, 1)}
 """
 
 from __future__ import annotations

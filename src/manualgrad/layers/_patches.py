@@ -31,9 +31,13 @@ __all__ = ["fold", "output_size", "unfold"]
 def output_size(n: int, f: int, s: int, *, layer: str, axis: str, pad: int = 0) -> int:
     """⌊(n + 2·pad − f)/s⌋ + 1, the number of windows along an axis of n pixels."""
     if f > n + 2 * pad:
+        image = (
+            f"padded image is {n + 2 * pad} along {axis} ({n} + 2·{pad})"
+            if pad
+            else f"image is {n} along {axis}"
+        )
         raise ShapeError(
-            f"{layer}: the window is {f} pixels but the {'padded ' if pad else ''}image is "
-            f"{n + 2 * pad} along {axis} ({n} + 2·{pad} padding): expected a kernel/pool size "
+            f"{layer}: the window is {f} pixels but the {image}: expected a kernel/pool size "
             f"≤ {n + 2 * pad} — use a smaller kernel, more padding, or fewer pooling layers "
             "before this one"
         )
