@@ -32,6 +32,7 @@ from helpers import (
     reference_losses,
     rel_err,
 )
+from manualgrad._core.regularization import dropout_masks
 
 L = mg.layers
 M = 5  # examples
@@ -118,9 +119,10 @@ def oracle_layer(params, a, layer, l, z=None):
     return None, jax.lax.reduce_window(a, 0.0, jax.lax.add, dims, steps, "VALID") / (f * f)
 
 
-def oracle_tail(params, a, layers, start, z=None):
+def oracle_tail(params, a, layers, start, z=None, masks=None, keep_prob=1.0):
     """Run layers[start:] on one input a; with `z`, layers[start]'s pre-activation is z.
 
+    `masks` {k: boolean mask of layer k's output} turns on inverted dropout there.
     Returns the output where the loss meets the network: z[L], or a[L] for mse (tanh).
     """
     l = sum(1 for layer in layers[:start] if layer.param_names)
@@ -128,6 +130,8 @@ def oracle_tail(params, a, layers, start, z=None):
         l += 1 if layer.param_names else 0
         z_k, a = oracle_layer(params, a, layer, l, z if k == start else None)
         z = z_k if z_k is not None else z
+        if masks is not None and k in masks:
+            a = a * masks[k].astype(a.dtype) / keep_prob
     return a if layers[-1].activation == "tanh" else z  # mse meets a[L]; bce, ce meet z[L]
 
 
@@ -168,13 +172,19 @@ def example_loss(output, y, layers, loss):
     return reference_losses(output[:, None], y[:, None], layers[-1].activation, loss)[0]
 
 
-def oracle_loss(params, x, y, layers, loss):
-    return example_loss(oracle_output(params, x, layers), y, layers, loss)
+def oracle_loss(params, x, y, layers, loss, masks=None, keep_prob=1.0):
+    output = oracle_tail(params, x, layers, 0, masks=masks, keep_prob=keep_prob)
+    return example_loss(output, y, layers, loss)
 
 
-def oracle_cost(params, X, Y, layers, loss):
-    per = jax.vmap(oracle_loss, in_axes=(None, 3, 1, None, None))(params, X, Y, layers, loss)
-    return jnp.mean(per)
+def oracle_cost(params, X, Y, layers, loss, l2=0.0, masks=None, keep_prob=1.0):
+    """(1/m) Σ_i L_i + (λ/2m) Σ_l ‖W[l]‖², masks (…, m) with examples last."""
+    m = X.shape[-1]
+    per = jax.vmap(oracle_loss, in_axes=(None, 3, 1, None, None, -1, None))(
+        params, X, Y, layers, loss, masks, keep_prob
+    )
+    weights = sum(jnp.sum(w * w) for k, w in params.items() if k[0] == "W")
+    return jnp.mean(per) + l2 / (2 * m) * weights
 
 
 def random_params(net, shape, rng):
@@ -203,13 +213,44 @@ def problem(arch: str, seed: int = 0):
 # ---------------------------------------------------------------------------------------
 
 
+#: (λ, keep_prob) of each architecture's value_and_grad proof: L2 on 4-d filters, and
+#: inverted dropout on the conv layers' image outputs (the masks drawn as the engine does)
+OPTIONS = {
+    "conv3-pad1-tanh-max2-sigmoid-bce": (0.0, 1.0),
+    "conv3-stride2-relu-avg2-stride1-softmax-ce": (0.3, 1.0),
+    "conv5-stride3-pad2-leaky-max3-stride2-tanh-mse": (0.0, 0.7),
+    "two-convs-max-pool-sigmoid-bce": (0.2, 0.8),
+}
+
+
+def oracle_masks(params, X, layers, key, keep_prob):
+    """{k: mask (…, m)} for the hidden layers with params, by the engine's documented rule:
+    `dropout_masks(key, shapes of their outputs, keep_prob)`, first layer first."""
+    if keep_prob == 1.0:
+        return None
+    hidden = [k for k, layer in enumerate(layers[:-1]) if layer.param_names]
+    inputs = oracle_inputs(params, X[..., 0], layers)
+    shapes = []
+    for k in hidden:
+        l = sum(1 for layer in layers[: k + 1] if layer.param_names)
+        out = jax.eval_shape(
+            lambda a, k=k, l=l: oracle_layer(params, a, layers[k], l)[1], inputs[k]
+        )
+        shapes.append((*out.shape, X.shape[-1]))
+    return dict(zip(hidden, dropout_masks(key, shapes, keep_prob), strict=True))
+
+
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_conv_net_value_and_grad_matches_jax_grad_of_lax_conv_oracle(x64, arch):
-    net, params, X, Y = problem(arch)
     _, layers, loss = ARCHS[arch]
-    C, grads = jax.jit(net.value_and_grad)(params, X, Y)
-    C_ref, grads_ref = jax.jit(jax.value_and_grad(oracle_cost), static_argnums=(3, 4))(
-        params, X, Y, layers, loss
+    _, params, X, Y = problem(arch)
+    l2, keep_prob = OPTIONS[arch]
+    net = mg.network(list(layers), loss, l2=l2, keep_prob=keep_prob)
+    key = jax.random.key(11) if keep_prob < 1 else None
+    C, grads = jax.jit(net.value_and_grad)(params, X, Y, key)
+    masks = oracle_masks(params, X, layers, key, keep_prob)
+    C_ref, grads_ref = jax.jit(jax.value_and_grad(oracle_cost), static_argnums=(3, 4, 5, 7))(
+        params, X, Y, layers, loss, l2, masks, keep_prob
     )
     assert rel_err(C, C_ref) <= F64_TOL
     assert rel_err(grads, grads_ref) <= F64_TOL
