@@ -24,6 +24,7 @@ from jax.test_util import check_grads
 
 import manualgrad as mg
 from helpers import (
+    F32_TOL,
     F64_TOL,
     REFERENCE_ACTIVATIONS,
     clipped_mean,
@@ -187,24 +188,24 @@ def oracle_cost(params, X, Y, layers, loss, l2=0.0, masks=None, keep_prob=1.0):
     return jnp.mean(per) + l2 / (2 * m) * weights
 
 
-def random_params(net, shape, rng):
+def random_params(net, shape, rng, dtype=jnp.float64):
     """Params of net.init's shapes drawn with numpy (no compilation): N(0, 1/fan-in) W, b."""
-    shapes = jax.eval_shape(lambda k: net.init(shape, k, dtype=jnp.float64), jax.random.key(0))
+    shapes = jax.eval_shape(lambda k: net.init(shape, k, dtype=dtype), jax.random.key(0))
     params = {}
     for k, v in shapes.items():
         fan_in = np.prod(v.shape[1:]) if k[0] == "W" else 25.0
-        params[k] = jnp.asarray(rng.standard_normal(v.shape) / np.sqrt(fan_in))
+        params[k] = jnp.asarray(rng.standard_normal(v.shape) / np.sqrt(fan_in), dtype)
     return params
 
 
-def problem(arch: str, seed: int = 0):
+def problem(arch: str, seed: int = 0, dtype=jnp.float64):
     """(net, params, X, Y): params of net.init's shapes with nonzero biases, X ~ N(0, 1)."""
     shape, layers, loss = ARCHS[arch]
     net = mg.network(list(layers), loss)
     rng = np.random.default_rng(seed)
-    params = random_params(net, shape, rng)
-    X = jnp.asarray(rng.standard_normal((*shape, M)))
-    Y = labels_for(loss, layers[-1].units, M, rng, jnp.float64)
+    params = random_params(net, shape, rng, dtype)
+    X = jnp.asarray(rng.standard_normal((*shape, M)), dtype)
+    Y = labels_for(loss, layers[-1].units, M, rng, dtype)
     return net, params, X, Y
 
 
@@ -254,6 +255,17 @@ def test_conv_net_value_and_grad_matches_jax_grad_of_lax_conv_oracle(x64, arch):
     )
     assert rel_err(C, C_ref) <= F64_TOL
     assert rel_err(grads, grads_ref) <= F64_TOL
+
+
+def test_conv_net_in_float32_keeps_its_dtype_and_matches_the_oracle():
+    arch = "conv3-stride2-relu-avg2-stride1-softmax-ce"
+    net, params, X, Y = problem(arch, dtype=jnp.float32)
+    _, layers, loss = ARCHS[arch]
+    with jax.default_matmul_precision("highest"):
+        _, grads = jax.jit(net.value_and_grad)(params, X, Y)
+        want = jax.jit(jax.grad(oracle_cost), static_argnums=(3, 4))(params, X, Y, layers, loss)
+    assert all(g.dtype == jnp.float32 for g in grads.values())
+    assert rel_err(grads, want) <= F32_TOL
 
 
 def test_conv_net_grads_for_params_and_images_match_central_finite_differences(x64):
@@ -349,6 +361,7 @@ def extension_results():
             "diag_ggn": net.diag_ggn(params, X, Y),
             "ggn_vector_product": net.ggn_vector_product(params, X, Y, v),
             "kfac": net.kfac_factors(params, X, Y),
+            "hessian_vector_product": net.hessian_vector_product(params, X, Y, v),
         }
 
     def oracle(params, X, Y, v):
@@ -397,6 +410,9 @@ def extension_results():
             "diag_ggn": unravel(jnp.diag(ggn)),
             "ggn_vector_product": unravel(ggn @ ravel_pytree(v)[0]),
             "kfac": kfac,
+            "hessian_vector_product": jax.jvp(
+                jax.grad(lambda p: oracle_cost(p, X, Y, layers, loss)), (params,), (v,)
+            )[1],
         }
 
     with jax.enable_x64(True):
@@ -415,6 +431,7 @@ EXTENSIONS = [
     "gradient_gram",
     "diag_ggn",
     "ggn_vector_product",
+    "hessian_vector_product",
 ]
 
 
