@@ -512,10 +512,15 @@ def test_images_whose_channels_do_not_match_the_params_are_a_shape_error(x64):
 
 
 def test_images_given_examples_first_are_a_shape_error_with_the_fix(x64):
-    _, params, X, _ = problem("conv3-pad1-tanh-max2-sigmoid-bce")
+    net, params, X, Y = problem("conv3-pad1-tanh-max2-sigmoid-bce")
+    examples_first = jnp.moveaxis(X, -1, 0)  # (m, H, W, C)
+    # the network's params check meets it first: (m, H, W) read as one image gives W1 (…, W)
+    with pytest.raises(
+        mg.errors.ShapeError, match=r"`W1` has shape \(3, 3, 3, 2\) but .* \(3, 3, 3, 6\)"
+    ):
+        net.value_and_grad(params, examples_first, Y)
     conv = ARCHS["conv3-pad1-tanh-max2-sigmoid-bce"][1][0]
     local = {"W": params["W1"], "b": params["b1"]}
-    examples_first = jnp.moveaxis(X, -1, 0)  # (m, H, W, C)
     with pytest.raises(mg.errors.ShapeError, match=r"examples first.*jnp.moveaxis\(X, 0, -1\)"):
         conv.forward(local, examples_first, "default")
 
