@@ -1,16 +1,33 @@
 """The layer kinds a network is made of, and the protocol a layer of your own implements.
 
-| name      | what it is                                                              |
-|-----------|-------------------------------------------------------------------------|
-| `Dense`   | Z = W A_prev + b, A = g(Z): the seed's formulas (1)–(5)                  |
-| `Layer`   | the base class of every layer: `init`, `forward`, `backward`, `jvp`     |
-| `Product` | what a layer's backward hands the extensions: (A, dZ) with a position axis |
+| name        | what it is                                                              |
+|-------------|-------------------------------------------------------------------------|
+| `Dense`     | Z = W A_prev + b, A = g(Z): the seed's formulas (1)–(5)                  |
+| `Conv2D`    | a dense layer on every patch of an image (H, W, C, m): (2) over positions |
+| `MaxPool2D` | the max of each window, per channel; backward: the max-pool mask        |
+| `AvgPool2D` | the mean of each window, per channel; backward: the average spread      |
+| `Flatten`   | images (H, W, C, m) to vectors (H·W·C, m), before a `Dense` layer       |
+| `Layer`     | the base class of every layer: `init`, `forward`, `backward`, `jvp`     |
+| `Product`   | what a layer's backward hands the extensions: (A, dZ) with a position axis |
 
-See :mod:`manualgrad._core.layer` for the protocol and the docs page "Write your own
-layer" for a complete example.
+See :mod:`manualgrad._core.layer` for the protocol, the docs page "Write your own
+layer" for a complete example, and "Convolutions" for the conv and pool formulas.
 """
 
 from manualgrad._core.layer import Layer, Product
+from manualgrad.layers._conv import Conv2D, ConvCache
 from manualgrad.layers._dense import Dense, DenseCache
+from manualgrad.layers._pool import AvgPool2D, Flatten, MaxPool2D, PoolCache
 
-__all__ = ["Dense", "DenseCache", "Layer", "Product"]
+__all__ = [
+    "AvgPool2D",
+    "Conv2D",
+    "ConvCache",
+    "Dense",
+    "DenseCache",
+    "Flatten",
+    "Layer",
+    "MaxPool2D",
+    "PoolCache",
+    "Product",
+]

@@ -1,0 +1,236 @@
+r"""`Conv2D(channels, kernel)`: a dense layer applied to every patch of an image.
+
+Images are laid out (H, W, C, m), examples last (like X's columns). With kernel f,
+stride s and padding p, the output has n_H = ⌊(H + 2p − f)/s⌋ + 1 rows and n_W columns,
+T = n_H·n_W positions. Unfolding the padded input into its patches makes the
+convolution formula (1)'s dense map, applied at every position t:
+
+| symbol   | shape                      | meaning                                          |
+|----------|----------------------------|--------------------------------------------------|
+| `W`      | (C, f, f, C_prev)          | the filters; as a matrix (C, f·f·C_prev)          |
+| `b`      | (C, 1)                     | one bias per output channel                      |
+| `A_prev` | (H, W, C_prev, m)          | the layer's input images                         |
+| `P`      | (f·f·C_prev, T, m)         | the patches: column (t, i) is patch t of example i |
+| `Z`      | (C, T, m)                  | pre-activations, Z_t = W P_t + b                  |
+| output   | (n_H, n_W, C, m)           | A = g(Z), as images                              |
+
+A patch's features are ordered (row i, column j, channel c), row-major, which is the
+order of W's last three axes, so `W.reshape(C, -1)` is the dense weight of the patches.
+
+    Z_t = W P_t + b,  A = g(Z)                           forward, at every position t
+    dZ = dA ⊙ g'(Z)                                      (5)
+    dP = Wᵀ dZ                                           (4), at every position
+    dA_prev = fold(dP), padding cropped                  the sum of overlapping patches
+    (P, dZ), T positions per example                     → (2) and (1) in the engine
+
+so dW = (1/m) Σ_i Σ_t dz_t(i) p_t(i)ᵀ and db = (1/m) Σ_i Σ_t dz_t(i): formula (2)
+summed over positions. Forward mode (curvature's G v) is the base class's `jax.jvp` of
+:meth:`Conv2D.forward`. See docs/convolutions.md for the derivation.
+
+>>> import jax, manualgrad as mg
+>>> net = mg.network([mg.layers.Conv2D(4, 3, pad=1), mg.layers.MaxPool2D(2),
+...                   mg.layers.Flatten(), mg.layers.Dense(1, activation="sigmoid")])
+>>> params = net.init((8, 8, 1), jax.random.key(0))  # one image (H, W, C)
+>>> {k: v.shape for k, v in params.items()}
+{'W1': (4, 3, 3, 1), 'b1': (4, 1), 'W2': (1, 64), 'b2': (1, 1)}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from manualgrad._core import dense
+from manualgrad._core.activations import ACTIVATIONS, Activation, get_activation
+from manualgrad._core.layer import Layer, Params, Product, Shape
+from manualgrad._core.precision import matmul
+from manualgrad._errors import ConfigError, ShapeError
+from manualgrad.layers._dense import INIT_SCALES
+from manualgrad.layers._patches import fold, output_size, unfold
+
+Array = jax.Array
+
+__all__ = ["Conv2D", "ConvCache", "check_images", "positive_int"]
+
+
+def positive_int(layer: str, name: str, value: Any, *, minimum: int = 1) -> None:
+    """Raise a ConfigError unless `value` is an int ≥ `minimum` (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            f"`{layer}({name}=...)` must be an int ≥ {minimum}, got {value!r}: e.g. "
+            f"{layer}(..., {name}={max(minimum, 1)})"
+        )
+
+
+def check_images(layer: str, shape: tuple[int, ...], *, batch: bool) -> None:
+    """Raise a ShapeError unless `shape` is an image's (H, W, C), or a batch's (H, W, C, m)."""
+    want = 4 if batch else 3
+    if len(shape) != want:
+        layout = "(H, W, C, m), examples last" if batch else "(H, W, C)"
+        raise ShapeError(
+            f"{layer} takes images {layout}, got shape {tuple(shape)}: give net.init one "
+            "image's shape (H, W, C) and pass X as (H, W, C, m) — a batch of (m, H, W, C) "
+            "becomes jnp.moveaxis(X, 0, -1); a flat (H·W·C, m) batch X.reshape(H, W, C, m)"
+        )
+
+
+class ConvCache(NamedTuple):
+    """What a conv layer's backward needs: A_prev (H, W, C_prev, m), P (f·f·C_prev, T, m),
+    Z and A (C, T, m)."""
+
+    A_prev: Array
+    P: Array
+    Z: Array
+    A: Array
+
+
+@dataclass(frozen=True)
+class Conv2D(Layer):
+    """A 2-D convolution with `channels` filters of size `kernel`×`kernel`, then g.
+
+    | argument      | meaning                                                         |
+    |---------------|-----------------------------------------------------------------|
+    | `channels`    | C, the number of filters (output channels)                       |
+    | `kernel`      | f, the filters' height and width                                 |
+    | `stride`      | s ≥ 1, the step between patches                                  |
+    | `pad`         | p ≥ 0 zero pixels added on each side of H and W                  |
+    | `activation`  | an elementwise activation (not softmax)                          |
+    | `init_method` | "he" (√(2/(f·f·C_prev))), "xavier", "random", "zeros"            |
+
+    Params: "W" (C, f, f, C_prev) and "b" (C, 1). Input (H, W, C_prev, m), output
+    (n_H, n_W, C, m). A conv layer is a hidden layer: end the network with
+    `Flatten()` and a `Dense` output layer.
+    """
+
+    channels: int
+    kernel: int
+    _: KW_ONLY
+    stride: int = 1
+    pad: int = 0
+    activation: str = "relu"
+    init_method: str = "he"
+
+    def __post_init__(self) -> None:
+        positive_int("Conv2D", "channels", self.channels)
+        positive_int("Conv2D", "kernel", self.kernel)
+        positive_int("Conv2D", "stride", self.stride)
+        positive_int("Conv2D", "pad", self.pad, minimum=0)
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"`Conv2D(activation=...)` got unknown activation {self.activation!r}; expected "
+                f"one of {sorted(a for a in ACTIVATIONS if a != 'softmax')}"
+            )
+        if self.activation == "softmax":
+            raise ConfigError(
+                "`Conv2D(activation='softmax')`: softmax normalises over one axis of classes "
+                "and ends a network; a conv layer needs an elementwise activation, e.g. 'relu' "
+                "— put softmax on the Dense output layer after Flatten()"
+            )
+        if self.init_method not in INIT_SCALES:
+            raise ConfigError(
+                f"`Conv2D(init_method=...)` got {self.init_method!r}; expected one of "
+                f"{list(INIT_SCALES)}"
+            )
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return ("W", "b")
+
+    @property
+    def name(self) -> str:
+        return (
+            f"Conv2D({self.channels}, {self.kernel}, stride={self.stride}, pad={self.pad}, "
+            f"activation={self.activation!r})"
+        )
+
+    @property
+    def g(self) -> Activation:
+        """The activation record: g, g', g''."""
+        return get_activation(self.activation)
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        """(n_H, n_W, C) for one image (H, W, C_prev), with a clear error if f does not fit."""
+        check_images(self.name, in_shape, batch=False)
+        H, W, _ = in_shape
+        f, s, p = self.kernel, self.stride, self.pad
+        n_H = output_size(H, f, s, layer=self.name, axis="H", pad=p)
+        n_W = output_size(W, f, s, layer=self.name, axis="W", pad=p)
+        return (n_H, n_W, self.channels)
+
+    def init(self, key: Array, in_shape: Shape, dtype: Any) -> tuple[Params, Shape]:
+        """W ~ N(0, s²) of shape (C, f, f, C_prev), s from the init method and f·f·C_prev; b = 0."""
+        out_shape = self.output_shape(tuple(in_shape))
+        C_prev = in_shape[2]
+        f = self.kernel
+        scale = INIT_SCALES[self.init_method](f * f * C_prev)
+        W = jax.random.normal(key, (self.channels, f, f, C_prev), dtype) * scale
+        return {"W": W, "b": jnp.zeros((self.channels, 1), dtype)}, out_shape
+
+    def _check_input(self, W: Array, A_prev: Array) -> None:
+        check_images(self.name, A_prev.shape, batch=True)
+        C_prev = W.shape[3]
+        if A_prev.shape[2] != C_prev:
+            hint = (
+                " — the last axis has C_prev: did you pass images examples first, "
+                "(m, H, W, C)? use jnp.moveaxis(X, 0, -1)"
+                if A_prev.shape[3] == C_prev
+                else f" — build the params with net.init((H, W, {A_prev.shape[2]}), key) for "
+                "these images"
+            )
+            raise ShapeError(
+                f"{self.name}: expected images (H, W, C_prev, m) with C_prev = W.shape[3] = "
+                f"{C_prev} channels, got shape {tuple(A_prev.shape)}{hint}"
+            )
+
+    def patches(self, A_prev: Array) -> Array:
+        """P (f·f·C_prev, T, m): the padded input's patches, features ordered (i, j, c)."""
+        f, s, p = self.kernel, self.stride, self.pad
+        padded = jnp.pad(A_prev, ((p, p), (p, p), (0, 0), (0, 0)))
+        windows = unfold(padded, f, s)  # (f, f, n_H, n_W, C_prev, m)
+        _, _, n_H, n_W, C_prev, m = windows.shape
+        return windows.transpose(0, 1, 4, 2, 3, 5).reshape(f * f * C_prev, n_H * n_W, m)
+
+    def forward(
+        self, params: Mapping[str, Array], A_prev: Array, precision: str
+    ) -> tuple[Array, ConvCache]:
+        """Z_t = W P_t + b at every position t, A = g(Z); output (n_H, n_W, C, m)."""
+        W, b = params["W"], params["b"]
+        self._check_input(W, A_prev)
+        n_H, n_W, C = self.output_shape(tuple(A_prev.shape[:3]))
+        P = self.patches(A_prev)
+        Z = matmul(W.reshape(C, -1), P, 1, 0, precision) + b[:, :, None]  # (C, T, m)
+        A = self.g.forward(Z)
+        out = A.reshape(C, n_H, n_W, -1).transpose(1, 2, 0, 3)
+        return out, ConvCache(A_prev, P, Z, A)
+
+    def backward(
+        self,
+        params: Mapping[str, Array],
+        cache: ConvCache,
+        dA: Array,
+        precision: str,
+        need_dA_prev: bool = True,
+    ) -> tuple[Array | None, tuple[Product, ...]]:
+        """dZ = dA ⊙ g'(Z) (5); dP = Wᵀ dZ (4) folded back onto the input; product (P, dZ).
+
+        Shapes: dA (n_H, n_W, C, m) -> dA_prev (H, W, C_prev, m); the product's A = P
+        (f·f·C_prev, T, m) and dZ (C, T, m).
+        """
+        W = params["W"]
+        C, f, _, C_prev = W.shape
+        n_H, n_W, _, m = dA.shape
+        dA_t = dA.transpose(2, 0, 1, 3).reshape(C, n_H * n_W, m)  # (C, T, m)
+        dZ = dense.activation_backward(dA_t, cache.Z, cache.A, self.g)  # (5)
+        dA_prev = None
+        if need_dA_prev:
+            dP = matmul(W.reshape(C, -1), dZ, 0, 0, precision)  # (4), at every position
+            windows = dP.reshape(f, f, C_prev, n_H, n_W, m).transpose(0, 1, 3, 4, 2, 5)
+            H, W_img = cache.A_prev.shape[0], cache.A_prev.shape[1]
+            p = self.pad
+            padded = fold(windows, (H + 2 * p, W_img + 2 * p, C_prev, m), self.stride)
+            dA_prev = padded[p : p + H, p : p + W_img]  # the padding's gradient is dropped
+        return dA_prev, (Product("W", "b", cache.P, dZ),)
