@@ -49,6 +49,11 @@ class Case:
     from_jax: bool = False  # raised by JAX itself: the catalogue shows `match`, not the text
 
 
+def _cnn(first):
+    """A small CNN starting with the layer `first`, for the conv catalogue cases."""
+    return mg.network([first, mg.layers.Flatten(), mg.layers.Dense(1, activation="sigmoid")])
+
+
 def _params(dims=(3, 4, 2), dtype=jnp.float32):
     return mg.init_params(list(dims), jax.random.key(0), dtype=dtype)
 
@@ -402,6 +407,32 @@ CASES: list[Case] = [
              {**_scaled().init((3,), jax.random.key(0)), "W2": jnp.ones((2, 5))}, _X(), _Y()),
          ShapeError, r"`W2` has shape \(2, 5\) but the network's layers give \(2, 4\)",
          "params from `net.init` for X's example shape"),
+    Case("conv-kernel-larger-than-image", LY, "a conv kernel (or pool window) larger than the "
+         "padded image it meets",
+         lambda: _cnn(mg.layers.Conv2D(4, 5)).init((4, 4, 1), jax.random.key(0)), ShapeError,
+         r"the window is 5 pixels but the image is 4 along H",
+         "a smaller kernel, more `pad`, or fewer pooling layers before it"),
+    Case("conv-stride-zero", LY, "a conv or pool stride of 0 (or a size, channel count below 1)",
+         lambda: mg.layers.Conv2D(4, 3, stride=0), ConfigError,
+         r"`Conv2D\(stride=...\)` must be an int ≥ 1, got 0", "`stride=1` or more"),
+    Case("conv-softmax", LY, "softmax on a conv layer", lambda: mg.layers.Conv2D(4, 3,
+         activation="softmax"), ConfigError, r"a conv layer needs an elementwise activation",
+         "an elementwise activation; softmax on the `Dense` output layer"),
+    Case("conv-channels-do-not-match", LY, "images whose channels are not the filters' C_prev",
+         lambda: _cnn(mg.layers.Conv2D(4, 3)).value_and_grad(
+             _cnn(mg.layers.Conv2D(4, 3)).init((6, 6, 3), jax.random.key(0)),
+             jnp.ones((6, 6, 1, 5)), jnp.ones((1, 5))), ShapeError,
+         r"`W1` has shape \(4, 3, 3, 3\) but the network's layers give \(4, 3, 3, 1\)",
+         "params from `net.init((H, W, C), key)` for X's images"),
+    Case("conv-images-examples-first", LY, "images given examples first, (m, H, W, C)",
+         lambda: _cnn(mg.layers.Conv2D(4, 3)).value_and_grad(
+             _cnn(mg.layers.Conv2D(4, 3)).init((6, 6, 3), jax.random.key(0)),
+             jnp.ones((5, 6, 6, 3)), jnp.ones((1, 5))), ShapeError,
+         r"are the examples first\? examples are the last axis, X = jnp.moveaxis\(X, 0, -1\)",
+         "`jnp.moveaxis(X, 0, -1)`: images are (H, W, C, m)"),
+    Case("conv-input-not-images", LY, "a conv layer given vectors (a flat input shape)",
+         lambda: _cnn(mg.layers.Conv2D(4, 3)).init((36,), jax.random.key(0)), ShapeError,
+         r"takes images \(H, W, C\), got shape \(36,\)", "`net.init((H, W, C), key)`"),
     # -- X --------------------------------------------------------------------------------
     Case("X-not-numeric", XS, "X is None, a string or other non-numeric object", vg(X=None),
          DTypeError, r"expected `X` to be a numeric array, got None", "pass an array"),

@@ -58,6 +58,7 @@ from manualgrad._core.layer import Layer, Product
 from manualgrad._core.losses import Loss, output_backward
 from manualgrad._core.precision import matmul
 from manualgrad._core.regularization import apply_dropout, l2_cost, l2_weight_grad
+from manualgrad._errors import ShapeError
 
 Array = jax.Array
 Params = dict[str, Array]
@@ -173,6 +174,15 @@ def check_params(params: Any, spec: Spec, example_shape: tuple[int, ...] | None 
     return params
 
 
+def _fits_examples_first(params: Any, spec: Spec, X: Array) -> bool:
+    """True when the params fit X.shape[1:] as one example: X was given examples first."""
+    try:
+        check_params(params, spec, tuple(X.shape[1:]))
+    except (ShapeError, ValueError, TypeError):
+        return False
+    return True
+
+
 def check_features(
     params: Any, X: Any, spec: Spec, *, key: Any = None
 ) -> tuple[Params, Array, int]:
@@ -183,7 +193,16 @@ def check_features(
         m = check.check_X(params, X)
     else:
         m = check.check_X_examples_last(X)
-        params = check_params(params, spec, tuple(X.shape[:-1]))
+        try:
+            params = check_params(params, spec, tuple(X.shape[:-1]))
+        except ShapeError as err:
+            if not _fits_examples_first(params, spec, X):
+                raise
+            raise ShapeError(
+                f"{err} — X has shape {tuple(X.shape)}, and the params fit one example of shape "
+                f"{tuple(X.shape[1:])}: are the examples first? examples are the last axis, "
+                "X = jnp.moveaxis(X, 0, -1)"
+            ) from None
         check.check_X_dtype(params, X)
     check.check_dropout_key(spec.keep_prob, key)
     return params, X, m
