@@ -67,7 +67,7 @@ from jax.sharding import PartitionSpec as P
 from manualgrad._core import engine
 from manualgrad._errors import ConfigError, ShapeError
 from manualgrad._network import Network
-from manualgrad.per_example import clip_factors, squared_norms
+from manualgrad.per_example import clip_weights
 
 __all__ = [
     "batch_sharding",
@@ -287,7 +287,7 @@ def _shard_map_fn(net: Network, mesh: Mesh, clipped: bool) -> Callable[..., Any]
             p = engine.backward_pass(params, X, Y, spec)
             weights = mask.astype(X.dtype)  # padding adds 0
             if clip_norm is not None:  # s_i = min(1, C/‖g_i‖) uses column i only: local
-                weights = weights * clip_factors(squared_norms(p.products), clip_norm)
+                weights = weights * clip_weights(p.products, clip_norm)
             part = engine.grads_from_products(
                 params, p.products, m=m, precision=net.precision, weights=weights
             )  # (2) on the columns of dZ scaled by s_i

@@ -56,6 +56,7 @@ under its own mask, and the same key gives the same masks as `value_and_grad`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -75,8 +76,8 @@ Params = dict[str, Array]
 __all__ = [
     "add_dp_noise",
     "clip_factors",
+    "clip_weights",
     "clipped_grads",
-    "clipped_products",
     "dp_grads",
     "example_grads",
     "one_example_grads",
@@ -165,13 +166,13 @@ def scale_examples(products: Sequence[Product], s: Array) -> tuple[Product, ...]
     return tuple(p._replace(dZ=p.dZ * s[None, None, :]) for p in products)
 
 
-def clipped_products(products: Sequence[Product], clip_norm: float | Array) -> tuple[Product, ...]:
-    """Every dZ with column i scaled by s_i = min(1, C/‖g_i‖): the pass of Σ_i s_i L_i.
+def clip_weights(products: Sequence[Product], clip_norm: float | Array) -> Array:
+    """s_i = min(1, C/‖g_i‖) for every example, ‖g_i‖ from the products by the norm identity.
 
-    Formula (2) on these with normaliser m gives (1/m) Σ_i s_i g_i (column i of every
-    dZ is linear in example i's dz[L]).
+    Shape (m,). Formula (2) with these as its per-example weights gives (1/m) Σ_i s_i g_i
+    (column i of every dZ is linear in example i's dz[L]).
     """
-    return scale_examples(products, clip_factors(squared_norms(products), clip_norm))
+    return clip_factors(squared_norms(products), clip_norm)
 
 
 # --------------------------------------------------------------------------------------
@@ -184,6 +185,22 @@ def _pass(net: Network, params: Any, X: Any, Y: Any, key: Any) -> tuple[Params, 
     spec = net.spec
     masks = engine.dropout_masks(params, X, spec, key)
     return params, engine.backward_pass(params, X, Y, spec, masks), m
+
+
+def _clipped_mean(
+    net: Network, params: Any, X: Any, Y: Any, clip_norm: Any, key: Any, normaliser: Any
+) -> tuple[Params, Params, Any]:
+    """params, (1/B) Σ_i s_i g_i and B (default m): formula (2) weighted by the clip factors."""
+    params, p, m = _pass(net, params, X, Y, key)
+    B = m if normaliser is None else normaliser
+    grads = engine.grads_from_products(
+        params,
+        p.products,
+        m=B,
+        precision=net.precision,
+        weights=clip_weights(p.products, clip_norm),
+    )  # (2) on the columns of dZ scaled by s_i
+    return params, grads, B
 
 
 def per_example_grads(
@@ -221,8 +238,6 @@ def one_example_grads(net: Network, params: Any, x: Any, y: Any) -> Params:
             f"expected one example `x` of shape (n_x,), got {x.shape} — for a batch of "
             "columns use `per_example_grads(net, params, X, Y)`, or pass x = X[:, i]"
         )
-    from dataclasses import replace
-
     grads = per_example_grads(replace(net, keep_prob=1.0), params, x[..., None], y[:, None])
     return {k: g[0] for k, g in grads.items()}
 
@@ -269,11 +284,7 @@ def clipped_grads(
     Returns a dict with the params' keys and shapes.
     """
     check.check_clip_norm(clip_norm)  # > 0 and finite when concrete; traced values pass
-    params, p, m = _pass(net, params, X, Y, key)
-    s = clip_factors(squared_norms(p.products), clip_norm)  # (m,)
-    grads = engine.grads_from_products(
-        params, p.products, m=m, precision=net.precision, weights=s
-    )  # (2) on the columns of dZ scaled by s_i
+    params, grads, m = _clipped_mean(net, params, X, Y, clip_norm, key, None)
     return engine.add_l2_grads(grads, params, net.l2, m)
 
 
@@ -314,12 +325,7 @@ def dp_grads(
     check.check_clip_norm(clip_norm)
     check.check_noise_multiplier(noise_multiplier)  # ≥ 0 and finite when concrete
     check.check_key(noise_key)
-    params, p, m = _pass(net, params, X, Y, key)
-    B = m if normaliser is None else normaliser
-    s = clip_factors(squared_norms(p.products), clip_norm)  # (m,)
-    grads = engine.grads_from_products(
-        params, p.products, m=B, precision=net.precision, weights=s
-    )  # (2) on the columns of dZ scaled by s_i
+    params, grads, B = _clipped_mean(net, params, X, Y, clip_norm, key, normaliser)
     noisy = add_dp_noise(grads, noise_key, clip_norm, noise_multiplier, B)
     return engine.add_l2_grads(noisy, params, net.l2, B)
 
