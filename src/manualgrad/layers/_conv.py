@@ -45,11 +45,11 @@ import jax
 import jax.numpy as jnp
 
 from manualgrad._core import dense
-from manualgrad._core.activations import ACTIVATIONS, Activation, get_activation
+from manualgrad._core.activations import HIDDEN_ACTIVATIONS, Activation, get_activation
 from manualgrad._core.layer import Layer, Params, Product, Shape
 from manualgrad._core.precision import matmul
 from manualgrad._errors import ConfigError, ShapeError
-from manualgrad.layers._dense import INIT_SCALES
+from manualgrad.layers._dense import INIT_SCALES, check_activation, check_init_method
 from manualgrad.layers._patches import fold, output_size, unfold
 
 Array = jax.Array
@@ -119,22 +119,14 @@ class Conv2D(Layer):
         positive_int("Conv2D", "kernel", self.kernel)
         positive_int("Conv2D", "stride", self.stride)
         positive_int("Conv2D", "pad", self.pad, minimum=0)
-        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"`Conv2D(activation=...)` got unknown activation {self.activation!r}; expected "
-                f"one of {sorted(a for a in ACTIVATIONS if a != 'softmax')}"
-            )
+        check_activation("Conv2D", self.activation, HIDDEN_ACTIVATIONS)
         if self.activation == "softmax":
             raise ConfigError(
                 "`Conv2D(activation='softmax')`: softmax normalises over one axis of classes "
                 "and ends a network; a conv layer needs an elementwise activation, e.g. 'relu' "
                 "— put softmax on the Dense output layer after Flatten()"
             )
-        if self.init_method not in INIT_SCALES:
-            raise ConfigError(
-                f"`Conv2D(init_method=...)` got {self.init_method!r}; expected one of "
-                f"{list(INIT_SCALES)}"
-            )
+        check_init_method("Conv2D", self.init_method)
 
     @property
     def param_names(self) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ and forward mode for curvature: Ż = W Ȧ_prev + Ẇ A_prev + ḃ (6), Ȧ = g'(Z
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -41,6 +41,23 @@ INIT_SCALES = {
     "random": lambda n_prev: 0.01,
     "zeros": lambda n_prev: 0.0,
 }
+
+
+def check_activation(layer: str, activation: Any, allowed: Collection[str]) -> None:
+    """Raise a ConfigError unless `activation` names an activation; the message lists `allowed`."""
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ConfigError(
+            f"`{layer}(activation=...)` got unknown activation {activation!r}; expected "
+            f"one of {sorted(allowed)}"
+        )
+
+
+def check_init_method(layer: str, init_method: Any) -> None:
+    """Raise a ConfigError unless `init_method` is one of :data:`INIT_SCALES`."""
+    if init_method not in INIT_SCALES:
+        raise ConfigError(
+            f"`{layer}(init_method=...)` got {init_method!r}; expected one of {list(INIT_SCALES)}"
+        )
 
 
 class DenseCache(NamedTuple):
@@ -77,16 +94,8 @@ class Dense(Layer):
                 f"`Dense(units)` must be a positive int, got {self.units!r}: e.g. "
                 "mg.layers.Dense(20, activation='relu')"
             )
-        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"`Dense(activation=...)` got unknown activation {self.activation!r}; expected "
-                f"one of {sorted(ACTIVATIONS)}"
-            )
-        if self.init_method not in INIT_SCALES:
-            raise ConfigError(
-                f"`Dense(init_method=...)` got {self.init_method!r}; expected one of "
-                f"{list(INIT_SCALES)}"
-            )
+        check_activation("Dense", self.activation, ACTIVATIONS)
+        check_init_method("Dense", self.init_method)
 
     @property
     def param_names(self) -> tuple[str, ...]:
