@@ -52,11 +52,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from manualgrad._core import regularization
+from manualgrad._core import dense, regularization
 from manualgrad._core import validation as check
 from manualgrad._core.layer import Layer, Product
 from manualgrad._core.losses import Loss, output_backward
-from manualgrad._core.precision import matmul
 from manualgrad._core.regularization import apply_dropout, l2_cost, l2_weight_grad
 from manualgrad._errors import ShapeError
 
@@ -441,20 +440,15 @@ def product_grads(
 
     Shapes: A (d_in, T, m), dZ (d_out, T, m) -> dW reshaped to W's shape, db to b's.
     With `weights` s (m,), column i of dZ is scaled by s_i first: (1/m) Σ_i s_i g_i (clipping,
-    masks). The 1/m is applied to whichever of dZ and dW has fewer numbers (m = 1: none).
+    masks). The sums are :func:`manualgrad._core.dense.weight_grad` and `bias_grad` on the
+    (d, T·m) columns: formula (2) is written once.
     """
     W = params[product.weight]
-    dZ, A = weighted_flat(product.dZ, weights), flat(product.A)
-    scale_first = not (isinstance(m, int | float) and m == 1) and dZ.shape[1] < A.shape[0]
-    if scale_first:
-        dW = matmul(dZ / m, A, 1, 1, precision)  # (2), (1/m) dZ first
-    else:
-        dW = matmul(dZ, A, 1, 1, precision)  # (2)
-        if not (isinstance(m, int | float) and m == 1):
-            dW = dW / m
+    dZ = weighted_flat(product.dZ, weights)
+    dW = dense.weight_grad(dZ, flat(product.A), precision=precision, m=m)  # (2), over T·m columns
     grads = {product.weight: dW.reshape(W.shape)}
     if product.bias is not None:
-        db = jnp.sum(dZ, axis=1) / m  # (2)
+        db = dense.bias_grad(dZ, m=m)  # (2)
         grads[product.bias] = db.reshape(params[product.bias].shape)
     return grads
 
