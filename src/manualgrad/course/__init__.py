@@ -1,0 +1,44 @@
+r"""The Deep Learning Specialization's API, in jax.numpy, on top of manualgrad's core.
+
+Each function here has the course's name, signature, return values, cache layout and
+dict keys, so a notebook can swap it in for its NumPy version; the arithmetic is
+manualgrad's core, not a second copy. One module per assignment:
+
+| assignment                                                  | module             |
+|-------------------------------------------------------------|--------------------|
+| C1W4 "Building your deep neural network: step by step", C2W1 | `course/_deep.py` |
+"""
+
+from manualgrad.course._deep import (
+    L_model_backward,
+    L_model_forward,
+    compute_cost,
+    compute_cost_with_regularization,
+    initialize_parameters_deep,
+    linear_activation_backward,
+    linear_activation_forward,
+    linear_backward,
+    linear_forward,
+    relu,
+    relu_backward,
+    sigmoid,
+    sigmoid_backward,
+    update_parameters,
+)
+
+__all__ = [
+    "L_model_backward",
+    "L_model_forward",
+    "compute_cost",
+    "compute_cost_with_regularization",
+    "initialize_parameters_deep",
+    "linear_activation_backward",
+    "linear_activation_forward",
+    "linear_backward",
+    "linear_forward",
+    "relu",
+    "relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "update_parameters",
+]
