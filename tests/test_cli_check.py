@@ -225,7 +225,7 @@ def test_against_json_stays_json_when_the_file_prints(capsys, monkeypatch):
         (["--against", f"{REFS}:nope"], "'backward_references.py' defines no function 'nope'"),
         (["--against", f"{REFS}:_returning_list"], "returned list on the network 'course'"),
         (["--against", REFS, "--layers", "2,3,1"], "`--layers` does not apply to `--against`"),
-        (["--against", REFS, "--keep-prob", "0.5"], "`--keep-prob` does not apply"),
+        (["--against", REFS, "--keep-prob", "0.5"], "convention's arguments have no dropout masks"),
         (["--against", REFS, "--convention", "torch"], "unknown convention 'torch'"),
         (["--against", REFS, "--loss", "ce"], "loss 'ce' cannot be checked here"),
         (["--convention", "core"], "`--convention` needs `--against"),

@@ -23,7 +23,11 @@ the course's `(AL, Y, caches)`; `--convention core` for `(params, X, Y)`) runs o
 several float64 networks and every key it returns is compared with jax.grad, with a
 diagnosis of each key that disagrees (:mod:`manualgrad.checking._mistakes`); with
 `--l2 λ` the cost has the course's L2 term and FUNCTION gets λ as its last argument
-(`L_model_backward_with_regularization(AL, Y, caches, lambd)`). With
+(`L_model_backward_with_regularization(AL, Y, caches, lambd)`). A FUNCTION with the
+regularization assignment's parameters `(X, Y, cache, …)` is checked on its 3-layer
+network with its flat cache (`--convention flat`), and there `--keep-prob p` adds dropout
+with masks the cache and jax.grad share (`backward_propagation_with_dropout(X, Y, cache,
+keep_prob)`). With
 `--json`, what the file prints goes into the JSON's "printed", so stdout stays JSON.
 
 Exit status: 0 if every parameter (key) passes, 1 if one fails, 2 for bad options, or
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
     from manualgrad.checking.gradcheck import GradCheckReport
 
 #: Options of the built-in check that --against does not use.
-_NOT_WITH_AGAINST = ("layers", "activations", "m", "keep_prob")
+_NOT_WITH_AGAINST = ("layers", "activations", "m")
 
 _DEFAULT_HIDDEN = (8, 4)
 _DEFAULT_HIDDEN_ACTS = ("tanh", "relu")
@@ -66,14 +70,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed": dict(type=int, default=1, help="data, init and dropout seed"),
         "--l2": dict(type=float, default=0.0, help="L2 strength λ (default 0); with --against, "
                      "the cost's λ, passed to FUNCTION as its last argument (lambd)"),
-        "--keep-prob": dict(type=float, default=1.0, help="dropout keep probability (default 1)"),
+        "--keep-prob": dict(type=float, default=1.0, help="dropout keep probability (default 1); "
+                            "with --against, passed to FUNCTION as its last argument (the "
+                            "regularization assignment's backward_propagation_with_dropout)"),
         "--json": dict(action="store_true", help="print JSON instead of a table"),
         "--against": dict(metavar="FILE.py[:FUNCTION]", help="check your own backward pass "
                           "FUNCTION (default L_model_backward) on several networks, with a "
                           "diagnosis of each key that disagrees with jax.grad"),
-        "--convention": dict(help="with --against: 'course' (default), FUNCTION(AL, Y, caches) "
-                             "-> {dA0…, dW1…, db1…}; or 'core', FUNCTION(params, X, Y) -> "
-                             "{dW1, db1, …}"),
+        "--convention": dict(help="with --against: 'course', FUNCTION(AL, Y, caches) -> "
+                             "{dA0…, dW1…, db1…}; 'core', FUNCTION(params, X, Y) -> {dW1, db1, "
+                             "…}; 'flat', the regularization assignment's FUNCTION(X, Y, cache) "
+                             "-> {dZ3, dW3, …, db1} (default: from FUNCTION's parameters)"),
     })
     # fmt: on
     # the options --against refuses when they differ from their defaults
@@ -240,7 +247,13 @@ def _print_table(config: dict[str, Any], report: GradCheckReport) -> None:
 def _run_against(args: argparse.Namespace) -> int:
     """`--against`: the user's backward on the default cases of `manualgrad.checking.backward`."""
     from manualgrad._errors import ConfigError
-    from manualgrad.checking.backward import check_backward, default_cases, load_function
+    from manualgrad.checking.backward import (
+        check_backward,
+        default_cases,
+        detect_convention,
+        flat_cases,
+        load_function,
+    )
 
     for name, default in args._not_with_against.items():
         if getattr(args, name) != default:
@@ -253,13 +266,15 @@ def _run_against(args: argparse.Namespace) -> int:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed) if args.json else contextlib.nullcontext():
         func = load_function(args.against)
+        convention = args.convention or detect_convention(func)
         report = check_backward(
             func,
-            convention=args.convention or "course",
+            convention=convention,
             loss=args.loss,
-            cases=default_cases(args.seed),
+            cases=(flat_cases if convention == "flat" else default_cases)(args.seed),
             name=args.against.rpartition(":")[2] if ".py:" in args.against else None,
             l2=args.l2,
+            keep_prob=args.keep_prob,
         )
     if args.json:
         json.dump(report.to_dict() | {"printed": printed.getvalue()}, sys.stdout, indent=2)
