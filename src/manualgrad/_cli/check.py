@@ -27,7 +27,10 @@ diagnosis of each key that disagrees (:mod:`manualgrad.checking._mistakes`); wit
 regularization assignment's parameters `(X, Y, cache, …)` is checked on its 3-layer
 network with its flat cache (`--convention flat`), and there `--keep-prob p` adds dropout
 with masks the cache and jax.grad share (`backward_propagation_with_dropout(X, Y, cache,
-keep_prob)`). With
+keep_prob)`). The course's later layers, `conv_backward`, `pool_backward`, `rnn_backward`
+and `lstm_backward` (by FUNCTION's name, or `--convention conv|pool|rnn|lstm`), are checked
+against jax.vjp of their forwards on several configurations
+(:func:`manualgrad.checking.layer_backward.check_layer_backward`). With
 `--json`, what the file prints goes into the JSON's "printed", so stdout stays JSON.
 
 Exit status: 0 if every parameter (key) passes, 1 if one fails, 2 for bad options, or
@@ -80,7 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--convention": dict(help="with --against: 'course', FUNCTION(AL, Y, caches) -> "
                              "{dA0…, dW1…, db1…}; 'core', FUNCTION(params, X, Y) -> {dW1, db1, "
                              "…}; 'flat', the regularization assignment's FUNCTION(X, Y, cache) "
-                             "-> {dZ3, dW3, …, db1} (default: from FUNCTION's parameters)"),
+                             "-> {dZ3, dW3, …, db1}; 'conv', 'pool', 'rnn' or 'lstm', the "
+                             "course's conv_backward(dZ, cache), pool_backward(dA, cache, mode), "
+                             "rnn_backward(da, caches), lstm_backward(da, caches) (default: from "
+                             "FUNCTION's name and parameters)"),
     })
     # fmt: on
     # the options --against refuses when they differ from their defaults
@@ -248,11 +254,18 @@ def _run_against(args: argparse.Namespace) -> int:
     """`--against`: the user's backward on the default cases of `manualgrad.checking.backward`."""
     from manualgrad._errors import ConfigError
     from manualgrad.checking.backward import (
+        BackwardReport,
         check_backward,
         default_cases,
         detect_convention,
         flat_cases,
         load_function,
+    )
+    from manualgrad.checking.layer_backward import (
+        LAYER_KINDS,
+        LayerReport,
+        check_layer_backward,
+        layer_kind,
     )
 
     for name, default in args._not_with_against.items():
@@ -264,18 +277,32 @@ def _run_against(args: argparse.Namespace) -> int:
             )
     # with --json, what the file prints (at load or while it runs) is kept out of stdout
     printed = io.StringIO()
+    name = args.against.rpartition(":")[2] if ".py:" in args.against else None
+    report: BackwardReport | LayerReport
     with contextlib.redirect_stdout(printed) if args.json else contextlib.nullcontext():
         func = load_function(args.against)
-        convention = args.convention or detect_convention(func)
-        report = check_backward(
-            func,
-            convention=convention,
-            loss=args.loss,
-            cases=(flat_cases if convention == "flat" else default_cases)(args.seed),
-            name=args.against.rpartition(":")[2] if ".py:" in args.against else None,
-            l2=args.l2,
-            keep_prob=args.keep_prob,
-        )
+        kind = args.convention if args.convention in LAYER_KINDS else None
+        if args.convention is None:
+            kind = layer_kind(name or getattr(func, "__name__", ""))
+        if kind is not None:
+            for option, value in (("--l2", args.l2), ("--keep-prob", args.keep_prob != 1)):
+                if value:
+                    raise ConfigError(
+                        f"`{option}` does not apply to the course's {kind}_backward, which is "
+                        "checked on its own: its cost has no L2 term and no dropout"
+                    )
+            report = check_layer_backward(func, kind=kind, seed=args.seed, name=name)
+        else:
+            convention = args.convention or detect_convention(func)
+            report = check_backward(
+                func,
+                convention=convention,
+                loss=args.loss,
+                cases=(flat_cases if convention == "flat" else default_cases)(args.seed),
+                name=name,
+                l2=args.l2,
+                keep_prob=args.keep_prob,
+            )
     if args.json:
         json.dump(report.to_dict() | {"printed": printed.getvalue()}, sys.stdout, indent=2)
         sys.stdout.write("\n")
