@@ -75,7 +75,9 @@ def test_the_mistakes_hit_the_keys_they_should():
     conv = check_layer_backward(load_function(f"{CNN}:conv_backward_pad_not_cropped"))
     finding = conv.results[1].findings[0]  # stride 2, pad 2: dA_prev of the padded shape
     assert (finding.key, finding.shape, finding.expected_shape) == (
-        "dA_prev", (2, 9, 9, 3), (2, 5, 5, 3)
+        "dA_prev",
+        (2, 9, 9, 3),
+        (2, 5, 5, 3),
     )
     assert all(f.passed for r in conv.results for f in r.findings if f.key != "dA_prev")
     rnn = check_layer_backward(load_function(f"{RNN}:rnn_backward_not_accumulated"))
@@ -103,7 +105,9 @@ def test_the_remaining_pool_mistakes_are_named_on_a_student_function(tmp_path, m
         )
     else:  # = for +=
         source = source.replace("horiz_start:horiz_end, c] += (", "horiz_start:horiz_end, c] = (")
-        source = source.replace("horiz_start:horiz_end, c] += spread", "horiz_start:horiz_end, c] = spread")
+        source = source.replace(
+            "horiz_start:horiz_end, c] += spread", "horiz_start:horiz_end, c] = spread"
+        )
     path = tmp_path / "student.py"
     path.write_text(source, encoding="utf-8")
     report = check_layer_backward(load_function(f"{path}:pool_backward"))
@@ -148,10 +152,16 @@ def test_what_cannot_be_checked_is_one_config_error(func, kind, message):
 def test_the_cli_checks_them_by_name_in_one_process(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("COLUMNS", "120")
-    cnn, rnn = "tests/student_gallery/cnn_step_by_step.py", "tests/student_gallery/rnn_step_by_step.py"
+    cnn, rnn = (
+        "tests/student_gallery/cnn_step_by_step.py",
+        "tests/student_gallery/rnn_step_by_step.py",
+    )
     assert main(["check", "--against", f"{cnn}:conv_backward"]) == 0
     out = capsys.readouterr().out
-    assert "conv_backward (conv, the course's layout) against jax.vjp, float64, 4 configurations" in out
+    assert (
+        "conv_backward (conv, the course's layout) against jax.vjp, float64, 4 configurations"
+        in out
+    )
     assert out.strip().endswith("PASS: every key of 4 configurations agrees with jax.vjp")
     assert main(["check", "--against", f"{cnn}:conv_backward_stride_ignored"]) == 1
     out = " ".join(capsys.readouterr().out.split())
@@ -176,3 +186,8 @@ def test_the_arguments_are_copies():
     writes_into_its_arguments.__name__ = "conv_backward"
     check_layer_backward(writes_into_its_arguments)
     assert np.any(layer_cases("conv")[0].args[0])  # the cached dZ is intact
+
+
+def test_the_docs_page_lists_every_layer_mistake():
+    text = (ROOT / "docs" / "check_your_backward.md").read_text(encoding="utf-8")
+    assert [m.label for m in LAYER_MISTAKES if f"| {m.label} |" not in text] == []

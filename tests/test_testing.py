@@ -439,7 +439,7 @@ def test_the_assignments_own_functions_pass_with_their_flat_caches(name, options
     report = check_backward(load_function(f"{FLAT}:{name}"), **options)
     assert report.passed and report.convention == "flat", report.format()
     keys = [f.key for f in report.results[0].findings]
-    assert keys == "dZ3 dW3 db3 dA2 dZ2 dW2 db2 dA1 dZ1 dW1 db1".split()
+    assert keys == ["dZ3", "dW3", "db3", "dA2", "dZ2", "dW2", "db2", "dA1", "dZ1", "dW1", "db1"]
     assert max(f.difference for r in report.results for f in r.findings) <= 1e-13
 
 
@@ -447,7 +447,7 @@ def test_the_flat_cache_is_the_assignments_with_the_oracles_masks():
     from manualgrad.checking.backward import _draw, flat_cache, flat_cases
 
     net = _draw(flat_cases()[0], "bce", 0.0, 0.8)
-    Z1, D1, A1, W1, b1, Z2, D2, A2, W2, b2, Z3, A3, W3, b3 = flat_cache(net)
+    _, D1, A1, W1, b1, Z2, D2, A2, W2, b2, _, A3, W3, b3 = flat_cache(net)
     assert D1.dtype == np.int64 and D2.dtype == np.bool_  # as forward_propagation_with_dropout
     assert 0 < D1.sum() < D1.size and 0 < D2.sum() < D2.size
     np.testing.assert_array_equal(A1, np.maximum(W1 @ net.X + b1, 0) * D1 / 0.8)

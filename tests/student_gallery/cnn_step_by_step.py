@@ -5,6 +5,9 @@
 mistake students make. Checked with `manualgrad check --against FILE.py:conv_backward`.
 """
 
+# student code: the course's unpacking of whole caches is kept as written
+# ruff: noqa: RUF059
+
 import numpy as np
 
 

@@ -8,6 +8,9 @@ each carry one mistake students make. Checked with `manualgrad check --against
 FILE.py:FUNCTION --l2 λ` (or `--keep-prob p`).
 """
 
+# student code: the course's unpacking of whole caches is kept as written
+# ruff: noqa: RUF059
+
 import numpy as np
 
 

@@ -6,6 +6,9 @@ layout (x (n_x, m, T_x)); the other versions each carry one mistake students mak
 with `manualgrad check --against FILE.py:rnn_backward`.
 """
 
+# student code: the course's unpacking of whole caches is kept as written
+# ruff: noqa: RUF059, SIM108
+
 import numpy as np
 
 

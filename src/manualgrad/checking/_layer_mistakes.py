@@ -47,12 +47,13 @@ LAYER_MISTAKES: tuple[LayerMistake, ...] = (
                  "and the n_C filters all add to the same entries — da_prev_pad[…] += "
                  "W[:, :, :, c] * dZ[i, h, w, c]"),
     LayerMistake("conv_db_not_summed", "conv", "db not summed",
-                 "db is assigned (=) instead of summed (+=), so it holds one dZ entry: db[:, :, :, "
-                 "c] += dZ[i, h, w, c] over every example and position (db = Σ dZ over m, n_H, n_W)"),
+                 "db is assigned (=) instead of summed (+=), so it holds one dZ entry: "
+                 "db[:, :, :, c] += dZ[i, h, w, c] over every example and position "
+                 "(db = Σ dZ over m, n_H, n_W)"),
     LayerMistake("conv_1_over_m", "conv", "1/m in dW and db",
                  "dW and db are divided by m: the course's conv_backward sums over the m examples "
-                 "with no 1/m (dZ already carries the cost's 1/m) — unlike formula (2) of the dense "
-                 "layers, where dZ is each example's own"),
+                 "with no 1/m (dZ already carries the cost's 1/m) — unlike formula (2) of the "
+                 "dense layers, where dZ is each example's own"),
     LayerMistake("pool_mask_not_used", "pool", "max: no mask",
                  "max pooling's gradient goes to every entry of the window: only the maximum "
                  "passed forward, so only it gets dA — da_prev[…] += create_mask_from_window("
@@ -249,7 +250,7 @@ def lstm_backward(da, caches, mistake=None) -> dict[str, np.ndarray]:
     grads |= {f"d{w}{g}": np.zeros_like(p[f"{w}{g}"]) for g in gates for w in "Wb"}
     da_prevt, dc_prevt = np.zeros((n_a, m)), np.zeros((n_a, m))
     for t in reversed(range(T_x)):
-        a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, _ = steps[t]
+        _, c_next, a_prev, c_prev, ft, it, cct, ot, xt, _ = steps[t]
         da_next = da[:, :, t] + (0 if mistake == "bptt_da_prev_not_carried" else da_prevt)
         dc_next = 0 * dc_prevt if mistake == "lstm_dc_not_carried" else dc_prevt
         tanh_c = np.tanh(c_next)
@@ -261,7 +262,7 @@ def lstm_backward(da, caches, mistake=None) -> dict[str, np.ndarray]:
             "f": dc * c_prev * ft * (1 - ft),
         }
         concat = np.concatenate([a_prev, xt])
-        dconcat = sum(p[f"W{g}"].T @ d_pre[g] for g in gates)
+        dconcat = np.sum([p[f"W{g}"].T @ d_pre[g] for g in gates], axis=0)
         da_prevt, dxt = dconcat[:n_a], dconcat[n_a:]
         dc_prevt = dc * ft
         grads["dx"][:, :, t] = dxt

@@ -5,12 +5,11 @@ layout, and differentiates it with `jax.vjp` against the upstream gradient the s
 function is given; nothing here is a hand-written backward (those are in
 :mod:`manualgrad.checking._layer_mistakes`, with one mistake each, to name what is wrong).
 
-| oracle      | forward                                                                | vjp of            |
-|-------------|------------------------------------------------------------------------|-------------------|
-| `conv_vjp`  | Z = conv(A_prev, W; stride, pad) + b, `lax.conv_general_dilated` NHWC/HWIO | (A_prev, W, b)  |
-| `pool_vjp`  | A = max or mean over f×f windows, `lax.reduce_window`                   | A_prev            |
-| `rnn_vjp`   | a⟨t⟩ = tanh(Waa a⟨t−1⟩ + Wax x⟨t⟩ + ba), `lax.scan` over t              | (x, a0, Wax, Waa, ba) |
-| `lstm_vjp`  | the course's LSTM cell (gates f, i, o, candidate c̃ on [a; x]), `lax.scan` | (x, a0, Wf…bo)  |
+| oracle        | the forward, with jax's primitives                         | vjp of          |
+|---------------|------------------------------------------------------------|-----------------|
+| `conv_vjp`    | Z = conv(A_prev, W) + b, `lax.conv_general_dilated`        | A_prev, W, b    |
+| `pool_vjp`    | max or mean over f×f windows, `lax.reduce_window`          | A_prev          |
+| `sequence_vjp`| the RNN or LSTM cell over t, `lax.scan` (c⟨0⟩ = 0)         | x, a0, weights  |
 
 Layouts (the course's): images examples first, (m, n_H, n_W, n_C), W (f, f, n_C_prev, n_C),
 b (1, 1, 1, n_C); sequences (n_x, m, T_x), hidden states (n_a, m, T_x). Every function

@@ -200,7 +200,7 @@ def _forward_layers(params, X, Y, loss, l2=0.0, masks=None, keep_prob=1.0) -> tu
                 D,
                 masks.get(l - 1),
                 keep_prob,
-            )  # fmt: skip
+            )
         )
         A = A_next
     return tuple(layers)
@@ -551,7 +551,9 @@ def _flat_cache_passed(net: _Network) -> str:
         for layer in net.layers
         for k in ("Z", *"D" * (layer.D is not None), "A", "W", "b")
     ]
-    shapes = ", ".join(f"{n} {'×'.join(map(str, x.shape))}" for n, x in zip(names, flat_cache(net)))
+    shapes = ", ".join(
+        f"{n} {'×'.join(map(str, x.shape))}" for n, x in zip(names, flat_cache(net), strict=True)
+    )
     return (
         f"while reading a cache: what was passed is the regularization assignment's flat tuple "
         f"cache = ({', '.join(names)}), here {shapes}"
@@ -730,7 +732,8 @@ def _check_signature(
         elif extra:
             option = "--l2" if l2 else "--keep-prob"
             fix = (
-                f"`{option}` passes {extra[0]} as a 4th argument: add `{extra[0]}` to it, or "
+                f"`{option}` passes {'λ' if l2 else 'keep_prob'} as a 4th argument: add "
+                f"`{extra[0]}` to it, or "
                 f"leave `{option}` out"
             )
         else:
@@ -785,7 +788,8 @@ def check_backward(
     without the leading "d"); "flat": the regularization assignment's
     `backward_propagation(X, Y, cache)` on its 3-layer network and flat cache
     (:func:`flat_cache`), returning {"dZ3", "dW3", "db3", "dA2", "dZ2", …, "db1"}. None
-    (the default) takes it from `func`'s parameters and name (:func:`detect_convention`). `loss` is the cost `func` differentiates: "bce" (the
+    (the default) takes it from `func`'s parameters and name (:func:`detect_convention`).
+    `loss` is the cost `func` differentiates: "bce" (the
     course's cross-entropy) or "mse" (½ (a − y)²), after a sigmoid output. `cases`
     defaults to :func:`default_cases`; `name` (default: `func.__name__`) names it in
     the report. With `l2` = λ > 0 the cost has the course's L2 term (λ/(2m)) Σ_l ‖W[l]‖²,

@@ -310,16 +310,12 @@ class LayerReport:
             console.print(table)
             if r.missing:
                 console.print(f"  returned no {', '.join(r.missing)}")
-        n = len(self.results)
+        n = plural(len(self.results), "configuration")
         if self.passed:
-            console.print(
-                f"[green]PASS[/green]: every key of {plural(n, 'configuration')} agrees with jax.vjp"
-            )
+            console.print(f"[green]PASS[/green]: every key of {n} agrees with jax.vjp")
             return
         failed = sum(not r.passed for r in self.results)
-        console.print(
-            f"[bold red]FAIL[/bold red]: {failed} of {plural(n, 'configuration')} disagree with jax.vjp:"
-        )
+        console.print(f"[bold red]FAIL[/bold red]: {failed} of {n} disagree with jax.vjp:")
         for line in self.summary():
             console.print(f"- {escape(line)}")
 
@@ -401,7 +397,8 @@ def check_layer_backward(
     arguments, or when what it returns is not the course's (a tuple for conv, a dict for
     the sequences).
     """
-    name = getattr(func, "__name__", type(func).__name__) if name is None else name
+    if name is None:
+        name = str(getattr(func, "__name__", type(func).__name__))
     kind = layer_kind(name) if kind is None else kind
     if kind not in LAYER_KINDS:
         raise ConfigError(
