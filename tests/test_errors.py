@@ -734,14 +734,14 @@ CASES: list[Case] = [
          lambda: check_backward(flat_backward, cases=default_cases()[1:2]), ConfigError,
          r"the flat convention's cache is that of a 3-layer network",
          "`flat_cases()`"),
-    Case("layer-not-a-layer", CB, "`check_layer_backward` of a function of no known layer",
+    Case("layer-backward-unknown", CB, "`check_layer_backward` of a function of no known layer",
          lambda: check_layer_backward(my_backward), ConfigError,
          r"`my_backward` is not one of the course's layer backward functions",
          "name the kind: `--convention conv|pool|rnn|lstm`"),
-    Case("layer-signature", CB, "a layer backward that cannot take the course's arguments",
+    Case("layer-backward-signature", CB, "a layer backward that cannot take the course's arguments",
          lambda: check_layer_backward(lambda dZ: dZ, kind="conv"), ConfigError,
          r"cannot be called as <lambda>\(dZ, cache\)", "`conv_backward(dZ, cache)`"),
-    Case("layer-conv-not-a-tuple", CB, "a conv_backward that returns something other than the "
+    Case("layer-backward-conv-not-a-tuple", CB, "a conv_backward that returns something other than the "
          "course's tuple", lambda: check_layer_backward(lambda dZ, cache: dZ, kind="conv"),
          ConfigError, r"returned ndarray; expected the course's \(dA_prev, dW, db\)",
          "`return dA_prev, dW, db`"),

@@ -64,6 +64,7 @@ from manualgrad.checking._mistakes import (
     sigmoid,
     summarize,
 )
+from manualgrad.checking._user_code import exception_line
 
 CONVENTIONS = ("course", "core", "flat")
 #: The losses a checked backward may differentiate (both after a sigmoid output).
@@ -514,16 +515,10 @@ def _exception_line(
     With `net` (the course convention), a TypeError, KeyError or IndexError raised on a
     line that reads a cache also says what the caches are (:func:`_caches_passed`).
     """
-    frames = traceback.extract_tb(err.__traceback__)
-    code = getattr(func, "__code__", None)
-    own = [fr for fr in frames if code is not None and fr.filename == code.co_filename]
-    where = (own or frames[-1:] or [None])[-1]
-    text = f"{type(err).__name__}: {err}"
-    if where is not None:
-        text += f" ({Path(where.filename).name}, line {where.lineno}: {where.line})"
-        reading_a_cache = "cache" in (where.line or "").lower()
-        if net is not None and reading_a_cache and isinstance(err, TypeError | LookupError):
-            text += f" — {_flat_cache_passed(net) if convention == 'flat' else _caches_passed(net)}"
+    text, line = exception_line(err, func)
+    reading_a_cache = "cache" in (line or "").lower()
+    if net is not None and reading_a_cache and isinstance(err, TypeError | LookupError):
+        text += f" — {_flat_cache_passed(net) if convention == 'flat' else _caches_passed(net)}"
     return text
 
 

@@ -42,6 +42,7 @@ from manualgrad._errors import ConfigError, plural
 from manualgrad.checking import _layer_mistakes as loops
 from manualgrad.checking._layer_mistakes import BY_ID, mistakes_of
 from manualgrad.checking._layer_oracles import conv_vjp, pool_vjp, sequence_vjp
+from manualgrad.checking._user_code import exception_line
 from manualgrad.checking.gradcheck import relative_difference
 
 #: The assignments checked here, each by the name of its backward function.
@@ -420,9 +421,7 @@ def check_layer_backward(
         try:
             out = func(*args)
         except Exception as err:  # the user's code failed on this configuration: its verdict
-            from manualgrad.checking.backward import _exception_line
-
-            results.append(LayerResult(case, (), _exception_line(err, func, None)))
+            results.append(LayerResult(case, (), exception_line(err, func)[0]))
             continue
         returned = _returned(out, kind, name)
         findings = tuple(_finding(k, returned[k], case) for k in _KEYS[kind] if k in returned)
