@@ -415,6 +415,7 @@ BUGGY_FLAT = [
     ("backward_propagation_with_regularization_forgets", {"l2": 0.7}, {"dW_l2_missing"}),
     ("backward_propagation_with_regularization_half", {"l2": 0.7}, {"dW_l2_half"}),
     ("backward_propagation_with_regularization_no_m", {"l2": 0.7}, {"dW_l2_without_1_over_m"}),
+    ("backward_propagation_default_lambd", {}, {"dW_l2_added"}),
     ("backward_propagation_with_dropout_no_mask", {"keep_prob": 0.8}, {"dropout_mask_missing"}),
     ("backward_propagation_with_dropout_not_scaled", {"keep_prob": 0.8},
      {"dropout_not_scaled", "follows"}),

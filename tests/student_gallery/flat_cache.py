@@ -106,3 +106,8 @@ def backward_propagation_with_dropout_reads_cache_as_dict(X, Y, cache, keep_prob
     """Written for a dict cache."""
     D1 = cache["D1"]
     return {"dD1": D1}
+
+
+def backward_propagation_default_lambd(X, Y, cache, lambd=0.7):
+    """The L2 version, used for the plain model: its default lambd adds (λ/m) W."""
+    return _backward(X, Y, cache, lambda W, m: lambd / m * W, _no_dropout)
