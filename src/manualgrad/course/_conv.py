@@ -39,7 +39,9 @@ Differences from the course, all deliberate:
   printed values are float64, so expect about 7 significant digits in float32 and the
   printed digits in float64. `conv_single_step` returns a 0-d JAX array, not a
   `np.float64` (`float(Z)` gives the Python number).
-- **Loops**: no loops over examples, positions or channels: every window at once.
+- **Loops**: no loops over examples, positions or channels: every window at once, in
+  one program compiled (`jax.jit`) per shape and hyperparameters, so a first call takes
+  a moment and later calls with the same shapes are fast.
 - **Ties**: `create_mask_from_window` marks every entry equal to the maximum (x == max(x)),
   as the course's hint does, so a max-pool window with k tied maxima passes its gradient
   to all k, in `pool_backward` too (the course assumes distinct values).
@@ -51,6 +53,7 @@ Differences from the course, all deliberate:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -222,9 +225,16 @@ def conv_forward(
     patches of the zero-padded A_prev (:func:`manualgrad.layers._conv.patches`).
     """
     A_prev, W_ours, b_ours, s, p, n_H, n_W = _conv_setup(A_prev, W, b, hparameters)
-    P = patches(_ours(A_prev), W_ours.shape[1], s, p)  # (f·f·C_prev, T, m)
-    Z = conv_pre_activation(W_ours, b_ours, P)  # Z_t = W P_t + b, (C, T, m)
-    return _course(as_images(Z, n_H, n_W)), (A_prev, as_float(W), as_float(b), hparameters)
+    Z = _conv_forward(A_prev, W_ours, b_ours, s, p, n_H, n_W)
+    return Z, (A_prev, as_float(W), as_float(b), hparameters)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4, 5, 6))
+def _conv_forward(A_prev: Array, W: Array, b: Array, s: int, p: int, n_H: int, n_W: int) -> Array:
+    """Z (m, n_H, n_W, C) from the course's A_prev and our W (C, f, f, C_prev), b (C, 1)."""
+    P = patches(_ours(A_prev), W.shape[1], s, p)  # (f·f·C_prev, T, m)
+    Z = conv_pre_activation(W, b, P)  # Z_t = W P_t + b, (C, T, m)
+    return _course(as_images(Z, n_H, n_W))
 
 
 def _pool_setup(A_prev: Any, hparameters: Any, mode: Any, function: str) -> tuple[Array, int, int]:
@@ -247,8 +257,14 @@ def pool_forward(
     n_H = ⌊(n_H_prev − f)/stride⌋ + 1.
     """
     A_prev, f, s = _pool_setup(A_prev, hparameters, mode, "pool_forward")
+    return _pool_forward(A_prev, f, s, mode), (A_prev, hparameters)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _pool_forward(A_prev: Array, f: int, s: int, mode: str) -> Array:
+    """A (m, n_H, n_W, C): max_pool or avg_pool of the course's A_prev."""
     pool = max_pool if mode == "max" else avg_pool
-    return _course(pool(_ours(A_prev), f, s)), (A_prev, hparameters)
+    return _course(pool(_ours(A_prev), f, s))
 
 
 # ------------------------------------------------------------------------------ backward
@@ -274,9 +290,18 @@ def conv_backward(dZ: Any, cache: ConvCache) -> tuple[Array, Array, Array]:
     """
     A_prev, W, b, hparameters = cache
     A_prev, W_ours, _, s, p, n_H, n_W = _conv_setup(A_prev, W, b, hparameters)
+    shape = (A_prev.shape[0], n_H, n_W, W_ours.shape[0])
+    dZ = _gradient(dZ, "dZ", shape, "conv_backward")
+    return _conv_backward(dZ, A_prev, W_ours, s, p)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _conv_backward(
+    dZ_course: Array, A_prev: Array, W_ours: Array, s: int, p: int
+) -> tuple[Array, Array, Array]:
+    """(dA_prev, dW, db) in the course's layout from its dZ and A_prev, W (C, f, f, C_prev)."""
     C, f = W_ours.shape[0], W_ours.shape[1]
-    shape = (A_prev.shape[0], n_H, n_W, C)
-    dZ = as_positions(_ours(_gradient(dZ, "dZ", shape, "conv_backward")))  # (C, T, m)
+    dZ = as_positions(_ours(dZ_course))  # (C, T, m)
     A_ours = _ours(A_prev)
     P = patches(A_ours, f, s, p)  # (f·f·C_prev, T, m)
     d, T, m = P.shape
@@ -323,10 +348,15 @@ def pool_backward(dA: Any, cache: PoolCache, mode: str = "max") -> Array:
     """
     A_prev, hparameters = cache
     A_prev, f, s = _pool_setup(A_prev, hparameters, mode, "pool_backward")
-    A_ours = _ours(A_prev)
     n_H, n_W = (A_prev.shape[1] - f) // s + 1, (A_prev.shape[2] - f) // s + 1
     shape = (A_prev.shape[0], n_H, n_W, A_prev.shape[3])
-    dA = _ours(_gradient(dA, "dA", shape, "pool_backward"))
+    return _pool_backward(_gradient(dA, "dA", shape, "pool_backward"), A_prev, f, s, mode)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _pool_backward(dA_course: Array, A_prev: Array, f: int, s: int, mode: str) -> Array:
+    """dA_prev (m, n_H_prev, n_W_prev, C) from the course's dA and A_prev."""
+    A_ours, dA = _ours(A_prev), _ours(dA_course)
     if mode == "max":
         A = max_pool(A_ours, f, s)  # each window's maximum, for its mask
         return _course(max_pool_backward(A_ours, A, dA, f, s))  # (4), the mask
