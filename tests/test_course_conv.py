@@ -21,7 +21,7 @@ import pytest
 
 from helpers import F64_TOL, rel_err
 from manualgrad import course
-from manualgrad._errors import ConfigError, ShapeError
+from manualgrad._errors import ShapeError
 
 PRINTED = {"rtol": 0, "atol": 1e-8}  # the notebook prints 8 decimals of float64 values
 FULL = {"rel": 1e-14, "abs": 0}  # values printed with all 16-17 digits
@@ -331,24 +331,8 @@ def test_pool_forward_and_backward_equal_reduce_window_and_its_jax_grad(x64, cas
     assert rel_err(got, want) <= F64_TOL
 
 
-# --------------------------------------------------------------------------------- errors
-
-
-def test_conv_forward_names_the_missing_hyperparameter():
-    with pytest.raises(ConfigError, match=r"keys \['stride', 'pad'\], got \['stride'\]"):
-        course.conv_forward(np.ones((1, 4, 4, 1)), np.ones((2, 2, 1, 1)), np.ones((1, 1, 1, 1)),
-                            {"stride": 1})  # fmt: skip
-
-
-def test_pool_forward_rejects_an_unknown_mode():
-    with pytest.raises(ConfigError, match=r"`mode` must be 'max' or 'average', got 'avg'"):
-        course.pool_forward(np.ones((1, 4, 4, 1)), {"f": 2, "stride": 2}, mode="avg")
-
-
-def test_conv_forward_rejects_filters_whose_channels_do_not_match():
-    with pytest.raises(ShapeError, match=r"n_C_prev = A_prev.shape\[3\] = 3"):
-        course.conv_forward(np.ones((1, 4, 4, 3)), np.ones((2, 2, 1, 5)), np.ones((1, 1, 1, 5)),
-                            {"stride": 1, "pad": 0})  # fmt: skip
+# ------------------------------------------------------------------------------- errors
+# (a missing hyperparameter, an unknown mode, mismatched channels: tests/test_errors.py)
 
 
 def test_conv_forward_rejects_a_kernel_larger_than_the_padded_image():
