@@ -157,12 +157,8 @@ def _conv_params(A_prev: Array, W: Any, b: Any) -> tuple[Array, Array]:
     """The course's W (f, f, n_C_prev, n_C), b (1, 1, 1, n_C) as manualgrad's
     (C, f, f, C_prev) and (C, 1)."""
     W, b = as_float(W, "W"), as_float(b, "b")
-    if (
-        W.ndim != 4
-        or W.shape[0] != W.shape[1]
-        or W.shape[2] != A_prev.shape[3]
-        or b.size != (W.shape[3])
-    ):
+    square = W.ndim == 4 and W.shape[0] == W.shape[1]
+    if not square or W.shape[2] != A_prev.shape[3] or b.size != W.shape[3]:
         raise ShapeError(
             f"`conv_forward` expected W (f, f, n_C_prev, n_C) with n_C_prev = "
             f"A_prev.shape[3] = {A_prev.shape[3]} and b (1, 1, 1, n_C), got W {tuple(W.shape)}, "
