@@ -756,8 +756,8 @@ CASES: list[Case] = [
     Case("layer-backward-signature", CB, "a layer backward that cannot take the course's arguments",
          lambda: check_layer_backward(lambda dZ: dZ, kind="conv"), ConfigError,
          r"cannot be called as <lambda>\(dZ, cache\)", "`conv_backward(dZ, cache)`"),
-    Case("layer-backward-conv-not-a-tuple", CB, "a conv_backward that returns something other than the "
-         "course's tuple", lambda: check_layer_backward(lambda dZ, cache: dZ, kind="conv"),
+    Case("layer-backward-conv-not-a-tuple", CB,
+         "a conv_backward that returns something other than the course's tuple", lambda: check_layer_backward(lambda dZ, cache: dZ, kind="conv"),
          ConfigError, r"returned ndarray; expected the course's \(dA_prev, dW, db\)",
          "`return dA_prev, dW, db`"),
     Case("against-loss", CB, "a loss the course's sigmoid network cannot have",

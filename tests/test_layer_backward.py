@@ -191,3 +191,26 @@ def test_the_arguments_are_copies():
 def test_the_docs_page_lists_every_layer_mistake():
     text = (ROOT / "docs" / "check_your_backward.md").read_text(encoding="utf-8")
     assert [m.label for m in LAYER_MISTAKES if f"| {m.label} |" not in text] == []
+
+
+@pytest.mark.parametrize("name", ["conv_backward", "pool_backward"])
+def test_manualgrads_own_course_functions_pass(name):
+    from manualgrad import course
+
+    report = check_layer_backward(getattr(course, name))  # jax.numpy code, run in float64
+    assert report.passed, report.format()
+
+
+def test_a_float32_result_is_told_to_compute_in_float64():
+    from manualgrad import course
+
+    def conv_backward(dZ, cache):
+        dA_prev, dW, db = course.conv_backward(dZ, cache)
+        return np.asarray(dA_prev, np.float32), dW, db
+
+    report = check_layer_backward(conv_backward)
+    assert report.mistakes() == {"float32"}
+    assert report.summary() == [
+        "dA_prev: computed in float32 (about 1e-7 relative): compute in float64, as the check "
+        "does — numpy's default, or jax.numpy under jax.enable_x64"
+    ]

@@ -329,14 +329,20 @@ class LayerReport:
         return buffer.getvalue()
 
 
+_UNNAMED = {
+    "unknown": ("no known mistake", "no known mistake fits (compare your loop with the course's, "
+                "key by key)"),
+    "float32": ("float32", "computed in float32 (about 1e-7 relative): compute in float64, as "
+                "the check does — numpy's default, or jax.numpy under jax.enable_x64"),
+}  # fmt: skip
+
+
 def _label(i: str) -> str:
-    return "no known mistake" if i == "unknown" else BY_ID[i].label
+    return _UNNAMED[i][0] if i in _UNNAMED else BY_ID[i].label
 
 
 def _explain(i: str) -> str:
-    if i == "unknown":
-        return "no known mistake fits (compare your loop with the course's, key by key)"
-    return BY_ID[i].text
+    return _UNNAMED[i][1] if i in _UNNAMED else BY_ID[i].text
 
 
 # ------------------------------------------------------------------------------ running it
@@ -365,6 +371,7 @@ def _returned(out: Any, kind: str, name: str) -> dict[str, Any]:
 
 
 def _finding(key: str, value: Any, case: LayerCase) -> KeyFinding:
+    low_precision = np.asarray(value).dtype in (np.float32, np.float16)
     user = np.asarray(value, dtype=np.float64)
     right = case.truth[key]
     same = user.shape == right.shape
@@ -379,7 +386,8 @@ def _finding(key: str, value: Any, case: LayerCase) -> KeyFinding:
         and not np.array_equal(wrong[key], right)
         and relative_difference(user, wrong[key]) <= MATCH_TOL
     )
-    return KeyFinding(key, user.shape, right.shape, difference, False, fits[:1] or ("unknown",))
+    unknown = ("float32",) if low_precision else ("unknown",)
+    return KeyFinding(key, user.shape, right.shape, difference, False, fits[:1] or unknown)
 
 
 def check_layer_backward(
@@ -415,11 +423,14 @@ def check_layer_backward(
         ) from None
     except ValueError:  # no signature: just call it
         pass
+    import jax
+
     results = []
     for case in layer_cases(kind, seed):
         args = _copy(case.args)
         try:
-            out = func(*args)
+            with jax.enable_x64(True):  # jax.numpy code computes in float64, as numpy does
+                out = func(*args)
         except Exception as err:  # the user's code failed on this configuration: its verdict
             results.append(LayerResult(case, (), exception_line(err, func)[0]))
             continue
