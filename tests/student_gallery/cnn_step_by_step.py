@@ -15,7 +15,9 @@ def zero_pad(X, pad):
     return np.pad(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="constant", constant_values=0)
 
 
-def _conv_backward(dZ, cache, stride_used=None, crop=True, swap=False, db_add=True, over_m=False):
+def _conv_backward(
+    dZ, cache, stride_used=None, crop=True, swap=False, db_add=True, over_m=False, dA_add=True
+):
     (A_prev, W, b, hparameters) = cache
     (m, n_H_prev, n_W_prev, n_C_prev) = A_prev.shape
     (f, f, n_C_prev, n_C) = W.shape
@@ -43,8 +45,13 @@ def _conv_backward(dZ, cache, stride_used=None, crop=True, swap=False, db_add=Tr
                             W[:, :, c, :] * dZ[i, h, w, c]
                         )
                         dW[:, :, c, :] += a_slice * dZ[i, h, w, c]
-                    else:
+                    elif dA_add:
                         da_prev_pad[vert_start:vert_end, horiz_start:horiz_end, :] += (
+                            W[:, :, :, c] * dZ[i, h, w, c]
+                        )
+                        dW[:, :, :, c] += a_slice * dZ[i, h, w, c]
+                    else:
+                        da_prev_pad[vert_start:vert_end, horiz_start:horiz_end, :] = (
                             W[:, :, :, c] * dZ[i, h, w, c]
                         )
                         dW[:, :, :, c] += a_slice * dZ[i, h, w, c]
@@ -90,6 +97,11 @@ def conv_backward_over_m(dZ, cache):
     return _conv_backward(dZ, cache, over_m=True)
 
 
+def conv_backward_dA_assigned(dZ, cache):
+    """da_prev_pad[…] = …: overlapping windows and the n_C filters overwrite each other."""
+    return _conv_backward(dZ, cache, dA_add=False)
+
+
 def create_mask_from_window(x):
     return x == np.max(x)
 
@@ -99,7 +111,7 @@ def distribute_value(dz, shape):
     return np.ones(shape) * dz / (n_H * n_W)
 
 
-def _pool_backward(dA, cache, mode, use_mask=True, divide=True):
+def _pool_backward(dA, cache, mode, use_mask=True, divide=True, max_rule=True, add=True):
     (A_prev, hparameters) = cache
     stride = hparameters["stride"]
     f = hparameters["f"]
@@ -112,16 +124,17 @@ def _pool_backward(dA, cache, mode, use_mask=True, divide=True):
                 for c in range(n_C):
                     vert_start, horiz_start = h * stride, w * stride
                     vert_end, horiz_end = vert_start + f, horiz_start + f
-                    if mode == "max":
+                    if mode == "max" and max_rule:
                         a_prev_slice = a_prev[vert_start:vert_end, horiz_start:horiz_end, c]
                         mask = create_mask_from_window(a_prev_slice) if use_mask else 1
-                        dA_prev[i, vert_start:vert_end, horiz_start:horiz_end, c] += (
-                            mask * dA[i, h, w, c]
-                        )
-                    elif mode == "average":
+                        grad = mask * dA[i, h, w, c]
+                    else:
                         da = dA[i, h, w, c]
-                        spread = distribute_value(da, (f, f)) if divide else np.ones((f, f)) * da
-                        dA_prev[i, vert_start:vert_end, horiz_start:horiz_end, c] += spread
+                        grad = distribute_value(da, (f, f)) if divide else np.ones((f, f)) * da
+                    if add:
+                        dA_prev[i, vert_start:vert_end, horiz_start:horiz_end, c] += grad
+                    else:
+                        dA_prev[i, vert_start:vert_end, horiz_start:horiz_end, c] = grad
     return dA_prev
 
 
@@ -137,3 +150,13 @@ def pool_backward_no_mask(dA, cache, mode="max"):
 def pool_backward_not_divided(dA, cache, mode="max"):
     """Average pooling's dA not divided by f·f."""
     return _pool_backward(dA, cache, mode, divide=False)
+
+
+def pool_backward_max_as_average(dA, cache, mode="max"):
+    """distribute_value for both modes."""
+    return _pool_backward(dA, cache, mode, max_rule=False)
+
+
+def pool_backward_assigned(dA, cache, mode="max"):
+    """dA_prev[…] = …: overlapping windows overwrite each other."""
+    return _pool_backward(dA, cache, mode, add=False)
