@@ -61,6 +61,11 @@ def check_sequence(layer: str, in_shape: Shape) -> tuple[int, int]:
             "(n_x, T, m), examples last"
         )
     n_x, T = in_shape
+    if n_x < 1:
+        raise ShapeError(
+            f"{layer} got sequences of n_x = {n_x} features (one example's shape "
+            f"{tuple(in_shape)}): each time step needs at least one feature"
+        )
     if T < 1:
         raise ShapeError(
             f"{layer} got sequences of T = {T} time steps (one example's shape "
