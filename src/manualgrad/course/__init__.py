@@ -7,6 +7,7 @@ manualgrad's core, not a second copy. One module per assignment:
 | assignment                                                  | module             |
 |-------------------------------------------------------------|--------------------|
 | C1W4 "Building your deep neural network: step by step", C2W1 | `course/_deep.py` |
+| C5W1 "Building a Recurrent Neural Network – Step by Step"    | `course/_rnn.py`  |
 """
 
 from manualgrad.course._deep import (
@@ -25,6 +26,16 @@ from manualgrad.course._deep import (
     sigmoid_backward,
     update_parameters,
 )
+from manualgrad.course._rnn import (
+    lstm_backward,
+    lstm_cell_backward,
+    lstm_cell_forward,
+    lstm_forward,
+    rnn_backward,
+    rnn_cell_backward,
+    rnn_cell_forward,
+    rnn_forward,
+)
 
 __all__ = [
     "L_model_backward",
@@ -36,8 +47,16 @@ __all__ = [
     "linear_activation_forward",
     "linear_backward",
     "linear_forward",
+    "lstm_backward",
+    "lstm_cell_backward",
+    "lstm_cell_forward",
+    "lstm_forward",
     "relu",
     "relu_backward",
+    "rnn_backward",
+    "rnn_cell_backward",
+    "rnn_cell_forward",
+    "rnn_forward",
     "sigmoid",
     "sigmoid_backward",
     "update_parameters",
