@@ -56,8 +56,9 @@ def _cnn(first):
 
 def _rnn(many=False):
     """An RNN(4) network on sequences of n_x = 3 features, for the sequence catalogue cases."""
-    return mg.network([mg.layers.RNN(4, return_sequences=many),
-                       mg.layers.Dense(1, activation="sigmoid")])
+    return mg.network(
+        [mg.layers.RNN(4, return_sequences=many), mg.layers.Dense(1, activation="sigmoid")]
+    )
 
 
 def _rnn_vg(X, Y, many=False):
