@@ -54,6 +54,19 @@ def _cnn(first):
     return mg.network([first, mg.layers.Flatten(), mg.layers.Dense(1, activation="sigmoid")])
 
 
+def _rnn(many=False):
+    """An RNN(4) network on sequences of n_x = 3 features, for the sequence catalogue cases."""
+    return mg.network(
+        [mg.layers.RNN(4, return_sequences=many), mg.layers.Dense(1, activation="sigmoid")]
+    )
+
+
+def _rnn_vg(X, Y, many=False):
+    """value_and_grad of :func:`_rnn` with params for sequences (n_x, T) = (3, 4)."""
+    net = _rnn(many)
+    return lambda: net.value_and_grad(net.init((3, 4), jax.random.key(0)), X, Y)
+
+
 def _params(dims=(3, 4, 2), dtype=jnp.float32):
     return mg.init_params(list(dims), jax.random.key(0), dtype=dtype)
 
@@ -433,6 +446,28 @@ CASES: list[Case] = [
     Case("conv-input-not-images", LY, "a conv layer given vectors (a flat input shape)",
          lambda: _cnn(mg.layers.Conv2D(4, 3)).init((36,), jax.random.key(0)), ShapeError,
          r"takes images \(H, W, C\), got shape \(36,\)", "`net.init((H, W, C), key)`"),
+    Case("rnn-input-not-sequences", LY, "a recurrent layer given vectors (a flat input shape)",
+         lambda: _rnn().init((12,), jax.random.key(0)), ShapeError,
+         r"takes sequences, one example of shape \(n_x, T\), but its input has shape \(12,\)",
+         "`net.init((n_x, T), key)`, X as (n_x, T, m)"),
+    Case("rnn-no-time-steps", LY, "sequences of T = 0 time steps",
+         _rnn_vg(jnp.ones((3, 0, 5)), jnp.ones((1, 5))), ShapeError,
+         r"got sequences of T = 0 time steps .* a recurrent layer needs T ≥ 1",
+         "drop empty sequences, or pad them to one step"),
+    Case("rnn-sequences-examples-first", LY, "sequences given examples first, (m, T, n_x) "
+         "(Keras's and PyTorch's batch_first layout)",
+         _rnn_vg(jnp.ones((5, 4, 3)), jnp.ones((1, 5))), ShapeError,
+         r"are the examples first\? examples are the last axis, X = jnp.transpose\(X, "
+         r"\(2, 1, 0\)\)", "`jnp.transpose(X, (2, 1, 0))`: sequences are (n_x, T, m)"),
+    Case("rnn-wrong-n_x", LY, "sequences with another number of features n_x than the params",
+         _rnn_vg(jnp.ones((2, 4, 5)), jnp.ones((1, 5))), ShapeError,
+         r"`Wax1` has shape \(4, 3\) but the network's layers give \(4, 2\)",
+         "params from `net.init((n_x, T), key)` for X's sequences"),
+    Case("rnn-labels-not-per-step", LY, "one label per example for a network that outputs one "
+         "per time step (many-to-many)",
+         _rnn_vg(jnp.ones((3, 4, 5)), jnp.ones((1, 5)), many=True), ShapeError,
+         r"expected `Y` of shape \(n_L, T, m\) = \(1, 4, 5\) .* one label per example",
+         "labels (n_L, T, m), or `return_sequences=False`"),
     # -- X --------------------------------------------------------------------------------
     Case("X-not-numeric", XS, "X is None, a string or other non-numeric object", vg(X=None),
          DTypeError, r"expected `X` to be a numeric array, got None", "pass an array"),
