@@ -219,7 +219,7 @@ def check_inputs(
 ) -> tuple[Params, Array, Array, int]:
     """Check params, X (…, m), Y (n_L, m), λ and the dropout key at trace time.
 
-    Returns params, X, Y cast to X's dtype, and m. `needs_key=False` where the masks
+    Returns params, X, Y cast to the params' dtype, and m. `needs_key=False` where the masks
     already exist (backward from caches).
     """
     if spec.loss is None:  # `loss=None` passed where a loss is needed (only forward has none)
@@ -229,7 +229,7 @@ def check_inputs(
     )
     check.check_l2(l2, dtype=check.params_dtype_of(params))
     Y = check_labels(params, Y, m, spec)
-    return params, X, Y.astype(X.dtype), m
+    return params, X, Y.astype(check.params_dtype_of(params)), m
 
 
 def output_units(params: Mapping[str, Array], spec: Spec) -> int | None:

@@ -7,16 +7,22 @@
 | `MaxPool2D` | the max of each window, per channel; backward: the max-pool mask        |
 | `AvgPool2D` | the mean of each window, per channel; backward: the average spread      |
 | `Flatten`   | images (H, W, C, m) to vectors (H·W·C, m), before a `Dense` layer       |
+| `Embedding` | integer token ids (T, m) to vectors (d, T, m): a lookup in E (d, V)     |
+| `LayerNorm` | each position's features normalised, then γ ⊙ x̂ + β                    |
 | `Layer`     | the base class of every layer: `init`, `forward`, `backward`, `jvp`     |
 | `Product`   | what a layer's backward hands the extensions: (A, dZ) with a position axis |
+| `Lookup`, `ScaleShift` | the product kinds of an embedding and of a layer norm        |
 
 See :mod:`manualgrad._core.layer` for the protocol, the docs page "Write your own
-layer" for a complete example, and "Convolutions" for the conv and pool formulas.
+layer" for a complete example, "Convolutions" for the conv and pool formulas, and
+"Embeddings and LayerNorm" for those two.
 """
 
-from manualgrad._core.layer import Layer, Product
+from manualgrad._core.layer import Layer, Lookup, Product, ScaleShift
 from manualgrad.layers._conv import Conv2D, ConvCache
 from manualgrad.layers._dense import Dense, DenseCache
+from manualgrad.layers._embedding import Embedding
+from manualgrad.layers._layernorm import LayerNorm, LayerNormCache
 from manualgrad.layers._pool import AvgPool2D, Flatten, MaxPool2D, PoolCache
 
 __all__ = [
@@ -25,9 +31,14 @@ __all__ = [
     "ConvCache",
     "Dense",
     "DenseCache",
+    "Embedding",
     "Flatten",
     "Layer",
+    "LayerNorm",
+    "LayerNormCache",
+    "Lookup",
     "MaxPool2D",
     "PoolCache",
     "Product",
+    "ScaleShift",
 ]
