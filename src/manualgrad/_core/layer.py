@@ -86,6 +86,11 @@ class Layer:
         """(params with local names, one example's output shape) for one example's `in_shape`."""
         raise NotImplementedError(f"{type(self).__name__} must implement `init`")
 
+    @property
+    def takes_ids(self) -> bool:
+        """True for a layer whose input is integer token ids (an embedding): never cast to float."""
+        return False
+
     def check_input(self, X: Array, dtype: Any) -> None:
         """Check the network's input X when this layer is first: floats of the params' `dtype`.
 

@@ -79,6 +79,10 @@ class Embedding(Layer):
     def name(self) -> str:
         return f"Embedding({self.vocab_size}, {self.dim})"
 
+    @property
+    def takes_ids(self) -> bool:
+        return True
+
     def init(self, key: Array, in_shape: Shape, dtype: Any) -> tuple[Params, Shape]:
         """E ~ N(0, 1) of shape (d, V); one example's output shape (d, T) for its ids (T,)."""
         in_shape = tuple(in_shape)
