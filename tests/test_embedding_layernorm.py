@@ -130,8 +130,10 @@ def test_clipped_and_dp_grads_equal_the_clipped_oracle(x64, kind):
     assert rel_err(got, {k: v / M for k, v in clipped_sum.items()}) <= 1e-12
     key, sigma = jax.random.key(11), 0.7
     names = sorted(g)  # the documented draw: one key per parameter, sorted names
-    xi = {n: jax.random.normal(k, g[n].shape[1:], jnp.float64) for n, k in
-          zip(names, jax.random.split(key, len(names)), strict=True)}
+    xi = {
+        n: jax.random.normal(k, g[n].shape[1:], jnp.float64)
+        for n, k in zip(names, jax.random.split(key, len(names)), strict=True)
+    }
     want = {k: (clipped_sum[k] + sigma * C * xi[k]) / M for k in g}
     assert rel_err(p.net.dp_grads(p.params, p.X, p.Y, key, C, sigma), want) <= 1e-12
 
@@ -166,7 +168,9 @@ def test_diag_ggn_equals_jacobian_hessian_oracle(x64, kind):
 @KINDS
 def test_ggn_vector_product_equals_the_oracle(x64, kind):
     p, _ = _problem_and_oracle(kind)
-    v = jax.tree.map(lambda a: jnp.cos(jnp.arange(a.size, dtype=a.dtype)).reshape(a.shape), p.params)
+    v = jax.tree.map(
+        lambda a: jnp.cos(jnp.arange(a.size, dtype=a.dtype)).reshape(a.shape), p.params
+    )
 
     def example_Gv(x, y):
         f = functools.partial(_logits, x=x, kind=kind)

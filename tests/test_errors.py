@@ -207,8 +207,9 @@ def layered(call: Callable[[mg.Network], object], **options) -> Callable[[], obj
 def _tokens_net(*first):
     """Embedding(7, 4) → Flatten → Dense(2, softmax), or `first` layers before the head."""
     layers = list(first) or [mg.layers.Embedding(7, 4)]
-    return mg.network([*layers, mg.layers.Flatten(), mg.layers.Dense(2, activation="softmax")],
-                      "ce")
+    return mg.network(
+        [*layers, mg.layers.Flatten(), mg.layers.Dense(2, activation="softmax")], "ce"
+    )
 
 
 def tokens(X) -> Callable[[], object]:
@@ -669,6 +670,9 @@ CASES: list[Case] = [
     Case("dp-accounting-missing", DP, "the accountant without the `dp-accounting` package",
          _without("dp_accounting", call=_eps()), ConfigError,
          r'pip install "manualgrad\[dp\]"', '`pip install "manualgrad[dp]"`'),
+    Case("names-needs-faker", "Data sets", "the names data set without faker",
+         _without("faker", call=lambda: mg.data.names.names()), mg.errors.MissingDependencyError,
+         r'pip install "manualgrad\[names\]"', '`pip install "manualgrad[names]"`'),
     Case("digits-needs-scikit-learn", "Data sets", "the digits data set without scikit-learn",
          _without("sklearn", "sklearn.datasets", call=lambda: mg.data.datasets.digits()),
          ConfigError, r'pip install "manualgrad\[digits\]"',

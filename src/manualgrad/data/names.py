@@ -56,12 +56,16 @@ LANGUAGES: dict[str, str] = {
 PAD = 0
 
 
-@cache
 def _labelled_names() -> tuple[tuple[str, int], ...]:
     """(name, label) for every name in exactly one locale, by label then name."""
     optional_import(
         "faker", needed_for="the names data set", install='pip install "manualgrad[names]"'
     )
+    return _read_names()
+
+
+@cache
+def _read_names() -> tuple[tuple[str, int], ...]:
     per_language = []
     for locale in LANGUAGES.values():
         provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
