@@ -161,7 +161,9 @@ def test_the_docs_page_lists_every_layer_mistake():
     assert [m.label for m in LAYER_MISTAKES if f"| {m.label} |" not in text] == []
 
 
-@pytest.mark.parametrize("name", ["conv_backward", "pool_backward"])
+@pytest.mark.parametrize(
+    "name", ["conv_backward", "pool_backward", "rnn_backward", "lstm_backward"]
+)
 def test_manualgrads_own_course_functions_pass(name):
     from manualgrad import course
 

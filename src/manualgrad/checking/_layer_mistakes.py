@@ -7,8 +7,8 @@ Each function here is the course's loop (C4W1's `conv_backward` and `pool_backwa
 disagrees with the truth and equals one of these is diagnosed as that mistake.
 :data:`LAYER_MISTAKES` is the catalogue, with the text a report shows.
 
-The two forwards, :func:`rnn_forward` and :func:`lstm_forward`, build the caches the course's
-backward functions read, in its layout (x (n_x, m, T_x), a (n_a, m, T_x)).
+The RNN and LSTM caches they read are those of :func:`manualgrad.course.rnn_forward` and
+`lstm_forward`, in the course's layout (x (n_x, m, T_x), a (n_a, m, T_x)).
 """
 
 from __future__ import annotations
@@ -171,49 +171,6 @@ def pool_backward(dA, A_prev, f, stride, mode, mistake=None) -> dict[str, np.nda
 
 
 # ------------------------------------------------------------------------------ RNN, LSTM
-
-
-def _sigmoid(z):
-    return 1 / (1 + np.exp(-z))
-
-
-def _softmax(z):
-    e = np.exp(z - z.max(axis=0, keepdims=True))
-    return e / e.sum(axis=0, keepdims=True)
-
-
-def rnn_forward(x, a0, parameters):
-    """The course's rnn_forward: a (n_a, m, T_x) and caches = ([(a_next, a_prev, xt,
-    parameters) for each t], x)."""
-    caches, a_next = [], a0
-    a = np.zeros((a0.shape[0], x.shape[1], x.shape[2]))
-    for t in range(x.shape[2]):
-        a_prev, xt = a_next, x[:, :, t]
-        a_next = np.tanh(parameters["Waa"] @ a_prev + parameters["Wax"] @ xt + parameters["ba"])
-        _softmax(parameters["Wya"] @ a_next + parameters["by"])  # yt_pred, unused backward
-        a[:, :, t] = a_next
-        caches.append((a_next, a_prev, xt, parameters))
-    return a, (caches, x)
-
-
-def lstm_forward(x, a0, parameters):
-    """The course's lstm_forward (c⟨0⟩ = 0): a (n_a, m, T_x) and caches = ([(a_next, c_next,
-    a_prev, c_prev, ft, it, cct, ot, xt, parameters) for each t], x)."""
-    p = parameters
-    caches, a_next, c_next = [], a0, np.zeros_like(a0)
-    a = np.zeros((a0.shape[0], x.shape[1], x.shape[2]))
-    for t in range(x.shape[2]):
-        a_prev, c_prev, xt = a_next, c_next, x[:, :, t]
-        concat = np.concatenate([a_prev, xt])
-        ft = _sigmoid(p["Wf"] @ concat + p["bf"])
-        it = _sigmoid(p["Wi"] @ concat + p["bi"])
-        cct = np.tanh(p["Wc"] @ concat + p["bc"])
-        c_next = c_prev * ft + cct * it
-        ot = _sigmoid(p["Wo"] @ concat + p["bo"])
-        a_next = ot * np.tanh(c_next)
-        a[:, :, t] = a_next
-        caches.append((a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, p))
-    return a, (caches, x)
 
 
 def rnn_backward(da, caches, mistake=None) -> dict[str, np.ndarray]:

@@ -134,9 +134,8 @@ def _sequence_case(rng, kind, name, n_x, n_a, m, T_x) -> LayerCase:
         {"Wya": (n_y, n_a), "by": (n_y, 1)} if kind == "rnn" else {"Wy": (n_y, n_a), "by": (n_y, 1)}
     )
     parameters = p | {k: rng.standard_normal(s) for k, s in extra.items()}
-    forward = loops.rnn_forward if kind == "rnn" else loops.lstm_forward
     backward = loops.rnn_backward if kind == "rnn" else loops.lstm_backward
-    _, caches = forward(x, a0, parameters)
+    caches = _course_caches(kind, x, a0, parameters)
     da = rng.standard_normal((n_a, m, T_x))
     wrong = {mistake.id: backward(da, caches, mistake.id) for mistake in mistakes_of(kind)}
     return LayerCase(
@@ -146,6 +145,23 @@ def _sequence_case(rng, kind, name, n_x, n_a, m, T_x) -> LayerCase:
         sequence_vjp(kind, x, a0, p, da),
         wrong,
     )
+
+
+def _course_caches(kind: str, x, a0, parameters) -> tuple[list[tuple[Any, ...]], np.ndarray]:
+    """The caches of :func:`manualgrad.course.rnn_forward` (or `lstm_forward`), the course's
+    ([per-step cache, …], x), as numpy float64 (the parameters dict as given)."""
+    import jax
+
+    from manualgrad import course
+
+    with jax.enable_x64(True):
+        forward = course.rnn_forward if kind == "rnn" else course.lstm_forward
+        steps, x_out = forward(x, a0, parameters)[-1]
+        steps = [
+            tuple(v if isinstance(v, dict) else np.asarray(v, np.float64) for v in step)
+            for step in steps
+        ]
+    return steps, np.asarray(x_out, np.float64)
 
 
 @functools.lru_cache(maxsize=16)
