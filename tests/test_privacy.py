@@ -158,7 +158,12 @@ def _draws(n, q, capacity, count, seed):
     rows = np.repeat(np.arange(count), capacity)
     index, mask = np.asarray(batches.index), np.asarray(batches.mask)
     included[rows[mask.ravel()], index.ravel()[mask.ravel()]] = True
-    assert (np.sort(index, axis=1)[:, 1:] != np.sort(index, axis=1)[:, :-1]).all()  # distinct
+    # The sampled examples are distinct, in increasing order and columns of X; the
+    # unsampled slots follow them (the first K sampled are kept).
+    kept = np.where(mask, index, -1)
+    assert ((index >= 0) & (index < n)).all()
+    assert (np.diff(np.where(mask, index, n), axis=1) > 0)[mask[:, 1:]].all()
+    assert (mask[:, :-1] >= mask[:, 1:]).all() and (kept < n).all()
     return included
 
 

@@ -238,7 +238,7 @@ def private_step(net: Network, optimizer: optax.GradientTransformation, plan: DP
             X[..., batch.index],
             Y[..., batch.index],
             batch.mask,
-            k_noise,
+            privacy.key_for_noise(k_noise, plan.rng),
             C,
             sigma,
             B,
@@ -254,6 +254,7 @@ def private_step(net: Network, optimizer: optax.GradientTransformation, plan: DP
             "noise_multiplier": plan.noise_multiplier,
             "accountant": plan.accountant,
             "steps": plan.steps,
+            "rng": plan.rng,
         }
     }
     return Step(optimizer.init, step, units_per_epoch=1 / plan.sampling_rate, facts=facts)
