@@ -12,13 +12,13 @@ columns) in the same rounds.
 | component            | what is timed                                                     |
 |----------------------|-------------------------------------------------------------------|
 | `step@K`             | `net.value_and_grad` on K given columns (no gather)               |
-| `sampler:topk`       | the old sampler: N uniforms and a `lax.top_k` over all N          |
+| `sampler:topk`       | the sampler before: N uniforms and a `lax.top_k` over all N       |
 | `sampler:gaps`       | `privacy.poisson_batch`: K geometric gaps, O(K)                   |
 | `gather`             | X[:, index], Y[:, index] for K indices                            |
 | `noise:<impl>:leaf`  | one N(0, 1) draw per parameter array (the old rule), threefry     |
 | `noise:<impl>:flat`  | one flat draw of P normals, cut into the arrays (`privacy.noise`) |
-| `clip:where`         | backward, norms, clip factors, `jnp.where` on every A and dZ, (2) |
-| `clip:weights`       | the same with s_i · mask_i as formula (2)'s per-example weights   |
+| `clipped_grads`      | `per_example.clipped_grads` on the K columns: clipping, no mask   |
+| `masked_dp_grads`    | the private gradient on K given columns: clip, mask, (2), noise   |
 | `private`            | the whole private step (`mg.training.private_step`'s gradient)    |
 
 `--rng` chooses the implementation of the private step's noise (threefry, rbg,
@@ -43,7 +43,6 @@ import privacy as bench_privacy
 
 import manualgrad as mg
 from manualgrad import per_example, privacy
-from manualgrad._core import engine
 from manualgrad.benchmark import aot_compile, machine, paired_rounds
 
 IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
@@ -64,23 +63,10 @@ def _leaf_noise(grads, key):
     }
 
 
-def _clip(net, params, X, Y, mask, clip, normaliser, *, use_weights):
-    p = engine.backward_pass(params, X, Y, net.spec, None)
-    sq = per_example.squared_norms(p.products)
-    keep = mask & jnp.isfinite(sq)
-    s = per_example.clip_factors(jnp.where(keep, sq, 0), clip)
-    if use_weights:
-        return engine.grads_from_products(
-            params, p.products, m=normaliser, precision=net.precision, weights=jnp.where(keep, s, 0)
-        )
-    products = privacy.masked_products(p.products, keep, s)
-    return engine.grads_from_products(params, products, m=normaliser, precision=net.precision)
-
-
 def components(dims, n, q, rng):
     K = privacy.batch_capacity(n, q, overflow=1e-12)
-    net = bench_privacy._network(dims)
-    X, Y = bench_privacy._data(dims, n)
+    net = bench_privacy.make_network(dims)
+    X, Y = bench_privacy.make_data(dims, n)
     params = net.init(dims, jax.random.key(1), method="he")
     key = jax.random.key(2)
     index = jnp.arange(K)
@@ -103,11 +89,14 @@ def components(dims, n, q, rng):
             lambda g, k: privacy.add_noise(g, k, 1.0, 1.0, 1.0),
             (zeros, k_impl),
         )
-    for w in (False, True):
-        fns[f"clip:{'weights' if w else 'where'}"] = (
-            lambda p, a, b, mk, w=w: _clip(net, p, a, b, mk, clip, normaliser, use_weights=w),
-            (params, XK, YK, mask),
-        )
+    fns["clipped_grads"] = (
+        lambda p, a, b: per_example.clipped_grads(net, p, a, b, clip),
+        (params, XK, YK),
+    )
+    fns["masked_dp_grads"] = (
+        lambda p, a, b, mk, k: privacy.masked_dp_grads(net, p, a, b, mk, k, clip, 1.0, normaliser),
+        (params, XK, YK, mask, key),
+    )
     plan = privacy.DPPlan(
         n=n,
         steps=1,
@@ -140,14 +129,14 @@ def _identity_optimizer():
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="the two smaller cases, 3 rounds")
+    p.add_argument("--quick", action="store_true", help="the two smaller cases")
     p.add_argument("--rounds", type=int, default=11)
     p.add_argument("--slot", type=float, default=0.05, help="seconds per component and round")
     p.add_argument("--rng", default="threefry2x32", choices=IMPLS)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     cases = bench_privacy.QUICK_CASES if args.quick else bench_privacy.CASES
-    rounds = 3 if args.quick else args.rounds
+    rounds = args.rounds
     rows = []
     for name, dims, n, q in cases:
         K, thunks = components(dims, n, q, args.rng)

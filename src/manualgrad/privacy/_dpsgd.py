@@ -492,6 +492,16 @@ def _masked_clipped_sum(
 RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 
 
+def _check_rng(rng: Any) -> str:
+    if rng not in RNG_IMPLS:
+        raise ConfigError(
+            f"unknown noise generator `rng` = {rng!r}; expected one of {list(RNG_IMPLS)}: "
+            "'threefry2x32' (jax's default, the same numbers on every backend) or 'rbg' / "
+            "'unsafe_rbg' (XLA's RngBitGenerator; see DPConfig)"
+        )
+    return rng
+
+
 def key_for_noise(key: Array, rng: str = "threefry2x32") -> Array:
     """A key of implementation `rng` for the noise, derived from `key` (any implementation).
 
@@ -499,8 +509,7 @@ def key_for_noise(key: Array, rng: str = "threefry2x32") -> Array:
     `jax.random.bits` of `key` (4 words for rbg and unsafe_rbg), so a run is still a
     function of its one key.
     """
-    if rng not in RNG_IMPLS:
-        raise ConfigError(f"unknown `rng` {rng!r}; expected one of {list(RNG_IMPLS)}")
+    _check_rng(rng)
     if str(jax.random.key_impl(key)) == rng:
         return key
     shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0, impl=rng))).shape
@@ -532,13 +541,16 @@ def add_noise(
     XOR-ing them into one word (the partitionable default): half the Threefry blocks
     for the same P normals, the same generator; what it gives up is splitting one draw
     across devices, which the replicated noise of a data-parallel step never does.
-    Returns the params' keys in `grads`' order.
+    The draw is rounded up to a multiple of 1024 normals (the rest unused): on CPU,
+    that scheme ran 3–5× slower at P = 269 322 (an odd number of blocks) than at
+    P = 270 336. Returns the params' keys in `grads`' order.
     """
     names = sorted(grads)
     dtype = grads[names[0]].dtype
     sizes = [grads[k].size for k in names]
-    with _all_threefry_words():
-        xi = jax.random.normal(key, (sum(sizes),), dtype)
+    P = sum(sizes)
+    with _all_threefry_words():  # P rounded up to a multiple of 1024: see the docstring
+        xi = jax.random.normal(key, (-(-P // 1024) * 1024,), dtype)
     std = jnp.asarray(noise_multiplier, dtype) * jnp.asarray(clip_norm, dtype)  # σC on the sum
     noisy, start = {}, 0
     for name, size in zip(names, sizes, strict=True):
@@ -723,10 +735,7 @@ def plan(dp: DPConfig, *, n: int, steps: int) -> DPPlan:
     clip = check.check_clip_norm(dp.clip_norm)
     assert clip is not None
     accountant = _check_accountant(dp.accountant)
-    if dp.rng not in RNG_IMPLS:
-        raise ConfigError(
-            f"unknown `rng` {dp.rng!r}; expected one of {list(RNG_IMPLS)} (see DPConfig)"
-        )
+    _check_rng(dp.rng)
     if dp.noise_multiplier is None and dp.target_epsilon is None:
         raise ConfigError(
             "DPConfig needs `noise_multiplier` (σ) or `target_epsilon` (to calibrate σ), got "
