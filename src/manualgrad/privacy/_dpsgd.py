@@ -33,12 +33,13 @@ event at δ; :func:`noise_multiplier` inverts it with `dp_accounting`'s
 public, never the realised one (which depends on the data).
 
 **Fixed shapes.** A batch is K columns of X gathered by index, with a boolean mask
-marking the sampled examples; the remaining columns are other examples whose dZ and
-A[l-1] columns are replaced by exact zeros (`jnp.where`, so even a NaN there cannot
-reach the sum) before formula (2). K is chosen so that a batch overflows (more than
-K examples sampled) with a probability that is negligible against δ; should it
-happen, a uniformly random K of the sampled examples are kept
-(:func:`poisson_batch`), and the guarantee of the run degrades to
+marking the sampled examples; the remaining columns are filler whose weight in
+formula (2) is exactly 0 (and whose dZ and A[l-1] columns are replaced by exact zeros
+with `jnp.where` whenever any column holds a non-finite value, so that even a NaN there
+cannot reach the sum). K is chosen so that a batch overflows (more than K examples
+sampled) with a probability that is negligible against δ; should it happen, the
+first K sampled examples are kept (:func:`poisson_batch`; what happens then does
+not matter to the bound), and the guarantee of the run degrades to
 (ε, δ + (1 + e^ε) p) where p is the probability that any batch of the run
 overflowed — :func:`plan` chooses K so that this extra term is at most
 δ/1000 and reports it.
