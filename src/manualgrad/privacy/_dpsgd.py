@@ -471,22 +471,23 @@ def _masked_clipped_sum(
     identity), so w_i = 0 removes column i exactly (0 · x = 0 for finite x) and the
     mask costs one multiply of the weights — inside (2), after the reshape, as the
     clip factors. Otherwise the columns are zeroed with `jnp.where` first
-    (:func:`masked_products`), so that 0 · NaN cannot reach the sum. Both branches
-    compute the same function of the kept columns; `lax.cond` runs one of them.
+    (:func:`masked_products`), so that 0 · NaN cannot reach the sum. Both compute the
+    same function of the kept columns. The weighted sum is computed outside the
+    `lax.cond`, which only returns it or, if a column is non-finite, recomputes: with
+    formula (2) inside a branch, the private gradient ran ≈ 1.4 × the plain step
+    instead of ≈ 1.07 × at 784-512-512-10, K = 1255 (CPU, loaded machine).
     """
-    w = jnp.where(keep, s, 0)
+    fast = engine.grads_from_products(params, products, weights=jnp.where(keep, s, 0), **kw)  # (2)
 
     def rebuilt(arrays: Sequence[tuple[Array, Array]]) -> list[Product]:
         return [p._replace(A=A, dZ=dZ) for p, (A, dZ) in zip(products, arrays, strict=True)]
-
-    def weighted(arrays: Sequence[tuple[Array, Array]]) -> Params:
-        return engine.grads_from_products(params, rebuilt(arrays), weights=w, **kw)  # (2)
 
     def zeroed(arrays: Sequence[tuple[Array, Array]]) -> Params:
         masked = masked_products(rebuilt(arrays), keep, s)
         return engine.grads_from_products(params, masked, **kw)  # (2)
 
-    return lax.cond(finite, weighted, zeroed, [(p.A, p.dZ) for p in products])
+    arrays = [(p.A, p.dZ) for p in products]
+    return lax.cond(finite, lambda _: fast, zeroed, arrays)
 
 
 #: The `jax.random` implementations the noise may be drawn with (:class:`DPConfig`'s `rng`).
