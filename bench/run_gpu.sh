@@ -54,7 +54,7 @@ NORMALS=(--sizes 1e5,1e6,1e7,1e8 --rounds 7)
 LIMITS=(110 80 60 70 60 45 30)
 if [ "$SMOKE" = "1" ]; then
     SMALL=(--grid 8,4,1@16); BIG=(--grid 12,6,3,1@32)
-    EXTRA=(--rounds 3 --slot 0.005 --ceiling-n 64 --equinox --torch --diagnostics)
+    EXTRA=(--rounds 3 --slot 0.005 --ceiling-n 64 --equinox)
     PER_EXAMPLE=(--quick --rounds 2 --vmap-rounds 1)
     PRIVACY=(--tiny --no-opacus --rounds 2 --reps 1)
     NORMALS=(--sizes 1e3,1e4 --rounds 2 --slot 0.005)
