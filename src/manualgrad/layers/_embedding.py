@@ -61,7 +61,9 @@ class Embedding(Layer):
 
     Params: "W" (d, V), initialised N(0, 1) (as `torch.nn.Embedding`); the network
     names it "W{l}". It must be the network's first layer; `net.init` gets one
-    example's shape (T,). The L2 term acts on it like on any weight.
+    example's shape (T,). The L2 term acts on it like on any weight. Ids outside
+    [0, V) are an error when X is concrete; under `jax.jit` (X traced) they are not
+    checked and give NaN (`jnp.take`'s fill), so check data at the boundary.
     """
 
     vocab_size: int
@@ -109,9 +111,10 @@ class Embedding(Layer):
                 f"{self.name} takes integer token ids, got `X` of dtype {X.dtype}: pass the "
                 "ids as integers, e.g. X.astype(jnp.int32) (not one-hot or float vectors)"
             )
-        if isinstance(X, jax.core.Tracer):
+        try:
+            ids = np.asarray(X)
+        except jax.errors.TracerArrayConversionError:
             return  # values are checked where X is concrete: eagerly, or at the data boundary
-        ids = np.asarray(X)
         if ids.size and ids.min() < 0:
             raise DataError(
                 f"{self.name} got a negative token id, {int(ids.min())}: ids index the "
@@ -144,7 +147,7 @@ class Embedding(Layer):
         Asked for the input gradient anyway (`custom_vjp_cost`'s ∂C/∂X), it returns the
         float0 zeros that `jax.grad` expects for an integer input.
         """
-        dA_prev = np.zeros(cache.shape, jax.dtypes.float0) if need_dA_prev else None
+        dA_prev: Any = np.zeros(cache.shape, jax.dtypes.float0) if need_dA_prev else None
         return dA_prev, (Lookup("W", None, cache[None], dA),)
 
     def jvp(
