@@ -86,6 +86,7 @@ from manualgrad._core import engine
 from manualgrad._core.dense import activation_residual, prev_activation_grad
 from manualgrad._core.engine import check
 from manualgrad._core.layer import Product
+from manualgrad._core.products import flat
 from manualgrad._errors import ConfigError, DTypeError, ShapeError
 from manualgrad.per_example import squared_norms
 
@@ -252,18 +253,34 @@ def _second_moment(
 def _output_sqrt(
     caches: engine.Caches, Y: Array, spec: engine.Spec, mc_samples: int | None, key: Any
 ) -> Array:
-    """S[L] (n_L, m, K) at z[L]: the loss record's exact or sampled square root of H."""
+    """S[L] (n_L, m, K) at z[L]: the loss record's exact or sampled square root of H.
+
+    A sequence output Z (n_L, T, m) has the loss Σ_t L(z_t), whose Hessian is block
+    diagonal over t: the loss record's square root is taken on the T·m positions as
+    columns, then S is (n_L, T, m, K) with, exact, K = n_L·T columns (column (c, t') is
+    zero off position t'), or, sampled, the M labels drawn independently at every
+    position (E[s_t s_t'ᵀ] = 0 for t ≠ t'), K = M.
+    """
     assert spec.loss is not None
     Z, A, act = engine.output_values(caches, spec)
-    if mc_samples is None:
-        return spec.loss.hessian_sqrt(Z, A, Y, act)
-    return spec.loss.sampled_hessian_sqrt(Z, A, Y, act, key, mc_samples)
+    if Z.ndim == 2:
+        if mc_samples is None:
+            return spec.loss.hessian_sqrt(Z, A, Y, act)
+        return spec.loss.sampled_hessian_sqrt(Z, A, Y, act, key, mc_samples)
+    n_L, T, m = Z.shape
+    Zf, Af, Yf = (flat(x) for x in (Z, A, Y))  # (n_L, T·m): positions as columns
+    if mc_samples is not None:
+        S = spec.loss.sampled_hessian_sqrt(Zf, Af, Yf, act, key, mc_samples)
+        return S.reshape(n_L, T, m, mc_samples)
+    S = spec.loss.hessian_sqrt(Zf, Af, Yf, act).reshape(n_L, T, m, n_L)
+    blocks = S[..., None] * jnp.eye(T, dtype=S.dtype)[None, :, None, None, :]  # δ_tt'
+    return blocks.reshape(n_L, T, m, n_L * T)
 
 
 def _push(
     params: Mapping[str, Array], caches: engine.Caches, S: Array, spec: engine.Spec
 ) -> tuple[Product, ...]:
-    """The products of the chain run from each of the K columns of S (n, m, K) at the last z.
+    """The products of the chain run from each of the K columns of S (n, …, m, K) at the last z.
 
     `jax.vmap` of :func:`manualgrad._core.engine.products_of` over the column axis:
     every layer's backward once, with m·K columns. Each returned product has its A
@@ -276,7 +293,7 @@ def _push(
         names[:] = [(type(p), p.weight, p.bias) for p in products]  # static: while tracing
         return tuple(p.A for p in products), tuple(p.dZ for p in products)
 
-    As, dZs = jax.vmap(chain, in_axes=2, out_axes=(None, 3))(S)
+    As, dZs = jax.vmap(chain, in_axes=S.ndim - 1, out_axes=(None, 3))(S)
     return tuple(kind(w, b, A, dZ) for (kind, w, b), A, dZ in zip(names, As, dZs, strict=True))
 
 

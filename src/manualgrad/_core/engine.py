@@ -46,6 +46,7 @@ should not. Its trace-time validators are part of it, as `check`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -133,6 +134,21 @@ def hidden_with_dropout(spec: Spec) -> tuple[int, ...]:
 
 def expected_shapes(spec: Spec, example_shape: tuple[int, ...], dtype: Any) -> dict[str, Any]:
     """The params' shapes for one example's input shape, by abstract evaluation of each init."""
+    return _init_chain(spec, tuple(example_shape), dtype)[0]
+
+
+def output_shape(spec: Spec, example_shape: tuple[int, ...], dtype: Any) -> tuple[int, ...]:
+    """One example's output shape for one example's input shape: (n_L,), or (n_L, T) for a
+    network that outputs a sequence (a loss summed over its T positions)."""
+    return _init_chain(spec, tuple(example_shape), dtype)[1]
+
+
+@functools.lru_cache(maxsize=256)
+def _init_chain(
+    spec: Spec, example_shape: tuple[int, ...], dtype: Any
+) -> tuple[dict[str, Any], tuple[int, ...]]:
+    """(params' shapes, output shape) for one example's input shape: each layer's init in turn,
+    abstractly evaluated; cached, as both are static facts of (spec, shape, dtype)."""
     shapes: dict[str, Any] = {}
     in_shape = tuple(example_shape)
     key = jax.random.key(0)
@@ -148,7 +164,7 @@ def expected_shapes(spec: Spec, example_shape: tuple[int, ...], dtype: Any) -> d
         for name, key_name in keys.items():
             shapes[key_name] = local[name].shape
         in_shape = out_shape[0]
-    return shapes
+    return shapes, in_shape
 
 
 def check_params(params: Any, spec: Spec, example_shape: tuple[int, ...] | None = None) -> Params:
@@ -173,13 +189,23 @@ def check_params(params: Any, spec: Spec, example_shape: tuple[int, ...] | None 
     return params
 
 
-def _fits_examples_first(params: Any, spec: Spec, X: Array) -> bool:
-    """True when the params fit X.shape[1:] as one example: X was given examples first."""
-    try:
-        check_params(params, spec, tuple(X.shape[1:]))
-    except (ShapeError, ValueError, TypeError):
-        return False
-    return True
+def _examples_first_fix(params: Any, spec: Spec, X: Array) -> str | None:
+    """How to move the examples of X to the last axis, when the params fit X so rearranged.
+
+    (m, …) -> jnp.moveaxis(X, 0, -1); for a sequence batch given (m, T, n_x), the layout
+    of Keras and PyTorch's batch_first, -> jnp.transpose(X, (2, 1, 0)). None if neither fits.
+    """
+    shape = tuple(X.shape)
+    candidates = [(shape[1:], "jnp.moveaxis(X, 0, -1)")]
+    if len(shape) == 3:
+        candidates.append(((shape[2], shape[1]), "jnp.transpose(X, (2, 1, 0))"))
+    for example_shape, fix in candidates:
+        try:
+            check_params(params, spec, example_shape)
+        except (ShapeError, ValueError, TypeError):
+            continue
+        return fix
+    return None
 
 
 def check_features(
@@ -195,12 +221,14 @@ def check_features(
         try:
             params = check_params(params, spec, tuple(X.shape[:-1]))
         except ShapeError as err:
-            if not _fits_examples_first(params, spec, X):
+            fix = _examples_first_fix(params, spec, X)
+            if fix is None:
                 raise
+            fits = X.shape[1:] if fix.startswith("jnp.moveaxis") else (X.shape[2], X.shape[1])
             raise ShapeError(
                 f"{err} — X has shape {tuple(X.shape)}, and the params fit one example of shape "
-                f"{tuple(X.shape[1:])}: are the examples first? examples are the last axis, "
-                "X = jnp.moveaxis(X, 0, -1)"
+                f"{tuple(fits)}: are the examples first? examples are the last axis, "
+                f"X = {fix}"
             ) from None
         spec.layers[0].check_input(X, check.params_dtype_of(params))
     check.check_dropout_key(spec.keep_prob, key)
@@ -227,9 +255,11 @@ def check_inputs(
     params, X, m = check_features(
         params, X, spec.without_dropout() if not needs_key else spec, key=key
     )
-    check.check_l2(l2, dtype=check.params_dtype_of(params))
-    Y = check_labels(params, Y, m, spec)
-    return params, X, Y.astype(check.params_dtype_of(params)), m
+    params_dtype = check.params_dtype_of(params)
+    check.check_l2(l2, dtype=params_dtype)
+    out = None if spec.is_dense else output_shape(spec, tuple(X.shape[:-1]), params_dtype)
+    Y = check_labels(params, Y, m, spec, out)
+    return params, X, Y.astype(params_dtype), m
 
 
 def output_units(params: Mapping[str, Array], spec: Spec) -> int | None:
@@ -238,9 +268,22 @@ def output_units(params: Mapping[str, Array], spec: Spec) -> int | None:
     return None if key is None else params[key].shape[0]
 
 
-def check_labels(params: Mapping[str, Array], Y: Any, m: int, spec: Spec) -> Array:
-    """Check Y (n_L, m) against the network's output units, with the catalogue's hints."""
+def check_labels(
+    params: Mapping[str, Array],
+    Y: Any,
+    m: int,
+    spec: Spec,
+    out_shape: tuple[int, ...] | None = None,
+) -> Array:
+    """Check Y (n_L, m) against the network's output units, with the catalogue's hints.
+
+    `out_shape`: one example's output shape, where known; a sequence output (n_L, T) needs
+    labels (n_L, T, m), one per position.
+    """
     Y = check.as_array("Y", Y)
+    if out_shape is not None and len(out_shape) > 1:
+        check.check_sequence_labels(Y, m, out_shape)
+        return Y
     check.check_labels(Y, m, output_units(params, spec))
     return Y
 
@@ -346,8 +389,9 @@ def chain(
 ) -> tuple[Product, ...] | tuple[tuple[Product, ...], Array]:
     """The products of every layer from dZ[L]: formulas (4) and (5), from layer L down to 1.
 
-    dZL may be any (n_L, m) array — the loss's dZ[L] for gradients, or a column of a
-    square-root factor of the loss Hessian for curvature. Every product's dZ is linear
+    dZL may be any (n_L, m) array (or (n_L, T, m) for a sequence output) — the loss's
+    dZ[L] for gradients, or a column of a square-root factor of the loss Hessian for
+    curvature. Every product's dZ is linear
     in dZL. With `input_grad`, also returns dA[0] = ∂L_i/∂X (formula (4) at layer 1).
     """
     keys = layer_keys(spec)
@@ -494,10 +538,14 @@ def add_l2_grads(
 
 
 def example_losses(caches: Caches, Y: Array, spec: Spec) -> Array:
-    """L_i for every example, shape (m,), from Z[L] and A[L]."""
+    """L_i for every example, shape (m,), from Z[L] and A[L]; summed over the T positions of a
+    sequence output (n_L, T, m)."""
     assert spec.loss is not None, "a Spec made with loss=None has no losses"
     Z, A, _ = output_values(caches, spec)
-    return spec.loss.per_example(Z, A, Y)
+    losses = spec.loss.per_example(Z, A, Y)
+    if losses.ndim > 1:  # a sequence output (n_L, T, m): L_i = Σ_t L(a_t(i), y_t(i))
+        losses = jnp.sum(losses, axis=tuple(range(losses.ndim - 1)))
+    return losses
 
 
 def cost(params: Mapping[str, Array], loss_sum: Array, *, m: int | float | Array, l2: Any) -> Array:

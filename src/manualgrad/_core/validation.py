@@ -398,6 +398,27 @@ def check_labels(Y: Any, m: int, n_L: int | None) -> None:
     raise ShapeError(f"expected `Y` of shape (n_L, m) = ({n_L}, {m}), got {shape}{hint}")
 
 
+def check_sequence_labels(Y: Any, m: int, out_shape: tuple[int, ...]) -> None:
+    """Check Y is (n_L, T, m) for a network whose output is a sequence (n_L, T) per example."""
+    want = (*out_shape, m)
+    shape = _shape(Y)
+    if shape == want:
+        return
+    if shape == (m, *out_shape[::-1]):
+        hint = " — labels examples first (m, T, n_L)? use jnp.transpose(Y, (2, 1, 0))"
+    elif len(shape) == 2 and shape == (out_shape[0], m):
+        hint = (
+            ": one label per example, but the network outputs one per time step — give "
+            "labels (n_L, T, m), or end the recurrent layer with return_sequences=False"
+        )
+    else:
+        hint = ": one label vector per time step of each example, examples last"
+    raise ShapeError(
+        f"expected `Y` of shape (n_L, T, m) = {want} for the network's sequence output, "
+        f"got {shape}{hint}"
+    )
+
+
 def check_caches(caches: Any, n_layers: int) -> None:
     """Check `caches` is forward's `Caches(layers, masks)`, one cache and mask per layer."""
     layers, masks = getattr(caches, "layers", None), getattr(caches, "masks", None)
