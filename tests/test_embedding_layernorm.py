@@ -62,13 +62,8 @@ def _example_loss(params, x, y, kind):
     return _ce(_logits(params, x, kind), y)
 
 
-def _per_example(kind, params, X, Y):
-    in_x = 1  # X (T, m) ids or (n_x, m) vectors: examples are columns either way
-    return jax.vmap(jax.grad(_example_loss), in_axes=(None, in_x, 1, None))(params, X, Y, kind)
-
-
 def _build(kind) -> Problem:
-    k1, k2, k3 = jax.random.split(jax.random.key(3), 3)
+    k1, k2 = jax.random.split(jax.random.key(3))
     Y = jax.nn.one_hot(jnp.arange(M) % K, K, dtype=jnp.float64).T
     if kind == "seq":
         layers = [mg.layers.Embedding(V, D), mg.layers.LayerNorm(EPS), mg.layers.Flatten()]
@@ -80,113 +75,133 @@ def _build(kind) -> Problem:
         shape = (4,)
         X = jax.random.normal(k2, (4, M), jnp.float64)
     net = mg.network([*layers, mg.layers.Dense(K, activation="softmax")], loss="ce")
-    params = net.init(shape, k1, dtype=jnp.float64)
-    kg, kb = jax.random.split(k3)
-    params["gamma2"] = 1 + 0.5 * jax.random.normal(kg, (params["gamma2"].shape), jnp.float64)
-    params["beta2"] = 0.5 * jax.random.normal(kb, params["beta2"].shape, jnp.float64)
+    shapes = jax.eval_shape(lambda k: net.init(shape, k, dtype=jnp.float64), k1)
+    rng = np.random.default_rng(0)  # random γ (around 1) and β too, so that both matter
+    params = {
+        k: jnp.asarray(
+            rng.normal(size=a.shape) * (0.5 if k[0] in "gb" else 1.0) + (k.startswith("gamma"))
+        )
+        for k, a in shapes.items()
+    }
     return Problem(net, params, X, Y)
 
 
+def _oracle(kind, params, X, Y, C, noise_key, sigma, v):
+    """Every quantity from the oracle's per-example gradients and Jacobians (jitted once)."""
+    g = jax.vmap(jax.grad(_example_loss), in_axes=(None, 1, 1, None))(params, X, Y, kind)
+    losses = jax.vmap(_example_loss, in_axes=(None, 1, 1, None))(params, X, Y, kind)
+    sq_norms = sum(jnp.sum(x.reshape(M, -1) ** 2, axis=1) for x in g.values())
+    s = jnp.minimum(1.0, C / jnp.sqrt(sq_norms))
+    clipped_sum = {k: jnp.einsum("i,i...->...", s, x) for k, x in g.items()}
+    names = sorted(g)  # the documented draw: one key per parameter, sorted names
+    keys = dict(zip(names, jax.random.split(noise_key, len(names)), strict=True))
+    G = jnp.concatenate([x.reshape(M, -1) for x in g.values()], axis=1)
+
+    def example_ggn(x, y):  # diag(J_iᵀ H_i J_i) and J_iᵀ H_i J_i v
+        f = functools.partial(_logits, x=x, kind=kind)
+        z, Jv = jax.jvp(f, (params,), (v,))
+        J = jax.jacrev(f)(params)  # (K, *shape) per key
+        H = jax.hessian(_ce)(z, y)  # (K, K)
+        diag = {k: jnp.einsum("k...,kl,l...->...", J[k], H, J[k]) for k in J}
+        return diag, jax.vjp(f, params)[1](H @ Jv)[0]
+
+    diag, Gv = jax.vmap(example_ggn, in_axes=(1, 1))(X, Y)
+    mean = functools.partial(jnp.mean, axis=0)
+    return {
+        "cost": jnp.mean(losses),
+        "grads": jax.tree.map(mean, g),
+        "per_example_grads": g,
+        "norms": jnp.sqrt(sq_norms),
+        "clipped": {k: x / M for k, x in clipped_sum.items()},
+        "dp": {
+            k: (clipped_sum[k] + sigma * C * jax.random.normal(keys[k], x.shape, x.dtype)) / M
+            for k, x in clipped_sum.items()
+        },
+        "sum_grad_squared": {k: jnp.sum(x * x, axis=0) for k, x in g.items()},
+        "grad_variance": {k: jnp.var(x, axis=0) for k, x in g.items()},
+        "gram": G @ G.T,
+        "diag_ggn": jax.tree.map(mean, diag),
+        "ggn_vector_product": jax.tree.map(mean, Gv),
+    }
+
+
+def _manual(net, params, X, Y, C, noise_key, sigma, v):
+    """The same quantities from manualgrad, in one jitted program."""
+    cost, grads = net.value_and_grad(params, X, Y)
+    return {
+        "cost": cost,
+        "grads": grads,
+        "per_example_grads": net.per_example_grads(params, X, Y),
+        "norms": net.per_example_norms(params, X, Y),
+        "clipped": net.clipped_grads(params, X, Y, C),
+        "dp": net.dp_grads(params, X, Y, noise_key, C, sigma),
+        "sum_grad_squared": net.sum_grad_squared(params, X, Y),
+        "grad_variance": net.grad_variance(params, X, Y),
+        "gram": net.gradient_gram(params, X, Y),
+        "diag_ggn": net.diag_ggn(params, X, Y),
+        "ggn_vector_product": net.ggn_vector_product(params, X, Y, v),
+    }
+
+
 @functools.cache
-def _problem_and_oracle(kind):
-    """The problem and its per-example gradients g_i = vmap(grad(L_i)), computed once."""
+def _results(kind):
+    """(manualgrad's, the oracle's) quantities for one problem, in one compiled program."""
     with jax.enable_x64(True):
         p = _build(kind)
-        return p, _per_example(kind, p.params, p.X, p.Y)
+        v = {
+            k: jnp.cos(jnp.arange(a.size, dtype=a.dtype)).reshape(a.shape)
+            for k, a in p.params.items()
+        }
+
+        def both(params, X, Y, noise_key, v):
+            g = jax.vmap(jax.grad(_example_loss), in_axes=(None, 1, 1, None))(params, X, Y, kind)
+            norms = jnp.sqrt(sum(jnp.sum(x.reshape(M, -1) ** 2, axis=1) for x in g.values()))
+            C = jnp.median(norms)  # about half the examples clipped
+            args = (params, X, Y, C, noise_key, 0.7, v)
+            return _manual(p.net, *args), _oracle(kind, *args)
+
+        return jax.jit(both)(p.params, p.X, p.Y, jax.random.key(11), v)
 
 
 KINDS = pytest.mark.parametrize("kind", ["seq", "mlp"], ids=["embedding-layernorm", "ln-in-mlp"])
 
 
-def _sq_norms(g):
-    return sum(jnp.sum(v.reshape(M, -1) ** 2, axis=1) for v in g.values())
+def _check(kind, *quantities):
+    got, want = _results(kind)
+    for q in quantities:
+        assert rel_err(got[q], want[q]) <= 1e-12, q
 
 
 @KINDS
-def test_value_and_grad_equals_jax_grad_of_the_oracle_cost(x64, kind):
-    p, g = _problem_and_oracle(kind)
-    C, grads = jax.jit(p.net.value_and_grad)(p.params, p.X, p.Y)
-    losses = jax.vmap(_example_loss, in_axes=(None, 1, 1, None))(p.params, p.X, p.Y, kind)
-    assert rel_err(C, jnp.mean(losses)) <= 1e-12
-    assert rel_err(grads, {k: jnp.mean(v, axis=0) for k, v in g.items()}) <= 1e-12
+def test_value_and_grad_equals_jax_grad_of_the_oracle_cost(kind):
+    _check(kind, "cost", "grads")
 
 
 @KINDS
-def test_per_example_grads_and_norms_equal_vmap_grad(x64, kind):
-    p, g = _problem_and_oracle(kind)
-    assert rel_err(p.net.per_example_grads(p.params, p.X, p.Y), g) <= 1e-12
-    norms = p.net.per_example_norms(p.params, p.X, p.Y)
-    assert rel_err(norms, jnp.sqrt(_sq_norms(g))) <= 1e-12
+def test_per_example_grads_and_norms_equal_vmap_grad(kind):
+    _check(kind, "per_example_grads", "norms")
 
 
 @KINDS
-def test_clipped_and_dp_grads_equal_the_clipped_oracle(x64, kind):
-    p, g = _problem_and_oracle(kind)
-    norms = jnp.sqrt(_sq_norms(g))
-    C = float(jnp.median(norms))  # about half the examples clipped
-    s = jnp.minimum(1.0, C / norms)
-    clipped_sum = {k: jnp.einsum("i,i...->...", s, v) for k, v in g.items()}
-    got = jax.jit(p.net.clipped_grads)(p.params, p.X, p.Y, C)
-    assert rel_err(got, {k: v / M for k, v in clipped_sum.items()}) <= 1e-12
-    key, sigma = jax.random.key(11), 0.7
-    names = sorted(g)  # the documented draw: one key per parameter, sorted names
-    xi = {
-        n: jax.random.normal(k, g[n].shape[1:], jnp.float64)
-        for n, k in zip(names, jax.random.split(key, len(names)), strict=True)
-    }
-    want = {k: (clipped_sum[k] + sigma * C * xi[k]) / M for k in g}
-    assert rel_err(p.net.dp_grads(p.params, p.X, p.Y, key, C, sigma), want) <= 1e-12
+def test_clipped_and_dp_grads_equal_the_clipped_oracle(kind):
+    _check(kind, "clipped", "dp")
 
 
 @KINDS
-def test_sum_grad_squared_variance_and_gram_equal_the_oracle(x64, kind):
-    p, g = _problem_and_oracle(kind)
-    cv = mg.curvature
-    sq = cv.sum_grad_squared(p.net, p.params, p.X, p.Y)
-    assert rel_err(sq, {k: jnp.sum(v * v, axis=0) for k, v in g.items()}) <= 1e-12
-    var = cv.grad_variance(p.net, p.params, p.X, p.Y)
-    assert rel_err(var, {k: jnp.var(v, axis=0) for k, v in g.items()}) <= 1e-12
-    G = jnp.concatenate([v.reshape(M, -1) for v in g.values()], axis=1)
-    assert rel_err(cv.gradient_gram(p.net, p.params, p.X, p.Y), G @ G.T) <= 1e-12
+def test_sum_grad_squared_variance_and_gram_equal_the_oracle(kind):
+    _check(kind, "sum_grad_squared", "grad_variance", "gram")
 
 
 @KINDS
-def test_diag_ggn_equals_jacobian_hessian_oracle(x64, kind):
-    p, _ = _problem_and_oracle(kind)
-
-    def example_diag(x, y):
-        z = _logits(p.params, x, kind)
-        J = jax.jacrev(_logits)(p.params, x, kind)  # (K, *shape) per key
-        H = jax.hessian(_ce)(z, y)  # (K, K)
-        return {k: jnp.einsum("k...,kl,l...->...", J[k], H, J[k]) for k in J}
-
-    per_ex = jax.vmap(example_diag, in_axes=(1, 1))(p.X, p.Y)
-    want = {k: jnp.mean(v, axis=0) for k, v in per_ex.items()}
-    assert rel_err(mg.curvature.diag_ggn(p.net, p.params, p.X, p.Y), want) <= 1e-12
-
-
-@KINDS
-def test_ggn_vector_product_equals_the_oracle(x64, kind):
-    p, _ = _problem_and_oracle(kind)
-    v = jax.tree.map(
-        lambda a: jnp.cos(jnp.arange(a.size, dtype=a.dtype)).reshape(a.shape), p.params
-    )
-
-    def example_Gv(x, y):
-        f = functools.partial(_logits, x=x, kind=kind)
-        z, Jv = jax.jvp(f, (p.params,), (v,))
-        HJv = jax.hessian(_ce)(z, y) @ Jv
-        return jax.vjp(f, p.params)[1](HJv)[0]
-
-    per_ex = jax.vmap(example_Gv, in_axes=(1, 1))(p.X, p.Y)
-    want = {k: jnp.mean(x, axis=0) for k, x in per_ex.items()}
-    assert rel_err(mg.curvature.ggn_vector_product(p.net, p.params, p.X, p.Y, v), want) <= 1e-12
+def test_diag_ggn_and_ggn_vector_product_equal_the_jacobian_hessian_oracle(kind):
+    _check(kind, "diag_ggn", "ggn_vector_product")
 
 
 def test_custom_vjp_cost_passes_finite_differences(x64):
-    p, _ = _problem_and_oracle("seq")
+    p = _build("seq")
     cost = p.net.custom_vjp_cost
-    check_grads(lambda q: cost(q, p.X, p.Y), (p.params,), order=1, modes=["rev"], eps=1e-6)
+    f = jax.jit(lambda q: cost(q, p.X, p.Y))
+    check_grads(f, (p.params,), order=1, modes=["rev"], eps=1e-6)
 
 
 def test_embedding_kfac_input_factor_is_the_one_hot_second_moment(x64):
@@ -194,23 +209,14 @@ def test_embedding_kfac_input_factor_is_the_one_hot_second_moment(x64):
         [mg.layers.Embedding(V, D), mg.layers.Flatten(), mg.layers.Dense(K, activation="softmax")],
         loss="ce",
     )
-    p, _ = _problem_and_oracle("seq")
+    p = _build("seq")
     params = net.init((T,), jax.random.key(0), dtype=jnp.float64)
-    factors = mg.curvature.kfac_factors(net, params, p.X, p.Y)
+    factors = jax.jit(net.kfac_factors)(params, p.X, p.Y)
     onehot = jax.nn.one_hot(p.X, V, dtype=jnp.float64).reshape(-1, V)  # every (t, i)
     assert rel_err(factors[1].A, onehot.T @ onehot / M) <= 1e-12
 
 
 def test_kfac_refuses_layernorm_with_a_clear_error(x64):
-    p, _ = _problem_and_oracle("mlp")
+    p = _build("mlp")
     with pytest.raises(mg.errors.ConfigError, match="LayerNorm's scale and shift"):
-        mg.curvature.kfac_factors(p.net, p.params, p.X, p.Y)
-
-
-def test_layer_norm_output_is_normalised_per_position(x64):
-    layer = mg.layers.LayerNorm()
-    X = jax.random.normal(jax.random.key(0), (6, 3, 2), jnp.float64) * 3 + 1
-    params = {"gamma": jnp.ones((6, 1)), "beta": jnp.zeros((6, 1))}
-    Z, _ = layer.forward(params, X, "default")
-    np.testing.assert_allclose(np.mean(Z, axis=0), 0, atol=1e-12)
-    np.testing.assert_allclose(np.var(Z, axis=0) * (1 + EPS / np.var(X, axis=0)), 1, rtol=1e-9)
+        jax.jit(p.net.kfac_factors)(p.params, p.X, p.Y)  # at trace time

@@ -48,6 +48,11 @@ column's Σ_t s_ct a_tᵀ) by formula (1) vmapped over the examples
 (:func:`manualgrad.per_example.example_grads`): memory m·d_out·d_in (times K for
 `diag_ggn`) per weight. `gradient_gram` and `kfac_factors` never form them.
 
+Every statistic of a product is a method of its kind (:mod:`manualgrad._core.products`:
+`squares`, `gram`, `diag_sums`, `kfac_sums`), so an embedding (`Lookup`) and a layer
+norm (`ScaleShift`) have theirs without a branch here; KFAC of a layer norm is a
+:class:`ConfigError` (γ ⊙ x̂ + β has no Kronecker factors).
+
 **Where 1/m is applied.** Formula (2)'s own 1/m (ḡ, G v) is the engine's
 (:func:`~manualgrad._core.engine.grads_from_products`); every other statistic is first
 summed over the examples and divided by m in one place, `_mean`. Sums over

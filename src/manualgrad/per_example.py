@@ -32,7 +32,10 @@ and read its products only, never a layer's internals. They rest on two facts:
   the backward pass of the loss s_i L_i, and formula (2) on the scaled dZ gives
   (1/m) Σ_i s_i g_i.
 
-See docs/per_example.md for the derivations.
+Each product kind writes these once, as its methods (:mod:`manualgrad._core.products`):
+an embedding's `Lookup` takes a_t · a_s = [x_t = x_s] (the norm of a sparse row update),
+a layer norm's `ScaleShift` materialises its 2d numbers per example. See
+docs/per_example.md and docs/embeddings_and_layernorm.md for the derivations.
 
 L2 and dropout. The L2 term (λ/2m) Σ_l ‖W[l]‖_F² is not a per-example loss: it
 depends on no example, so it is neither in g_i, nor in ‖g_i‖, nor clipped or noised;

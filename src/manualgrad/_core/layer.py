@@ -10,6 +10,8 @@ formulas, micrograd-style: forward and backward side by side.
 | `forward(params, A_prev, p)`         | (A, cache for the backward)            | Z, A   |
 | `backward(params, cache, dA, p)`     | (dA_prev, products)                    | (5), (4) |
 | `jvp(params, v, cache, A_prev, Ȧ_prev, p)` | Ȧ, the forward-mode change       | (6), (7) |
+| `check_input(X, dtype)` (first layer)| raises on an X it cannot take          | floats |
+| `takes_ids`                          | True for integer token ids (embedding) | False  |
 
 `p` is the network's precision policy (:mod:`manualgrad._core.precision`).
 

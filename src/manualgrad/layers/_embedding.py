@@ -61,7 +61,9 @@ class Embedding(Layer):
 
     Params: "W" (d, V), initialised N(0, 1) (as `torch.nn.Embedding`); the network
     names it "W{l}". It must be the network's first layer; `net.init` gets one
-    example's shape (T,). The L2 term acts on it like on any weight.
+    example's shape (T,). The L2 term acts on it like on any weight. Ids outside
+    [0, V) are an error when X is concrete; under `jax.jit` (X traced) they are not
+    checked and give NaN (`jnp.take`'s fill), so check data at the boundary.
     """
 
     vocab_size: int
@@ -145,8 +147,8 @@ class Embedding(Layer):
         Asked for the input gradient anyway (`custom_vjp_cost`'s ∂C/∂X), it returns the
         float0 zeros that `jax.grad` expects for an integer input.
         """
-        dA_prev = np.zeros(cache.shape, jax.dtypes.float0) if need_dA_prev else None
-        return dA_prev, (Lookup("W", None, cache[None], dA),)  # pyright: ignore[reportReturnType]
+        dA_prev: Any = np.zeros(cache.shape, jax.dtypes.float0) if need_dA_prev else None
+        return dA_prev, (Lookup("W", None, cache[None], dA),)
 
     def jvp(
         self,
