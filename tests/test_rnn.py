@@ -241,7 +241,6 @@ def extension_results(case):
             "dp_grads_sigma0": net.dp_grads(params, X, Y, jax.random.key(7), CLIP, 0.0),
             "sum_grad_squared": net.sum_grad_squared(params, X, Y),
             "grad_variance": net.grad_variance(params, X, Y),
-            "gradient_gram": net.gradient_gram(params, X, Y),
             "diag_ggn": net.diag_ggn(params, X, Y),
         }
 
@@ -249,7 +248,6 @@ def extension_results(case):
         g = jax.vmap(jax.grad(oracle_loss), in_axes=(None, 2, -1, None, None))(
             params, X, Y, layers, loss
         )
-        G = jax.vmap(lambda i: ravel_pytree(jax.tree.map(lambda x: x[i], g))[0])(jnp.arange(M))
         flat, unravel = ravel_pytree(params)
 
         def ggn_one(x, y):
@@ -271,7 +269,6 @@ def extension_results(case):
             "grad_variance": jax.tree.map(
                 lambda x: jnp.mean((x - jnp.mean(x, axis=0, keepdims=True)) ** 2, axis=0), g
             ),
-            "gradient_gram": G @ G.T,
             "diag_ggn": unravel(jnp.diag(ggn)),
         }
 
@@ -289,7 +286,6 @@ EXTENSIONS = [
     "dp_grads_sigma0",
     "sum_grad_squared",
     "grad_variance",
-    "gradient_gram",
     "diag_ggn",
 ]
 
