@@ -343,6 +343,12 @@ def network(
     for l, layer in enumerate(resolved[:-1], start=1):
         if isinstance(layer, Dense):
             check.check_hidden_activation(l, layer.activation)
+    for l, layer in enumerate(resolved[1:], start=2):
+        if layer.takes_ids:
+            raise ConfigError(
+                f"layer {l}, {layer.name}, takes integer token ids, which only the network's "
+                "input is: put it first, mg.network([mg.layers.Embedding(V, d), ...])"
+            )
     out_act = resolved[-1].output_activation
     if out_act is None:
         raise ConfigError(

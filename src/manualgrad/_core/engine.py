@@ -53,7 +53,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from manualgrad._core import dense, regularization
+from manualgrad._core import regularization
 from manualgrad._core import validation as check
 from manualgrad._core.layer import Layer, Product
 from manualgrad._core.losses import Loss, output_backward
@@ -243,7 +243,7 @@ def check_features(
                 f"{tuple(fits)}: are the examples first? examples are the last axis, "
                 f"X = {fix}"
             ) from None
-        check.check_X_dtype(params, X)
+        spec.layers[0].check_input(X, check.params_dtype_of(params))
     check.check_dropout_key(spec.keep_prob, key)
     return params, X, m
 
@@ -260,7 +260,7 @@ def check_inputs(
 ) -> tuple[Params, Array, Array, int]:
     """Check params, X (…, m), Y (n_L, m), λ and the dropout key at trace time.
 
-    Returns params, X, Y cast to X's dtype, and m. `needs_key=False` where the masks
+    Returns params, X, Y cast to the params' dtype, and m. `needs_key=False` where the masks
     already exist (backward from caches).
     """
     if spec.loss is None:  # `loss=None` passed where a loss is needed (only forward has none)
@@ -272,7 +272,7 @@ def check_inputs(
     check.check_l2(l2, dtype=params_dtype)
     out = None if spec.is_dense else output_shape(spec, tuple(X.shape[:-1]), params_dtype)
     Y = check_labels(params, Y, m, spec, out)
-    return params, X, Y.astype(X.dtype), m
+    return params, X, Y.astype(params_dtype), m
 
 
 def output_units(params: Mapping[str, Array], spec: Spec) -> int | None:
@@ -466,25 +466,6 @@ def backward_pass(
     return Pass(caches, products_of(params, caches, output_dZ(caches, Y, spec), spec))
 
 
-def flat(x: Array) -> Array:
-    """(d, T, m) -> (d, T·m): every position of every example as a column."""
-    return x.reshape(x.shape[0], -1)
-
-
-def weighted_flat(dZ: Array, weights: Array | None) -> Array:
-    """dZ (d, T, m) as (d, T·m) columns, column (t, i) scaled by s_i when `weights` s (m,) is given.
-
-    For T = 1 the scaling comes after the reshape, on the (d, m) matrix itself, so that the
-    compiled program multiplies dZ once for both the matmul and the bias sum of (2) (a
-    scaling before the reshape is duplicated by XLA into each consumer's layout).
-    """
-    if weights is None:
-        return flat(dZ)
-    if dZ.shape[1] == 1:
-        return flat(dZ) * weights[None, :]
-    return flat(dZ * weights[None, None, :])
-
-
 def product_grads(
     product: Product,
     params: Mapping[str, Array],
@@ -497,17 +478,11 @@ def product_grads(
 
     Shapes: A (d_in, T, m), dZ (d_out, T, m) -> dW reshaped to W's shape, db to b's.
     With `weights` s (m,), column i of dZ is scaled by s_i first: (1/m) Σ_i s_i g_i (clipping,
-    masks). The sums are :func:`manualgrad._core.dense.weight_grad` and `bias_grad` on the
-    (d, T·m) columns: formula (2) is written once.
+    masks). Each product kind writes (2) once, as its `grads` method
+    (:mod:`manualgrad._core.products`; a dense layer's are
+    :func:`manualgrad._core.dense.weight_grad` and `bias_grad` on the (d, T·m) columns).
     """
-    W = params[product.weight]
-    dZ = weighted_flat(product.dZ, weights)
-    dW = dense.weight_grad(dZ, flat(product.A), precision=precision, m=m)  # (2), over T·m columns
-    grads = {product.weight: dW.reshape(W.shape)}
-    if product.bias is not None:
-        db = dense.bias_grad(dZ, m=m)  # (2)
-        grads[product.bias] = db.reshape(params[product.bias].shape)
-    return grads
+    return product.grads(params, m=m, precision=precision, weights=weights)  # (2)
 
 
 def grads_from_products(

@@ -234,7 +234,12 @@ def check_X_examples_last(X: Any) -> int:
 
 def check_X_dtype(params: Mapping[str, Any], X: Any) -> None:
     """Check X is floating point with the params' dtype."""
-    dt, want = _dtype(X), params_dtype_of(params)
+    check_X_float(X, params_dtype_of(params))
+
+
+def check_X_float(X: Any, want: Any) -> None:
+    """Check X is floating point with the dtype `want` (the params')."""
+    dt = _dtype(X)
     if not jnp.issubdtype(dt, jnp.floating) or dt != want:
         raise DTypeError(f"`X` has dtype {dt} but params have {want}: use X.astype({want})")
 
