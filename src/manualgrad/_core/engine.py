@@ -143,12 +143,22 @@ def output_shape(spec: Spec, example_shape: tuple[int, ...], dtype: Any) -> tupl
     return _init_chain(spec, tuple(example_shape), dtype)[1]
 
 
-@functools.lru_cache(maxsize=256)
 def _init_chain(
     spec: Spec, example_shape: tuple[int, ...], dtype: Any
 ) -> tuple[dict[str, Any], tuple[int, ...]]:
     """(params' shapes, output shape) for one example's input shape: each layer's init in turn,
-    abstractly evaluated; cached, as both are static facts of (spec, shape, dtype)."""
+    abstractly evaluated; cached, as both are static facts of (spec, shape, dtype) — unless a
+    layer of the user's own is not hashable."""
+    try:
+        hash(spec)
+    except TypeError:
+        return _init_chain_uncached(spec, example_shape, dtype)
+    return _init_chain_cached(spec, example_shape, dtype)
+
+
+def _init_chain_uncached(
+    spec: Spec, example_shape: tuple[int, ...], dtype: Any
+) -> tuple[dict[str, Any], tuple[int, ...]]:
     shapes: dict[str, Any] = {}
     in_shape = tuple(example_shape)
     key = jax.random.key(0)
@@ -165,6 +175,9 @@ def _init_chain(
             shapes[key_name] = local[name].shape
         in_shape = out_shape[0]
     return shapes, in_shape
+
+
+_init_chain_cached = functools.lru_cache(maxsize=256)(_init_chain_uncached)
 
 
 def check_params(params: Any, spec: Spec, example_shape: tuple[int, ...] | None = None) -> Params:
