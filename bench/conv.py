@@ -49,7 +49,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import manualgrad as mg
@@ -117,8 +116,9 @@ def lax_logits(p, x, convs):
     """NHWC images x (m, H, W, C) -> logits (m, 10): lax.conv, relu, reduce_window max."""
     for l, (_, _, pad) in enumerate(convs, start=1):
         x = jax.lax.conv_general_dilated(
-            x, p[f"W{l}"], (1, 1), ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
+            x, p[f"W{l}"], (1, 1), ((pad, pad), (pad, pad)),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )  # fmt: skip
         x = jax.nn.relu(x + p[f"b{l}"])
         x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
     d = len(convs) + 1
@@ -205,11 +205,12 @@ def eqx_step(params, convs, image, dtype):
         return W.reshape(N_CLASSES, *hwc).transpose(0, 3, 1, 2).reshape(N_CLASSES, -1)
 
     def dense_from_eqx(W):
-        return W.reshape(N_CLASSES, hwc[2], hwc[0], hwc[1]).transpose(0, 2, 3, 1).reshape(N_CLASSES, -1)
+        W = W.reshape(N_CLASSES, hwc[2], hwc[0], hwc[1])
+        return W.transpose(0, 2, 3, 1).reshape(N_CLASSES, -1)
 
     conv_idx = [3 * k for k in range(n_conv)]
     new = []
-    for l, i in enumerate(conv_idx, start=1):
+    for l in range(1, n_conv + 1):
         new += [params[f"W{l}"].transpose(0, 3, 1, 2), params[f"b{l}"][:, :, None]]
     new += [dense_to_eqx(W_d), params[f"b{d}"][:, 0]]
 
@@ -316,9 +317,7 @@ def run_case(name, image, convs, m, dtype, *, rounds, vmap_rounds, log):
         "step vs lax": B.max_rel_err(g_step, from_lax_grads(g_lax, n_conv)),
         "step vs flax": B.max_rel_err(g_step, flax_back(g_flax)),
         "step vs eqx": B.max_rel_err(g_step, eqx_back(g_eqx)),
-        "clipped(C=inf) vs step": B.max_rel_err(
-            exes["clipped"](params, X, Y, clip_inf), g_step
-        ),
+        "clipped(C=inf) vs step": B.max_rel_err(exes["clipped"](params, X, Y, clip_inf), g_step),
         "clipped vs vmap": B.max_rel_err(
             calls["clipped"](), from_lax_grads(calls["vmap"](), n_conv)
         ),
