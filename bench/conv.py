@@ -1,6 +1,6 @@
 """Benchmark: manualgrad's conv step and clipped step against lax, flax and equinox CNNs.
 
-    PYTHONPATH=src python bench/conv.py --quick          # float32, few rounds, ~2 min on 2 cores
+    PYTHONPATH=src python bench/conv.py --quick          # float32, cifar at m = 64, 5 rounds
     PYTHONPATH=src python bench/conv.py --json bench/results/cpu_conv_DATE.jsonl
 
 Two CNNs (softmax cross-entropy over 10 classes, relu convolutions, max pools):
@@ -44,7 +44,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -264,12 +263,6 @@ def vmap_clipped(convs):
 # ---------------------------------------------------------------------------------------
 
 
-def _compile(fn, *args):
-    t0 = time.perf_counter()
-    exe = B.aot_compile(fn, *args)
-    return exe, time.perf_counter() - t0
-
-
 def run_case(name, image, convs, m, dtype, *, rounds, vmap_rounds, log):
     n_conv = len(convs)
     net, params, X, Y = problem(image, convs, m, dtype)
@@ -280,11 +273,11 @@ def run_case(name, image, convs, m, dtype, *, rounds, vmap_rounds, log):
     p_lax = lax_params(params, n_conv)
     clip_inf = jnp.asarray(1e30, dtype)
 
-    exes, compile_s = {}, {}
-    exes["step"], compile_s["step"] = _compile(net.value_and_grad, params, X, Y)
-    exes["lax"], compile_s["lax"] = _compile(lax_value_and_grad(convs), p_lax, x_nhwc, y_rows)
+    exes = {}
+    exes["step"] = B.aot_compile(net.value_and_grad, params, X, Y)
+    exes["lax"] = B.aot_compile(lax_value_and_grad(convs), p_lax, x_nhwc, y_rows)
     flax_fn, state, flax_back = flax_step(params, convs, image, dtype)
-    exes["flax"], compile_s["flax"] = _compile(flax_fn, state, x_nhwc, y_rows)
+    exes["flax"] = B.aot_compile(flax_fn, state, x_nhwc, y_rows)
     eqx_fn, model, eqx_back = eqx_step(params, convs, image, dtype)
     import equinox as eqx
 
@@ -293,10 +286,10 @@ def run_case(name, image, convs, m, dtype, *, rounds, vmap_rounds, log):
     def eqx_pure(dyn, x, y):
         return eqx_fn(eqx.combine(dyn, static), x, y)
 
-    exes["eqx"], compile_s["eqx"] = _compile(eqx_pure, dyn, x_nchw, y_rows)
-    exes["clipped"], compile_s["clipped"] = _compile(net.clipped_grads, params, X, Y, clip_inf)
+    exes["eqx"] = B.aot_compile(eqx_pure, dyn, x_nchw, y_rows)
+    exes["clipped"] = B.aot_compile(net.clipped_grads, params, X, Y, clip_inf)
     C = jnp.median(jax.jit(net.per_example_norms)(params, X, Y)).astype(dtype)
-    exes["vmap"], compile_s["vmap"] = _compile(vmap_clipped(convs), p_lax, x_nhwc, y_rows, C)
+    exes["vmap"] = B.aot_compile(vmap_clipped(convs), p_lax, x_nhwc, y_rows, C)
 
     calls = {
         "step": lambda: exes["step"](params, X, Y),
@@ -355,7 +348,7 @@ def run_case(name, image, convs, m, dtype, *, rounds, vmap_rounds, log):
         "clip_norm": float(C),
         "ratios": ratios,
         "temp_bytes": {k: B.temp_bytes(e) for k, e in exes.items()},
-        "compile_s": compile_s,
+        "xla_flops": {k: B.xla_flops(e) for k, e in exes.items()},
         "checks": checks,
     }
 
@@ -380,17 +373,18 @@ def print_table(rows, info):
             *(_r(ratios[k]) for k in ("step/lax", "step/flax", "step/eqx", "clipped/step")),
             f"{ratios['vmap/clipped']['median']:.1f}",
         )
+    variants = ("step", "lax", "flax", "eqx", "clipped", "vmap")
     mem = B.results_table(
-        "temp memory of each compiled step (MiB)",
-        "XLA memory_analysis().temp_size_in_bytes",
-        ("case", "step", "lax", "flax", "eqx", "clipped", "vmap"),
+        "temp memory of each compiled step, MiB (XLA's GFLOP)",
+        "XLA memory_analysis().temp_size_in_bytes and cost_analysis()['flops']",
+        ("case", *variants),
     )
     for r in rows:
-        t = r["temp_bytes"]
+        t, f = r["temp_bytes"], r["xla_flops"]
         mem.add_row(
             f"{r['case']} {r['dtype'][-2:]} @{r['m']}",
-            *("—" if t[k] is None else f"{t[k] / 2**20:.1f}"
-              for k in ("step", "lax", "flax", "eqx", "clipped", "vmap")),
+            *(("—" if t[k] is None else f"{t[k] / 2**20:.1f}")
+              + ("" if f[k] is None else f" ({f[k] / 1e9:.2f})") for k in variants),
         )  # fmt: skip
     console = Console(width=120)
     console.print(table)

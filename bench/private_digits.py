@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import sys
-import time
 
 import jax
 import numpy as np
@@ -82,7 +81,6 @@ def _row(name, net, shape, X, Y, X_test, Y_test, eps, sigmas, steps, args) -> di
     private = math.isfinite(eps)
     sigma = sigmas[eps] if private else 0.0
     accs, spent, o_accs, o_eps = [], [], [], []
-    t0 = time.perf_counter()
     for seed in range(args.seeds):
         k_init, k_train = jax.random.split(jax.random.key(seed))
         params = net.init(shape, k_init, method="xavier")
@@ -135,12 +133,11 @@ def _row(name, net, shape, X, Y, X_test, Y_test, eps, sigmas, steps, args) -> di
         "test_accuracies": accs,
         "opacus_test_accuracies": o_accs,
         "opacus_epsilon_prv": float(np.max(o_eps)) if o_eps else None,
-        "seconds": time.perf_counter() - t0,
     }
     opacus = f", Opacus {np.mean(o_accs):.3f}" if o_accs else ""
     print(
         f"{name} ε {eps:>4}: σ {sigma:.3f}, test accuracy {row['test_accuracy_mean']:.3f} ± "
-        f"{row['test_accuracy_std']:.3f}{opacus} ({row['seconds']:.0f} s)",
+        f"{row['test_accuracy_std']:.3f}{opacus}",
         file=sys.stderr,
     )
     return row
