@@ -33,6 +33,8 @@ from helpers import (
     reference_losses,
     rel_err,
 )
+from manualgrad._core.activations import get_activation
+from manualgrad._core.losses import get_loss
 from manualgrad._core.regularization import dropout_masks
 
 L = mg.layers
@@ -455,6 +457,102 @@ def test_clipping_is_active_in_the_extensions_case(x64):
     got, _ = extension_results()
     norms = np.asarray(got["per_example_norms"])
     assert np.any(norms > CLIP) and np.all(norms > 0)
+
+
+# ---------------------------------------------------------------------------------------
+# Monte-Carlo diagonal GGN: the sampled columns pushed through the lax oracle's vjp
+# ---------------------------------------------------------------------------------------
+
+MC_SAMPLES = 3
+MC_ARCHS = [EXTENSIONS_ARCH]  # two convs and a max pool; the samplers of ce, mse: dense tests
+
+
+@functools.cache
+def mc_diag_ggn_results(arch):
+    """(MC estimate, MC estimate from another key, oracle of the first), one compile each side.
+
+    The oracle draws S[L] (n_L, m, K) with the loss record's sampler from the same key at
+    the oracle's own z[L] (the sampler's E[S Sᵀ] = H is tested on dense nets in
+    tests/test_curvature.py), then pushes each column s_ic through `jax.vjp` of the lax
+    forward: diag = (1/m) Σ_i Σ_c (J_iᵀ s_ic)².
+    """
+    net, params, X, Y = problem(arch)
+    _, layers, loss = ARCHS[arch]
+    keys = jax.random.key(11), jax.random.key(12)
+
+    def computed(params, X, Y, key):
+        return net.diag_ggn(params, X, Y, key=key, mc_samples=MC_SAMPLES)
+
+    def oracle(params, X, Y, key):
+        Z = jax.vmap(oracle_output, in_axes=(None, 3, None), out_axes=1)(params, X, layers)
+        act = get_activation(layers[-1].activation)
+        S = get_loss(loss).sampled_hessian_sqrt(Z, act.forward(Z), Y, act, key, MC_SAMPLES)
+
+        def pushed(x, S_i):  # J_iᵀ s for each of example i's K columns s
+            _, vjp = jax.vjp(lambda p: oracle_output(p, x, layers), params)
+            return jax.vmap(lambda s: vjp(s)[0], in_axes=1)(S_i)
+
+        G = jax.vmap(pushed, in_axes=(3, 1))(X, S)  # leaves (m, K, …)
+        return jax.tree.map(lambda g: jnp.sum(g * g, axis=(0, 1)) / X.shape[-1], G)
+
+    with jax.enable_x64(True):
+        mc, other = (jax.jit(computed)(params, X, Y, key) for key in keys)
+        want = jax.jit(oracle)(params, X, Y, keys[0])
+    return mc, other, want
+
+
+@pytest.mark.parametrize("arch", MC_ARCHS)
+def test_conv_monte_carlo_diag_ggn_is_the_sampled_columns_through_the_oracles_vjp(x64, arch):
+    mc, other, want = mc_diag_ggn_results(arch)
+    assert rel_err(mc, want) <= F64_TOL
+    assert rel_err(mc, other) > 1e-3  # sampled: another key gives another estimate
+
+
+# ---------------------------------------------------------------------------------------
+# Forward mode: each layer's hand-derived jvp against jax.jvp of the lax oracle
+# ---------------------------------------------------------------------------------------
+
+CONV_S2_P2 = L.Conv2D(3, 3, stride=2, pad=2, activation="tanh")
+JVP_CASES = {
+    # id: (layer, one image's shape, whether its input moves)
+    "conv-f3-stride2-pad2-tanh": (CONV_S2_P2, (6, 7, 2), True),
+    "conv-f3-stride2-pad2-tanh-first-layer": (CONV_S2_P2, (6, 7, 2), False),
+    "conv-f2-leaky-relu": (L.Conv2D(2, 2, activation="leaky_relu"), (5, 5, 3), True),
+    "max3-stride2-overlapping": (L.MaxPool2D(3, stride=2), (7, 6, 2), True),
+    "max2": (L.MaxPool2D(2), (6, 4, 3), True),
+    "avg3-stride2-overlapping": (L.AvgPool2D(3, stride=2), (7, 6, 2), True),
+    "flatten": (L.Flatten(), (3, 4, 2), True),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(JVP_CASES))
+def test_layer_jvp_equals_jax_jvp_of_the_lax_oracle(x64, case):
+    """Conv2D: Ȧ = g'(Z) ⊙ Ż (7), Ż_t = W Ṗ_t + Ẇ P_t + ḃ (6) on the patches; max pool: the
+    tangent at each window's argmax; average pool: the mean of the tangents; Flatten: reshaped.
+    A first layer's input does not move (Ȧ_prev = None; the oracle's tangent is 0)."""
+    layer, shape, moves = JVP_CASES[case]
+    rng = np.random.default_rng(len(case))
+    draw = lambda *s: jnp.asarray(rng.standard_normal(s))  # noqa: E731
+    A_prev, A_prev_dot = draw(*shape, M), draw(*shape, M)  # distinct values: one max a window
+    shapes = jax.eval_shape(lambda k: layer.init(k, shape, jnp.float64)[0], jax.random.key(0))
+    params = {k: draw(*v.shape) for k, v in shapes.items()}
+    tangent = {k: draw(*v.shape) for k, v in shapes.items()}
+
+    def both(params, tangent, A_prev, A_prev_dot):
+        _, cache = layer.forward(params, A_prev, "highest")
+        got = layer.jvp(params, tangent, cache, A_prev, A_prev_dot if moves else None, "highest")
+        named = lambda p: {f"{k}1": v for k, v in p.items()}  # noqa: E731  the oracle's W1, b1
+
+        def oracle(p, A):
+            one = lambda a: oracle_layer(named(p), a, layer, 1)[1]  # noqa: E731
+            return jax.vmap(one, in_axes=3, out_axes=-1)(A)
+
+        a_dot = A_prev_dot if moves else jnp.zeros_like(A_prev)
+        return got, jax.jvp(oracle, (params, A_prev), (tangent, a_dot))[1]
+
+    got, want = jax.jit(both)(params, tangent, A_prev, A_prev_dot)
+    assert got.shape == want.shape
+    assert rel_err(got, want) <= F64_TOL
 
 
 # ---------------------------------------------------------------------------------------

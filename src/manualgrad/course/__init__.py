@@ -7,8 +7,19 @@ manualgrad's core, not a second copy. One module per assignment:
 | assignment                                                  | module             |
 |-------------------------------------------------------------|--------------------|
 | C1W4 "Building your deep neural network: step by step", C2W1 | `course/_deep.py` |
+| C4W1 "Convolution model – Step by Step"                      | `course/_conv.py` |
 """
 
+from manualgrad.course._conv import (
+    conv_backward,
+    conv_forward,
+    conv_single_step,
+    create_mask_from_window,
+    distribute_value,
+    pool_backward,
+    pool_forward,
+    zero_pad,
+)
 from manualgrad.course._deep import (
     L_model_backward,
     L_model_forward,
@@ -31,14 +42,22 @@ __all__ = [
     "L_model_forward",
     "compute_cost",
     "compute_cost_with_regularization",
+    "conv_backward",
+    "conv_forward",
+    "conv_single_step",
+    "create_mask_from_window",
+    "distribute_value",
     "initialize_parameters_deep",
     "linear_activation_backward",
     "linear_activation_forward",
     "linear_backward",
     "linear_forward",
+    "pool_backward",
+    "pool_forward",
     "relu",
     "relu_backward",
     "sigmoid",
     "sigmoid_backward",
     "update_parameters",
+    "zero_pad",
 ]

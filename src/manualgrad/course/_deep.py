@@ -63,7 +63,8 @@ from manualgrad._core import validation as check
 from manualgrad._core.activations import ACTIVATIONS, Activation, get_activation
 from manualgrad._core.losses import bce_dA, cost_from_losses
 from manualgrad._core.regularization import l2_cost
-from manualgrad._errors import ConfigError, DTypeError, ShapeError
+from manualgrad._errors import ConfigError, ShapeError
+from manualgrad.course._arrays import as_float as _float
 from manualgrad.functional import init_params
 
 Array = jax.Array
@@ -86,14 +87,6 @@ __all__ = [
     "sigmoid_backward",
     "update_parameters",
 ]
-
-
-def _float(x: Any, name: str = "array") -> Array:
-    """A JAX float array from a NumPy/JAX array or list (integer labels become floats)."""
-    x = check.as_array(name, x)  # a DTypeError, not a raw JAX error, for None, strings, …
-    if jnp.issubdtype(x.dtype, jnp.complexfloating):
-        raise DTypeError(f"`{name}` has dtype {x.dtype}; expected real numbers — use jnp.real")
-    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
 
 def _params(parameters: Mapping[str, Any]) -> tuple[dict[str, Array], int]:

@@ -6,6 +6,7 @@ at (s·h, s·w) for h < n_H = ⌊(H − f)/s⌋ + 1 and w < n_W = ⌊(W − f)/s
 | function       | shapes                                                    |
 |----------------|-----------------------------------------------------------|
 | `output_size`  | (H, f, s) -> n_H, with a clear error when f does not fit  |
+| `zero_pad`     | A (H, W, C, m) -> (H + 2p, W + 2p, C, m), zeros around    |
 | `unfold`       | A (H, W, C, m) -> windows (f, f, n_H, n_W, C, m)          |
 | `fold`         | windows (f, f, n_H, n_W, C, m) -> (H, W, C, m), summed    |
 
@@ -25,7 +26,7 @@ from manualgrad._errors import ShapeError
 
 Array = jax.Array
 
-__all__ = ["fold", "output_size", "unfold"]
+__all__ = ["fold", "output_size", "unfold", "zero_pad"]
 
 
 def output_size(n: int, f: int, s: int, *, layer: str, axis: str, pad: int = 0) -> int:
@@ -42,6 +43,12 @@ def output_size(n: int, f: int, s: int, *, layer: str, axis: str, pad: int = 0) 
             "before this one"
         )
     return (n + 2 * pad - f) // s + 1
+
+
+def zero_pad(A: Array, p: int) -> Array:
+    """A (H, W, C, m) with p zero rows above and below and p zero columns on each side:
+    (H + 2p, W + 2p, C, m) (the course's `zero_pad`, examples last)."""
+    return jnp.pad(A, ((p, p), (p, p), (0, 0), (0, 0)))
 
 
 def unfold(A: Array, f: int, s: int) -> Array:
