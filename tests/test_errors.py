@@ -28,6 +28,7 @@ from jax.experimental import checkify
 import manualgrad as mg
 from manualgrad import course
 from manualgrad.checking.backward import check_backward, default_cases, load_function
+from manualgrad.checking.layer_backward import check_layer_backward
 from manualgrad.checking.value_checks import checked_value_and_grad
 from manualgrad.data.datasets import spiral
 from manualgrad.data.files import load
@@ -52,6 +53,19 @@ class Case:
 def _cnn(first):
     """A small CNN starting with the layer `first`, for the conv catalogue cases."""
     return mg.network([first, mg.layers.Flatten(), mg.layers.Dense(1, activation="sigmoid")])
+
+
+def _rnn(many=False):
+    """An RNN(4) network on sequences of n_x = 3 features, for the sequence catalogue cases."""
+    return mg.network(
+        [mg.layers.RNN(4, return_sequences=many), mg.layers.Dense(1, activation="sigmoid")]
+    )
+
+
+def _rnn_vg(X, Y, many=False):
+    """value_and_grad of :func:`_rnn` with params for sequences (n_x, T) = (3, 4)."""
+    net = _rnn(many)
+    return lambda: net.value_and_grad(net.init((3, 4), jax.random.key(0)), X, Y)
 
 
 def _params(dims=(3, 4, 2), dtype=jnp.float32):
@@ -204,6 +218,20 @@ def layered(call: Callable[[mg.Network], object], **options) -> Callable[[], obj
     return lambda: call(mg.network(layers, "ce", **options))
 
 
+def _tokens_net(*first):
+    """Embedding(7, 4) → Flatten → Dense(2, softmax), or `first` layers before the head."""
+    layers = list(first) or [mg.layers.Embedding(7, 4)]
+    return mg.network(
+        [*layers, mg.layers.Flatten(), mg.layers.Dense(2, activation="softmax")], "ce"
+    )
+
+
+def tokens(X) -> Callable[[], object]:
+    """value_and_grad of the token net (T = 3) on the ids `X` (T, m = 5 when well formed)."""
+    net = _tokens_net()
+    return lambda: net.value_and_grad(net.init((3,), jax.random.key(0)), X, _Y())
+
+
 def in_tmp(call: Callable[[], object]) -> Callable[[], object]:
     """Run `call` inside a fresh temporary directory, so file names in messages are short."""
 
@@ -262,6 +290,11 @@ def student_file(source: str, spec: str = "student_backward.py") -> Callable[[],
 def my_backward(AL, Y, caches):
     """A correct course-convention backward pass (manualgrad's own), for `returning`."""
     return course.L_model_backward(AL, Y, caches)
+
+
+def flat_backward(X, Y, cache, keep_prob):
+    """A function of the regularization assignment's signature (never run: refused first)."""
+    raise AssertionError("not called")
 
 
 def returning(change: Callable[[dict], object], **options) -> Callable[[], object]:
@@ -433,6 +466,59 @@ CASES: list[Case] = [
     Case("conv-input-not-images", LY, "a conv layer given vectors (a flat input shape)",
          lambda: _cnn(mg.layers.Conv2D(4, 3)).init((36,), jax.random.key(0)), ShapeError,
          r"takes images \(H, W, C\), got shape \(36,\)", "`net.init((H, W, C), key)`"),
+    Case("rnn-input-not-sequences", LY, "a recurrent layer given vectors (a flat input shape)",
+         lambda: _rnn().init((12,), jax.random.key(0)), ShapeError,
+         r"takes sequences, one example of shape \(n_x, T\), but its input has shape \(12,\)",
+         "`net.init((n_x, T), key)`, X as (n_x, T, m)"),
+    Case("rnn-no-time-steps", LY, "sequences of T = 0 time steps",
+         _rnn_vg(jnp.ones((3, 0, 5)), jnp.ones((1, 5))), ShapeError,
+         r"got sequences of T = 0 time steps .* a recurrent layer needs T ≥ 1",
+         "drop empty sequences, or pad them to one step"),
+    Case("rnn-sequences-examples-first", LY, "sequences given examples first, (m, T, n_x) "
+         "(Keras's and PyTorch's batch_first layout)",
+         _rnn_vg(jnp.ones((5, 4, 3)), jnp.ones((1, 5))), ShapeError,
+         r"are the examples first\? examples are the last axis, X = jnp.transpose\(X, "
+         r"\(2, 1, 0\)\)", "`jnp.transpose(X, (2, 1, 0))`: sequences are (n_x, T, m)"),
+    Case("rnn-wrong-n_x", LY, "sequences with another number of features n_x than the params",
+         _rnn_vg(jnp.ones((2, 4, 5)), jnp.ones((1, 5))), ShapeError,
+         r"`Wax1` has shape \(4, 3\) but the network's layers give \(4, 2\)",
+         "params from `net.init((n_x, T), key)` for X's sequences"),
+    Case("rnn-labels-not-per-step", LY, "one label per example for a network that outputs one "
+         "per time step (many-to-many)",
+         _rnn_vg(jnp.ones((3, 4, 5)), jnp.ones((1, 5)), many=True), ShapeError,
+         r"expected `Y` of shape \(n_L, T, m\) = \(1, 4, 5\) .* one label per example",
+         "labels (n_L, T, m), or `return_sequences=False`"),
+    Case("tokens-out-of-range", LY, "a token id ≥ the embedding's `vocab_size`",
+         tokens(jnp.array([[0, 1, 2, 3, 7]] * 3)), DataError,
+         r"got token id 7, but the table has ids 0 … 6",
+         "a larger `vocab_size`, or an 'unknown' id for rare tokens"),
+    Case("tokens-negative", LY, "a negative token id", tokens(jnp.array([[0, 1, 2, 3, -1]] * 3)),
+         DataError, r"got a negative token id, -1", "ids ≥ 0; a reserved id for padding"),
+    Case("tokens-float", LY, "float token ids (or one-hot vectors of the right shape)",
+         tokens(jnp.ones((3, 5))), DTypeError, r"takes integer token ids, got `X` of dtype float",
+         "`X.astype(jnp.int32)`"),
+    Case("tokens-examples-first", LY, "token ids given examples first, (m, T)",
+         tokens(jnp.zeros((5, 3), jnp.int32)), ShapeError,
+         r"are the examples first\? examples are the last axis", "`X.T`: ids are (T, m)"),
+    Case("tokens-T-zero", LY, "sequences of length T = 0: ids of shape (0, m)",
+         tokens(jnp.zeros((0, 5), jnp.int32)), ShapeError,
+         r"got sequences of length T = 0", "pad to a common T ≥ 1"),
+    Case("embedding-not-first", LY, "an embedding after another layer",
+         lambda: _tokens_net(mg.layers.Dense(3), mg.layers.Embedding(7, 4)), ConfigError,
+         r"takes integer token ids, which only the network's input is", "the embedding first"),
+    Case("embedding-one-hot", LY, "an embedding given one-hot vectors (V, T, m), not ids",
+         lambda: _tokens_net().init((7, 3), jax.random.key(0)), ShapeError,
+         r"takes integer token ids, one example of shape \(T,\), but its input has shape "
+         r"\(7, 3\)", "integer ids X (T, m), `net.init((T,), key)`"),
+    Case("layernorm-one-feature", LY, "`LayerNorm` over a single feature",
+         lambda: _tokens_net(mg.layers.LayerNorm()).init((1,), jax.random.key(0)), ConfigError,
+         r"over d = 1 feature normalises every value to x̂ = 0",
+         "normalise 2 or more units, or leave `LayerNorm` out"),
+    Case("layernorm-images", LY, "`LayerNorm` on images (H, W, C)",
+         lambda: _tokens_net(mg.layers.LayerNorm()).init((4, 4, 3), jax.random.key(0)),
+         ShapeError, r"one example of shape \(d,\) or \(d, T\)", "`Flatten()` first"),
+    Case("layernorm-eps", LY, "`LayerNorm(eps)` ≤ 0", lambda: mg.layers.LayerNorm(eps=0.0),
+         ConfigError, r"`LayerNorm\(eps=...\)` must be a finite number > 0", "e.g. `eps=1e-5`"),
     # -- X --------------------------------------------------------------------------------
     Case("X-not-numeric", XS, "X is None, a string or other non-numeric object", vg(X=None),
          DTypeError, r"expected `X` to be a numeric array, got None", "pass an array"),
@@ -645,6 +731,9 @@ CASES: list[Case] = [
     Case("dp-accounting-missing", DP, "the accountant without the `dp-accounting` package",
          _without("dp_accounting", call=_eps()), ConfigError,
          r'pip install "manualgrad\[dp\]"', '`pip install "manualgrad[dp]"`'),
+    Case("names-needs-faker", "Data sets", "the names data set without faker",
+         _without("faker", call=lambda: mg.data.names.names()), mg.errors.MissingDependencyError,
+         r'pip install "manualgrad\[names\]"', '`pip install "manualgrad[names]"`'),
     Case("digits-needs-scikit-learn", "Data sets", "the digits data set without scikit-learn",
          _without("sklearn", "sklearn.datasets", call=lambda: mg.data.datasets.digits()),
          ConfigError, r'pip install "manualgrad\[digits\]"',
@@ -686,6 +775,12 @@ CASES: list[Case] = [
              _scaled(), _scaled().init((3,), jax.random.key(0)), _X(), _Y()), ConfigError,
          r"`diag_hessian` needs each layer's Z, A and g''",
          "`diag_ggn` or `hessian_vector_product`"),
+    Case("kfac-layernorm", CV, "`kfac_factors` of a network with a `LayerNorm`",
+         lambda: mg.curvature.kfac_factors(
+             _tokens_net(mg.layers.Dense(4), mg.layers.LayerNorm()),
+             _tokens_net(mg.layers.Dense(4), mg.layers.LayerNorm()).init(
+                 (3,), jax.random.key(0)), _X(), _Y()), ConfigError,
+         r"are a LayerNorm's scale and shift .* which has no Kronecker factors", "`diag_ggn`"),
     # -- jit ------------------------------------------------------------------------------
     Case("jit-functional-names", J, "a functional shim (`mg.value_and_grad`) under `jax.jit`: "
          "its activation names are not arrays", _jit_functional, TypeError,
@@ -734,8 +829,32 @@ CASES: list[Case] = [
          r"lambd\)", "add `lambd` to the function, or leave `--l2` out"),
     Case("against-convention", CB, "an unknown `convention`",
          lambda: check_backward(my_backward, convention="torch"), ConfigError,
-         r"unknown convention 'torch'; expected one of \['course', 'core'\]",
-         "'course' for (AL, Y, caches), 'core' for (params, X, Y)"),
+         r"unknown convention 'torch'; expected one of \['course', 'core', 'flat'\]",
+         "'course' for (AL, Y, caches), 'core' for (params, X, Y), 'flat' for (X, Y, cache)"),
+    Case("against-keep-prob-course", CB, "`keep_prob` for a function whose caches hold no masks",
+         lambda: check_backward(my_backward, keep_prob=0.8), ConfigError,
+         r"`keep_prob` checks the regularization assignment's backward_propagation_with_dropout",
+         "check `backward_propagation_with_dropout(X, Y, cache, keep_prob)`"),
+    Case("against-l2-and-keep-prob", CB, "`l2` and `keep_prob` together",
+         lambda: check_backward(flat_backward, l2=0.7, keep_prob=0.8), ConfigError,
+         r"`l2` and `keep_prob` together: the assignment's backward functions take one of",
+         "check each on its own"),
+    Case("against-flat-depth", CB, "cases of another depth for the 3-layer flat cache",
+         lambda: check_backward(flat_backward, cases=default_cases()[1:2]), ConfigError,
+         r"the flat convention's cache is that of a 3-layer network",
+         "`flat_cases()`"),
+    Case("layer-backward-unknown", CB, "`check_layer_backward` of a function of no known layer",
+         lambda: check_layer_backward(my_backward), ConfigError,
+         r"`my_backward` is not one of the course's layer backward functions",
+         "name the kind: `--convention conv|pool|rnn|lstm`"),
+    Case("layer-backward-signature", CB, "a layer backward that cannot take the course's arguments",
+         lambda: check_layer_backward(lambda dZ: dZ, kind="conv"), ConfigError,
+         r"cannot be called as <lambda>\(dZ, cache\)", "`conv_backward(dZ, cache)`"),
+    Case("layer-backward-conv-not-a-tuple", CB,
+         "a conv_backward that returns something other than the course's tuple",
+         lambda: check_layer_backward(lambda dZ, cache: dZ, kind="conv"),
+         ConfigError, r"returned ndarray; expected the course's \(dA_prev, dW, db\)",
+         "`return dA_prev, dW, db`"),
     Case("against-loss", CB, "a loss the course's sigmoid network cannot have",
          lambda: check_backward(my_backward, loss="ce"), ConfigError,
          r"loss 'ce' cannot be checked here", "`bce` or `mse`"),

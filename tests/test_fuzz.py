@@ -265,7 +265,7 @@ DATASET_ARGS = {
 
 
 @_settings(N_EXAMPLES)
-@given(st.sampled_from(sorted(set(DATASETS) - {"digits"})), st.data())  # the generated sets
+@given(st.sampled_from(sorted(set(DATASETS) - {"digits", "names"})), st.data())  # generated sets
 def test_data_sets_give_exactly_m_examples_of_every_class_or_a_manualgrad_error(name, data):
     generator = DATASETS[name]
     accepted = [a for a in DATASET_ARGS if a in inspect.signature(generator).parameters]

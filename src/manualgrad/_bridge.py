@@ -79,7 +79,9 @@ def _bridge_bwd(static, residuals, g):
     _, loss_vjp = jax.vjp(mean_loss, Y)
     (dY,) = loss_vjp(g)
     dparams = jax.tree.map(lambda d: g * d, grads)
-    return dparams, g * dX, dY, None
+    if dX.dtype != jax.dtypes.float0:  # integer X (token ids) has the float0 cotangent
+        dX = g * dX
+    return dparams, dX, dY, None
 
 
 _bridge_cost.defvjp(_bridge_fwd, _bridge_bwd)

@@ -210,17 +210,20 @@ class Network:
         check.check_l2(self.l2, dtype=check.params_dtype_of(params))
         _, A_L, _ = engine.output_values(caches, spec)
         m = A_L.shape[-1]
-        Y = engine.check_labels(params, Y, m, spec)
+        Y = engine.check_labels(params, Y, m, spec, tuple(A_L.shape[:-1]))
         Y = Y.astype(A_L.dtype)
         grads = engine.mean_grads(params, caches, engine.output_dZ(caches, Y, spec), spec, m=m)
         return engine.add_l2_grads(grads, params, self.l2, m)
 
     def predict(self, params: Any, X: Any) -> Array:
-        """Class predictions of shape (1, m): A[L] > 0.5 for one output unit, argmax otherwise."""
+        """Class predictions of shape (1, m): A[L] > 0.5 for one output unit, argmax otherwise.
+
+        A sequence output (n_L, T, m) gives one prediction per time step, (1, T, m).
+        """
         AL, _ = replace(self, keep_prob=1.0).forward(params, X)
         if AL.shape[0] == 1:
             return (AL > 0.5).astype(jnp.int32)
-        return jnp.argmax(AL, axis=0)[None, :].astype(jnp.int32)
+        return jnp.argmax(AL, axis=0)[None].astype(jnp.int32)
 
     def custom_vjp_cost(self, params: Any, X: Any, Y: Any, key: Array | None = None) -> Array:
         """C, as :meth:`cost`, whose `jax.grad` (params, X and Y) runs the hand-written backward."""
@@ -340,6 +343,12 @@ def network(
     for l, layer in enumerate(resolved[:-1], start=1):
         if isinstance(layer, Dense):
             check.check_hidden_activation(l, layer.activation)
+    for l, layer in enumerate(resolved[1:], start=2):
+        if layer.takes_ids:
+            raise ConfigError(
+                f"layer {l}, {layer.name}, takes integer token ids, which only the network's "
+                "input is: put it first, mg.network([mg.layers.Embedding(V, d), ...])"
+            )
     out_act = resolved[-1].output_activation
     if out_act is None:
         raise ConfigError(

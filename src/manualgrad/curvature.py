@@ -81,9 +81,9 @@ from manualgrad._core import engine
 from manualgrad._core.dense import activation_residual, prev_activation_grad
 from manualgrad._core.engine import check
 from manualgrad._core.layer import Product
-from manualgrad._core.precision import matmul
+from manualgrad._core.products import flat
 from manualgrad._errors import ConfigError, DTypeError, ShapeError
-from manualgrad.per_example import example_grads, squared_norms
+from manualgrad.per_example import squared_norms
 
 if TYPE_CHECKING:
     from manualgrad._network import Network
@@ -238,73 +238,58 @@ def _merged(parts: Sequence[Params], params: Mapping[str, Array]) -> Params:
     return {k: out[k] for k in params}
 
 
-def _squares(product: Product, params: Mapping[str, Array], precision: str) -> Params:
-    """Σ_i g_i ⊙ g_i of one product's W and b (no 1/m), g_i by formula (1).
-
-    T = 1: (g_i)_W = dz_i a_iᵀ, so (g_i ⊙ g_i)_W = (dz_i ⊙ dz_i)(a_i ⊙ a_i)ᵀ and the sum
-    over i is formula (2) with dZ → dZ ⊙ dZ, A → A ⊙ A (and m = 1), one matmul.
-    T > 1: g_i = Σ_t dz_t a_tᵀ does not factor; it is formed by formula (1) vmapped over
-    the examples (m · d_out · d_in numbers) and squared.
-    """
-    if product.positions == 1:
-        sq = product._replace(A=product.A * product.A, dZ=product.dZ * product.dZ)
-        return engine.product_grads(sq, params, m=1, precision=precision)  # (2) on squares
-    g = example_grads(product, params)  # (1), (m, *shape) per key
-    return {k: jnp.sum(x * x, axis=0) for k, x in g.items()}
-
-
 def _second_moment(
     products: Sequence[Product], params: Mapping[str, Array], precision: str
 ) -> Params:
     """Σ_i g_i ⊙ g_i over every product, keyed like params."""
-    return _merged([_squares(p, params, precision) for p in products], params)
-
-
-def _product_gram(product: Product, precision: str) -> Array:
-    """Σ_{t,s} (dz_t(i)·dz_s(j)) (a_t(i)·a_s(j) + 1): ⟨g_i, g_j⟩ of one product's W and b.
-
-    By ⟨u vᵀ, u' v'ᵀ⟩_F = (u·u')(v·v') on (1); the bias's db_i = Σ_t dz_t(i) adds
-    Σ_{t,s} dz_t(i)·dz_s(j). Every position of every example is a column of the
-    flattened arrays (d, T·m), so both dot products are one matmul each, (T·m, T·m);
-    T = 1: (dZᵀ dZ) ⊙ (Aᵀ A + 1).
-    """
-    _, T, m = product.A.shape
-    dz_dots = matmul(engine.flat(product.dZ), engine.flat(product.dZ), 0, 0, precision)
-    a_dots = matmul(engine.flat(product.A), engine.flat(product.A), 0, 0, precision)
-    bias = 1.0 if product.bias is not None else 0.0
-    terms = dz_dots * (a_dots + bias)  # [(t, i), (s, j)]
-    return jnp.sum(terms.reshape(T, m, T, m), axis=(0, 2))
+    return _merged([p.squares(params, precision) for p in products], params)
 
 
 def _output_sqrt(
     caches: engine.Caches, Y: Array, spec: engine.Spec, mc_samples: int | None, key: Any
 ) -> Array:
-    """S[L] (n_L, m, K) at z[L]: the loss record's exact or sampled square root of H."""
+    """S[L] (n_L, m, K) at z[L]: the loss record's exact or sampled square root of H.
+
+    A sequence output Z (n_L, T, m) has the loss Σ_t L(z_t), whose Hessian is block
+    diagonal over t: the loss record's square root is taken on the T·m positions as
+    columns, then S is (n_L, T, m, K) with, exact, K = n_L·T columns (column (c, t') is
+    zero off position t'), or, sampled, the M labels drawn independently at every
+    position (E[s_t s_t'ᵀ] = 0 for t ≠ t'), K = M.
+    """
     assert spec.loss is not None
     Z, A, act = engine.output_values(caches, spec)
-    if mc_samples is None:
-        return spec.loss.hessian_sqrt(Z, A, Y, act)
-    return spec.loss.sampled_hessian_sqrt(Z, A, Y, act, key, mc_samples)
+    if Z.ndim == 2:
+        if mc_samples is None:
+            return spec.loss.hessian_sqrt(Z, A, Y, act)
+        return spec.loss.sampled_hessian_sqrt(Z, A, Y, act, key, mc_samples)
+    n_L, T, m = Z.shape
+    Zf, Af, Yf = (flat(x) for x in (Z, A, Y))  # (n_L, T·m): positions as columns
+    if mc_samples is not None:
+        S = spec.loss.sampled_hessian_sqrt(Zf, Af, Yf, act, key, mc_samples)
+        return S.reshape(n_L, T, m, mc_samples)
+    S = spec.loss.hessian_sqrt(Zf, Af, Yf, act).reshape(n_L, T, m, n_L)
+    blocks = S[..., None] * jnp.eye(T, dtype=S.dtype)[None, :, None, None, :]  # δ_tt'
+    return blocks.reshape(n_L, T, m, n_L * T)
 
 
 def _push(
     params: Mapping[str, Array], caches: engine.Caches, S: Array, spec: engine.Spec
 ) -> tuple[Product, ...]:
-    """The products of the chain run from each of the K columns of S (n, m, K) at the last z.
+    """The products of the chain run from each of the K columns of S (n, …, m, K) at the last z.
 
     `jax.vmap` of :func:`manualgrad._core.engine.products_of` over the column axis:
     every layer's backward once, with m·K columns. Each returned product has its A
     (d_in, T, m), unchanged, and dZ (d_out, T, m, K), one slice per column.
     """
-    names: list[tuple[str, str | None]] = []
+    names: list[tuple[type[Product], str, str | None]] = []
 
     def chain(col):
         products = engine.products_of(params, caches, col, spec)
-        names[:] = [(p.weight, p.bias) for p in products]  # static: recorded while tracing
+        names[:] = [(type(p), p.weight, p.bias) for p in products]  # static: while tracing
         return tuple(p.A for p in products), tuple(p.dZ for p in products)
 
-    As, dZs = jax.vmap(chain, in_axes=2, out_axes=(None, 3))(S)
-    return tuple(Product(w, b, A, dZ) for (w, b), A, dZ in zip(names, As, dZs, strict=True))
+    As, dZs = jax.vmap(chain, in_axes=S.ndim - 1, out_axes=(None, 3))(S)
+    return tuple(kind(w, b, A, dZ) for (kind, w, b), A, dZ in zip(names, As, dZs, strict=True))
 
 
 def _pushed(
@@ -322,28 +307,6 @@ def _pushed(
     spec = net.spec
     _, caches = engine.forward(params, X, spec)
     return params, m, _push(params, caches, _output_sqrt(caches, Y, spec, mc, key), spec)
-
-
-def _columns_as_examples(product: Product) -> Product:
-    """A pushed product's m·K (example, column) pairs as m·K examples: dZ (d_out, T, m·K)."""
-    d_out, T, m, K = product.dZ.shape
-    return product._replace(
-        A=jnp.repeat(product.A, K, axis=2), dZ=product.dZ.reshape(d_out, T, m * K)
-    )
-
-
-def _product_diag(product: Product, params: Mapping[str, Array], precision: str) -> Params:
-    """Σ_i Σ_c (g_ic ⊙ g_ic), g_ic = Σ_t s_ct(i) a_t(i)ᵀ: one product's share of diag(G)·m.
-
-    T = 1: with Q = Σ_c s_c ⊙ s_c (d_out, m), formula (2) on (Q, A ⊙ A) — the entry
-    (j, k) is Σ_i Q_ji a_ki², because ∂z_j/∂W_jk = a_k. T > 1: every (example, column)
-    pair is an example of formula (1) (:func:`_squares`), m·K·d_out·d_in numbers.
-    """
-    if product.positions == 1:
-        Q = jnp.sum(product.dZ * product.dZ, axis=3)  # Σ_c s_c ⊙ s_c, (d_out, 1, m)
-        sq = product._replace(A=product.A * product.A, dZ=Q)
-        return engine.product_grads(sq, params, m=1, precision=precision)  # (2) on squares
-    return _squares(_columns_as_examples(product), params, precision)
 
 
 def _add_l2_diagonal(diag: Params, params: Params, l2: Any, m: int) -> Params:
@@ -416,7 +379,7 @@ def gradient_gram(net: Network, params: Any, X: Any, Y: Any) -> Array:
     Shapes: X (…, m) -> (m, m).
     """
     _, _, products = _pass(net, params, X, Y, "gradient_gram")
-    return sum(_product_gram(p, net.precision) for p in products)  # type: ignore[return-value]
+    return sum(p.gram(net.precision) for p in products)  # type: ignore[return-value]
 
 
 def gradient_noise_scale(net: Network, params: Any, X: Any, Y: Any) -> NoiseScale:
@@ -569,7 +532,7 @@ def diag_ggn(
     posterior).
     """
     params, m, pushed = _pushed(net, params, X, Y, key, mc_samples, "diag_ggn")
-    sums = _merged([_product_diag(p, params, net.precision) for p in pushed], params)
+    sums = _merged([p.diag_sums(params, net.precision) for p in pushed], params)
     return _add_l2_diagonal(_mean(sums, m), params, net.l2, m)
 
 
@@ -608,7 +571,7 @@ def kfac_factors(
     The L2 term's Hessian (λ/m) I is not a Kronecker product and is not included: add
     it as damping (A ⊗ G + (λ/m) I). `mc_samples` and `key` as for :func:`diag_ggn`.
     """
-    _, m, pushed = _pushed(net, params, X, Y, key, mc_samples, "kfac_factors")
+    params, m, pushed = _pushed(net, params, X, Y, key, mc_samples, "kfac_factors")
     sums: dict[int, KFactors] = {}
     for product in pushed:
         l = _layer_number(product.weight)
@@ -617,14 +580,8 @@ def kfac_factors(
                 f"`kfac_factors` gives one pair of factors per layer, but layer {l} has "
                 f"several weights ({product.weight} and another): use diag_ggn for it"
             )
-        A_t = engine.flat(product.A)  # (d_in, T·m): every position of every example
-        if product.bias is not None:
-            A_t = jnp.concatenate([A_t, jnp.ones((1, A_t.shape[1]), A_t.dtype)], axis=0)
-        S_flat = product.dZ.reshape(product.dZ.shape[0], -1)  # (d_out, T·m·K)
-        sums[l] = KFactors(
-            A=matmul(A_t, A_t, 1, 1, net.precision),  # Σ_i Σ_t ã ãᵀ
-            G=matmul(S_flat, S_flat, 1, 1, net.precision) / product.positions,  # KFC's 1/T
-        )
+        A_sum, G_sum = product.kfac_sums(params, net.precision)  # Σ ã ãᵀ, (1/T) Σ s sᵀ
+        sums[l] = KFactors(A=A_sum, G=G_sum)
     return _mean(sums, m)
 
 

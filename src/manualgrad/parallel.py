@@ -285,7 +285,7 @@ def _shard_map_fn(net: Network, mesh: Mesh, clipped: bool) -> Callable[..., Any]
 
         def per_device(params, X, Y, mask):  # X: (…, m_pad / N), this device's columns
             p = engine.backward_pass(params, X, Y, spec)
-            weights = mask.astype(X.dtype)  # padding adds 0
+            weights = mask.astype(Y.dtype)  # padding adds 0 (Y has the params' dtype)
             if clip_norm is not None:  # s_i = min(1, C/‖g_i‖) uses column i only: local
                 weights = weights * clip_weights(p.products, clip_norm)
             part = engine.grads_from_products(

@@ -93,52 +93,14 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 
 
-def _example_weight_grad(dz: Array, a: Array) -> Array:
-    """Formula (1) for one example: dW_i = Σ_t dz_t a_tᵀ. Shapes: dz (d_out, T), a (d_in, T)."""
-    return dz @ a.T  # (1), summed over the T positions
-
-
 def example_grads(product: Product, params: Mapping[str, Array]) -> Params:
     """Formula (1) for every example of one product: {W: (m, *W.shape), b: (m, *b.shape)}.
 
-    `jax.vmap` of the one-example formula dW_i = Σ_t dz_t(i) a_t(i)ᵀ, db_i = Σ_t dz_t(i)
-    over the example axis (the last) of A and dZ.
+    For a dense product `jax.vmap` of the one-example formula dW_i = Σ_t dz_t(i) a_t(i)ᵀ,
+    db_i = Σ_t dz_t(i) over the example axis (the last) of A and dZ; every product kind
+    writes its own (:mod:`manualgrad._core.products`).
     """
-    W = params[product.weight]
-    dW = jax.vmap(_example_weight_grad, in_axes=(2, 2))(product.dZ, product.A)  # (1)
-    grads = {product.weight: dW.reshape((-1, *W.shape))}
-    if product.bias is not None:
-        b = params[product.bias]
-        grads[product.bias] = jnp.sum(product.dZ, axis=1).T.reshape((-1, *b.shape))  # (1)
-    return grads
-
-
-def _uses_norm_identity(product: Product) -> bool:
-    """fastDP's rule: the identity's T² cross terms against the d_in·d_out entries of dW_i."""
-    d_in, T = product.A.shape[0], product.A.shape[1]
-    d_out = product.dZ.shape[0]
-    return d_in * d_out >= 2 * T * T
-
-
-def _product_squared_norms(product: Product) -> Array:
-    """‖dW_i‖² (+ ‖db_i‖²) for every example of one product, shape (m,)."""
-    A, dZ = product.A, product.dZ
-    if product.positions == 1:
-        dz_sq = jnp.sum(dZ[:, 0] * dZ[:, 0], axis=0)  # ‖dz(i)‖², (m,)
-        a_sq = jnp.sum(A[:, 0] * A[:, 0], axis=0)  # ‖a(i)‖², (m,)
-        bias = 1 if product.bias is not None else 0
-        return dz_sq * (a_sq + bias)  # ‖dW_i‖_F² + ‖db_i‖² by (1)
-    if _uses_norm_identity(product):
-        dz_dots = jnp.einsum("ptm,psm->tsm", dZ, dZ)  # dz_t(i) · dz_s(i), (T, T, m)
-        a_dots = jnp.einsum("qtm,qsm->tsm", A, A)  # a_t(i) · a_s(i)
-        total = jnp.sum(dz_dots * a_dots, axis=(0, 1))
-    else:
-        dW = jax.vmap(_example_weight_grad, in_axes=(2, 2))(dZ, A)  # (1), (m, d_out, d_in)
-        total = jnp.sum(dW * dW, axis=(1, 2))
-    if product.bias is not None:
-        db = jnp.sum(dZ, axis=1)  # (d_out, m)
-        total = total + jnp.sum(db * db, axis=0)
-    return total
+    return product.example_grads(params)  # (1)
 
 
 def squared_norms(products: Sequence[Product]) -> Array:
@@ -146,7 +108,7 @@ def squared_norms(products: Sequence[Product]) -> Array:
 
     From the products of one backward chain (their dZ without 1/m).
     """
-    return sum(_product_squared_norms(p) for p in products)  # type: ignore[return-value]
+    return sum(p.squared_norms() for p in products)  # type: ignore[return-value]
 
 
 def clip_factors(squared_norms: Array, clip_norm: float | Array) -> Array:
@@ -163,7 +125,7 @@ def clip_factors(squared_norms: Array, clip_norm: float | Array) -> Array:
 
 def scale_examples(products: Sequence[Product], s: Array) -> tuple[Product, ...]:
     """Every product with column i of dZ scaled by s_i: the backward pass of Σ_i s_i L_i."""
-    return tuple(p._replace(dZ=p.dZ * s[None, None, :]) for p in products)
+    return tuple(p.scaled(s) for p in products)
 
 
 def clip_weights(products: Sequence[Product], clip_norm: float | Array) -> Array:

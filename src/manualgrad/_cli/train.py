@@ -16,6 +16,7 @@ import os
 import shlex
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -185,6 +186,41 @@ def _cnn(args, image: tuple[int, ...], n_y: int, loss: str) -> tuple[list, str, 
     return layers, f"{described} → {n_y}", acts
 
 
+#: the embedding's vector length in the token model of `--data names`
+TOKEN_DIM = 16
+
+
+def _token_network(args, X, n_y: int, loss: str) -> tuple[Any, Any, str]:
+    """The model for integer token ids (T, m): Embedding(V, 16) → LayerNorm → Flatten → Dense.
+
+    V is the largest id in X plus one. Until recurrent layers land this is a bag of
+    position-wise embeddings, normalised, read by one softmax layer.
+    """
+    import manualgrad as mg
+
+    if args.layers is not None or args.activations is not None:
+        raise ConfigError(
+            "--layers and --activations set a dense network's widths and activations, but "
+            f"{args.data!r} holds token ids, which train the model Embedding(V, "
+            f"{TOKEN_DIM}) → LayerNorm → Flatten → Dense({n_y}, softmax): leave both out"
+        )
+    if loss != "ce":
+        raise ConfigError(
+            f"token data trains a softmax classifier with loss 'ce', got --loss {loss}: "
+            "leave --loss out"
+        )
+    V = int(np.max(X)) + 1
+    layers = [
+        mg.layers.Embedding(V, TOKEN_DIM),
+        mg.layers.LayerNorm(),
+        mg.layers.Flatten(),
+        mg.layers.Dense(n_y, activation="softmax", init_method="xavier"),
+    ]
+    net = mg.network(layers, loss, l2=args.l2, keep_prob=args.keep_prob)
+    T = X.shape[0]
+    return net, (T,), f"Embedding({V}, {TOKEN_DIM}) → LayerNorm → Flatten → Dense({n_y}, softmax)"
+
+
 def _data_parallel(devices: int | None, m: int, batch_size: int | None):
     """The mesh of the first `devices` devices for --devices, or None; batches must split."""
     if devices is None:
@@ -312,20 +348,32 @@ def _run(args) -> int:
     X, Y = _load(load, args)
     loss = args.loss or ("bce" if Y.shape[0] == 1 else "ce")
     X, Y = as_targets(X, Y, loss=loss, source=args.data)
-    if args.model == "cnn":
-        layers, described, acts = _cnn(args, X.shape[:-1], Y.shape[0], loss)
-        in_shape = X.shape[:-1]
-    else:
-        dims, acts = _network(args, X.shape[0], Y.shape[0], loss)
-        layers, described, in_shape = list(acts), str(dims), dims
+    tokens = np.issubdtype(np.asarray(X).dtype, np.integer)  # ids for an embedding
     X_tr, Y_tr, X_te, Y_te = train_test_split(
         X, Y, test_fraction=args.test_fraction, seed=args.seed
     )
     dtype = jnp.float64 if args.float64 else jnp.float32
-    init = args.init or ("he" if acts[0] in ("relu", "leaky_relu") else "xavier")
     k_init, k_train = jax.random.split(jax.random.key(args.seed))
-    net = mg.network(layers, loss, l2=args.l2, keep_prob=args.keep_prob)
-    params = net.init(in_shape, k_init, method=init, dtype=dtype)
+    if tokens:
+        net, in_shape, network = _token_network(args, X, Y.shape[0], loss)
+        init = "he"
+        params = net.init(in_shape, k_init, dtype=dtype)
+        network = f"{network}, loss {loss}, {np.dtype(dtype)}"
+        features = f"token ids of length T = {X.shape[0]}"
+    elif args.model == "cnn":
+        layers, described, acts = _cnn(args, X.shape[:-1], Y.shape[0], loss)
+        init = args.init or ("he" if acts[0] in ("relu", "leaky_relu") else "xavier")
+        net = mg.network(layers, loss, l2=args.l2, keep_prob=args.keep_prob)
+        params = net.init(X.shape[:-1], k_init, method=init, dtype=dtype)
+        network = f"{described} {','.join(acts)}, loss {loss}, {np.dtype(dtype)}"
+        features = f"images {'×'.join(map(str, X.shape[:-1]))}"
+    else:
+        dims, acts = _network(args, X.shape[0], Y.shape[0], loss)
+        init = args.init or ("he" if acts[0] in ("relu", "leaky_relu") else "xavier")
+        net = mg.network(list(acts), loss, l2=args.l2, keep_prob=args.keep_prob)
+        params = net.init(dims, k_init, method=init, dtype=dtype)
+        network = f"{dims} {','.join(acts)}, loss {loss}, {np.dtype(dtype)}"
+        features = f"{X.shape[0]} features"
     optimizer = _optimizer(args.optimizer, args.lr)
     m, m_test = X_tr.shape[-1], X_te.shape[-1]
     dp = _dp_config(args, X_tr.shape[-1])
@@ -334,10 +382,6 @@ def _run(args) -> int:
     batch = "full batch" if args.batch_size is None else f"batch {args.batch_size}"
     if dp is not None:
         batch = f"DP-SGD, Poisson batches at q = {dp.sampling_rate:g}"
-    network = f"{described} {','.join(acts)}, loss {loss}, {np.dtype(dtype)}"
-    features = (
-        f"{X.shape[0]} features" if X.ndim == 2 else f"images {'×'.join(map(str, X.shape[:-1]))}"
-    )
     data = f"{args.data}: {m} train / {m_test} test examples, {features}"
 
     err = Console(stderr=True, soft_wrap=True)
@@ -458,7 +502,7 @@ def _run(args) -> int:
     table.add_row("time", f"{seconds:.2f} s (compilation included)")
     table.add_row("steps/s", f"{steps / seconds:,.0f}" if seconds > 0 else "-")
     if args.noise_scale:
-        Xn, Yn = jnp.asarray(X_tr, dtype), jnp.asarray(Y_tr, dtype)
+        Xn, Yn = jnp.asarray(X_tr, None if tokens else dtype), jnp.asarray(Y_tr, dtype)
         ns = net.gradient_noise_scale(result.params, Xn, Yn)
         G2, tr = float(ns.grad_sq_norm), float(ns.trace_cov)
         value = f"{float(ns.b_simple):,.1f}" if G2 > 0 else f"> {m} (|G|² within its noise)"

@@ -46,13 +46,14 @@ should not. Its trace-time validators are part of it, as `check`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from manualgrad._core import dense, regularization
+from manualgrad._core import regularization
 from manualgrad._core import validation as check
 from manualgrad._core.layer import Layer, Product
 from manualgrad._core.losses import Loss, output_backward
@@ -133,6 +134,21 @@ def hidden_with_dropout(spec: Spec) -> tuple[int, ...]:
 
 def expected_shapes(spec: Spec, example_shape: tuple[int, ...], dtype: Any) -> dict[str, Any]:
     """The params' shapes for one example's input shape, by abstract evaluation of each init."""
+    return _init_chain(spec, tuple(example_shape), dtype)[0]
+
+
+def output_shape(spec: Spec, example_shape: tuple[int, ...], dtype: Any) -> tuple[int, ...]:
+    """One example's output shape for one example's input shape: (n_L,), or (n_L, T) for a
+    network that outputs a sequence (a loss summed over its T positions)."""
+    return _init_chain(spec, tuple(example_shape), dtype)[1]
+
+
+@functools.lru_cache(maxsize=256)
+def _init_chain(
+    spec: Spec, example_shape: tuple[int, ...], dtype: Any
+) -> tuple[dict[str, Any], tuple[int, ...]]:
+    """(params' shapes, output shape) for one example's input shape: each layer's init in turn,
+    abstractly evaluated; cached, as both are static facts of (spec, shape, dtype)."""
     shapes: dict[str, Any] = {}
     in_shape = tuple(example_shape)
     key = jax.random.key(0)
@@ -148,7 +164,7 @@ def expected_shapes(spec: Spec, example_shape: tuple[int, ...], dtype: Any) -> d
         for name, key_name in keys.items():
             shapes[key_name] = local[name].shape
         in_shape = out_shape[0]
-    return shapes
+    return shapes, in_shape
 
 
 def check_params(params: Any, spec: Spec, example_shape: tuple[int, ...] | None = None) -> Params:
@@ -173,13 +189,23 @@ def check_params(params: Any, spec: Spec, example_shape: tuple[int, ...] | None 
     return params
 
 
-def _fits_examples_first(params: Any, spec: Spec, X: Array) -> bool:
-    """True when the params fit X.shape[1:] as one example: X was given examples first."""
-    try:
-        check_params(params, spec, tuple(X.shape[1:]))
-    except (ShapeError, ValueError, TypeError):
-        return False
-    return True
+def _examples_first_fix(params: Any, spec: Spec, X: Array) -> str | None:
+    """How to move the examples of X to the last axis, when the params fit X so rearranged.
+
+    (m, …) -> jnp.moveaxis(X, 0, -1); for a sequence batch given (m, T, n_x), the layout
+    of Keras and PyTorch's batch_first, -> jnp.transpose(X, (2, 1, 0)). None if neither fits.
+    """
+    shape = tuple(X.shape)
+    candidates = [(shape[1:], "jnp.moveaxis(X, 0, -1)")]
+    if len(shape) == 3:
+        candidates.append(((shape[2], shape[1]), "jnp.transpose(X, (2, 1, 0))"))
+    for example_shape, fix in candidates:
+        try:
+            check_params(params, spec, example_shape)
+        except (ShapeError, ValueError, TypeError):
+            continue
+        return fix
+    return None
 
 
 def check_features(
@@ -195,14 +221,16 @@ def check_features(
         try:
             params = check_params(params, spec, tuple(X.shape[:-1]))
         except ShapeError as err:
-            if not _fits_examples_first(params, spec, X):
+            fix = _examples_first_fix(params, spec, X)
+            if fix is None:
                 raise
+            fits = X.shape[1:] if fix.startswith("jnp.moveaxis") else (X.shape[2], X.shape[1])
             raise ShapeError(
                 f"{err} — X has shape {tuple(X.shape)}, and the params fit one example of shape "
-                f"{tuple(X.shape[1:])}: are the examples first? examples are the last axis, "
-                "X = jnp.moveaxis(X, 0, -1)"
+                f"{tuple(fits)}: are the examples first? examples are the last axis, "
+                f"X = {fix}"
             ) from None
-        check.check_X_dtype(params, X)
+        spec.layers[0].check_input(X, check.params_dtype_of(params))
     check.check_dropout_key(spec.keep_prob, key)
     return params, X, m
 
@@ -219,7 +247,7 @@ def check_inputs(
 ) -> tuple[Params, Array, Array, int]:
     """Check params, X (…, m), Y (n_L, m), λ and the dropout key at trace time.
 
-    Returns params, X, Y cast to X's dtype, and m. `needs_key=False` where the masks
+    Returns params, X, Y cast to the params' dtype, and m. `needs_key=False` where the masks
     already exist (backward from caches).
     """
     if spec.loss is None:  # `loss=None` passed where a loss is needed (only forward has none)
@@ -227,9 +255,11 @@ def check_inputs(
     params, X, m = check_features(
         params, X, spec.without_dropout() if not needs_key else spec, key=key
     )
-    check.check_l2(l2, dtype=check.params_dtype_of(params))
-    Y = check_labels(params, Y, m, spec)
-    return params, X, Y.astype(X.dtype), m
+    params_dtype = check.params_dtype_of(params)
+    check.check_l2(l2, dtype=params_dtype)
+    out = None if spec.is_dense else output_shape(spec, tuple(X.shape[:-1]), params_dtype)
+    Y = check_labels(params, Y, m, spec, out)
+    return params, X, Y.astype(params_dtype), m
 
 
 def output_units(params: Mapping[str, Array], spec: Spec) -> int | None:
@@ -238,9 +268,22 @@ def output_units(params: Mapping[str, Array], spec: Spec) -> int | None:
     return None if key is None else params[key].shape[0]
 
 
-def check_labels(params: Mapping[str, Array], Y: Any, m: int, spec: Spec) -> Array:
-    """Check Y (n_L, m) against the network's output units, with the catalogue's hints."""
+def check_labels(
+    params: Mapping[str, Array],
+    Y: Any,
+    m: int,
+    spec: Spec,
+    out_shape: tuple[int, ...] | None = None,
+) -> Array:
+    """Check Y (n_L, m) against the network's output units, with the catalogue's hints.
+
+    `out_shape`: one example's output shape, where known; a sequence output (n_L, T) needs
+    labels (n_L, T, m), one per position.
+    """
     Y = check.as_array("Y", Y)
+    if out_shape is not None and len(out_shape) > 1:
+        check.check_sequence_labels(Y, m, out_shape)
+        return Y
     check.check_labels(Y, m, output_units(params, spec))
     return Y
 
@@ -346,8 +389,9 @@ def chain(
 ) -> tuple[Product, ...] | tuple[tuple[Product, ...], Array]:
     """The products of every layer from dZ[L]: formulas (4) and (5), from layer L down to 1.
 
-    dZL may be any (n_L, m) array — the loss's dZ[L] for gradients, or a column of a
-    square-root factor of the loss Hessian for curvature. Every product's dZ is linear
+    dZL may be any (n_L, m) array (or (n_L, T, m) for a sequence output) — the loss's
+    dZ[L] for gradients, or a column of a square-root factor of the loss Hessian for
+    curvature. Every product's dZ is linear
     in dZL. With `input_grad`, also returns dA[0] = ∂L_i/∂X (formula (4) at layer 1).
     """
     keys = layer_keys(spec)
@@ -409,25 +453,6 @@ def backward_pass(
     return Pass(caches, products_of(params, caches, output_dZ(caches, Y, spec), spec))
 
 
-def flat(x: Array) -> Array:
-    """(d, T, m) -> (d, T·m): every position of every example as a column."""
-    return x.reshape(x.shape[0], -1)
-
-
-def weighted_flat(dZ: Array, weights: Array | None) -> Array:
-    """dZ (d, T, m) as (d, T·m) columns, column (t, i) scaled by s_i when `weights` s (m,) is given.
-
-    For T = 1 the scaling comes after the reshape, on the (d, m) matrix itself, so that the
-    compiled program multiplies dZ once for both the matmul and the bias sum of (2) (a
-    scaling before the reshape is duplicated by XLA into each consumer's layout).
-    """
-    if weights is None:
-        return flat(dZ)
-    if dZ.shape[1] == 1:
-        return flat(dZ) * weights[None, :]
-    return flat(dZ * weights[None, None, :])
-
-
 def product_grads(
     product: Product,
     params: Mapping[str, Array],
@@ -440,17 +465,11 @@ def product_grads(
 
     Shapes: A (d_in, T, m), dZ (d_out, T, m) -> dW reshaped to W's shape, db to b's.
     With `weights` s (m,), column i of dZ is scaled by s_i first: (1/m) Σ_i s_i g_i (clipping,
-    masks). The sums are :func:`manualgrad._core.dense.weight_grad` and `bias_grad` on the
-    (d, T·m) columns: formula (2) is written once.
+    masks). Each product kind writes (2) once, as its `grads` method
+    (:mod:`manualgrad._core.products`; a dense layer's are
+    :func:`manualgrad._core.dense.weight_grad` and `bias_grad` on the (d, T·m) columns).
     """
-    W = params[product.weight]
-    dZ = weighted_flat(product.dZ, weights)
-    dW = dense.weight_grad(dZ, flat(product.A), precision=precision, m=m)  # (2), over T·m columns
-    grads = {product.weight: dW.reshape(W.shape)}
-    if product.bias is not None:
-        db = dense.bias_grad(dZ, m=m)  # (2)
-        grads[product.bias] = db.reshape(params[product.bias].shape)
-    return grads
+    return product.grads(params, m=m, precision=precision, weights=weights)  # (2)
 
 
 def grads_from_products(
@@ -519,10 +538,14 @@ def add_l2_grads(
 
 
 def example_losses(caches: Caches, Y: Array, spec: Spec) -> Array:
-    """L_i for every example, shape (m,), from Z[L] and A[L]."""
+    """L_i for every example, shape (m,), from Z[L] and A[L]; summed over the T positions of a
+    sequence output (n_L, T, m)."""
     assert spec.loss is not None, "a Spec made with loss=None has no losses"
     Z, A, _ = output_values(caches, spec)
-    return spec.loss.per_example(Z, A, Y)
+    losses = spec.loss.per_example(Z, A, Y)
+    if losses.ndim > 1:  # a sequence output (n_L, T, m): L_i = Σ_t L(a_t(i), y_t(i))
+        losses = jnp.sum(losses, axis=tuple(range(losses.ndim - 1)))
+    return losses
 
 
 def cost(params: Mapping[str, Array], loss_sum: Array, *, m: int | float | Array, l2: Any) -> Array:

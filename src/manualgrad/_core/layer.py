@@ -29,6 +29,11 @@ Gram, diagonal GGN, KFAC) reads only products, never a layer's internals. Layers
 without parameters (activations, pooling, flatten, dropout) return no product and take
 part only in the chain, formulas (4) and (5).
 
+**Product kinds** (:mod:`manualgrad._core.products`). Parameters that do not enter as a
+dense W A have a product kind of their own, with the same fields and each extension's
+formula as a method: :class:`Lookup` for an embedding (Z = E onehot(x), A holds the ids
+(1, T, m)) and :class:`ScaleShift` for a layer norm (Z = γ ⊙ x̂ + β, A holds x̂).
+
 The weight's gradient is computed as a (d_out, d_in) matrix and reshaped to W's shape
 (row-major), so W must be laid out (d_out, …d_in…); the bias's as (d_out,) reshaped
 to b's shape.
@@ -43,38 +48,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
+
+from manualgrad._core.products import Lookup, Product, ScaleShift
+from manualgrad._core.validation import check_X_float
 
 Array = jax.Array
 Params = dict[str, Array]
 Shape = tuple[int, ...]
 
-
-class Product(NamedTuple):
-    """One weight-sharing product Z = W A (+ b) of a layer, seen from the backward pass.
-
-    | field    | shape          | meaning                                              |
-    |----------|----------------|------------------------------------------------------|
-    | `weight` | —              | the layer's local name of W ("W")                    |
-    | `bias`   | —              | the local name of b added at every position, or None |
-    | `A`      | (d_in, T, m)   | the input W multiplies at each of T positions        |
-    | `dZ`     | (d_out, T, m)  | ∂L_i/∂Z at each position, per example (no 1/m)       |
-
-    T = 1 for a dense layer. Column i of `dZ` depends on example i alone and is linear
-    in that example's dz[L]: the fact clipping, DP and curvature rest on.
-    """
-
-    weight: str
-    bias: str | None
-    A: Array
-    dZ: Array
-
-    @property
-    def positions(self) -> int:
-        """T, the number of positions W is applied at in one example."""
-        return self.A.shape[1]
+__all__ = ["Layer", "Lookup", "Params", "Product", "ScaleShift", "Shape"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +85,19 @@ class Layer:
     def init(self, key: Array, in_shape: Shape, dtype: Any) -> tuple[Params, Shape]:
         """(params with local names, one example's output shape) for one example's `in_shape`."""
         raise NotImplementedError(f"{type(self).__name__} must implement `init`")
+
+    @property
+    def takes_ids(self) -> bool:
+        """True for a layer whose input is integer token ids (an embedding): never cast to float."""
+        return False
+
+    def check_input(self, X: Array, dtype: Any) -> None:
+        """Check the network's input X when this layer is first: floats of the params' `dtype`.
+
+        A layer that takes other input (an embedding: integer token ids) overrides it.
+        Called at trace time; X may be a tracer.
+        """
+        check_X_float(X, dtype)
 
     def forward(
         self, params: Mapping[str, Array], A_prev: Array, precision: str

@@ -234,7 +234,12 @@ def check_X_examples_last(X: Any) -> int:
 
 def check_X_dtype(params: Mapping[str, Any], X: Any) -> None:
     """Check X is floating point with the params' dtype."""
-    dt, want = _dtype(X), params_dtype_of(params)
+    check_X_float(X, params_dtype_of(params))
+
+
+def check_X_float(X: Any, want: Any) -> None:
+    """Check X is floating point with the dtype `want` (the params')."""
+    dt = _dtype(X)
     if not jnp.issubdtype(dt, jnp.floating) or dt != want:
         raise DTypeError(f"`X` has dtype {dt} but params have {want}: use X.astype({want})")
 
@@ -391,6 +396,27 @@ def check_labels(Y: Any, m: int, n_L: int | None) -> None:
     else:
         hint = f": Y needs one column per example of X (m = {m}) and one row per output unit"
     raise ShapeError(f"expected `Y` of shape (n_L, m) = ({n_L}, {m}), got {shape}{hint}")
+
+
+def check_sequence_labels(Y: Any, m: int, out_shape: tuple[int, ...]) -> None:
+    """Check Y is (n_L, T, m) for a network whose output is a sequence (n_L, T) per example."""
+    want = (*out_shape, m)
+    shape = _shape(Y)
+    if shape == want:
+        return
+    if shape == (m, *out_shape[::-1]):
+        hint = " — labels examples first (m, T, n_L)? use jnp.transpose(Y, (2, 1, 0))"
+    elif len(shape) == 2 and shape == (out_shape[0], m):
+        hint = (
+            ": one label per example, but the network outputs one per time step — give "
+            "labels (n_L, T, m), or end the recurrent layer with return_sequences=False"
+        )
+    else:
+        hint = ": one label vector per time step of each example, examples last"
+    raise ShapeError(
+        f"expected `Y` of shape (n_L, T, m) = {want} for the network's sequence output, "
+        f"got {shape}{hint}"
+    )
 
 
 def check_caches(caches: Any, n_layers: int) -> None:

@@ -8,6 +8,7 @@ manualgrad's core, not a second copy. One module per assignment:
 |-------------------------------------------------------------|--------------------|
 | C1W4 "Building your deep neural network: step by step", C2W1 | `course/_deep.py` |
 | C4W1 "Convolution model – Step by Step"                      | `course/_conv.py` |
+| C5W1 "Building a Recurrent Neural Network – Step by Step"    | `course/_rnn.py`  |
 """
 
 from manualgrad.course._conv import (
@@ -36,6 +37,16 @@ from manualgrad.course._deep import (
     sigmoid_backward,
     update_parameters,
 )
+from manualgrad.course._rnn import (
+    lstm_backward,
+    lstm_cell_backward,
+    lstm_cell_forward,
+    lstm_forward,
+    rnn_backward,
+    rnn_cell_backward,
+    rnn_cell_forward,
+    rnn_forward,
+)
 
 __all__ = [
     "L_model_backward",
@@ -52,10 +63,18 @@ __all__ = [
     "linear_activation_forward",
     "linear_backward",
     "linear_forward",
+    "lstm_backward",
+    "lstm_cell_backward",
+    "lstm_cell_forward",
+    "lstm_forward",
     "pool_backward",
     "pool_forward",
     "relu",
     "relu_backward",
+    "rnn_backward",
+    "rnn_cell_backward",
+    "rnn_cell_forward",
+    "rnn_forward",
     "sigmoid",
     "sigmoid_backward",
     "update_parameters",

@@ -4,9 +4,10 @@
 |------------|---------------------------------------------------------------|
 | `files`    | `.csv` / `.npz` loaders and label rules                       |
 | `datasets` | seeded toy sets (flower, moons, circles, spiral), digits, and `train_test_split` |
+| `names`    | real surnames of ten languages as character ids (T, m), from faker |
 """
 
-from manualgrad.data import datasets
+from manualgrad.data import datasets, names
 from manualgrad.data.files import (
     as_targets,
     check_finite,
@@ -26,6 +27,7 @@ __all__ = [
     "load_csv",
     "load_data",
     "load_npz",
+    "names",
     "one_hot",
     "train_test_split",
 ]

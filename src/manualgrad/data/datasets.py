@@ -2,7 +2,8 @@ r"""Small, embedded, deterministic data sets: generated from a seed, never downl
 
 Every generator returns NumPy float64 arrays with examples as columns,
 X of shape (n_x, m) and Y of shape (n_L, m), ready for :func:`manualgrad.value_and_grad`
-(cast with `X.astype(np.float32)` for float32 work).
+(cast with `X.astype(np.float32)` for float32 work); `names` returns integer token ids
+X (T, m) for an embedding instead.
 
 | function   | X        | Y       | origin                                                       |
 |------------|----------|---------|--------------------------------------------------------------|
@@ -14,6 +15,8 @@ X of shape (n_x, m) and Y of shape (n_L, m), ready for :func:`manualgrad.value_a
 | `digits`   | (64, m)  | (10, m) | real data: 1,797 handwritten digits of 8×8 pixels (UCI's,    |
 |            |          |         | bundled in scikit-learn: `pip install "manualgrad[digits]"`) |
 |            |          |         | with `images=True` X is (8, 8, 1, m), images (H, W, C, m)    |
+| `names`    | (12, m)  | (10, m) | real text: 6,392 surnames of ten languages, character ids    |
+|            |          |         | (int32, 0 = padding), from faker (`manualgrad.data.names`)   |
 
 Two-class sets have labels 0.0 / 1.0 in one row (for a sigmoid output and `bce`);
 `spiral` and `digits` have one-hot columns (for a softmax output and `ce`). Every generator returns
@@ -32,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from manualgrad._errors import ConfigError, DataError
+from manualgrad.data.names import names
 
 __all__ = [
     "DATASETS",
@@ -225,6 +229,7 @@ DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "circles": circles,
     "spiral": spiral,
     "digits": digits,
+    "names": names,
 }
 
 

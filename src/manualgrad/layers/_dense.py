@@ -15,6 +15,13 @@ Forward and backward are the seed's formulas, each from :mod:`manualgrad._core.d
     (A_prev, dZ), one position per example           → (2) and (1) in the engine
 
 and forward mode for curvature: Ż = W Ȧ_prev + Ẇ A_prev + ḃ (6), Ȧ = g'(Z) ⊙ Ż (7).
+
+**On sequences.** Given a sequence (n_{l-1}, T, m) — the output of a recurrent layer
+with `return_sequences=True` — the same W and b act at every time step t:
+Z_t = W A_prev,t + b, output (n_l, T, m), and the product is (A_prev, dZ) with T
+positions per example (CS231n's `temporal_affine`, Keras's `TimeDistributed(Dense)`).
+With a loss on it, each example's loss is summed over its T steps,
+C = (1/m) Σ_i Σ_t L(a_t(i), y_t(i)), labels (n_L, T, m).
 """
 
 from __future__ import annotations
@@ -58,6 +65,11 @@ def check_init_method(layer: str, init_method: Any) -> None:
         raise ConfigError(
             f"`{layer}(init_method=...)` got {init_method!r}; expected one of {list(INIT_SCALES)}"
         )
+
+
+def _at_positions(b: Array, A_prev: Array) -> Array:
+    """b (n_l, 1) as (n_l, 1, 1) for a sequence A_prev (n_{l-1}, T, m): the same b at every t."""
+    return b[:, :, None] if A_prev.ndim == 3 else b
 
 
 class DenseCache(NamedTuple):
@@ -115,11 +127,11 @@ class Dense(Layer):
         self, key: Array, in_shape: Shape, dtype: Any, units: int | None = None, method: str = ""
     ) -> tuple[Params, Shape]:
         """W ~ N(0, s²) of shape (n_l, n_{l-1}) with s from the init method, b = 0 (n_l, 1)."""
-        if len(in_shape) != 1:
+        if len(in_shape) not in (1, 2):
             raise ShapeError(
-                f"{self.name} takes vectors, one example of shape (n_{{l-1}},), but its input "
-                f"has shape {tuple(in_shape)}: flatten each example to a vector first, "
-                "X.reshape(-1, m), and give net.init its length"
+                f"{self.name} takes vectors, one example of shape (n_{{l-1}},), or sequences "
+                f"(n_{{l-1}}, T), but its input has shape {tuple(in_shape)}: flatten each "
+                "example to a vector first, X.reshape(-1, m), and give net.init its length"
             )
         n = self.units if units is None else units
         if n is None:
@@ -127,16 +139,17 @@ class Dense(Layer):
                 f"{self.name} has no `units`: give Dense(units, ...), or initialise the "
                 "shorthand network with layer_dims, net.init([n_x, n_1, …, n_L], key)"
             )
-        (n_prev,) = in_shape
+        n_prev, *positions = in_shape
         scale = INIT_SCALES[method or self.init_method](n_prev)
         W = jax.random.normal(key, (n, n_prev), dtype) * scale
-        return {"W": W, "b": jnp.zeros((n, 1), dtype)}, (n,)
+        return {"W": W, "b": jnp.zeros((n, 1), dtype)}, (n, *positions)
 
     def forward(
         self, params: Mapping[str, Array], A_prev: Array, precision: str
     ) -> tuple[Array, DenseCache]:
-        """Z = W A_prev + b, A = g(Z); cache (A_prev, Z, A)."""
-        Z = dense.linear_forward(params["W"], params["b"], A_prev, precision=precision)
+        """Z = W A_prev + b, A = g(Z); cache (A_prev, Z, A). On a sequence, at every step."""
+        b = _at_positions(params["b"], A_prev)
+        Z = dense.linear_forward(params["W"], b, A_prev, precision=precision)
         A = self.g.forward(Z)
         return A, DenseCache(A_prev, Z, A)
 
@@ -166,6 +179,8 @@ class Dense(Layer):
             if need_dA_prev
             else None
         )
+        if dZ.ndim == 3:  # a sequence: T positions per example
+            return dA_prev, (Product("W", "b", cache.A_prev, dZ),)
         return dA_prev, (Product("W", "b", cache.A_prev[:, None, :], dZ[:, None, :]),)
 
     @property
@@ -197,6 +212,7 @@ class Dense(Layer):
         precision: str,
     ) -> Array:
         """Ż = W Ȧ_prev + Ẇ A_prev + ḃ: formula (6), the tangent of Z at the output layer."""
+        b_dot = _at_positions(tangent["b"], A_prev)
         return dense.linear_jvp(
-            params["W"], A_prev, tangent["W"], tangent["b"], A_prev_dot, precision=precision
+            params["W"], A_prev, tangent["W"], b_dot, A_prev_dot, precision=precision
         )  # (6)

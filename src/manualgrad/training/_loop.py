@@ -229,7 +229,7 @@ def private_step(net: Network, optimizer: optax.GradientTransformation, plan: DP
                 f"the DPPlan was made for N = {plan.n} examples but X has {X.shape[-1]}: make "
                 "it with privacy.plan(dp, n=X.shape[-1], steps=...)"
             )
-        q, C, sigma, B = (jnp.asarray(v, X.dtype) for v in scalars)
+        q, C, sigma, B = (jnp.asarray(v, Y.dtype) for v in scalars)  # the params' dtype
         k_sample, k_noise, k_dropout = jax.random.split(jax.random.fold_in(key, t), 3)
         batch = privacy.poisson_batch(k_sample, plan.n, q, plan.capacity)
         cost, grads = privacy.masked_dp_value_and_grad(
@@ -268,9 +268,9 @@ def _compiled_chunk(step: Callable, units: int) -> Callable:
         def body(carry, i):
             def run(c):
                 params, opt_state, C = step(*c, t0 + i, X, Y, key)
-                return (params, opt_state), C.astype(X.dtype)
+                return (params, opt_state), C.astype(Y.dtype)
 
-            return lax.cond(i < n_active, run, lambda c: (c, jnp.zeros((), X.dtype)), carry)
+            return lax.cond(i < n_active, run, lambda c: (c, jnp.zeros((), Y.dtype)), carry)
 
         (params, opt_state), costs = lax.scan(body, (params, opt_state), jnp.arange(units))
         return params, opt_state, costs
@@ -379,7 +379,9 @@ def train(
     params = engine.check_params(params, net.spec)
     dtype = check.params_dtype_of(params)
     params = {k: jnp.asarray(v) for k, v in params.items()}
-    X, Y = _as_real(check.as_array("X", X), dtype), _as_real(check.as_array("Y", Y), dtype)
+    X, Y = check.as_array("X", X), _as_real(check.as_array("Y", Y), dtype)
+    if not net.layers[0].takes_ids:  # token ids stay integers; anything else: the params' dtype
+        X = _as_real(X, dtype)
     step, implied = _resolve_step(net, optimizer, X, epochs, batch_size, dp)
     hooks = [*implied, *(as_callback(c) for c in callbacks)]
     net.checked(params, X, Y, key)  # shapes and options, with their clear messages
