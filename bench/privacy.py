@@ -8,7 +8,7 @@ training step (gradient and SGD update):
 
 | variant      | one step                                                                 |
 |--------------|--------------------------------------------------------------------------|
-| `private`    | `privacy.poisson_batch` (N coin flips, top-K) → gather K columns →       |
+| `private`    | `privacy.poisson_batch` (K geometric gaps) → gather K columns →          |
 |              | `privacy.masked_dp_grads` (clip, mask, (2) with q·N, noise) → SGD        |
 | `step@K`     | `mg.value_and_grad` on K given columns → SGD: the same network and       |
 |              | columns without privacy, so private / step@K is the cost of the mask,   |
@@ -52,22 +52,23 @@ CASES = [
     ("784-512-512-10, q·N=1024", [784, 512, 512, 10], 60000, 1024 / 60000),
 ]
 QUICK_CASES = CASES[:2]
+TINY_CASES = [("tiny 8-4-3, q·N=20", [8, 4, 3], 200, 0.1)]  # bench/run_gpu.sh --cpu-smoke
 LR, CLIP, SIGMA = 0.1, 1.0, 1.0
 
 
-def _data(dims, n, seed=0):
+def make_data(dims, n, seed=0):
     k_x, k_y = jax.random.split(jax.random.key(seed))
     X = jax.random.normal(k_x, (dims[0], n), jnp.float32)
     Y = jax.nn.one_hot(jax.random.randint(k_y, (n,), 0, dims[-1]), dims[-1], axis=0)
     return X, Y
 
 
-def _network(dims) -> mg.Network:
+def make_network(dims) -> mg.Network:
     return mg.network(["relu"] * (len(dims) - 2) + ["softmax"], "ce")
 
 
 def _variants(dims, n, q, K):
-    net = _network(dims)
+    net = make_network(dims)
     B = round(q * n)
     normaliser = q * n
 
@@ -137,7 +138,7 @@ def _check(dims, n, q, K, X, Y, params, opacus_ok):
     index = jnp.arange(K)
     # private with σ ≈ 0, C = ∞ and every column sampled (q = 1 for the check: all of
     # the first K columns) equals the plain step when the normaliser is K.
-    net = _network(dims)
+    net = make_network(dims)
 
     def noiseless(B, clip_norm, normaliser):
         """privacy.masked_dp_grads with σ = 0 on the first B columns, all of them sampled."""
@@ -177,8 +178,8 @@ def _check(dims, n, q, K, X, Y, params, opacus_ok):
 def bench_case(name, dims, n, q, rounds, reps, use_opacus):
     K = privacy.batch_capacity(n, q, overflow=1e-12)
     _, B, private, step = _variants(dims, n, q, K)
-    X, Y = _data(dims, n)
-    params = _network(dims).init(dims, jax.random.key(1), method="he")
+    X, Y = make_data(dims, n)
+    params = make_network(dims).init(dims, jax.random.key(1), method="he")
     opacus_ok = False
     if use_opacus:
         try:
@@ -244,6 +245,7 @@ def print_table(results):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="the two smaller cases only")
+    p.add_argument("--tiny", action="store_true", help="one tiny case: checks the script")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--no-opacus", action="store_true")
@@ -251,7 +253,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, float32", file=sys.stderr)
     results = []
-    for name, dims, n, q in QUICK_CASES if args.quick else CASES:
+    cases = TINY_CASES if args.tiny else QUICK_CASES if args.quick else CASES
+    for name, dims, n, q in cases:
         results.append(bench_case(name, dims, n, q, args.rounds, args.reps, not args.no_opacus))
     print_table(results)
     if args.json:

@@ -167,6 +167,11 @@ def _synthetic_rows():
         for policy in benchmark.POLICIES
         for case in benchmark.GPU_GRID + benchmark.CPU_GRID
     ]  # fmt: skip
+    failed = {"kind": "grid", "policy": "f32-highest", "layer_dims": [1024, 4096, 4096, 4096, 1],
+              "m": 65536, "agree": False,
+              "error": "XlaRuntimeError('RESOURCE_EXHAUSTED: Out of memory while trying to "
+                       "allocate 17179869184 bytes.')" * 3}  # fmt: skip
+    grid.append(failed)
     info = {"kind": "machine", "device": "cuda: NVIDIA H200", "cores": 16, "date": "2026-11-28"}
     ceilings = [{"kind": "ceiling", "policy": p, "tflops": 618.0} for p in benchmark.POLICIES]
     return [info, *ceilings, *grid]
@@ -178,6 +183,19 @@ def test_default_table_fits_100_columns_without_wrapping_or_cropping():
     assert max(len(line) for line in narrow) <= 100
     assert narrow == roomy  # the same lines at 300 columns: nothing was wrapped or cut
     assert all("…" not in line for line in narrow)
+    assert "RESOURCE_EXHAUSTED" in "\n".join(narrow)  # a failed point's message, wrapped
+
+
+def test_the_bench_command_fits_100_columns_in_characters_not_bytes(monkeypatch, capsys):
+    # The table's rule is U+2500 (3 bytes in UTF-8): a 96-character line is 288 bytes.
+    monkeypatch.setattr(benchmark, "run", lambda *a, **k: _synthetic_rows())
+    monkeypatch.setenv("COLUMNS", "100")
+    from manualgrad._cli import bench
+
+    bench.main(["--quick"])
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert any(line.startswith("f64 ") for line in lines) and all("…" not in x for x in lines)
 
 
 def test_wide_table_adds_the_other_baselines():

@@ -158,7 +158,12 @@ def _draws(n, q, capacity, count, seed):
     rows = np.repeat(np.arange(count), capacity)
     index, mask = np.asarray(batches.index), np.asarray(batches.mask)
     included[rows[mask.ravel()], index.ravel()[mask.ravel()]] = True
-    assert (np.sort(index, axis=1)[:, 1:] != np.sort(index, axis=1)[:, :-1]).all()  # distinct
+    # The sampled examples are distinct, in increasing order and columns of X; the
+    # unsampled slots follow them (the first K sampled are kept).
+    kept = np.where(mask, index, -1)
+    assert ((index >= 0) & (index < n)).all()
+    assert (np.diff(np.where(mask, index, n), axis=1) > 0)[mask[:, 1:]].all()
+    assert (mask[:, :-1] >= mask[:, 1:]).all() and (kept < n).all()
     return included
 
 
@@ -295,6 +300,32 @@ def test_noise_std_on_the_normalised_gradient_is_sigma_c_over_qn(x64):
         f"empirical std {draws.std():.4g} vs σC/(qN) = {std:.4g}"
     )
     assert abs(draws.mean()) < 4 * std / math.sqrt(n)
+
+
+@pytest.mark.parametrize("rng", privacy.RNG_IMPLS)
+def test_each_noise_generator_adds_zero_mean_noise_of_std_sigma_c_over_b_to_every_entry(rng):
+    # One flat draw cut into arrays of several shapes: every entry must get its own
+    # N(0, (σC/B)²), whichever generator draws it (here float32, P = 1041 per draw).
+    shapes = {"W1": (16, 40), "b1": (16, 1), "W2": (25, 16), "b2": (25, 1)}
+    zeros = {k: jnp.zeros(s, jnp.float32) for k, s in shapes.items()}
+    sigma, C, B = 1.3, 0.7, 5.0
+
+    def draw(key):
+        noisy = privacy.add_noise(zeros, privacy.key_for_noise(key, rng), C, sigma, B)
+        assert list(noisy) == list(zeros)  # the params' order
+        return jnp.stack([jnp.concatenate([v.ravel() for v in noisy.values()])])
+
+    keys = jax.random.split(jax.random.key(5), 200)
+    draws = np.asarray(jax.jit(jax.vmap(draw))(keys), np.float64)[:, 0]
+    std = sigma * C / B
+    stat = float(np.sum((draws / std) ** 2))  # ~ χ²(n) for N(0, std²) entries
+    n = draws.size
+    assert stats.chi2.ppf(ALPHA / 2, n) < stat < stats.chi2.ppf(1 - ALPHA / 2, n)
+    assert abs(draws.mean()) < 4 * std / math.sqrt(n)
+    # Entries are independent of each other: the largest correlation between two of
+    # 40 entries across the 200 draws is within a Bonferroni bound.
+    corr = np.corrcoef(draws[:, :40].T)[np.triu_indices(40, 1)]
+    assert np.max(np.abs(corr)) * math.sqrt(len(draws)) < stats.norm.isf(ALPHA / (2 * corr.size))
 
 
 # ---------------------------------------------------------------------------------------

@@ -471,7 +471,9 @@ def test_the_flat_cache_is_the_assignments_with_the_oracles_masks():
         np.testing.assert_allclose(net.truth["d" + k], g[k], rtol=1e-12)
 
 
-@pytest.mark.parametrize(("name", "options", "expected"), BUGGY_FLAT, ids=lambda x: str(x)[:40])
+@pytest.mark.parametrize(
+    ("name", "options", "expected"), BUGGY_FLAT, ids=[case[0] for case in BUGGY_FLAT]
+)
 def test_each_flat_cache_mistake_is_named(name, options, expected):
     report = check_backward(load_function(f"{FLAT}:{name}"), **options)
     assert report.mistakes() == expected, report.format()

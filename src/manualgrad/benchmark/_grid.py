@@ -483,7 +483,8 @@ def table(rows: Sequence[dict], *, wide: bool = False):
     Default columns: policy, network @ m, manual and (a) ms, manual / (a) with its
     95 % interval, the verdict, and manual's % of the matmul ceiling. `wide` adds the
     other baselines and diagnostics (each / (a)), temp memory, compile time, the
-    largest relative disagreement with (a), and rounds × calls.
+    largest relative disagreement with (a), and rounds × calls. A point that failed
+    shows "error" in its row and its message under the table (the caption wraps).
     """
     grid = [r for r in rows if r.get("kind") == "grid"]
     info = next((r for r in rows if r.get("kind") == "machine"), {})
@@ -494,9 +495,14 @@ def table(rows: Sequence[dict], *, wide: bool = False):
         f"{info.get('device', '')}, {info.get('cores', '?')} cores, {info.get('date', '')}; "
         f"% peak: of an n×n matmul ({peaks})"
     )
+    errors = [
+        f"error at {r['policy']} {network_label(r['layer_dims'], r['m'])}: {r['error'][:160]}"
+        for r in grid
+        if "error" in r
+    ]
     t = results_table(
         title,
-        caption,
+        "\n".join([caption, *errors]),
         ("policy", "network @m", "manual ms", "(a) ms", "manual/(a) [95% CI]", "verdict", "% peak"),
         left=("policy", "network @m", "verdict"),
     )
@@ -508,8 +514,8 @@ def table(rows: Sequence[dict], *, wide: bool = False):
             t.add_column(col, justify="right", no_wrap=True)
     for r in grid:
         label = network_label(r["layer_dims"], r["m"])
-        if "error" in r:
-            t.add_row(r["policy"], label, f"[red]{r['error'][:70]}[/red]")
+        if "error" in r:  # the message goes under the table, where it may wrap
+            t.add_row(r["policy"], label, "—", "—", "—", "[red]error[/red]", "—")
             continue
         ratio = r.get("manual_vs_jax", {})
         cells = [

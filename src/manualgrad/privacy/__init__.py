@@ -5,13 +5,16 @@ See :mod:`manualgrad.privacy._dpsgd` for the derivations; every name is re-expor
 
 from manualgrad.privacy._dpsgd import (
     ACCOUNTANTS,
+    RNG_IMPLS,
     DPConfig,
     DPPlan,
     PoissonBatch,
+    add_noise,
     batch_capacity,
     check_delta_for_dataset,
     dpsgd_event,
     epsilon,
+    key_for_noise,
     masked_dp_grads,
     masked_dp_value_and_grad,
     masked_products,
@@ -23,13 +26,16 @@ from manualgrad.privacy._dpsgd import (
 
 __all__ = [
     "ACCOUNTANTS",
+    "RNG_IMPLS",
     "DPConfig",
     "DPPlan",
     "PoissonBatch",
+    "add_noise",
     "batch_capacity",
     "check_delta_for_dataset",
     "dpsgd_event",
     "epsilon",
+    "key_for_noise",
     "masked_dp_grads",
     "masked_dp_value_and_grad",
     "masked_products",

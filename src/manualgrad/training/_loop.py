@@ -12,8 +12,9 @@ for :func:`private_step`). Randomness depends only on (key, t), so a run stopped
 any unit and resumed from its params and optimizer state ends with exactly the params
 of an uninterrupted one, however the units are grouped into compiled calls.
 
-One compiled call ("chunk") is a `lax.scan` of `lax.cond(i < n_active, step, skip)`
-over a fixed number of units, so the last, shorter chunk reuses the compilation.
+One compiled call ("chunk") is a `lax.fori_loop` over its first n_active ≤ `units`
+units, n_active traced (a while loop, as `lax.scan` compiles to, with no branch in its
+body), so the last, shorter chunk reuses the compilation.
 Between chunks the loop hands a :class:`Progress` to its callbacks
 (:mod:`manualgrad.training._callbacks`): checkpointing, stopping on a signal, the
 privacy accountant and any plain function `f(progress) -> stop?`.
@@ -238,7 +239,7 @@ def private_step(net: Network, optimizer: optax.GradientTransformation, plan: DP
             X[..., batch.index],
             Y[..., batch.index],
             batch.mask,
-            k_noise,
+            privacy.key_for_noise(k_noise, plan.rng),
             C,
             sigma,
             B,
@@ -254,6 +255,7 @@ def private_step(net: Network, optimizer: optax.GradientTransformation, plan: DP
             "noise_multiplier": plan.noise_multiplier,
             "accountant": plan.accountant,
             "steps": plan.steps,
+            "rng": plan.rng,
         }
     }
     return Step(optimizer.init, step, units_per_epoch=1 / plan.sampling_rate, facts=facts)
@@ -261,19 +263,21 @@ def private_step(net: Network, optimizer: optax.GradientTransformation, plan: DP
 
 @functools.lru_cache(maxsize=32)
 def _compiled_chunk(step: Callable, units: int) -> Callable:
-    """One jitted call running `units` units of `step`, those from `n_active` on skipped."""
+    """One jitted call running units t0 … t0 + n_active − 1 of `step` (n_active ≤ `units`).
+
+    Returns the params, the optimizer state and the costs, shape (units,), zero from
+    n_active on.
+    """
 
     @jax.jit
     def chunk(params, opt_state, t0, n_active, X, Y, key):
-        def body(carry, i):
-            def run(c):
-                params, opt_state, C = step(*c, t0 + i, X, Y, key)
-                return (params, opt_state), C.astype(Y.dtype)
+        def body(i, carry):
+            params, opt_state, costs = carry
+            params, opt_state, C = step(params, opt_state, t0 + i, X, Y, key)
+            return params, opt_state, costs.at[i].set(C.astype(Y.dtype))
 
-            return lax.cond(i < n_active, run, lambda c: (c, jnp.zeros((), Y.dtype)), carry)
-
-        (params, opt_state), costs = lax.scan(body, (params, opt_state), jnp.arange(units))
-        return params, opt_state, costs
+        costs = jnp.zeros((units,), Y.dtype)  # entries from n_active on stay 0
+        return lax.fori_loop(0, n_active, body, (params, opt_state, costs))
 
     return chunk
 
