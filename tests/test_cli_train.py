@@ -66,6 +66,16 @@ def test_a_tiny_data_set_reports_accuracy_as_counts(capsys):
     assert re.search(r"train accuracy\W+[\d.]+% \([0-4] of 4\)", out), out
 
 
+def test_model_cnn_trains_a_conv_net_on_the_digits_images(capsys):
+    rc, out, _ = _train(
+        capsys, "--data", "digits", "--m", "200", "--model", "cnn", "--channels", "4",
+        "--epochs", "10", "--lr", "0.05", "--activations", "relu",
+    )  # fmt: skip
+    assert rc == 0
+    assert "images 8×8×1" in out and "8×8×1 → conv 4@3×3 → max 2×2 → 10" in out, out
+    assert _percent("train accuracy", out) > 50.0  # chance is 10 %
+
+
 def test_zero_devices_is_refused_by_the_option_parser(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--devices", "0"])
@@ -136,6 +146,15 @@ def _bad_inputs(tmp_path):
             "one-hot",
         ),
         "layers vs data": (["--layers", "3,4,1"], "--layers starts with 3"),
+        "cnn on vectors": (["--model", "cnn"], "'flower' has feature vectors only"),
+        "cnn with layers": (
+            ["--data", "digits", "--model", "cnn", "--layers", "64,10"],
+            "with --model cnn use --channels",
+        ),
+        "cnn bad channels": (
+            ["--data", "digits", "--model", "cnn", "--channels", "8,x"],
+            "--channels must be comma-separated ints, got '8,x'",
+        ),
         "rows vs columns": (
             ["--data", _write_npz(tmp_path / "t.npz", X.T, Y), "--examples", "columns"],
             "--examples",
@@ -164,6 +183,9 @@ BAD_INPUTS = [
     "zero hidden units",
     "unknown activation",
     "checkpoint-every alone",
+    "cnn on vectors",
+    "cnn with layers",
+    "cnn bad channels",
 ]
 
 

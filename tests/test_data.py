@@ -150,3 +150,20 @@ def test_two_class_sets_have_binary_labels_and_spiral_is_one_hot():
         assert set(np.unique(fn()[1]).tolist()) == {0, 1}
     _, Y = spiral(m=30, n_classes=3)
     assert Y.shape == (3, 30) and np.all(Y.sum(axis=0) == 1)
+
+
+def test_digits_as_images_are_scikit_learns_8x8_images_with_their_labels():
+    """Oracle: `load_digits().images` (n, 8, 8), scikit-learn's own image layout."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    from manualgrad.data.datasets import digits, digits_split
+
+    bunch = datasets.load_digits()
+    label_of = {img.tobytes(): t for img, t in zip(bunch.images / 16.0, bunch.target, strict=True)}
+    X, Y = digits(m=50, seed=2, images=True)
+    assert X.shape == (8, 8, 1, 50) and Y.shape == (10, 50)
+    for i in range(50):
+        assert label_of[np.ascontiguousarray(X[:, :, 0, i]).tobytes()] == np.argmax(Y[:, i])
+    flat, images = digits_split(), digits_split(images=True)
+    assert images[0].shape == (8, 8, 1, 1438) and images[2].shape == (8, 8, 1, 359)
+    for a, b in zip(flat, images, strict=True):  # the same split, examples last
+        np.testing.assert_array_equal(a, b.reshape(-1, b.shape[-1]))

@@ -668,6 +668,11 @@ CASES: list[Case] = [
          "d.csv", "x1,x2,y\n1,2,0\n3,4,1\n5,6,0\n"), examples="columns")), DataError,
          r"the lines start with numbers, so the file probably holds one example per line",
          "leave out `--examples columns`"),
+    Case("dataset-no-images", D, "images asked of a data set of feature vectors "
+         "(`manualgrad train --model cnn --data flower`)", lambda: load("flower", images=True),
+         ConfigError, r"a convolutional network takes images \(H, W, C, m\), but 'flower' has "
+         r"feature vectors only: use a built-in image data set \(digits\)",
+         "`--data digits`, or a dense network"),
     Case("npz-not-zip", D, "a file named .npz that is not a zip archive (e.g. a .npy)",
          in_tmp(lambda: load(write("d.npz", np.zeros(3)))), DataError,
          r"not a \.npz file .* a \.npy file \(one array\)", "`np.savez(path, X=X, Y=Y)`"),

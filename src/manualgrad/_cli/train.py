@@ -50,6 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                 help="fraction of examples held out for testing (default: 0.2)"),
     })
     options.declare(p, title="network", arguments={
+        "--model": dict(choices=("mlp", "cnn"), default="mlp", help="mlp: dense layers "
+                        "(--layers); cnn: for each of --channels a 3×3 convolution (padding 1) "
+                        "and a 2×2 max pool, then a dense output layer, on images (H, W, C, m) "
+                        "(--data digits) (default: mlp)"),
+        "--channels": dict(metavar="C1[,C2...]", help="filters of each conv layer of "
+                           "--model cnn (default: 8)"),
         "--layers": dict(metavar="N0,N1,...,NL",
                          help="layer sizes including input and output (default: n_x,16,8,n_y)"),
         "--activations": dict(metavar="NAME[,NAME...]",
@@ -147,6 +153,37 @@ def _network(args, n_x: int, n_y: int, loss: str) -> tuple[list[int], tuple[str,
             )
     L = len(dims) - 1
     return dims, options.activations(args.activations, L, loss, ("tanh",) * (L - 1))
+
+
+def _cnn(args, image: tuple[int, ...], n_y: int, loss: str) -> tuple[list, str, tuple[str, ...]]:
+    """The layers of --model cnn, its description and activations, from --channels and
+    --activations: per channel count C a Conv2D(C, 3, pad=1) and a MaxPool2D(2) while the
+    image is at least 2 pixels, then Flatten and the dense output layer."""
+    from manualgrad import layers as L
+
+    if args.layers is not None:
+        raise ConfigError("--layers sizes a dense network: with --model cnn use --channels")
+    text = "8" if args.channels is None else args.channels
+    try:
+        channels = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--channels must be comma-separated ints, got {text!r}") from None
+    if not channels or min(channels) < 1:
+        raise ConfigError(f"--channels needs one or more ints ≥ 1, got {text!r}")
+    acts = options.activations(args.activations, len(channels) + 1, loss, ("tanh",) * len(channels))
+    init = args.init or ("he" if acts[0] in ("relu", "leaky_relu") else "xavier")
+    layers: list = []
+    H, W = image[0], image[1]
+    described = f"{'×'.join(map(str, image))}"
+    for C, act in zip(channels, acts[:-1], strict=True):
+        layers.append(L.Conv2D(C, 3, pad=1, activation=act, init_method=init))
+        described += f" → conv {C}@3×3"
+        if min(H, W) >= 2:
+            layers.append(L.MaxPool2D(2))
+            H, W = H // 2, W // 2
+            described += " → max 2×2"
+    layers += [L.Flatten(), L.Dense(n_y, activation=acts[-1], init_method=init)]
+    return layers, f"{described} → {n_y}", acts
 
 
 #: the embedding's vector length in the token model of `--data names`
@@ -248,7 +285,13 @@ def _load(load, args) -> tuple:
     from manualgrad.data.datasets import DATASETS
 
     try:
-        return load(args.data, m=args.m, examples=args.examples, label_column=args.label_column)
+        return load(
+            args.data,
+            m=args.m,
+            examples=args.examples,
+            label_column=args.label_column,
+            images=args.model == "cnn",
+        )
     except FileNotFoundError:
         raise DataError(
             f"`--data {args.data}`: no file {os.path.abspath(args.data)!r} (looked for relative "
@@ -317,6 +360,13 @@ def _run(args) -> int:
         params = net.init(in_shape, k_init, dtype=dtype)
         network = f"{network}, loss {loss}, {np.dtype(dtype)}"
         features = f"token ids of length T = {X.shape[0]}"
+    elif args.model == "cnn":
+        layers, described, acts = _cnn(args, X.shape[:-1], Y.shape[0], loss)
+        init = args.init or ("he" if acts[0] in ("relu", "leaky_relu") else "xavier")
+        net = mg.network(layers, loss, l2=args.l2, keep_prob=args.keep_prob)
+        params = net.init(X.shape[:-1], k_init, method=init, dtype=dtype)
+        network = f"{described} {','.join(acts)}, loss {loss}, {np.dtype(dtype)}"
+        features = f"images {'×'.join(map(str, X.shape[:-1]))}"
     else:
         dims, acts = _network(args, X.shape[0], Y.shape[0], loss)
         init = args.init or ("he" if acts[0] in ("relu", "leaky_relu") else "xavier")
@@ -325,8 +375,8 @@ def _run(args) -> int:
         network = f"{dims} {','.join(acts)}, loss {loss}, {np.dtype(dtype)}"
         features = f"{X.shape[0]} features"
     optimizer = _optimizer(args.optimizer, args.lr)
-    m, m_test = X_tr.shape[1], X_te.shape[1]
-    dp = _dp_config(args, X_tr.shape[1])
+    m, m_test = X_tr.shape[-1], X_te.shape[-1]
+    dp = _dp_config(args, X_tr.shape[-1])
     if args.epochs is None:
         args.epochs = 1000 if dp is None else 30
     batch = "full batch" if args.batch_size is None else f"batch {args.batch_size}"
@@ -427,7 +477,7 @@ def _run(args) -> int:
 
     def correct(X_, Y_) -> str:
         acc = accuracy(net, result.params, X_, Y_)
-        return f"{acc:.2%} ({round(acc * X_.shape[1])} of {X_.shape[1]})"
+        return f"{acc:.2%} ({round(acc * X_.shape[-1])} of {X_.shape[-1]})"
 
     table = Table(show_header=False)
     table.add_row("data", data)

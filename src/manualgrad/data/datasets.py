@@ -14,6 +14,7 @@ X (T, m) for an embedding instead.
 | `spiral`   | (2, m)   | (K, m)  | K interleaved spiral arms (CS231n), one-hot labels           |
 | `digits`   | (64, m)  | (10, m) | real data: 1,797 handwritten digits of 8×8 pixels (UCI's,    |
 |            |          |         | bundled in scikit-learn: `pip install "manualgrad[digits]"`) |
+|            |          |         | with `images=True` X is (8, 8, 1, m), images (H, W, C, m)    |
 | `names`    | (12, m)  | (10, m) | real text: 6,392 surnames of ten languages, character ids    |
 |            |          |         | (int32, 0 = padding), from faker (`manualgrad.data.names`)   |
 
@@ -161,7 +162,9 @@ def spiral(m: int = 300, seed: int = 1, n_classes: int = 3) -> tuple[np.ndarray,
     return np.concatenate(arms, axis=1), Y
 
 
-def digits(m: int | None = None, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def digits(
+    m: int | None = None, seed: int = 1, *, images: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """The 8×8 handwritten digits: 1,797 real images of 0–9, pixels scaled to [0, 1].
 
     The test set of UCI's "Optical Recognition of Handwritten Digits" (Alpaydin and
@@ -171,8 +174,14 @@ def digits(m: int | None = None, seed: int = 1) -> tuple[np.ndarray, np.ndarray]
 
     Returns X: (64, m) float64, pixel counts / 16 in [0, 1], and one-hot
     Y: (10, m) float64; the columns in the order of `default_rng(seed).permutation`,
-    the first `m` of them (default all 1,797). For a held-out test set use
+    the first `m` of them (default all 1,797). With `images=True`, X is the same pixels
+    as images (8, 8, 1, m), (H, W, C, m) examples last, for a convolutional network:
+    feature 8·r + c of a column is pixel (r, c). For a held-out test set use
     :func:`digits_split` (or :func:`train_test_split`).
+
+    >>> X, Y = digits(m=5, images=True)
+    >>> X.shape, Y.shape
+    ((8, 8, 1, 5), (10, 5))
     """
     try:
         from sklearn.datasets import load_digits
@@ -190,23 +199,26 @@ def digits(m: int | None = None, seed: int = 1) -> tuple[np.ndarray, np.ndarray]
     perm = np.random.default_rng(seed).permutation(n)[: n if m is None else m]
     X = np.asarray(pixels)[perm].T.astype(np.float64) / 16.0
     Y = np.eye(10)[:, np.asarray(target)[perm]]
-    return X, Y
+    return (X.reshape(8, 8, 1, -1) if images else X), Y
 
 
 def digits_split(
-    test_fraction: float = 0.2, seed: int = 1
+    test_fraction: float = 0.2, seed: int = 1, *, images: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`digits` with a held-out test set: X_train, Y_train, X_test, Y_test.
 
-    round(test_fraction · 1797) columns for test (359 at the default 0.2), the rest
-    (1,438) for training, split by :func:`train_test_split` with `seed`.
+    round(test_fraction · 1797) examples for test (359 at the default 0.2), the rest
+    (1,438) for training, split by :func:`train_test_split` with `seed`; with
+    `images=True` the X's are images (8, 8, 1, m), the same split.
 
     >>> X, Y, X_test, Y_test = digits_split()
     >>> X.shape, Y.shape, X_test.shape
     ((64, 1438), (10, 1438), (64, 359))
+    >>> digits_split(images=True)[0].shape
+    (8, 8, 1, 1438)
     """
 
-    X, Y = digits(seed=seed)
+    X, Y = digits(seed=seed, images=images)
     return train_test_split(X, Y, test_fraction=test_fraction, seed=seed)
 
 
@@ -240,15 +252,15 @@ def get_dataset(name: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
 def train_test_split(
     X: np.ndarray, Y: np.ndarray, *, test_fraction: float = 0.2, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Shuffle the m columns with `default_rng(seed)` and keep round(test_fraction · m) for test.
+    """Shuffle the m examples with `default_rng(seed)` and keep round(test_fraction · m) for test.
 
-    Returns X_train, Y_train, X_test, Y_test (examples as columns; the test set may be
-    empty when test_fraction = 0).
+    Returns X_train, Y_train, X_test, Y_test (examples on the last axis: columns of
+    (n_x, m), or images (H, W, C, m); the test set may be empty when test_fraction = 0).
     """
     if not 0 <= test_fraction < 1:
         raise DataError(f"`test_fraction` must be in [0, 1), got {test_fraction}")
-    m = X.shape[1]
+    m = X.shape[-1]
     perm = np.random.default_rng(seed).permutation(m)
     n_test = round(test_fraction * m)
     test, train = perm[:n_test], perm[n_test:]
-    return X[:, train], Y[:, train], X[:, test], Y[:, test]
+    return X[..., train], Y[..., train], X[..., test], Y[..., test]

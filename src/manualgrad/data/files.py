@@ -24,6 +24,7 @@ X: (n_x, m) and Y: (n_y, m) float64 with examples as columns.
 from __future__ import annotations
 
 import csv
+import inspect
 import os
 from typing import Literal
 
@@ -31,7 +32,7 @@ import numpy as np
 
 from manualgrad._core.losses import get_loss, one_hot_labels
 from manualgrad._errors import ConfigError, DataError, plural
-from manualgrad.data.datasets import get_dataset, train_test_split
+from manualgrad.data.datasets import DATASETS, get_dataset, train_test_split
 
 Examples = Literal["rows", "columns"]
 
@@ -242,23 +243,35 @@ def load(
     m: int | None = None,
     examples: Examples | None = None,
     label_column: str = "y",
+    images: bool = False,
 ) -> tuple[np.ndarray, ...]:
     """A built-in data set by name, or a `.npz`/`.csv` file: X (n_x, m), Y (n_y, m) float64.
 
     A name (no extension, not an existing file) must be one of
     :data:`manualgrad.data.datasets.DATASETS`; a near miss says which one it resembles.
     `m` sets a built-in set's size (its default if None) and is an error for a file.
+    `images=True` asks a built-in set of images (digits) for X as images (H, W, C, m),
+    for a convolutional network; other sets and files refuse it.
     """
     source = os.fspath(source)
-    if os.path.splitext(source)[1] or os.path.exists(source):
+    is_file = bool(os.path.splitext(source)[1]) or os.path.exists(source)
+    generator = None if is_file else get_dataset(source)
+    if images and (generator is None or "images" not in inspect.signature(generator).parameters):
+        image_sets = [k for k, g in DATASETS.items() if "images" in inspect.signature(g).parameters]
+        raise ConfigError(
+            f"a convolutional network takes images (H, W, C, m), but {source!r} "
+            f"{'is a file of feature vectors' if is_file else 'has feature vectors only'}: "
+            f"use a built-in image data set ({', '.join(image_sets)}), or a dense network"
+        )
+    if generator is None:
         if m is not None:
             raise ConfigError(
                 f"`m` sets the size of a built-in data set, but {source} is a file with its own "
                 "examples: leave `m` (--m) out"
             )
         return load_data(source, examples=examples, label_column=label_column)
-    generator = get_dataset(source)
-    return generator() if m is None else generator(m=m)
+    kwargs = {"images": True} if images else {}
+    return generator(**kwargs) if m is None else generator(m=m, **kwargs)
 
 
 def one_hot(labels: np.ndarray, n_classes: int | None = None, source: str = "data") -> np.ndarray:

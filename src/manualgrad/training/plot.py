@@ -67,7 +67,7 @@ def training_figure(
     from matplotlib.colors import ListedColormap
     from matplotlib.lines import Line2D
 
-    boundary = params is not None and X is not None and np.shape(X)[0] == 2
+    boundary = params is not None and X is not None and np.ndim(X) == 2 and np.shape(X)[0] == 2
     if boundary and net is None:
         raise ConfigError("pass the params' network `net` to draw the decision regions")
     fig = Figure(figsize=(11 if boundary else 6, 4.5), layout="constrained")
