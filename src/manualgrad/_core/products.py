@@ -68,7 +68,17 @@ def weighted_flat(dZ: Array, weights: Array | None) -> Array:
 
 def _example_weight_grad(dz: Array, a: Array) -> Array:
     """Formula (1) for one example: dW_i = Σ_t dz_t a_tᵀ. Shapes: dz (d_out, T), a (d_in, T)."""
-    return dz @ a.T  # (1), summed over the T positions
+    return matmul(dz, a, 1, 1, "default")  # (1), summed over the T positions
+
+
+def _example_weight_grads(dZ: Array, A: Array) -> Array:
+    """Formula (1) for every example: dW_i, shape (m, d_out, d_in), from dZ (d_out, T, m), A.
+
+    The one expression of the materialised g_i: the squared norms and the weighted sum of a
+    product that materialises (:meth:`Product.forms_example_grads`) both call it, so XLA
+    computes the m copies once for the two.
+    """
+    return jax.vmap(_example_weight_grad, in_axes=(2, 2))(dZ, A)  # (1)
 
 
 def _sum_squares(grads: Params) -> Params:
@@ -130,7 +140,12 @@ class Product(NamedTuple):
         """
         W = params[self.weight]
         dZ = weighted_flat(self.dZ, weights)
-        dW = dense.weight_grad(dZ, flat(self.A), precision=precision, m=m)  # (2), T·m columns
+        if weights is not None and self.forms_example_grads():
+            # the g_i its squared norm formed, weighted: (1/m) Σ_i s_i dW_i, no second pass
+            dW_i = _example_weight_grads(self.dZ, self.A)  # (1), (m, d_out, d_in)
+            dW = matmul(weights / m, dW_i.reshape(dW_i.shape[0], -1), 0, 0, precision)  # (2)
+        else:
+            dW = dense.weight_grad(dZ, flat(self.A), precision=precision, m=m)  # (2), T·m columns
         grads = {self.weight: dW.reshape(W.shape)}
         if self.bias is not None:
             db = dense.bias_grad(dZ, m=m)  # (2)
@@ -143,7 +158,7 @@ class Product(NamedTuple):
         `jax.vmap` of dW_i = Σ_t dz_t(i) a_t(i)ᵀ, db_i = Σ_t dz_t(i) over the last axis.
         """
         W = params[self.weight]
-        dW = jax.vmap(_example_weight_grad, in_axes=(2, 2))(self.dZ, self.A)  # (1)
+        dW = _example_weight_grads(self.dZ, self.A)  # (1)
         grads = {self.weight: dW.reshape((-1, *W.shape))}
         if self.bias is not None:
             b = params[self.bias]
@@ -155,6 +170,10 @@ class Product(NamedTuple):
         d_in, T = self.A.shape[0], self.A.shape[1]
         d_out = self.dZ.shape[0]
         return d_in * d_out >= 2 * T * T
+
+    def forms_example_grads(self) -> bool:
+        """True where the squared norms materialise g_i (T > 1 and the identity costs more)."""
+        return self.positions > 1 and not self.uses_norm_identity()
 
     def squared_norms(self) -> Array:
         """‖dW_i‖² (+ ‖db_i‖²) for every example, shape (m,): Σ_{t,s} (dz_t·dz_s)(a_t·a_s)."""
@@ -169,7 +188,7 @@ class Product(NamedTuple):
             a_dots = jnp.einsum("qtm,qsm->tsm", A, A)  # a_t(i) · a_s(i)
             total = jnp.sum(dz_dots * a_dots, axis=(0, 1))
         else:
-            dW = jax.vmap(_example_weight_grad, in_axes=(2, 2))(dZ, A)  # (1), (m, d_out, d_in)
+            dW = _example_weight_grads(dZ, A)  # (1), (m, d_out, d_in)
             total = jnp.sum(dW * dW, axis=(1, 2))
         if self.bias is not None:
             db = jnp.sum(dZ, axis=1)  # (d_out, m)
