@@ -309,7 +309,7 @@ def print_table(rows, info):
             _ratio(r["step_vs_lax"]), _ratio(r["step_vs_flax"]),
             _ratio(r["clipped_vs_step"]), _ratio(r["vmap_vs_clipped"], ".1f"), mib,
         )  # fmt: skip
-    Console(width=120).print(table)
+    Console(width=150).print(table)
 
 
 def main(argv=None) -> int:
