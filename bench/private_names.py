@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import sys
-import time
 
 import jax
 import numpy as np
@@ -78,11 +77,10 @@ def run(args) -> list[dict]:
             sigma = privacy.noise_multiplier(
                 target_epsilon=eps, delta=args.delta, sampling_rate=args.q, steps=steps
             )
-        accs, spent, o_accs, o_eps, secs, o_secs = [], [], [], [], [], []
+        accs, spent, o_accs, o_eps = [], [], [], []
         for seed in range(args.seeds):
             k_init, k_train = jax.random.split(jax.random.key(seed))
             params = net.init((T,), k_init)
-            t0 = time.perf_counter()
             if private:
                 dp = privacy.DPConfig(
                     sampling_rate=args.q, clip_norm=args.clip, delta=args.delta,
@@ -97,14 +95,10 @@ def run(args) -> list[dict]:
                 opt = optimizer(args, args.lr_nonprivate)
                 result = mg.train(net, params, X, Y, opt, epochs=epochs,
                                   batch_size=round(args.q * n), key=k_train)  # fmt: skip
-            jax.block_until_ready(result.params)
-            secs.append(time.perf_counter() - t0)
             accs.append(accuracy(net, result.params, X_test, Y_test))
             if private and args.opacus:
-                t0 = time.perf_counter()
                 acc, eps_o = opacus_run(params, X, Y, X_test, Y_test, sigma=sigma, args=args,
                                         seed=seed, steps=steps)  # fmt: skip
-                o_secs.append(time.perf_counter() - t0)
                 o_accs.append(acc)
                 o_eps.append(eps_o)
         rows.append({
@@ -115,10 +109,8 @@ def run(args) -> list[dict]:
             "test_accuracy_mean": float(np.mean(accs)),
             "test_accuracy_std": float(np.std(accs)),
             "test_accuracies": accs,
-            "seconds": secs,
             "opacus_test_accuracies": o_accs,
             "opacus_epsilon_prv": float(np.max(o_eps)) if o_eps else None,
-            "opacus_seconds": o_secs,
         })  # fmt: skip
         o = f", Opacus {100 * np.mean(o_accs):.1f}%" if o_accs else ""
         print(
