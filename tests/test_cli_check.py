@@ -225,7 +225,7 @@ def test_against_json_stays_json_when_the_file_prints(capsys, monkeypatch):
         (["--against", f"{REFS}:nope"], "'backward_references.py' defines no function 'nope'"),
         (["--against", f"{REFS}:_returning_list"], "returned list on the network 'course'"),
         (["--against", REFS, "--layers", "2,3,1"], "`--layers` does not apply to `--against`"),
-        (["--against", REFS, "--keep-prob", "0.5"], "`--keep-prob` does not apply"),
+        (["--against", REFS, "--keep-prob", "0.5"], "convention's arguments have no dropout masks"),
         (["--against", REFS, "--convention", "torch"], "unknown convention 'torch'"),
         (["--against", REFS, "--loss", "ce"], "loss 'ce' cannot be checked here"),
         (["--convention", "core"], "`--convention` needs `--against"),
@@ -244,3 +244,23 @@ def test_against_errors_exit_2_with_one_line(capsys, monkeypatch, argv, message)
     assert len(lines) == 1 and lines[0].startswith("manualgrad check: error:")
     assert message in lines[0]
     assert captured.out == ""
+
+
+def test_against_the_flat_cache_functions_with_keep_prob_and_l2(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    flat = f"{GALLERY}/flat_cache.py"
+    assert main(["check", "--against", f"{flat}:backward_propagation_with_dropout",
+                 "--keep-prob", "0.8"]) == 0  # fmt: skip
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(flat convention, loss bce, dropout keep_prob = 0.8) against jax.grad" in out
+    assert "network 'course': layers 2,20,3,1 (relu, relu, sigmoid), m = 8: 11 keys" in out
+    spec = f"{flat}:backward_propagation_with_dropout_no_mask"
+    assert main(["check", "--json", "--against", spec, "--keep-prob", "0.8"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["convention"] == "flat" and data["keep_prob"] == 0.8
+    assert data["summary"][0].startswith("dA2, dA1: dA[l-1] is divided by keep_prob but not masked")
+    spec = f"{flat}:backward_propagation_with_regularization_half"
+    assert main(["check", "--against", spec, "--l2", "0.7"]) == 1
+    assert "half the L2 term" in capsys.readouterr().out
+    assert main(["check", "--against", f"{flat}:backward_propagation_with_dropout"]) == 2
+    assert "it takes keep_prob: check it with dropout" in capsys.readouterr().err

@@ -28,6 +28,7 @@ from jax.experimental import checkify
 import manualgrad as mg
 from manualgrad import course
 from manualgrad.checking.backward import check_backward, default_cases, load_function
+from manualgrad.checking.layer_backward import check_layer_backward
 from manualgrad.checking.value_checks import checked_value_and_grad
 from manualgrad.data.datasets import spiral
 from manualgrad.data.files import load
@@ -289,6 +290,11 @@ def student_file(source: str, spec: str = "student_backward.py") -> Callable[[],
 def my_backward(AL, Y, caches):
     """A correct course-convention backward pass (manualgrad's own), for `returning`."""
     return course.L_model_backward(AL, Y, caches)
+
+
+def flat_backward(X, Y, cache, keep_prob):
+    """A function of the regularization assignment's signature (never run: refused first)."""
+    raise AssertionError("not called")
 
 
 def returning(change: Callable[[dict], object], **options) -> Callable[[], object]:
@@ -818,8 +824,32 @@ CASES: list[Case] = [
          r"lambd\)", "add `lambd` to the function, or leave `--l2` out"),
     Case("against-convention", CB, "an unknown `convention`",
          lambda: check_backward(my_backward, convention="torch"), ConfigError,
-         r"unknown convention 'torch'; expected one of \['course', 'core'\]",
-         "'course' for (AL, Y, caches), 'core' for (params, X, Y)"),
+         r"unknown convention 'torch'; expected one of \['course', 'core', 'flat'\]",
+         "'course' for (AL, Y, caches), 'core' for (params, X, Y), 'flat' for (X, Y, cache)"),
+    Case("against-keep-prob-course", CB, "`keep_prob` for a function whose caches hold no masks",
+         lambda: check_backward(my_backward, keep_prob=0.8), ConfigError,
+         r"`keep_prob` checks the regularization assignment's backward_propagation_with_dropout",
+         "check `backward_propagation_with_dropout(X, Y, cache, keep_prob)`"),
+    Case("against-l2-and-keep-prob", CB, "`l2` and `keep_prob` together",
+         lambda: check_backward(flat_backward, l2=0.7, keep_prob=0.8), ConfigError,
+         r"`l2` and `keep_prob` together: the assignment's backward functions take one of",
+         "check each on its own"),
+    Case("against-flat-depth", CB, "cases of another depth for the 3-layer flat cache",
+         lambda: check_backward(flat_backward, cases=default_cases()[1:2]), ConfigError,
+         r"the flat convention's cache is that of a 3-layer network",
+         "`flat_cases()`"),
+    Case("layer-backward-unknown", CB, "`check_layer_backward` of a function of no known layer",
+         lambda: check_layer_backward(my_backward), ConfigError,
+         r"`my_backward` is not one of the course's layer backward functions",
+         "name the kind: `--convention conv|pool|rnn|lstm`"),
+    Case("layer-backward-signature", CB, "a layer backward that cannot take the course's arguments",
+         lambda: check_layer_backward(lambda dZ: dZ, kind="conv"), ConfigError,
+         r"cannot be called as <lambda>\(dZ, cache\)", "`conv_backward(dZ, cache)`"),
+    Case("layer-backward-conv-not-a-tuple", CB,
+         "a conv_backward that returns something other than the course's tuple",
+         lambda: check_layer_backward(lambda dZ, cache: dZ, kind="conv"),
+         ConfigError, r"returned ndarray; expected the course's \(dA_prev, dW, db\)",
+         "`return dA_prev, dW, db`"),
     Case("against-loss", CB, "a loss the course's sigmoid network cannot have",
          lambda: check_backward(my_backward, loss="ce"), ConfigError,
          r"loss 'ce' cannot be checked here", "`bce` or `mse`"),

@@ -118,7 +118,7 @@ def test_each_buggy_version_fails_with_the_diagnosis_of_its_mistake(name, loss, 
 
 
 def test_every_mistake_of_the_catalogue_has_a_buggy_version():
-    covered = set().union(*(expected for _, _, expected in BUGGY + BUGGY_L2))
+    covered = set().union(*(expected for _, _, expected in BUGGY + BUGGY_L2 + BUGGY_FLAT))
     assert {m.id for m in MISTAKES} <= covered
 
 
@@ -405,6 +405,112 @@ def test_a_signature_mismatch_is_said_as_such_not_as_a_disagreement(name, l2, me
     path = REG if "regularization" in name else STEP
     with pytest.raises(ConfigError, match=message):
         check_backward(load_function(f"{path}:{name}"), l2=l2)
+
+
+# ------------------------------- the regularization assignment's flat caches (flat_cache.py)
+
+FLAT = GALLERY / "flat_cache.py"
+# (function in tests/student_gallery/flat_cache.py, its options, the diagnosis expected)
+BUGGY_FLAT = [
+    ("backward_propagation_with_regularization_forgets", {"l2": 0.7}, {"dW_l2_missing"}),
+    ("backward_propagation_with_regularization_half", {"l2": 0.7}, {"dW_l2_half"}),
+    ("backward_propagation_with_regularization_no_m", {"l2": 0.7}, {"dW_l2_without_1_over_m"}),
+    ("backward_propagation_default_lambd", {}, {"dW_l2_added"}),
+    ("backward_propagation_with_dropout_no_mask", {"keep_prob": 0.8}, {"dropout_mask_missing"}),
+    ("backward_propagation_with_dropout_not_scaled", {"keep_prob": 0.8},
+     {"dropout_not_scaled", "follows"}),
+    ("backward_propagation_with_dropout_forgotten", {"keep_prob": 0.8},
+     {"dropout_missing", "follows"}),
+    ("backward_propagation_with_dropout_times", {"keep_prob": 0.8},
+     {"dropout_times_keep_prob", "follows"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("backward_propagation", {}),
+        ("backward_propagation_with_regularization", {"l2": 0.7}),
+        ("backward_propagation_with_dropout", {"keep_prob": 0.8}),
+        ("backward_propagation_with_dropout", {"keep_prob": 0.5}),
+    ],
+    ids=["plain", "l2", "dropout-0.8", "dropout-0.5"],
+)
+def test_the_assignments_own_functions_pass_with_their_flat_caches(name, options):
+    report = check_backward(load_function(f"{FLAT}:{name}"), **options)
+    assert report.passed and report.convention == "flat", report.format()
+    keys = [f.key for f in report.results[0].findings]
+    assert keys == ["dZ3", "dW3", "db3", "dA2", "dZ2", "dW2", "db2", "dA1", "dZ1", "dW1", "db1"]
+    assert max(f.difference for r in report.results for f in r.findings) <= 1e-13
+
+
+def test_the_flat_cache_is_the_assignments_with_the_oracles_masks():
+    from manualgrad.checking.backward import _draw, flat_cache, flat_cases
+
+    net = _draw(flat_cases()[0], "bce", 0.0, 0.8)
+    _, D1, A1, W1, b1, Z2, D2, A2, W2, b2, _, A3, W3, b3 = flat_cache(net)
+    assert D1.dtype == np.int64 and D2.dtype == np.bool_  # as forward_propagation_with_dropout
+    assert 0 < D1.sum() < D1.size and 0 < D2.sum() < D2.size
+    np.testing.assert_array_equal(A1, np.maximum(W1 @ net.X + b1, 0) * D1 / 0.8)
+    np.testing.assert_array_equal(Z2, W2 @ A1 + b2)
+    np.testing.assert_array_equal(A2, np.maximum(Z2, 0) * D2 / 0.8)
+    np.testing.assert_allclose(A3, 1 / (1 + np.exp(-(W3 @ A2 + b3))), rtol=1e-15)
+
+    # the oracle's masks are the cache's: jax.grad of the cost written here, with D1 and D2
+    d1, d2 = D1.astype(np.float64), D2.astype(np.float64)
+
+    def cost(W):
+        a1 = jnp.maximum(W["W1"] @ net.X + b1, 0) * d1 / 0.8
+        a2 = jnp.maximum(W["W2"] @ a1 + b2, 0) * d2 / 0.8
+        a3 = jax.nn.sigmoid(W["W3"] @ a2 + b3)
+        return -jnp.mean(net.Y * jnp.log(a3) + (1 - net.Y) * jnp.log(1 - a3))
+
+    with jax.enable_x64(True):
+        g = jax.jit(jax.grad(cost))({"W1": W1, "W2": W2, "W3": W3})
+    for k in ("W1", "W2", "W3"):
+        np.testing.assert_allclose(net.truth["d" + k], g[k], rtol=1e-12)
+
+
+@pytest.mark.parametrize(("name", "options", "expected"), BUGGY_FLAT, ids=lambda x: str(x)[:40])
+def test_each_flat_cache_mistake_is_named(name, options, expected):
+    report = check_backward(load_function(f"{FLAT}:{name}"), **options)
+    assert report.mistakes() == expected, report.format()
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("backward_propagation_with_dropout", {},
+         r"cannot be called as backward_propagation_with_dropout\(X, Y, cache\) \(missing a "
+         r"required argument: 'keep_prob'\): it takes keep_prob: check it with dropout, "
+         r"`--keep-prob p`"),
+        ("backward_propagation", {"keep_prob": 0.8},
+         r"`--keep-prob` passes keep_prob as a 4th argument: add `keep_prob` to it"),
+        ("backward_propagation_with_regularization", {},
+         r"missing a required argument: 'lambd'\): it takes lambd"),
+        ("backward_propagation_with_dropout", {"keep_prob": 0.8, "l2": 0.7},
+         r"`l2` and `keep_prob` together"),
+    ],
+    ids=["keep_prob-without-option", "option-without-keep_prob", "lambd", "both"],
+)  # fmt: skip
+def test_a_flat_signature_mismatch_is_one_config_error(name, options, message):
+    with pytest.raises(ConfigError, match=message):
+        check_backward(load_function(f"{FLAT}:{name}"), **options)
+
+
+def test_keep_prob_needs_the_flat_cache():
+    with pytest.raises(ConfigError, match=r"the course convention's arguments have no dropout"):
+        check_backward(refs.L_model_backward, keep_prob=0.8)
+
+
+def test_a_cache_read_as_a_dict_says_what_the_flat_cache_is():
+    func = load_function(f"{FLAT}:backward_propagation_with_dropout_reads_cache_as_dict")
+    error = check_backward(func, keep_prob=0.8).results[1].error or ""
+    assert error.startswith("TypeError: tuple indices must be integers or slices, not str")
+    assert (
+        "— while reading a cache: what was passed is the regularization assignment's flat tuple "
+        "cache = (Z1, D1, A1, W1, b1, Z2, D2, A2, W2, b2, Z3, A3, W3, b3), here Z1 4×6, D1 4×6"
+    ) in error
 
 
 # --------------------------------------------------------------------------- load_function

@@ -23,7 +23,14 @@ the course's `(AL, Y, caches)`; `--convention core` for `(params, X, Y)`) runs o
 several float64 networks and every key it returns is compared with jax.grad, with a
 diagnosis of each key that disagrees (:mod:`manualgrad.checking._mistakes`); with
 `--l2 λ` the cost has the course's L2 term and FUNCTION gets λ as its last argument
-(`L_model_backward_with_regularization(AL, Y, caches, lambd)`). With
+(`L_model_backward_with_regularization(AL, Y, caches, lambd)`). A FUNCTION with the
+regularization assignment's parameters `(X, Y, cache, …)` is checked on its 3-layer
+network with its flat cache (`--convention flat`), and there `--keep-prob p` adds dropout
+with masks the cache and jax.grad share (`backward_propagation_with_dropout(X, Y, cache,
+keep_prob)`). The course's later layers, `conv_backward`, `pool_backward`, `rnn_backward`
+and `lstm_backward` (by FUNCTION's name, or `--convention conv|pool|rnn|lstm`), are checked
+against jax.vjp of their forwards on several configurations
+(:func:`manualgrad.checking.layer_backward.check_layer_backward`). With
 `--json`, what the file prints goes into the JSON's "printed", so stdout stays JSON.
 
 Exit status: 0 if every parameter (key) passes, 1 if one fails, 2 for bad options, or
@@ -48,7 +55,7 @@ if TYPE_CHECKING:
     from manualgrad.checking.gradcheck import GradCheckReport
 
 #: Options of the built-in check that --against does not use.
-_NOT_WITH_AGAINST = ("layers", "activations", "m", "keep_prob")
+_NOT_WITH_AGAINST = ("layers", "activations", "m")
 
 _DEFAULT_HIDDEN = (8, 4)
 _DEFAULT_HIDDEN_ACTS = ("tanh", "relu")
@@ -66,14 +73,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed": dict(type=int, default=1, help="data, init and dropout seed"),
         "--l2": dict(type=float, default=0.0, help="L2 strength λ (default 0); with --against, "
                      "the cost's λ, passed to FUNCTION as its last argument (lambd)"),
-        "--keep-prob": dict(type=float, default=1.0, help="dropout keep probability (default 1)"),
+        "--keep-prob": dict(type=float, default=1.0, help="dropout keep probability (default 1); "
+                            "with --against, passed to FUNCTION as its last argument (the "
+                            "regularization assignment's backward_propagation_with_dropout)"),
         "--json": dict(action="store_true", help="print JSON instead of a table"),
         "--against": dict(metavar="FILE.py[:FUNCTION]", help="check your own backward pass "
                           "FUNCTION (default L_model_backward) on several networks, with a "
                           "diagnosis of each key that disagrees with jax.grad"),
-        "--convention": dict(help="with --against: 'course' (default), FUNCTION(AL, Y, caches) "
-                             "-> {dA0…, dW1…, db1…}; or 'core', FUNCTION(params, X, Y) -> "
-                             "{dW1, db1, …}"),
+        "--convention": dict(help="with --against: 'course', FUNCTION(AL, Y, caches) -> "
+                             "{dA0…, dW1…, db1…}; 'core', FUNCTION(params, X, Y) -> {dW1, db1, "
+                             "…}; 'flat', the regularization assignment's FUNCTION(X, Y, cache) "
+                             "-> {dZ3, dW3, …, db1}; 'conv', 'pool', 'rnn' or 'lstm', the "
+                             "course's conv_backward(dZ, cache), pool_backward(dA, cache, mode), "
+                             "rnn_backward(da, caches), lstm_backward(da, caches) (default: from "
+                             "FUNCTION's name and parameters)"),
     })
     # fmt: on
     # the options --against refuses when they differ from their defaults
@@ -240,7 +253,20 @@ def _print_table(config: dict[str, Any], report: GradCheckReport) -> None:
 def _run_against(args: argparse.Namespace) -> int:
     """`--against`: the user's backward on the default cases of `manualgrad.checking.backward`."""
     from manualgrad._errors import ConfigError
-    from manualgrad.checking.backward import check_backward, default_cases, load_function
+    from manualgrad.checking.backward import (
+        BackwardReport,
+        check_backward,
+        default_cases,
+        detect_convention,
+        flat_cases,
+        load_function,
+    )
+    from manualgrad.checking.layer_backward import (
+        LAYER_KINDS,
+        LayerReport,
+        check_layer_backward,
+        layer_kind,
+    )
 
     for name, default in args._not_with_against.items():
         if getattr(args, name) != default:
@@ -251,16 +277,32 @@ def _run_against(args: argparse.Namespace) -> int:
             )
     # with --json, what the file prints (at load or while it runs) is kept out of stdout
     printed = io.StringIO()
+    name = args.against.rpartition(":")[2] if ".py:" in args.against else None
+    report: BackwardReport | LayerReport
     with contextlib.redirect_stdout(printed) if args.json else contextlib.nullcontext():
         func = load_function(args.against)
-        report = check_backward(
-            func,
-            convention=args.convention or "course",
-            loss=args.loss,
-            cases=default_cases(args.seed),
-            name=args.against.rpartition(":")[2] if ".py:" in args.against else None,
-            l2=args.l2,
-        )
+        kind = args.convention if args.convention in LAYER_KINDS else None
+        if args.convention is None:
+            kind = layer_kind(name or getattr(func, "__name__", ""))
+        if kind is not None:
+            for option, value in (("--l2", args.l2), ("--keep-prob", args.keep_prob != 1)):
+                if value:
+                    raise ConfigError(
+                        f"`{option}` does not apply to the course's {kind}_backward, which is "
+                        "checked on its own: its cost has no L2 term and no dropout"
+                    )
+            report = check_layer_backward(func, kind=kind, seed=args.seed, name=name)
+        else:
+            convention = args.convention or detect_convention(func)
+            report = check_backward(
+                func,
+                convention=convention,
+                loss=args.loss,
+                cases=(flat_cases if convention == "flat" else default_cases)(args.seed),
+                name=name,
+                l2=args.l2,
+                keep_prob=args.keep_prob,
+            )
     if args.json:
         json.dump(report.to_dict() | {"printed": printed.getvalue()}, sys.stdout, indent=2)
         sys.stdout.write("\n")

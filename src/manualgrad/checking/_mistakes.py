@@ -37,8 +37,9 @@ from manualgrad.checking.gradcheck import relative_difference
 #: A hypothesis matches the user's value when their relative difference is at most this.
 MATCH_TOL = 1e-8
 
-#: The keys of one layer l, in backprop order: dW[l], db[l], then dA[l-1] (course convention).
-KINDS = ("dW", "db", "dA")
+#: The keys of one layer l, in backprop order: dZ[l] (the regularization assignment returns
+#: it), dW[l], db[l], then dA[l-1].
+KINDS = ("dZ", "dW", "db", "dA")
 
 
 class Layer(NamedTuple):
@@ -47,6 +48,8 @@ class Layer(NamedTuple):
     A_prev (n_{l-1}, m), W (n_l, n_{l-1}), W_below = W[l-1] or None for l = 1,
     Z and A (n_l, m); Y (n_L, m) and `loss` matter for the output layer (l = L).
     `l2` is the L2 strength λ of the cost's term (λ/(2m)) Σ_l ‖W[l]‖² (0: none).
+    With inverted dropout, `D` (n_l, m) is the 0/1 mask on this layer's output (A is then
+    the dropped A[l] ⊙ D / keep_prob), `D_prev` the one on A_prev (None: no dropout there).
     """
 
     l: int
@@ -60,6 +63,9 @@ class Layer(NamedTuple):
     Y: np.ndarray
     loss: str
     l2: float = 0.0
+    D: np.ndarray | None = None
+    D_prev: np.ndarray | None = None
+    keep_prob: float = 1.0
 
     @property
     def m(self) -> int:
@@ -115,14 +121,24 @@ def correct_dZ(layer: Layer, dA: np.ndarray) -> np.ndarray:
     return dA * g_prime(layer.activation, layer.Z)  # (5)
 
 
+def dropout_backward(layer: Layer, dA_dropped: np.ndarray) -> np.ndarray:
+    """Inverted dropout's backward on A_prev: dA[l-1] = dÃ[l-1] ⊙ D[l-1] / keep_prob
+    (unchanged without dropout there)."""
+    if layer.D_prev is None:
+        return dA_dropped
+    return dA_dropped * layer.D_prev / layer.keep_prob
+
+
 def correct(kind: str, layer: Layer, dZ: np.ndarray) -> np.ndarray:
-    """The right dW[l], db[l] (formula (2), with (λ/m) W[l] under L2) or dA[l-1] (formula
-    (4)) from dZ[l]."""
+    """The right dZ[l] (dZ itself), dW[l], db[l] (formula (2), with (λ/m) W[l] under L2) or
+    dA[l-1] (formula (4), then the dropout mask on A[l-1] if any) from dZ[l]."""
+    if kind == "dZ":
+        return dZ
     if kind == "dW":
         return dZ @ layer.A_prev.T / layer.m + layer.l2 / layer.m * layer.W  # (2)
     if kind == "db":
         return np.sum(dZ, axis=1, keepdims=True) / layer.m  # (2)
-    return layer.W.T @ dZ  # (4)
+    return dropout_backward(layer, layer.W.T @ dZ)  # (4)
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
@@ -136,8 +152,22 @@ def _plus_multiple_of_W(layer: Layer, dZ: np.ndarray, user: np.ndarray) -> list[
     if user.shape != right.shape:
         return []
     c = float(np.vdot(user - right, layer.W) / np.vdot(layer.W, layer.W))
-    missing = abs(c + layer.l2 / layer.m) <= MATCH_TOL * abs(c)  # that is dW_l2_missing
-    return [right + c * layer.W] if abs(c) > MATCH_TOL and not missing else []
+    lam, m = layer.l2, layer.m
+    named = (-lam / m, -lam / (2 * m), lam - lam / m) if lam else ()  # the L2 mistakes by name
+    is_named = any(abs(c - x) <= MATCH_TOL * abs(c) for x in named)
+    return [right + c * layer.W] if abs(c) > MATCH_TOL and not is_named else []
+
+
+def _dA_values(layer: Layer, dA_dropped: list[np.ndarray]) -> list[np.ndarray]:
+    """A dA[l-1] mistake's values, through the dropout mask of A[l-1] as the right one is."""
+    if layer.D_prev is None:
+        return dA_dropped
+    return [dropout_backward(layer, v) for v in dA_dropped if v.shape == layer.D_prev.shape]
+
+
+def _with_dropout(layer: Layer, value: Callable[[], np.ndarray]) -> list[np.ndarray]:
+    """A dropout mistake's value, on layers whose A_prev was dropped (and where it differs)."""
+    return _when(layer.D_prev is not None and 0 < layer.keep_prob < 1, value)
 
 
 def _when(condition: bool, value: Callable[[], np.ndarray]) -> list[np.ndarray]:
@@ -208,6 +238,17 @@ MISTAKES: tuple[Mistake, ...] = (
             "dW[{l}] misses the L2 term: with L2 regularization, formula (2) is "
             "dW[{l}] = (1/m) dZ[{l}] A[{prev}]ᵀ + (λ/m) W[{l}]",
             lambda layer, dZ: _when(layer.l2 > 0, lambda: dZ @ layer.A_prev.T / layer.m)),
+    Mistake("dW_l2_half", "dW", "(λ/(2m)) W for (λ/m) W", "(2)",
+            "dW[{l}] has (λ/(2m)) W[{l}], half the L2 term: the cost's (λ/(2m)) ‖W[{l}]‖² has "
+            "derivative (λ/m) W[{l}] (the 2 of the square cancels the ½), so formula (2) is "
+            "dW[{l}] = (1/m) dZ[{l}] A[{prev}]ᵀ + (λ/m) W[{l}]",
+            lambda layer, dZ: _when(layer.l2 > 0, lambda: dZ @ layer.A_prev.T / layer.m
+                                    + layer.l2 / (2 * layer.m) * layer.W)),
+    Mistake("dW_l2_without_1_over_m", "dW", "λ W for (λ/m) W", "(2)",
+            "dW[{l}] has λ W[{l}] without the 1/m: the L2 term of formula (2) is (λ/m) W[{l}] — "
+            "dW[{l}] = (1/m) dZ[{l}] A[{prev}]ᵀ + (λ/m) W[{l}]",
+            lambda layer, dZ: _when(layer.l2 > 0, lambda: dZ @ layer.A_prev.T / layer.m
+                                    + layer.l2 * layer.W), mentions_m=True),
     Mistake("dW_sign", "dW", "sign flipped", "(2)",
             "dW[{l}] has the wrong sign: formula (2) is dW[{l}] = +(1/m) dZ[{l}] A[{prev}]ᵀ "
             "(the update subtracts it)",
@@ -249,18 +290,40 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake("dA_from_W_below", "dA", "W[l-1] for W[l]", "(4)",
             "dA[{prev}] = W[{prev}]ᵀ dZ[{l}] uses the wrong layer's weights: formula (4) is "
             "dA[{prev}] = W[{l}]ᵀ dZ[{l}], with the W of layer {l}'s own cache",
-            lambda layer, dZ: [] if layer.W_below is None else _matmul(layer.W_below.T, dZ)),
+            lambda layer, dZ: [] if layer.W_below is None else _dA_values(
+                layer, _matmul(layer.W_below.T, dZ))),
     Mistake("dA_without_transpose", "dA", "W for Wᵀ", "(4)",
             "dA[{prev}] = W[{l}] dZ[{l}] misses the transpose: formula (4) is "
             "dA[{prev}] = W[{l}]ᵀ dZ[{l}]",
-            lambda layer, dZ: _matmul(layer.W, dZ)),
+            lambda layer, dZ: _dA_values(layer, _matmul(layer.W, dZ))),
     Mistake("dA_with_1_over_m", "dA", "1/m in dA", "(4)",
             "dA[{prev}] is m times too small: dA is each example's own derivative — formula (4), "
             "dA[{prev}] = W[{l}]ᵀ dZ[{l}], has no 1/m; it belongs in dW and db only (formula (2))",
-            lambda layer, dZ: [layer.W.T @ dZ / layer.m], mentions_m=True),
+            lambda layer, dZ: _dA_values(layer, [layer.W.T @ dZ / layer.m]), mentions_m=True),
     Mistake("dA_sign", "dA", "sign flipped", "(4)",
             "dA[{prev}] has the wrong sign: formula (4) is dA[{prev}] = +W[{l}]ᵀ dZ[{l}]",
             lambda layer, dZ: [-correct("dA", layer, dZ)]),
+    # -- dA[l-1] through inverted dropout: dA[l-1] = (W[l]ᵀ dZ[l]) ⊙ D[l-1] / keep_prob ------
+    Mistake("dropout_missing", "dA", "no dropout in backward", "(4)",
+            "dA[{prev}] has no dropout: the forward pass dropped A[{prev}] with the mask D[{prev}] "
+            "and divided by keep_prob, so the backward must do the same — dA[{prev}] = "
+            "(W[{l}]ᵀ dZ[{l}]) ⊙ D[{prev}] / keep_prob (formula (4), then the mask)",
+            lambda layer, dZ: _with_dropout(layer, lambda: layer.W.T @ dZ)),
+    Mistake("dropout_mask_missing", "dA", "mask D not applied", "(4)",
+            "dA[{prev}] is divided by keep_prob but not masked: apply the forward pass's own "
+            "mask, dA[{prev}] = dA[{prev}] * D[{prev}], so the dropped units get no gradient "
+            "(formula (4), then dA[{prev}] ⊙ D[{prev}] / keep_prob)",
+            lambda layer, dZ: _with_dropout(layer, lambda: layer.W.T @ dZ / layer.keep_prob)),
+    Mistake("dropout_not_scaled", "dA", "not divided by keep_prob", "(4)",
+            "dA[{prev}] is masked but not divided by keep_prob: the forward pass scaled the kept "
+            "units by 1/keep_prob, so the backward scales dA[{prev}] too — dA[{prev}] = "
+            "(W[{l}]ᵀ dZ[{l}]) ⊙ D[{prev}] / keep_prob",
+            lambda layer, dZ: _with_dropout(layer, lambda: layer.W.T @ dZ * layer.D_prev)),
+    Mistake("dropout_times_keep_prob", "dA", "× keep_prob for ÷", "(4)",
+            "dA[{prev}] is multiplied by keep_prob instead of divided: inverted dropout divides "
+            "in both passes — dA[{prev}] = (W[{l}]ᵀ dZ[{l}]) ⊙ D[{prev}] / keep_prob",
+            lambda layer, dZ: _with_dropout(
+                layer, lambda: layer.W.T @ dZ * layer.D_prev * layer.keep_prob)),
 )
 # fmt: on
 
@@ -313,7 +376,11 @@ class _Explanation(NamedTuple):
 
 
 def _dz_options(layer: Layer, dA: np.ndarray) -> list[tuple[str | None, list[np.ndarray]]]:
-    options: list[tuple[str | None, list[np.ndarray]]] = [(None, [correct_dZ(layer, dA)])]
+    right = [correct_dZ(layer, dA)]
+    if layer.D is not None and layer.activation == "relu":
+        # the course's dZ = dA ⊙ (A > 0) with the dropped A: the same when dA is masked
+        right.append(right[0] * layer.D)
+    options: list[tuple[str | None, list[np.ndarray]]] = [(None, right)]
     for mistake in MISTAKES:
         if mistake.kind == "dZ":
             values = mistake.values(layer, dA)
@@ -333,6 +400,11 @@ def _explanations(
     key_mistakes = [m for m in MISTAKES if m.kind == kind]
     for upstream, dA, upstream_cost in upstreams:
         for dz_id, dZs in _dz_options(layer, dA):
+            if kind == "dZ":  # the returned dZ[l] itself
+                cost = upstream_cost + (dz_id is not None)
+                if cost <= 2 and _matches(user, dZs):
+                    found.append(_Explanation(cost, upstream, dz_id, None))
+                continue
             for dZ in dZs:
                 options: list[tuple[str | None, list[np.ndarray]]] = [
                     (None, [correct(kind, layer, dZ)])
@@ -387,7 +459,7 @@ def _where(layer: Layer, kind: str, start: str, agree: Sequence[str] = ()) -> st
     """Where the bug must be, for a key nothing explains; `start` is how dA[l] stands,
     `agree` the other keys of layer l that pass (then dZ[l] is right)."""
     l = layer.l
-    formula = "(4)" if kind == "dA" else "(2)"
+    formula = {"dA": "(4)", "dZ": "(5)"}.get(kind, "(2)")
     if start == "right" and agree:
         verb = "agrees" if len(agree) == 1 else "agree"
         return (

@@ -64,8 +64,9 @@ from manualgrad.checking._mistakes import (
     sigmoid,
     summarize,
 )
+from manualgrad.checking._user_code import exception_line
 
-CONVENTIONS = ("course", "core")
+CONVENTIONS = ("course", "core", "flat")
 #: The losses a checked backward may differentiate (both after a sigmoid output).
 #: (Names of `manualgrad.LOSSES`, the loss records, which this is not.)
 CHECKED_LOSSES = ("bce", "mse")
@@ -121,6 +122,39 @@ def default_cases(seed: int = 0) -> tuple[BackwardCase, ...]:
     )
 
 
+def flat_cases(seed: int = 0) -> tuple[BackwardCase, ...]:
+    """The regularization assignment's fixed depth, LINEAR → RELU → LINEAR → RELU → LINEAR →
+    SIGMOID: its own (2, 20, 3, 1), a square one, the relu tie and two random widths."""
+    rng = np.random.default_rng(seed)
+    random_cases = []
+    for i in (1, 2):
+        widths = tuple(int(n) for n in rng.integers(1, 7, size=3))  # n_x, n_1, n_2
+        random_cases.append(
+            BackwardCase(f"random {i}", (*widths, 1), int(rng.integers(3, 10)), seed + 10 + i)
+        )
+    return (
+        BackwardCase("course", (2, 20, 3, 1), 8, seed),
+        BackwardCase("square", (4, 4, 4, 1), 6, seed + 1),
+        BackwardCase("relu tie", (3, 5, 2, 1), 5, seed + 2, tie=True),
+        *random_cases,
+    )
+
+
+def flat_cache(net: _Network) -> tuple[np.ndarray, ...]:
+    """The regularization assignment's flat cache of a 3-layer network (numpy float64):
+    (Z1, A1, W1, b1, Z2, A2, W2, b2, Z3, A3, W3, b3), or with dropout
+    (Z1, D1, A1, W1, b1, Z2, D2, A2, W2, b2, Z3, A3, W3, b3) — A1 and A2 dropped,
+    relu(Z) ⊙ D / keep_prob, and the masks as its `forward_propagation_with_dropout` makes
+    them (D1 of 0/1 ints, D2 of booleans)."""
+    cache: list[np.ndarray] = []
+    for layer in net.layers:
+        masks = {1: np.int64, 2: np.bool_}
+        D = [] if layer.D is None else [layer.D.astype(masks.get(layer.l, np.int64))]
+        b = net.params[f"b{layer.l}"]
+        cache += [layer.Z.copy(), *D, layer.A.copy(), layer.W.copy(), b.copy()]
+    return tuple(cache)
+
+
 class _Network(NamedTuple):
     """A drawn case: params, data, forward values and the true gradients (numpy float64)."""
 
@@ -133,9 +167,13 @@ class _Network(NamedTuple):
     true_dA: dict[int, np.ndarray]
     AL: np.ndarray
     caches: list[tuple[tuple[np.ndarray, ...], np.ndarray]]  # the course's ((A_prev, W, b), Z)
+    masks: dict[int, np.ndarray]  # dropout's 0/1 D[l] on the hidden layers (empty: none)
+    keep_prob: float = 1.0
 
 
-def _forward_layers(params, X, Y, loss, l2: float = 0.0) -> tuple[Layer, ...]:
+def _forward_layers(params, X, Y, loss, l2=0.0, masks=None, keep_prob=1.0) -> tuple[Layer, ...]:
+    """Each layer's forward values; with `masks`, hidden A[l] = relu(Z[l]) ⊙ D[l] / keep_prob."""
+    masks = masks or {}
     n_layers = len(params) // 2
     layers, A = [], X
     for l in range(1, n_layers + 1):
@@ -143,31 +181,79 @@ def _forward_layers(params, X, Y, loss, l2: float = 0.0) -> tuple[Layer, ...]:
         Z = W @ A + b
         activation = "relu" if l < n_layers else "sigmoid"
         A_next = np.maximum(Z, 0) if activation == "relu" else sigmoid(Z)
+        D = masks.get(l)
+        if D is not None:
+            A_next = A_next * D / keep_prob
         W_below = params[f"W{l - 1}"] if l > 1 else None
-        layers.append(Layer(l, n_layers, activation, A, W, W_below, Z, A_next, Y, loss, l2))
+        layers.append(
+            Layer(
+                l,
+                n_layers,
+                activation,
+                A,
+                W,
+                W_below,
+                Z,
+                A_next,
+                Y,
+                loss,
+                l2,
+                D,
+                masks.get(l - 1),
+                keep_prob,
+            )
+        )
         A = A_next
     return tuple(layers)
 
 
-def _oracle(params, X, Y, loss, l2: float = 0.0):
+def _oracle(params, X, Y, loss, l2=0.0, masks=None, keep_prob=1.0):
     """jax.grad of the cost with respect to params, every Z[l] and every A[l] (A[0] = X).
 
     Written with jax.nn, independently of manualgrad's backward: relu hidden layers
     (jax.nn.relu, relu'(0) = 0), a sigmoid output, and the loss on A[L] —
     −[y log a + (1 − y) log(1 − a)] or ½ (a − y)² — averaged over the m columns, plus
-    the course's L2 term (λ/(2m)) Σ_l ‖W[l]‖²_F with λ = `l2`.
+    the course's L2 term (λ/(2m)) Σ_l ‖W[l]‖²_F with λ = `l2`. With `masks`, the hidden
+    layer l's output is inverted dropout with the fixed mask D[l], relu(Z) ⊙ D[l] /
+    keep_prob; its A[l] tap is before the mask (the course's dA[l] is the masked one).
     """
     import jax
     import jax.numpy as jnp
 
     n_layers = len(params) // 2
+    m = X.shape[1]
+    with jax.enable_x64(True):
+        p = {k: jnp.asarray(v) for k, v in params.items()}
+        shapes = [X.shape] + [(params[f"W{l}"].shape[0], m) for l in range(1, n_layers + 1)]
+        taps_A = [jnp.zeros(s, jnp.float64) for s in shapes]
+        taps_Z = taps_A[1:]
+        D = [jnp.asarray((masks or {}).get(l, np.ones(shapes[l])), jnp.float64)
+             for l in range(1, n_layers)]  # fmt: skip
+        data = (jnp.asarray(X), jnp.asarray(Y), D, jnp.float64(l2), jnp.float64(keep_prob))
+        g_params, g_Z, g_A = _oracle_grad()(p, taps_Z, taps_A, *data, loss=loss)
+        return (
+            {k: np.asarray(v, np.float64) for k, v in g_params.items()},
+            [np.asarray(a, np.float64) for a in g_A],
+            [np.asarray(z, np.float64) for z in g_Z],
+        )
 
-    def cost(params, taps_Z, taps_A):
-        A = jnp.asarray(X) + taps_A[0]
+
+@functools.cache
+def _oracle_grad() -> Callable[..., Any]:
+    """The jitted jax.grad of :func:`_oracle`'s cost: one compile per network shape (X, Y,
+    the masks, λ and keep_prob are arguments, so networks of one shape share it)."""
+    import jax
+    import jax.numpy as jnp
+
+    def cost(params, taps_Z, taps_A, X, Y, masks, l2, keep_prob, loss):
+        n_layers = len(params) // 2
+        A = X + taps_A[0]
         for l in range(1, n_layers + 1):
             Z = jnp.matmul(params[f"W{l}"], A, precision="highest") + params[f"b{l}"]
             Z = Z + taps_Z[l - 1]
             A = (jax.nn.relu if l < n_layers else jax.nn.sigmoid)(Z) + taps_A[l]
+            if l < n_layers:
+                A = A * masks[l - 1] / keep_prob  # inverted dropout (masks of ones: none)
         if loss == "bce":
             losses = -(Y * jnp.log(A) + (1 - Y) * jnp.log1p(-A))
         else:
@@ -176,18 +262,7 @@ def _oracle(params, X, Y, loss, l2: float = 0.0):
         penalty = sum(jnp.sum(params[f"W{l}"] ** 2) for l in range(1, n_layers + 1))
         return jnp.mean(jnp.sum(losses, axis=0)) + l2 / (2 * m) * penalty
 
-    with jax.enable_x64(True):
-        p = {k: jnp.asarray(v) for k, v in params.items()}
-        m = X.shape[1]
-        shapes = [X.shape] + [(params[f"W{l}"].shape[0], m) for l in range(1, n_layers + 1)]
-        taps_A = [jnp.zeros(s, jnp.float64) for s in shapes]
-        taps_Z = taps_A[1:]
-        # one compiled function: eager jax.grad would compile each primitive for each shape
-        g_params, _, g_A = jax.jit(jax.grad(cost, argnums=(0, 1, 2)))(p, taps_Z, taps_A)
-        return (
-            {k: np.asarray(v, np.float64) for k, v in g_params.items()},
-            [np.asarray(a, np.float64) for a in g_A],
-        )
+    return jax.jit(jax.grad(cost, argnums=(0, 1, 2)), static_argnames=("loss",))
 
 
 def _acceptable(layers: Sequence[Layer], truth: Mapping[str, np.ndarray]) -> bool:
@@ -201,23 +276,19 @@ def _acceptable(layers: Sequence[Layer], truth: Mapping[str, np.ndarray]) -> boo
     return all((layer.Z > 0).any() and (layer.Z < 0).any() for layer in layers[:-1])
 
 
-def _course_forward(params, X):
-    """AL and the caches of :func:`manualgrad.course.L_model_forward`, as numpy float64."""
-    import jax
-
-    from manualgrad import course
-
-    with jax.enable_x64(True):
-        AL, caches = jax.jit(course.L_model_forward)(X, params)
-        caches = [
-            (tuple(np.asarray(x, np.float64) for x in linear), np.asarray(Z, np.float64))
-            for linear, Z in caches
-        ]
-        return np.asarray(AL, np.float64), caches
+def _draw_masks(rng, dims, m, keep_prob) -> dict[int, np.ndarray]:
+    """Dropout masks D[l] = [u < keep_prob] on the hidden layers, each with both a 0 and a 1
+    (so a mask left out shows); none when keep_prob is 1."""
+    masks = {}
+    for l in range(1, len(dims) - 1) if keep_prob < 1 else ():
+        D = (rng.random((dims[l], m)) < keep_prob).astype(np.float64)
+        D.flat[0], D.flat[-1] = 0.0, 1.0
+        masks[l] = D
+    return masks
 
 
 @functools.lru_cache(maxsize=64)
-def _draw(case: BackwardCase, loss: str, l2: float = 0.0) -> _Network:
+def _draw(case: BackwardCase, loss: str, l2: float = 0.0, keep_prob: float = 1.0) -> _Network:
     """The network of `case` (cached: its arrays are never handed out, only copies)."""
     rng = np.random.default_rng(case.seed)
     dims, m = case.layers, case.m
@@ -234,16 +305,19 @@ def _draw(case: BackwardCase, loss: str, l2: float = 0.0) -> _Network:
         if case.tie:
             X[:, 0] = 0.0
         Y = (rng.random((1, m)) < 0.5).astype(np.float64)
-        layers = _forward_layers(params, X, Y, loss, l2)
+        masks = _draw_masks(rng, dims, m, keep_prob)
+        layers = _forward_layers(params, X, Y, loss, l2, masks, keep_prob)
         if not _acceptable(layers, {}):
             continue
-        g_params, g_A = _oracle(params, X, Y, loss, l2)
+        g_params, g_A, g_Z = _oracle(params, X, Y, loss, l2, masks, keep_prob)
         truth = {f"d{k}": v for k, v in g_params.items()}
         truth |= {f"dA{l}": m * g_A[l] for l in range(n_layers)}  # (4): per-example dA
+        truth |= {f"dZ{l}": m * g_Z[l - 1] for l in range(1, n_layers + 1)}  # (5), per example
         if _acceptable(layers, truth):
             true_dA = {l: m * g_A[l] for l in range(1, n_layers + 1)}
-            AL, caches = _course_forward(params, X)
-            return _Network(case, params, X, Y, layers, truth, true_dA, AL, caches)
+            AL, caches = layers[-1].A, [((x.A_prev, x.W, params[f"b{x.l}"]), x.Z) for x in layers]
+            net = _Network(case, params, X, Y, layers, truth, true_dA, AL, caches, masks)
+            return net._replace(keep_prob=keep_prob)
     raise ConfigError(f"could not draw a usable network for {case.describe()}; try another seed")
 
 
@@ -287,6 +361,7 @@ class BackwardReport:
     tol: float
     results: tuple[CaseResult, ...]
     l2: float = 0.0
+    keep_prob: float = 1.0
 
     @property
     def passed(self) -> bool:
@@ -326,6 +401,7 @@ class BackwardReport:
             "loss": self.loss,
             "tol": self.tol,
             "l2": self.l2,
+            "keep_prob": self.keep_prob,
             "summary": self.summary(),
             "networks": [
                 {
@@ -352,7 +428,9 @@ class BackwardReport:
         networks = plural(len(self.results), "network")
         console.print(
             f"{self.function} ({self.convention} convention, loss {self.loss}"
-            f"{f', L2 λ = {self.l2:g}' if self.l2 else ''}) against jax.grad, "
+            f"{f', L2 λ = {self.l2:g}' if self.l2 else ''}"
+            f"{f', dropout keep_prob = {self.keep_prob:g}' if self.keep_prob < 1 else ''}"
+            ") against jax.grad, "
             f"float64, {networks}; a key passes at a relative difference "
             f"‖g − g̃‖ / (‖g‖ + ‖g̃‖) ≤ {self.tol:.0e}"
         )
@@ -429,22 +507,18 @@ def _function_name(func: Callable[..., Any]) -> str:
     return getattr(func, "__name__", type(func).__name__)
 
 
-def _exception_line(err: BaseException, func: Callable[..., Any], net: _Network | None) -> str:
+def _exception_line(
+    err: BaseException, func: Callable[..., Any], net: _Network | None, convention: str = "course"
+) -> str:
     """`ValueError: … (file.py, line 12: dW = …)`, at the deepest frame in func's file.
 
     With `net` (the course convention), a TypeError, KeyError or IndexError raised on a
     line that reads a cache also says what the caches are (:func:`_caches_passed`).
     """
-    frames = traceback.extract_tb(err.__traceback__)
-    code = getattr(func, "__code__", None)
-    own = [fr for fr in frames if code is not None and fr.filename == code.co_filename]
-    where = (own or frames[-1:] or [None])[-1]
-    text = f"{type(err).__name__}: {err}"
-    if where is not None:
-        text += f" ({Path(where.filename).name}, line {where.lineno}: {where.line})"
-        reading_a_cache = "cache" in (where.line or "").lower()
-        if net is not None and reading_a_cache and isinstance(err, TypeError | LookupError):
-            text += f" — {_caches_passed(net)}"
+    text, line = exception_line(err, func)
+    reading_a_cache = "cache" in (line or "").lower()
+    if net is not None and reading_a_cache and isinstance(err, TypeError | LookupError):
+        text += f" — {_flat_cache_passed(net) if convention == 'flat' else _caches_passed(net)}"
     return text
 
 
@@ -465,7 +539,28 @@ def _caches_passed(net: _Network) -> str:
     )
 
 
+def _flat_cache_passed(net: _Network) -> str:
+    """What the flat convention passes as `cache`, with this network's shapes."""
+    names = [
+        f"{k}{layer.l}"
+        for layer in net.layers
+        for k in ("Z", *"D" * (layer.D is not None), "A", "W", "b")
+    ]
+    shapes = ", ".join(
+        f"{n} {'×'.join(map(str, x.shape))}" for n, x in zip(names, flat_cache(net), strict=True)
+    )
+    return (
+        f"while reading a cache: what was passed is the regularization assignment's flat tuple "
+        f"cache = ({', '.join(names)}), here {shapes}"
+    )
+
+
 def _expected_keys(convention: str, n_layers: int) -> list[str]:
+    if convention == "flat":  # the assignment's order: dZ3, dW3, db3, dA2, dZ2, …, db1
+        keys = []
+        for l in range(n_layers, 0, -1):
+            keys += [f"dZ{l}", f"dW{l}", f"db{l}"] + ([f"dA{l - 1}"] if l > 1 else [])
+        return keys
     keys = [f"d{p}{l}" for l in range(1, n_layers + 1) for p in "Wb"]
     if convention == "course":
         keys += [f"dA{l}" for l in range(n_layers)]
@@ -531,8 +626,8 @@ def _matching_keys(
 
 
 def _kinds(keys: Sequence[str]) -> list[list[str]]:
-    """`keys` grouped by kind, dA then dW then db (the groups that are not empty)."""
-    groups = [[k for k in keys if k.startswith(kind)] for kind in ("dA", "dW", "db")]
+    """`keys` grouped by kind, dA, dZ, dW then db (the groups that are not empty)."""
+    groups = [[k for k in keys if k.startswith(kind)] for kind in ("dA", "dZ", "dW", "db")]
     return [g for g in groups if g]
 
 
@@ -546,11 +641,12 @@ def _as_arrays(
     """
     n_layers = len(net.layers)
     expected = _expected_keys(convention, n_layers)
-    hint = (
-        f"'dA0' … 'dA{n_layers - 1}', 'dW1' … 'dW{n_layers}', 'db1' … 'db{n_layers}'"
-        if convention == "course"
-        else f"'dW1', 'db1', … 'dW{n_layers}', 'db{n_layers}' (or the params' names 'W1', …)"
-    )
+    hints = {
+        "course": f"'dA0' … 'dA{n_layers - 1}', 'dW1' … 'dW{n_layers}', 'db1' … 'db{n_layers}'",
+        "core": f"'dW1', 'db1', … 'dW{n_layers}', 'db{n_layers}' (or the params' names 'W1', …)",
+        "flat": ", ".join(repr(k) for k in _expected_keys("flat", n_layers)),
+    }
+    hint = hints[convention]
     where = f"on the {net.case.describe()}"
     if not isinstance(out, Mapping):
         raise ShapeError(
@@ -580,6 +676,8 @@ def _as_arrays(
 
 def _shape_owner(key: str) -> str:
     kind, l = key[:2], int(key[2:])
+    if kind == "dZ":
+        return f"Z{l}'s shape (n_{l}, m)"
     if kind == "dA":
         return "X's shape (n_x, m)" if l == 0 else f"A{l}'s shape (n_{l}, m)"
     return f"{kind[1]}{l}'s shape"
@@ -587,11 +685,13 @@ def _shape_owner(key: str) -> str:
 
 def _call(func, net: _Network, convention: str, l2: float) -> Any:
     """`func` on fresh copies of the network's arrays, with float64 on for jax.numpy code;
-    with L2, λ is the last argument (the course's `lambd`)."""
+    with L2, λ is the last argument (the course's `lambd`), with dropout keep_prob."""
     import jax
 
-    lambd = (l2,) if l2 else ()
+    lambd = (l2,) if l2 else (net.keep_prob,) if net.keep_prob < 1 else ()
     with jax.enable_x64(True):
+        if convention == "flat":
+            return func(net.X.copy(), net.Y.copy(), flat_cache(net), *lambd)
         if convention == "course":
             caches = [(tuple(x.copy() for x in linear), Z.copy()) for linear, Z in net.caches]
             return func(net.AL.copy(), net.Y.copy(), caches, *lambd)
@@ -599,7 +699,12 @@ def _call(func, net: _Network, convention: str, l2: float) -> Any:
         return func(params, net.X.copy(), net.Y.copy(), *lambd)
 
 
-def _check_signature(func: Callable[..., Any], name: str, convention: str, l2: float) -> None:
+_ARGS = {"course": ["AL", "Y", "caches"], "core": ["params", "X", "Y"], "flat": ["X", "Y", "cache"]}
+
+
+def _check_signature(
+    func: Callable[..., Any], name: str, convention: str, l2: float, keep_prob: float = 1.0
+) -> None:
     """A ConfigError, before any network, when `func` cannot take the arguments it will get."""
     import inspect
 
@@ -607,21 +712,49 @@ def _check_signature(func: Callable[..., Any], name: str, convention: str, l2: f
         signature = inspect.signature(func)
     except (TypeError, ValueError):  # a builtin or a callable without one: just call it
         return
-    args = ["AL", "Y", "caches"] if convention == "course" else ["params", "X", "Y"]
-    args += ["lambd"] * bool(l2)
+    extra = ["lambd"] if l2 else ["keep_prob"] if keep_prob < 1 else []
+    args = _ARGS[convention] + extra
     try:
         signature.bind(*args)
     except TypeError as err:
         call = f"{name}({', '.join(args)})"
-        if not l2 and _binds(signature, [*args, "lambd"]):
+        params = list(signature.parameters)
+        fourth = params[3] if len(params) > 3 else ""
+        if not extra and _binds(signature, [*args, "lambd"]) and fourth == "keep_prob":
+            fix = "it takes keep_prob: check it with dropout, `--keep-prob p` (`keep_prob=p`)"
+        elif not extra and _binds(signature, [*args, "lambd"]):
             fix = "it takes lambd: check it with the cost's λ, `--l2 λ` (`l2=λ` in Python)"
-        elif l2:
-            fix = "`--l2` passes λ as a 4th argument: add `lambd` to it, or leave `--l2` out"
+        elif extra:
+            option = "--l2" if l2 else "--keep-prob"
+            fix = (
+                f"`{option}` passes {'λ' if l2 else 'keep_prob'} as a 4th argument: add "
+                f"`{extra[0]}` to it, or "
+                f"leave `{option}` out"
+            )
         else:
             fix = f"the {convention} convention calls it so"
         raise ConfigError(
             f"`{name}{signature}` cannot be called as {call} ({err}): {fix}"
         ) from None
+
+
+def detect_convention(func: Callable[..., Any]) -> str:
+    """The convention `func` is written in, from its parameters and name: "flat" for the
+    regularization assignment's `backward_propagation…(X, Y, cache, …)`, "core" for
+    `(params, X, Y)`, else "course" (`L_model_backward(AL, Y, caches)`)."""
+    import inspect
+
+    try:
+        params = [p.lower() for p in inspect.signature(func).parameters]
+    except (TypeError, ValueError):
+        return "course"
+    if params[:3] == ["x", "y", "cache"] or (
+        _function_name(func).startswith("backward_propagation") and params[2:3] == ["cache"]
+    ):
+        return "flat"
+    if params[:3] == ["params", "x", "y"] or params[:3] == ["parameters", "x", "y"]:
+        return "core"
+    return "course"
 
 
 def _binds(signature: Any, args: list[str]) -> bool:
@@ -635,23 +768,33 @@ def _binds(signature: Any, args: list[str]) -> bool:
 def check_backward(
     func: Callable[..., Any],
     *,
-    convention: str = "course",
+    convention: str | None = None,
     loss: str = "bce",
     cases: Sequence[BackwardCase] | None = None,
     tol: float = TOL,
     name: str | None = None,
     l2: float = 0.0,
+    keep_prob: float = 1.0,
 ) -> BackwardReport:
     """Run `func` on each network of `cases` and compare every key with jax.grad.
 
     `convention` "course": `func(AL, Y, caches)` returns {"dA0", …, "dW1", …, "db1", …};
     "core": `func(params, X, Y)` returns the gradients under the params' keys (with or
-    without the leading "d"). `loss` is the cost `func` differentiates: "bce" (the
+    without the leading "d"); "flat": the regularization assignment's
+    `backward_propagation(X, Y, cache)` on its 3-layer network and flat cache
+    (:func:`flat_cache`), returning {"dZ3", "dW3", "db3", "dA2", "dZ2", …, "db1"}. None
+    (the default) takes it from `func`'s parameters and name (:func:`detect_convention`).
+    `loss` is the cost `func` differentiates: "bce" (the
     course's cross-entropy) or "mse" (½ (a − y)²), after a sigmoid output. `cases`
     defaults to :func:`default_cases`; `name` (default: `func.__name__`) names it in
     the report. With `l2` = λ > 0 the cost has the course's L2 term (λ/(2m)) Σ_l ‖W[l]‖²,
     so dW[l] gains (λ/m) W[l], and `func` gets λ as its last argument, the course's
-    `L_model_backward_with_regularization(AL, Y, caches, lambd)`. A `func` that cannot
+    `L_model_backward_with_regularization(AL, Y, caches, lambd)` or
+    `backward_propagation_with_regularization(X, Y, cache, lambd)`. With `keep_prob` < 1
+    (the "flat" convention only: the course's L-layer caches hold no masks), the hidden
+    layers have inverted dropout with masks drawn once per network, the same in the cache
+    and in jax.grad's cost, and `func` gets keep_prob as its last argument,
+    `backward_propagation_with_dropout(X, Y, cache, keep_prob)`. A `func` that cannot
     take the arguments is a ConfigError before any network runs, not a disagreement.
 
     Returns a :class:`BackwardReport`; an exception `func` raises is recorded as its
@@ -662,6 +805,7 @@ def check_backward(
     shape no known mistake explains (a transposed dW and a db without keepdims are
     diagnosed instead).
     """
+    convention = detect_convention(func) if convention is None else convention
     if convention not in CONVENTIONS:
         raise ConfigError(f"unknown convention {convention!r}; expected one of {list(CONVENTIONS)}")
     if loss not in CHECKED_LOSSES:
@@ -671,17 +815,25 @@ def check_backward(
         )
     if not l2 >= 0:
         raise ConfigError(f"`l2` is the L2 strength λ ≥ 0, got {l2}")
-    cases = default_cases() if cases is None else tuple(cases)
+    _check_dropout(convention, l2, keep_prob)
+    if cases is None:
+        cases = flat_cases() if convention == "flat" else default_cases()
+    cases = tuple(cases)
+    if convention == "flat" and any(len(c.layers) != 4 for c in cases):
+        raise ConfigError(
+            "the flat convention's cache is that of a 3-layer network (Z1, …, b3): every case "
+            "needs 4 layer sizes; see `flat_cases()`"
+        )
     name = _function_name(func) if name is None else name
-    _check_signature(func, name, convention, l2)
+    _check_signature(func, name, convention, l2, keep_prob)
     results = []
     for case in cases:
-        net = _draw(case, loss, float(l2))
+        net = _draw(case, loss, float(l2), float(keep_prob))
         try:
             out = _call(func, net, convention, l2)
         except Exception as err:  # the user's code failed on this network: its verdict
-            course_net = net if convention == "course" else None
-            results.append(CaseResult(case, (), _exception_line(err, func, course_net)))
+            cached = net if convention in ("course", "flat") else None
+            results.append(CaseResult(case, (), _exception_line(err, func, cached, convention)))
             continue
         returned, notes = _as_arrays(out, net, convention, name)
         findings = diagnose(net.layers, returned, net.truth, net.true_dA, tol=tol)
@@ -695,23 +847,41 @@ def check_backward(
     # where a network cannot tell two mistakes apart, take the one the others pin down
     settled = iter(harmonize([f for r in results for f in r.findings]))
     results = [r._replace(findings=tuple(next(settled) for _ in r.findings)) for r in results]
-    return BackwardReport(name, convention, loss, tol, tuple(results), l2)
+    return BackwardReport(name, convention, loss, tol, tuple(results), l2, keep_prob)
+
+
+def _check_dropout(convention: str, l2: float, keep_prob: float) -> None:
+    if not 0 < keep_prob <= 1:
+        raise ConfigError(f"`keep_prob` is a probability in (0, 1], got {keep_prob}")
+    if keep_prob < 1 and convention != "flat":
+        raise ConfigError(
+            f"`keep_prob` checks the regularization assignment's backward_propagation_with_dropout"
+            f"(X, Y, cache, keep_prob), whose flat cache holds the masks D1, D2; the {convention} "
+            "convention's arguments have no dropout masks"
+        )
+    if keep_prob < 1 and l2:
+        raise ConfigError(
+            "`l2` and `keep_prob` together: the assignment's backward functions take one of "
+            "lambd or keep_prob (it explores one at a time); check each on its own"
+        )
 
 
 def assert_backward_matches(
     func: Callable[..., Any],
     *,
-    convention: str = "course",
+    convention: str | None = None,
     loss: str = "bce",
     cases: Sequence[BackwardCase] | None = None,
     tol: float = TOL,
     l2: float = 0.0,
+    keep_prob: float = 1.0,
 ) -> BackwardReport:
     """:func:`check_backward`, raising `AssertionError` unless every key of every network passes.
 
     The options are :func:`check_backward`'s: `convention` ("course" or "core"), `loss`
     ("bce" or "mse"), `cases` (the networks; :func:`default_cases` by default) and `tol`
-    (relative, per key; :data:`TOL`) and `l2` (the L2 strength λ, passed to `func`).
+    (relative, per key; :data:`TOL`), `l2` (the L2 strength λ, passed to `func`) and
+    `keep_prob` (dropout, passed to `func`).
 
     The message is the report: the verdict and one line per diagnosis first, then the
     table of each failing network. A returned value that cannot be compared (not a dict,
@@ -720,7 +890,10 @@ def assert_backward_matches(
     """
     __tracebackhide__ = True  # pytest: show the caller's line, not this one
     try:
-        report = check_backward(func, convention=convention, loss=loss, cases=cases, tol=tol, l2=l2)
+        report = check_backward(
+            func, convention=convention, loss=loss, cases=cases, tol=tol, l2=l2,
+            keep_prob=keep_prob,
+        )  # fmt: skip
     except (ShapeError, DTypeError) as err:
         raise AssertionError(str(err)) from err
     if not report.passed:
