@@ -70,7 +70,7 @@ def run(args) -> list[dict]:
         raise SystemExit(f"--epochs must be a whole number ≥ 1, got {args.epochs}")
     steps = round(epochs / args.q)
     rows = []
-    for eps in [*args.epsilons, math.inf]:
+    for eps in [*args.epsilons] + ([] if args.no_baseline else [math.inf]):
         private = math.isfinite(eps)
         sigma = 0.0
         if private:
@@ -239,6 +239,7 @@ def main(argv=None) -> int:
     p.add_argument("--opacus", action="store_true",
                    help="also train each private row with Opacus' DPLSTM (same init, q, C, σ, "
                         "optimizer, steps; Poisson data loader) and report its PRV ε")  # fmt: skip
+    p.add_argument("--no-baseline", action="store_true", help="skip the non-private row")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     rows = run(args)
