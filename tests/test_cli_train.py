@@ -137,6 +137,7 @@ def _bad_inputs(tmp_path):
         "zero hidden units": (["--layers", "2,0,1"], "hidden layer 1"),
         "unknown activation": (["--activations", "foo"], "unknown activation 'foo'"),
         "checkpoint-every alone": (["--checkpoint-every", "10"], "need --checkpoint DIR"),
+        "lstm on features": (["--model", "lstm"], "--model lstm reads token ids (T, m)"),
         "corrupt npz": (["--data", str(tmp_path / "corrupt.npz")], "not a readable .npz"),
         "non-numeric csv": (["--data", str(tmp_path / "text.csv")], "'two' is not a number"),
         "nan": (["--data", _write_npz(tmp_path / "nan.npz", nan_X, Y)], "non-finite"),
@@ -186,6 +187,7 @@ BAD_INPUTS = [
     "cnn on vectors",
     "cnn with layers",
     "cnn bad channels",
+    "lstm on features",
 ]
 
 

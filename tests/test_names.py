@@ -60,6 +60,12 @@ def test_cli_trains_the_token_model_on_names(capsys):
     assert "Embedding(" in out and "test accuracy" in out
     accuracy = float(out.split("test accuracy")[1].split("%")[0].strip(" │|"))
     assert accuracy > 30  # 10 classes, the largest 18%: the model learns from the ids
+    # --model lstm: Embedding → LSTM → Dense, one tiny epoch (it runs and reports)
+    rc = main(["train", "--quiet", "--data", "names", "--model", "lstm", "--m", "300",
+               "--epochs", "1", "--batch-size", "120"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert rc == 0, out + err
+    assert "LSTM(64" in out and "test accuracy" in out
 
 
 def test_names_loader_is_a_built_in_data_set():

@@ -50,10 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                 help="fraction of examples held out for testing (default: 0.2)"),
     })
     options.declare(p, title="network", arguments={
-        "--model": dict(choices=("mlp", "cnn"), default="mlp", help="mlp: dense layers "
-                        "(--layers); cnn: for each of --channels a 3×3 convolution (padding 1) "
+        "--model": dict(choices=("mlp", "cnn", "lstm"), default="mlp", help="mlp: dense layers "
+                        "(--layers), on token ids Embedding → LayerNorm → Flatten → Dense; "
+                        "cnn: for each of --channels a 3×3 convolution (padding 1) "
                         "and a 2×2 max pool, then a dense output layer, on images (H, W, C, m) "
-                        "(--data digits) (default: mlp)"),
+                        f"(--data digits); lstm: on token ids (--data names) Embedding(V, "
+                        f"{TOKEN_DIM}) → LSTM({TOKEN_UNITS}) → Dense, many-to-one (default: mlp)"),
         "--channels": dict(metavar="C1[,C2...]", help="filters of each conv layer of "
                            "--model cnn (default: 8)"),
         "--layers": dict(metavar="N0,N1,...,NL",
@@ -186,23 +188,27 @@ def _cnn(args, image: tuple[int, ...], n_y: int, loss: str) -> tuple[list, str, 
     return layers, f"{described} → {n_y}", acts
 
 
-#: the embedding's vector length in the token model of `--data names`
+#: the embedding's vector length in the token models of `--data names`
 TOKEN_DIM = 16
+#: the LSTM's units in `--model lstm`
+TOKEN_UNITS = 64
 
 
 def _token_network(args, X, n_y: int, loss: str) -> tuple[Any, Any, str]:
-    """The model for integer token ids (T, m): Embedding(V, 16) → LayerNorm → Flatten → Dense.
+    """The model for integer token ids (T, m), V the largest id in X plus one.
 
-    V is the largest id in X plus one. Until recurrent layers land this is a bag of
-    position-wise embeddings, normalised, read by one softmax layer.
+    `--model mlp`: Embedding(V, 16) → LayerNorm → Flatten → Dense, a bag of position-wise
+    embeddings, normalised, read by one softmax layer. `--model lstm`: Embedding(V, 16) →
+    LSTM(64) → Dense, the softmax reading the last state a_T (many-to-one).
     """
     import manualgrad as mg
 
     if args.layers is not None or args.activations is not None:
         raise ConfigError(
             "--layers and --activations set a dense network's widths and activations, but "
-            f"{args.data!r} holds token ids, which train the model Embedding(V, "
-            f"{TOKEN_DIM}) → LayerNorm → Flatten → Dense({n_y}, softmax): leave both out"
+            f"{args.data!r} holds token ids, which train the --model {args.model} token "
+            "network (Embedding → LayerNorm → Flatten → Dense, or with --model lstm Embedding "
+            "→ LSTM → Dense): leave both out"
         )
     if loss != "ce":
         raise ConfigError(
@@ -210,15 +216,17 @@ def _token_network(args, X, n_y: int, loss: str) -> tuple[Any, Any, str]:
             "leave --loss out"
         )
     V = int(np.max(X)) + 1
+    L = mg.layers
+    lstm = args.model == "lstm"
+    middle = [L.LSTM(TOKEN_UNITS)] if lstm else [L.LayerNorm(), L.Flatten()]
     layers = [
-        mg.layers.Embedding(V, TOKEN_DIM),
-        mg.layers.LayerNorm(),
-        mg.layers.Flatten(),
-        mg.layers.Dense(n_y, activation="softmax", init_method="xavier"),
+        L.Embedding(V, TOKEN_DIM),
+        *middle,
+        L.Dense(n_y, activation="softmax", init_method="xavier"),
     ]
     net = mg.network(layers, loss, l2=args.l2, keep_prob=args.keep_prob)
     T = X.shape[0]
-    return net, (T,), f"Embedding({V}, {TOKEN_DIM}) → LayerNorm → Flatten → Dense({n_y}, softmax)"
+    return net, (T,), " → ".join([*(layer.name for layer in layers[:-1]), f"Dense({n_y}, softmax)"])
 
 
 def _data_parallel(devices: int | None, m: int, batch_size: int | None):
@@ -354,6 +362,11 @@ def _run(args) -> int:
     )
     dtype = jnp.float64 if args.float64 else jnp.float32
     k_init, k_train = jax.random.split(jax.random.key(args.seed))
+    if args.model == "lstm" and not tokens:
+        raise ConfigError(
+            f"--model lstm reads token ids (T, m), but {args.data!r} holds {X.shape[0]} float "
+            "features per example: use --data names, or leave --model out for a dense network"
+        )
     if tokens:
         net, in_shape, network = _token_network(args, X, Y.shape[0], loss)
         init = "he"
