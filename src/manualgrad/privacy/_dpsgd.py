@@ -444,50 +444,34 @@ def batch_capacity(n: int, sampling_rate: float, *, overflow: float) -> int:
 # --------------------------------------------------------------------------------------
 
 
-def masked_products(products: Sequence[Product], keep: Array, s: Array) -> tuple[Product, ...]:
-    """The products of Σ_{i kept} s_i L_i: dZ columns scaled by s_i, exact zeros elsewhere.
+def masked_products(products: Sequence[Product], keep: Array) -> tuple[Product, ...]:
+    """The products of Σ_{i kept} L_i: every A and dZ with exact zeros in the dropped columns.
 
     `jnp.where`, not a product, so that a NaN or Inf in a dropped column cannot leak
     (0 · NaN = NaN); A's dropped columns are zeroed too, since formula (2) multiplies
-    dZ by Aᵀ. Shapes: keep, s (m,); every A (d_in, T, m), dZ (d_out, T, m). The private
-    step uses it only when a column of the K holds a non-finite value (see
-    :func:`masked_dp_value_and_grad`); otherwise the mask is part of (2)'s weights.
+    dZ by Aᵀ. Shapes: keep (m,); every A (d_in, T, m), dZ (d_out, T, m). The clip factors
+    then enter formula (2) as its per-example weights (:func:`_masked_clipped_sum`).
     """
     kept = keep[None, None, :]
     return tuple(
-        p._replace(A=jnp.where(kept, p.A, 0), dZ=jnp.where(kept, p.dZ, 0))
-        for p in per_example.scale_examples(products, s)
+        p._replace(A=jnp.where(kept, p.A, 0), dZ=jnp.where(kept, p.dZ, 0)) for p in products
     )
 
 
 def _masked_clipped_sum(
-    params: Params, products: Sequence[Product], keep: Array, s: Array, finite: Array, **kw: Any
+    params: Params, products: Sequence[Product], keep: Array, s: Array, **kw: Any
 ) -> Params:
-    """Formula (2) with weights w_i = s_i · keep_i: (1/B) Σ_{i kept} s_i g_i, exactly.
+    """Formula (2) on the kept columns, weighted by the clip factors: (1/B) Σ_{i kept} s_i g_i.
 
-    Where every column's ‖g_i‖² is finite (`finite`, a traced bool), every entry of
-    every A and dZ is finite too (any Inf or NaN in column i of a product makes that
-    product's ‖dW_i‖² + ‖db_i‖² non-finite, whether it is formed or taken from the norm
-    identity), so w_i = 0 removes column i exactly (0 · x = 0 for finite x) and the
-    mask costs one multiply of the weights — inside (2), after the reshape, as the
-    clip factors. Otherwise the columns are zeroed with `jnp.where` first
-    (:func:`masked_products`), so that 0 · NaN cannot reach the sum. Both compute the
-    same function of the kept columns. The weighted sum is computed outside the
-    `lax.cond`, which only returns it or, if a column is non-finite, recomputes: with
-    formula (2) inside a branch, the private gradient ran ≈ 1.4 × the plain step
-    instead of ≈ 1.07 × at 784-512-512-10, K = 1255 (CPU, loaded machine).
+    The dropped columns are zeroed with `jnp.where` (:func:`masked_products`) and s_i
+    scales column i inside (2), after the reshape. Measured against the alternative of
+    putting the mask into (2)'s weights too, with a `lax.cond` that zeroes only when some
+    column is non-finite (0 · NaN): on the quiet 2-core CPU (`bench/privacy.py
+    --no-opacus`, 2026-12-06) the `where` form ran 1.33 [1.30, 1.37] × step@K at
+    784-512-512-10 against 1.70 [1.65, 1.90] × with the cond (whose operands are every A
+    and dZ), and 1.60 against 1.77 × at 784-256-256-10.
     """
-    fast = engine.grads_from_products(params, products, weights=jnp.where(keep, s, 0), **kw)  # (2)
-
-    def rebuilt(arrays: Sequence[tuple[Array, Array]]) -> list[Product]:
-        return [p._replace(A=A, dZ=dZ) for p, (A, dZ) in zip(products, arrays, strict=True)]
-
-    def zeroed(arrays: Sequence[tuple[Array, Array]]) -> Params:
-        masked = masked_products(rebuilt(arrays), keep, s)
-        return engine.grads_from_products(params, masked, **kw)  # (2)
-
-    arrays = [(p.A, p.dZ) for p in products]
-    return lax.cond(finite, lambda _: fast, zeroed, arrays)
+    return engine.grads_from_products(params, masked_products(products, keep), weights=s, **kw)
 
 
 #: The `jax.random` implementations the noise may be drawn with (:class:`DPConfig`'s `rng`).
@@ -596,7 +580,7 @@ def masked_dp_value_and_grad(
     keep = mask & finite  # non-finite g_i: dropped
     s = per_example.clip_factors(jnp.where(keep, sq, 0), clip_norm)
     grads = _masked_clipped_sum(  # (2): (1/(qN)) Σ_{i kept} s_i g_i
-        params, p.products, keep, s, jnp.all(finite), m=normaliser, precision=net.precision
+        params, p.products, keep, s, m=normaliser, precision=net.precision
     )
     grads = add_noise(grads, noise_key, clip_norm, noise_multiplier, normaliser)
     grads = engine.add_l2_grads(grads, params, net.l2, normaliser)
