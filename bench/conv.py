@@ -322,10 +322,10 @@ def run_case(name, image, convs, m, dtype, *, rounds, vmap_rounds, budget, log):
         checks["clipped vs vmap"] = B.max_rel_err(
             calls["clipped"](), from_lax_grads(calls["vmap"](), n_conv)
         )
-    # float32: our dW of a conv layer is one contraction over all T·m columns (262 144 at the
-    # CIFAR-like first layer), which XLA's CPU dot accumulates less accurately than lax's
-    # conv backprop: 1.1e-3 and 1.7e-3 relative to float64 for W1 and W2 at m = 256, lax
-    # 5e-7 (a known issue, recorded in bench/RESULTS.md); float64 agrees to 2e-14
+    # float32: at the CIFAR-like shape (m = 256) our W1 and W2 gradients differ from lax's
+    # by 1.1e-3 and 1.7e-3 relative (ours in float32 against ours in float64 alike; lax 5e-7);
+    # float64 agrees to 2e-14. Not accumulation (a dot of the same length is accurate to
+    # 1e-6); likely max-pool windows whose argmax float32 rounding flips (see RESULTS.md)
     tol = 3e-3 if dtype == jnp.float32 else 1e-10
     if jax.default_backend() != "cpu" and dtype == jnp.float32:
         tol = 3e-2  # GPUs contract float32 in TF32 by default
