@@ -64,7 +64,7 @@ from manualgrad._core.activations import ACTIVATIONS, Activation, get_activation
 from manualgrad._core.losses import bce_dA, cost_from_losses
 from manualgrad._core.regularization import l2_cost
 from manualgrad._errors import ConfigError, ShapeError
-from manualgrad.course._arrays import as_float as _float
+from manualgrad.course._arrays import as_float
 from manualgrad.functional import init_params
 
 Array = jax.Array
@@ -93,12 +93,12 @@ def _params(parameters: Mapping[str, Any]) -> tuple[dict[str, Array], int]:
     """Check a params dict with the core's rules, convert it to JAX arrays; return (params, L)."""
     parameters = check.as_params(parameters)
     n_layers = check.check_params(parameters)
-    return {k: _float(v) for k, v in parameters.items()}, n_layers
+    return {k: as_float(v) for k, v in parameters.items()}, n_layers
 
 
 def _labels(Y: Any, AL: Array) -> Array:
     """Y as AL's shape (1, m) and dtype; (m,) is accepted too, as the course's reshape does."""
-    Y = _float(Y, "Y")
+    Y = as_float(Y, "Y")
     if Y.size != AL.size:
         raise ShapeError(
             f"expected `Y` with one label per column of AL {AL.shape}, got Y.shape = {Y.shape}"
@@ -154,7 +154,7 @@ def linear_forward(A: Array, W: Array, b: Array) -> tuple[Array, LinearCache]:
 
     Shapes: A (n_{l-1}, m), W (n_l, n_{l-1}), b (n_l, 1) -> Z (n_l, m).
     """
-    A, W, b = _float(A), _float(W), _float(b)
+    A, W, b = as_float(A), as_float(W), as_float(b)
     if A.ndim != 2 or W.ndim != 2 or W.shape[1] != A.shape[0] or b.shape != (W.shape[0], 1):
         raise ShapeError(
             "expected A (n_prev, m), W (n, n_prev), b (n, 1) with matching n_prev and n, got "
@@ -165,13 +165,13 @@ def linear_forward(A: Array, W: Array, b: Array) -> tuple[Array, LinearCache]:
 
 def sigmoid(Z: Array) -> tuple[Array, Array]:
     """A = 1 / (1 + e^{−Z}), and the cache Z."""
-    Z = _float(Z)
+    Z = as_float(Z)
     return ACTIVATIONS["sigmoid"].forward(Z), Z
 
 
 def relu(Z: Array) -> tuple[Array, Array]:
     """A = max(Z, 0), and the cache Z."""
-    Z = _float(Z)
+    Z = as_float(Z)
     return ACTIVATIONS["relu"].forward(Z), Z
 
 
@@ -195,7 +195,7 @@ def L_model_forward(X: Array, parameters: Mapping[str, Array]) -> tuple[Array, l
     ((A[l-1], W[l], b[l]), Z[l]).
     """
     params, n_layers = _params(parameters)
-    A = _float(X, "X")
+    A = as_float(X, "X")
     check.check_X(params, A)
     caches = []
     for l in range(1, n_layers + 1):
@@ -214,7 +214,7 @@ def compute_cost(AL: Array, Y: Array) -> Array:
     AL, Y: (1, m). Infinite (or nan) when some a is exactly 0 or 1; the core's
     :func:`manualgrad.cost` evaluates the same cost from Z[L] without log 0.
     """
-    AL = _float(AL)
+    AL = as_float(AL)
     Y = _labels(Y, AL)
     losses = -jnp.sum(Y * jnp.log(AL) + (1 - Y) * jnp.log(1 - AL), axis=0)  # course's form on AL
     return cost_from_losses(losses)
@@ -238,17 +238,17 @@ def compute_cost_with_regularization(
 
 def _backward_through(dA: Array, Z: Array, act: Activation) -> Array:
     """Formula (5): dZ = dA ⊙ g'(Z), with A recomputed from the cached Z."""
-    return dense.activation_backward(_float(dA), Z, act.forward(Z), act)
+    return dense.activation_backward(as_float(dA), Z, act.forward(Z), act)
 
 
 def sigmoid_backward(dA: Array, cache: Array) -> Array:
     """dZ = dA ⊙ σ(Z)(1 − σ(Z)), where cache = Z (formula (5))."""
-    return _backward_through(dA, _float(cache), ACTIVATIONS["sigmoid"])
+    return _backward_through(dA, as_float(cache), ACTIVATIONS["sigmoid"])
 
 
 def relu_backward(dA: Array, cache: Array) -> Array:
     """dZ = dA where Z > 0 and 0 elsewhere (g'(0) = 0), where cache = Z (formula (5))."""
-    return _backward_through(dA, _float(cache), ACTIVATIONS["relu"])
+    return _backward_through(dA, as_float(cache), ACTIVATIONS["relu"])
 
 
 def linear_backward(dZ: Array, cache: LinearCache) -> tuple[Array, Array, Array]:
@@ -257,7 +257,7 @@ def linear_backward(dZ: Array, cache: LinearCache) -> tuple[Array, Array, Array]
     Shapes: dZ (n_l, m) -> dA_prev (n_{l-1}, m), dW (n_l, n_{l-1}), db (n_l, 1).
     """
     A_prev, W, _ = cache
-    dW, db, dA_prev = dense.linear_backward(_float(dZ), _float(A_prev), _float(W))
+    dW, db, dA_prev = dense.linear_backward(as_float(dZ), as_float(A_prev), as_float(W))
     return dA_prev, dW, db
 
 
@@ -266,7 +266,7 @@ def linear_activation_backward(
 ) -> tuple[Array, Array, Array]:
     """(dA_prev, dW, db) for a LINEAR -> ACTIVATION layer: (5), then (2) and (4)."""
     linear_cache, activation_cache = cache
-    dZ = _backward_through(dA, _float(activation_cache), _activation(activation))
+    dZ = _backward_through(dA, as_float(activation_cache), _activation(activation))
     return linear_backward(dZ, linear_cache)
 
 
@@ -278,7 +278,7 @@ def L_model_backward(AL: Array, Y: Array, caches: Sequence[Cache]) -> dict[str, 
     "dW1" … "dWL" and "db1" … "dbL" (dA0 is the gradient with respect to X).
     """
     n_layers = len(caches)
-    AL = _float(AL)
+    AL = as_float(AL)
     Y = _labels(Y, AL)
     dA = bce_dA(AL, Y)  # the course's dAL
     grads: dict[str, Array] = {}
@@ -305,4 +305,4 @@ def update_parameters(
             f"`grads` is missing {missing}: expected 'dW1', 'db1', … for every parameter, "
             f"got keys {sorted(grads)} — pass the dict L_model_backward returns"
         )
-    return {k: p - learning_rate * _float(grads[f"d{k}"]) for k, p in params.items()}
+    return {k: p - learning_rate * as_float(grads[f"d{k}"]) for k, p in params.items()}

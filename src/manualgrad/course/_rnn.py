@@ -36,8 +36,8 @@ import jax
 import jax.numpy as jnp
 
 from manualgrad._core import dense, recurrent
-from manualgrad._core import validation as check
 from manualgrad._core.activations import ACTIVATIONS, softmax
+from manualgrad.course._arrays import as_float
 
 Array = jax.Array
 Params = Mapping[str, Any]
@@ -58,14 +58,8 @@ PRECISION = "default"
 _GRADS = ("dWf", "dbf", "dWi", "dbi", "dWc", "dbc", "dWo", "dbo")
 
 
-def _float(x: Any, name: str) -> Array:
-    """A JAX float array from a NumPy/JAX array (a DTypeError for None, strings, …)."""
-    x = check.as_array(name, x)
-    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
-
-
 def _p(parameters: Params, *names: str) -> list[Array]:
-    return [_float(parameters[name], name) for name in names]
+    return [as_float(parameters[name], name) for name in names]
 
 
 def _prediction(W: Array, b: Array, a: Array) -> Array:
@@ -89,7 +83,7 @@ def rnn_cell_forward(xt: Any, a_prev: Any, parameters: Params) -> tuple[Array, A
     Shapes: xt (n_x, m), a_prev (n_a, m) -> a_next (n_a, m), yt_pred (n_y, m); cache
     (a_next, a_prev, xt, parameters).
     """
-    xt, a_prev = _float(xt, "xt"), _float(a_prev, "a_prev")
+    xt, a_prev = as_float(xt, "xt"), as_float(a_prev, "a_prev")
     Wax, Waa, Wya, ba, by = _p(parameters, "Wax", "Waa", "Wya", "ba", "by")
     u = recurrent.input_part(Wax, ba, xt, PRECISION)  # Wax xt + ba
     _, a_next = recurrent.rnn_cell(Waa, a_prev, u, TANH, PRECISION)  # (R1)
@@ -101,8 +95,8 @@ def rnn_forward(x: Any, a0: Any, parameters: Params) -> tuple[Array, Array, tupl
 
     Returns a (n_a, m, T_x), y_pred (n_y, m, T_x) and caches = (list of cell caches, x).
     """
-    x = _float(x, "x")
-    a_next, states, preds, caches = _float(a0, "a0"), [], [], []
+    x = as_float(x, "x")
+    a_next, states, preds, caches = as_float(a0, "a0"), [], [], []
     for t in range(x.shape[2]):
         a_next, yt_pred, cache = rnn_cell_forward(x[:, :, t], a_next, parameters)
         states.append(a_next)
@@ -123,7 +117,7 @@ def rnn_cell_backward(da_next: Any, cache: tuple) -> dict[str, Array]:
         Waa, a_prev, recurrent.input_part(Wax, ba, xt, PRECISION), TANH, PRECISION
     )
     dz, da_prev = recurrent.rnn_cell_backward(
-        _float(da_next, "da_next"), z, a_next, Waa, TANH, PRECISION
+        as_float(da_next, "da_next"), z, a_next, Waa, TANH, PRECISION
     )  # (5), (4)
     return {
         "dxt": dense.prev_activation_grad(Wax, dz, precision=PRECISION),  # (4)
@@ -140,7 +134,7 @@ def rnn_backward(da: Any, caches: tuple) -> dict[str, Array]:
 
     Shapes: da (n_a, m, T_x) -> {"dx" (n_x, m, T_x), "da0" (n_a, m), "dWax", "dWaa", "dba"}.
     """
-    da = _float(da, "da")
+    da = as_float(da, "da")
     cells, _ = caches
     da_prevt = jnp.zeros_like(da[:, :, 0])
     dx: list[Array] = []
@@ -160,8 +154,8 @@ def rnn_backward(da: Any, caches: tuple) -> dict[str, Array]:
 
 def _stacked(parameters: Params, n_a: int) -> tuple[Array, Array, Array]:
     """(W^a, W^x, b): the course's Wf, Wi, Wc, Wo stacked, split by the columns [a_prev; xt]."""
-    W = recurrent.stack_gates({g: _float(parameters[f"W{g}"], f"W{g}") for g in recurrent.GATES})
-    b = recurrent.stack_gates({g: _float(parameters[f"b{g}"], f"b{g}") for g in recurrent.GATES})
+    W = recurrent.stack_gates({g: as_float(parameters[f"W{g}"], f"W{g}") for g in recurrent.GATES})
+    b = recurrent.stack_gates({g: as_float(parameters[f"b{g}"], f"b{g}") for g in recurrent.GATES})
     return W[:, :n_a], W[:, n_a:], b
 
 
@@ -173,7 +167,7 @@ def lstm_cell_forward(
     Shapes: xt (n_x, m), a_prev and c_prev (n_a, m). The cache is the course's
     (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters).
     """
-    xt, a_prev, c_prev = _float(xt, "xt"), _float(a_prev, "a_prev"), _float(c_prev, "c_prev")
+    xt, a_prev, c_prev = as_float(xt, "xt"), as_float(a_prev, "a_prev"), as_float(c_prev, "c_prev")
     W_a, W_x, b = _stacked(parameters, a_prev.shape[0])
     u = recurrent.input_part(W_x, b, xt, PRECISION)
     gates, c_next, a_next = recurrent.lstm_cell(W_a, a_prev, c_prev, u, PRECISION)  # (L1)–(L3)
@@ -187,8 +181,8 @@ def lstm_forward(x: Any, a0: Any, parameters: Params) -> tuple[Array, Array, Arr
 
     Returns a (n_a, m, T_x), y (n_y, m, T_x), c (n_a, m, T_x) and (list of caches, x).
     """
-    x = _float(x, "x")
-    a_next = _float(a0, "a0")
+    x = as_float(x, "x")
+    a_next = as_float(a0, "a0")
     c_next = jnp.zeros_like(a_next)
     states, preds, cells, caches = [], [], [], []
     for t in range(x.shape[2]):
@@ -211,7 +205,7 @@ def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple) -> dict[str, Ar
     n_a = a_next.shape[0]
     gates = recurrent.LSTMGates(ft, it, cct, ot)
     dz, dc_prev = recurrent.lstm_cell_backward(
-        _float(da_next, "da_next"), _float(dc_next, "dc_next"), gates, c_next, c_prev
+        as_float(da_next, "da_next"), as_float(dc_next, "dc_next"), gates, c_next, c_prev
     )  # (L4)–(L6)
     W_a, W_x, _ = _stacked(parameters, n_a)
     ds = dense.prev_activation_grad(
@@ -231,7 +225,7 @@ def lstm_backward(da: Any, caches: tuple) -> dict[str, Array]:
 
     Shapes: da (n_a, m, T_x) -> {"dx" (n_x, m, T_x), "da0" (n_a, m), "dWf", "dbf", …}.
     """
-    da = _float(da, "da")
+    da = as_float(da, "da")
     cells, _ = caches
     da_prevt = jnp.zeros_like(da[:, :, 0])
     dc_prevt = jnp.zeros_like(da_prevt)
