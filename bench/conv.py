@@ -329,10 +329,7 @@ def run_case(name, image, convs, m, dtype, *, rounds, vmap_rounds, budget, log):
     tol = 3e-3 if dtype == jnp.float32 else 1e-10
     if jax.default_backend() != "cpu" and dtype == jnp.float32:
         tol = 3e-2  # GPUs contract float32 in TF32 by default
-    for what, err in checks.items():
-        log(f"  agreement {what}: max rel err {err:.1e} (tol {tol:.0e})")
-        if not err <= tol:
-            raise SystemExit(f"{name}: {what} disagree: {err:.3e} > {tol}")
+    B.check_agreement(name, checks, tol, log)
 
     def pair(a, b, n):
         t = B.paired_rounds({a: calls[a], b: calls[b]}, rounds=n)

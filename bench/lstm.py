@@ -257,10 +257,7 @@ def run_case(case, *, rounds, vmap_rounds, tol, log):
             clip(params, X, Y, C), from_lax(vmap_exe(p_lax, x_lax, labels, C), params)
         ),
     }
-    for what, err in checks.items():
-        log(f"  agreement {what}: max rel err {err:.2e} (tol {tol:.0e})")
-        if not err <= tol:
-            raise SystemExit(f"{name}: {what} disagree: {err:.3e} > {tol}")
+    B.check_agreement(name, checks, tol, log)
 
     def pair(a, b, n):
         t = B.paired_rounds({"a": a, "b": b}, rounds=n)

@@ -148,10 +148,7 @@ def run_case(case, *, budget, rounds, vmap_rounds, tol, log):
     }
     if vmap_exe is not None:
         checks["clipped vs vmap"] = B.max_rel_err(clip(params, X, Y, C), vmap_exe(params, X, Y, C))
-    for what, err in checks.items():
-        log(f"  agreement {what}: max rel err {err:.2e} (tol {tol:.0e})")
-        if not err <= tol:
-            raise SystemExit(f"{name}: {what} disagree: {err:.3e} > {tol}")
+    B.check_agreement(name, checks, tol, log)
 
     def pair(a, b, n):
         t = B.paired_rounds({"a": a, "b": b}, rounds=n)

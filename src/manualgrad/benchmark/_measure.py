@@ -127,6 +127,20 @@ def max_rel_err(got: Any, want: Any) -> float:
     return max(errs)
 
 
+def check_agreement(
+    case: str, errors: Mapping[str, float], tol: float, log: Callable[[str], Any] = print
+) -> None:
+    """Log each variant's max relative error and stop the benchmark if one exceeds `tol`.
+
+    `errors`: {what: max_rel_err}, e.g. {"step vs lax": 3e-7}; a case whose variants do not
+    compute the same thing must not be timed (SystemExit names the case and the variant).
+    """
+    for what, err in errors.items():
+        log(f"  agreement {what}: max rel err {err:.2e} (tol {tol:.0e})")
+        if not err <= tol:
+            raise SystemExit(f"{case}: {what} disagree: {err:.3e} > {tol}")
+
+
 def device_name() -> str:
     """The first device's kind; on CPU the processor's model name from /proc/cpuinfo."""
     dev = jax.devices()[0]
