@@ -14,6 +14,7 @@ so `jax.grad` of the oracle is the derivative the formulas claim, everywhere.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import jax
@@ -187,3 +188,26 @@ def labels_for(loss, n_L, m, rng, dtype):
     else:
         Y = rng.standard_normal((n_L, m))
     return jnp.asarray(Y, dtype)
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+
+
+def same_printout(printed: str, shown: str, *, rel: float = 1e-12, floor: float = 1e-14) -> bool:
+    """Whether `printed` is `shown` up to the rounding of the last bits of its numbers.
+
+    The words, spaces and table rules must be identical and the numbers must come in the
+    same places. Two numbers that differ as text pass when they agree to `rel` relative,
+    or when both are below `floor` in size: a float64 sum's last bit depends on the order
+    in which the compiler adds (and on its flags and the CPU), and a relative difference of
+    1e-17 against one of 7e-17 is the same verdict, rounding.
+    """
+    if _NUMBER.split(printed) != _NUMBER.split(shown):
+        return False
+    for a, b in zip(_NUMBER.findall(printed), _NUMBER.findall(shown), strict=True):
+        if a == b:
+            continue
+        x, y = float(a), float(b)
+        if max(abs(x), abs(y)) > floor and abs(x - y) > rel * max(abs(x), abs(y)):
+            return False
+    return True

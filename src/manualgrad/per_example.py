@@ -117,13 +117,15 @@ def squared_norms(products: Sequence[Product]) -> Array:
 def clip_factors(squared_norms: Array, clip_norm: float | Array) -> Array:
     r"""s_i = min(1, C / ‖g_i‖) from ‖g_i‖², safe at ‖g_i‖ = 0 (s_i = 1), also for its gradient.
 
-    Shapes: (m,) -> (m,). The double `where` keeps both the value and its derivative
-    finite where ‖g_i‖ ≤ C (including 0): rsqrt only ever sees norms above C.
+    Shapes: (m,) -> (m,). rsqrt only ever sees max(‖g_i‖², C²) ≥ C² > 0, so the value and
+    its derivative stay finite where ‖g_i‖ ≤ C (including 0), and s_i is exactly 1 there.
+    The argument of rsqrt does not depend on the comparison: a compiler that evaluates
+    ‖g_i‖² > C² twice, with different rounding at ‖g_i‖ = C, still gets s_i ≈ 1 (with
+    `rsqrt(where(over, ‖g_i‖², 1))` it could get C).
     """
     C = jnp.asarray(clip_norm, squared_norms.dtype)
-    over = squared_norms > C * C
-    safe = jnp.where(over, squared_norms, jnp.ones_like(squared_norms))
-    return jnp.where(over, C * jax.lax.rsqrt(safe), jnp.ones_like(squared_norms))
+    safe = jnp.maximum(squared_norms, C * C)
+    return jnp.where(squared_norms > C * C, C * jax.lax.rsqrt(safe), jnp.ones_like(safe))
 
 
 def scale_examples(products: Sequence[Product], s: Array) -> tuple[Product, ...]:
