@@ -227,6 +227,23 @@ def test_batch_capacity_is_the_smallest_k_meeting_the_overflow_bound():
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "x_shape", [(5, 9), (3, 4, 2, 9), (6, 9)], ids=["features", "images", "token-ids"]
+)
+def test_the_held_training_set_gives_the_same_columns_as_indexing_x(x_shape):
+    rng = np.random.default_rng(0)
+    ids = x_shape == (6, 9)  # token ids stay integers
+    X = rng.integers(0, 50, x_shape, np.int32) if ids else rng.standard_normal(x_shape)
+    X, Y = X.astype(np.int32 if ids else np.float32), rng.standard_normal((3, 9), np.float32)
+    index = np.array([7, 0, 3, 3, 8])
+    Xh, Yh = privacy.examples_first(jnp.asarray(X), jnp.asarray(Y))
+    assert Xh.shape == (9, *x_shape[:-1]) and Yh.shape == (9, 3)
+    Xb, Yb = jax.jit(privacy.gather_batch)(Xh, Yh, jnp.asarray(index))
+    assert Xb.dtype == X.dtype
+    np.testing.assert_array_equal(Xb, X[..., index])
+    np.testing.assert_array_equal(Yb, Y[..., index])
+
+
 def test_masked_columns_change_nothing_even_when_they_hold_nan_and_inf(x64):
     params, X, Y = _problem(m=10)
     mask = jnp.array([True, False, True, True, False, False, True, False, True, True])

@@ -84,13 +84,16 @@ class Step(NamedTuple):
     """A training step in optax's shape: `init(params) -> opt_state` and the step itself.
 
     `step(params, opt_state, t, X, Y, key) -> (params, opt_state, cost)` runs unit t
-    (traced int) on the whole training set X (…, N), Y (n_L, N) with the run's key.
+    (traced int) on the whole training set, X (…, N) and Y (n_L, N) as `hold` returns
+    them (the private step holds them examples first), with the run's key.
 
     | field            | meaning                                                      |
     |------------------|--------------------------------------------------------------|
     | `units_per_epoch`| units in an epoch: 1 (an epoch per unit), 1/q (DP-SGD steps) |
     | `optimizer_steps`| m -> optimizer steps per unit (⌈m/B⌉ for mini-batches)       |
     | `facts`          | JSON facts a resumed run must match (checkpoint fingerprint) |
+    | `hold`           | (X, Y) -> what `step` receives as X, Y: how the loop holds   |
+    |                  | the training set, called once per run (default: as given)    |
     """
 
     init: Callable[[Params], Any]
@@ -98,6 +101,7 @@ class Step(NamedTuple):
     units_per_epoch: float = 1.0
     optimizer_steps: Callable[[int], int] = lambda m: 1
     facts: Mapping[str, Any] = {}
+    hold: Callable[[Array, Array], tuple[Array, Array]] = lambda X, Y: (X, Y)
 
 
 def steps_per_epoch(m: int, batch_size: int | None) -> int:
@@ -224,20 +228,19 @@ def private_step(net: Network, optimizer: optax.GradientTransformation, plan: DP
 
     scalars = (plan.sampling_rate, plan.clip_norm, plan.noise_multiplier, plan.normaliser)
 
-    def step(params, opt_state, t, X, Y, key):
-        if X.shape[-1] != plan.n:
+    def step(params, opt_state, t, X_held, Y_held, key):
+        if X_held.shape[0] != plan.n:
             raise DataError(
-                f"the DPPlan was made for N = {plan.n} examples but X has {X.shape[-1]}: make "
-                "it with privacy.plan(dp, n=X.shape[-1], steps=...)"
+                f"the DPPlan was made for N = {plan.n} examples but X has {X_held.shape[0]}: "
+                "make it with privacy.plan(dp, n=X.shape[-1], steps=...)"
             )
-        q, C, sigma, B = (jnp.asarray(v, Y.dtype) for v in scalars)  # the params' dtype
+        q, C, sigma, B = (jnp.asarray(v, Y_held.dtype) for v in scalars)  # the params' dtype
         k_sample, k_noise, k_dropout = jax.random.split(jax.random.fold_in(key, t), 3)
         batch = privacy.poisson_batch(k_sample, plan.n, q, plan.capacity)
         cost, grads = privacy.masked_dp_value_and_grad(
             net,
             params,
-            X[..., batch.index],
-            Y[..., batch.index],
+            *privacy.gather_batch(X_held, Y_held, batch.index),
             batch.mask,
             privacy.key_for_noise(k_noise, plan.rng),
             C,
@@ -258,7 +261,13 @@ def private_step(net: Network, optimizer: optax.GradientTransformation, plan: DP
             "rng": plan.rng,
         }
     }
-    return Step(optimizer.init, step, units_per_epoch=1 / plan.sampling_rate, facts=facts)
+    return Step(
+        optimizer.init,
+        step,
+        units_per_epoch=1 / plan.sampling_rate,
+        facts=facts,
+        hold=privacy.examples_first,  # each step gathers K rows, not K scattered columns
+    )
 
 
 @functools.lru_cache(maxsize=32)
@@ -419,6 +428,7 @@ def train(
 def _run(run: Run, hooks: Sequence[Callback]) -> TrainResult:
     """The loop itself: compiled chunks until `run.units`, callbacks in between."""
     chunk = _compiled_chunk(run.step.step, run.per_call)
+    X, Y = run.step.hold(run.X, run.Y)  # once per run
     params, opt_state, t = run.params, run.opt_state, run.start
     history = [run.history]
     spu = run.step.optimizer_steps(run.X.shape[-1])
@@ -434,7 +444,7 @@ def _run(run: Run, hooks: Sequence[Callback]) -> TrainResult:
 
     while t < run.units:
         n = min(run.per_call, run.units - t)
-        params, opt_state, costs = chunk(params, opt_state, t, n, run.X, run.Y, run.key)
+        params, opt_state, costs = chunk(params, opt_state, t, n, X, Y, run.key)
         history.append(np.asarray(costs)[:n])
         t += n
         progress = _with_metrics(make({}), hooks)
