@@ -45,7 +45,10 @@ def _xla_accepts(flags: str) -> bool:
     """Whether a fresh process starts jax's CPU backend with these XLA_FLAGS (unknown: abort)."""
     env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     probe = [sys.executable, "-c", "import jax; jax.devices()"]
-    return subprocess.run(probe, env=env, capture_output=True, timeout=120).returncode == 0
+    try:
+        return subprocess.run(probe, env=env, capture_output=True, timeout=120).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 # Decided once, by the first process (pytest or xdist's controller): the workers and the
