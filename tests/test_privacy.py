@@ -216,6 +216,21 @@ def test_an_overflowing_batch_keeps_capacity_examples_and_its_sizes_are_min_bino
     assert sizes.max() == capacity and p > ALPHA, p
 
 
+def test_a_set_too_large_for_int32_running_sums_still_samples_binomial_sizes_in_order():
+    """K (N + 1) ≥ 2³¹: the sampler's saturating scan instead of its cumsum."""
+    n, q, capacity, count = 2**29, 3e-9, 16, 3000  # gaps often capped at N + 1
+    keys = jax.random.split(jax.random.key(6), count)
+    batch = jax.jit(jax.vmap(lambda k: privacy.poisson_batch(k, n, q, capacity)))(keys)
+    index, mask = np.asarray(batch.index), np.asarray(batch.mask)
+    assert ((index >= 0) & (index < n)).all() and (mask[:, :-1] >= mask[:, 1:]).all()
+    assert (np.diff(np.where(mask, index, n), axis=1) > 0)[mask[:, 1:]].all()
+    sizes = mask.sum(axis=1)
+    pmf = stats.binom.pmf(np.arange(capacity + 1), n, q)
+    pmf[-1] += stats.binom.sf(capacity, n, q)
+    p = _chi2_pvalue(np.bincount(sizes, minlength=capacity + 1), pmf, count)
+    assert p > ALPHA, f"batch sizes reject min(Binomial({n}, {q}), {capacity}): p = {p:.2e}"
+
+
 def test_batch_capacity_is_the_smallest_k_meeting_the_overflow_bound():
     n, q, bound = 1437, 0.045, 1e-12
     K = privacy.batch_capacity(n, q, overflow=bound)

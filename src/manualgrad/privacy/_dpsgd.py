@@ -408,9 +408,13 @@ def poisson_batch(key: Array, n: int, sampling_rate: float | Array, capacity: in
     # batch), and q = 1 gives log(1 − q) = −∞, G = 1: every example.
     extra = jnp.floor(jnp.log(v) / jnp.log1p(-q))
     gaps = 1 + jnp.minimum(jnp.nan_to_num(extra, nan=0.0), n).astype(jnp.int32)
-    # j_k = G_1 + … + G_k − 1, the sums saturating at n + 1 (position n: past the end),
-    # so no int32 overflow for any K.
-    position = lax.associative_scan(lambda a, b: jnp.minimum(a + b, n + 1), gaps) - 1
+    # j_k = G_1 + … + G_k − 1. Each gap is ≤ n + 1, so when K (n + 1) < 2³¹ (static) a
+    # plain int32 cumsum cannot overflow: one kernel. Otherwise the sums saturate at
+    # n + 1 (position n: past the end), a log K-level scan of small kernels.
+    if capacity * (n + 1) < 2**31:
+        position = jnp.cumsum(gaps) - 1
+    else:
+        position = lax.associative_scan(lambda a, b: jnp.minimum(a + b, n + 1), gaps) - 1
     mask = position < n
     return PoissonBatch(index=jnp.where(mask, position, n - 1), mask=mask)
 
