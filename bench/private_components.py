@@ -14,7 +14,9 @@ columns) in the same rounds.
 | `step@K`             | `net.value_and_grad` on K given columns (no gather)               |
 | `sampler:topk`       | the sampler before: N uniforms and a `lax.top_k` over all N       |
 | `sampler:gaps`       | `privacy.poisson_batch`: K geometric gaps, O(K)                   |
-| `gather`             | X[:, index], Y[:, index] for K indices                            |
+| `gather:columns`     | X[:, index], Y[:, index] for K sampled (sorted, random) indices   |
+| `gather:rows`        | `privacy.gather_batch` of the same K from the set held examples   |
+|                      | first (`privacy.examples_first`), as `mg.train` runs it           |
 | `noise:<impl>:leaf`  | one N(0, 1) draw per parameter array (the old rule), threefry     |
 | `noise:<impl>:flat`  | one flat draw of P normals, cut into the arrays (`privacy.noise`) |
 | `clipped_grads`      | `per_example.clipped_grads` on the K columns: clipping, no mask   |
@@ -71,6 +73,8 @@ def components(dims, n, q, rng):
     key = jax.random.key(2)
     index = jnp.arange(K)
     XK, YK = X[:, index], Y[:, index]
+    X_held, Y_held = privacy.examples_first(X, Y)  # once, as mg.train does
+    sampled = privacy.poisson_batch(jax.random.key(5), n, q, K).index  # sorted, random
     mask = jnp.arange(K) < round(q * n)
     normaliser = q * n
     clip = jnp.float32(1.0)
@@ -80,7 +84,8 @@ def components(dims, n, q, rng):
         "step@K": (lambda p, a, b: net.value_and_grad(p, a, b), (params, XK, YK)),
         "sampler:topk": (lambda k: _old_sampler(k, n, q, K), (key,)),
         "sampler:gaps": (lambda k: privacy.poisson_batch(k, n, q, K), (key,)),
-        "gather": (lambda a, b, i: (a[:, i], b[:, i]), (X, Y, index)),
+        "gather:columns": (lambda a, b, i: (a[:, i], b[:, i]), (X, Y, sampled)),
+        "gather:rows": (privacy.gather_batch, (X_held, Y_held, sampled)),
         "noise:threefry2x32:leaf": (_leaf_noise, (zeros, key)),
     }
     for impl in IMPLS:
@@ -114,7 +119,7 @@ def components(dims, n, q, rng):
     step = mg.training.private_step(net, _identity_optimizer(), plan).step
     fns["private"] = (
         lambda p, a, b, k: step(p, (), jnp.int32(0), a, b, k),
-        (params, X, Y, key),
+        (params, X_held, Y_held, key),
     )
     compiled = {name: aot_compile(fn, *args) for name, (fn, args) in fns.items()}
     thunks = {name: (lambda c=c, a=fns[name][1]: c(*a)) for name, c in compiled.items()}
