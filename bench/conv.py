@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -332,11 +331,10 @@ def run_case(name, image, convs, m, dtype, *, rounds, vmap_rounds, budget, log):
     B.check_agreement(name, checks, tol, log)
 
     def pair(a, b, n):
-        t = B.paired_rounds({a: calls[a], b: calls[b]}, rounds=n)
-        r = B.ratio_interval(t.seconds[a], t.seconds[b])
-        ms = {k: 1e3 * statistics.median(v) for k, v in t.seconds.items()}
-        log(f"  {a}/{b}: {r.text()} ({ms[a]:.2f} / {ms[b]:.2f} ms, {t.calls} calls/round)")
-        return {**r.as_json(), "calls": t.calls, "ms": ms}
+        p = B.paired_ratio(calls[a], calls[b], rounds=n)
+        times = f"{p.ms:.2f} / {p.baseline_ms:.2f} ms, {p.calls} calls/round"
+        log(f"  {a}/{b}: {p.ratio.text()} ({times})")
+        return {**p.as_json(), "ms": {a: p.ms, b: p.baseline_ms}}
 
     ratios = {
         "step/lax": pair("step", "lax", rounds),

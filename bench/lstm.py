@@ -259,24 +259,21 @@ def run_case(case, *, rounds, vmap_rounds, tol, log):
     }
     B.check_agreement(name, checks, tol, log)
 
-    def pair(a, b, n):
-        t = B.paired_rounds({"a": a, "b": b}, rounds=n)
-        r = B.ratio_interval(t.seconds["a"], t.seconds["b"])
-        ms = {k: 1e3 * sorted(v)[len(v) // 2] for k, v in t.seconds.items()}
-        return {**r.as_json(), "calls": t.calls}, ms
-
     run_step = lambda: step(params, X, Y)  # noqa: E731
     run_clip = lambda: clip(params, X, Y, C)  # noqa: E731
-    step_vs_lax, ms1 = pair(run_step, lambda: lax_exe(p_lax, x_lax, labels), rounds)
-    step_vs_flax, ms2 = pair(run_step, lambda: flax_exe(p_flax, x_flax, labels), rounds)
-    clip_vs_step, ms3 = pair(run_clip, run_step, rounds)
-    vmap_vs_clip, ms4 = pair(lambda: vmap_exe(p_lax, x_lax, labels, C), run_clip, vmap_rounds)
+    step_vs_lax = B.paired_ratio(run_step, lambda: lax_exe(p_lax, x_lax, labels), rounds=rounds)
+    step_vs_flax = B.paired_ratio(run_step, lambda: flax_exe(p_flax, x_flax, labels), rounds=rounds)
+    clip_vs_step = B.paired_ratio(run_clip, run_step, rounds=rounds)
+    vmap_vs_clip = B.paired_ratio(
+        lambda: vmap_exe(p_lax, x_lax, labels, C), run_clip, rounds=vmap_rounds
+    )
     return {
         "kind": "case", "case": name, "n_x": n_x, "T": T, "units": units, "m": m,
-        "params": int(n_params), "step_ms": ms1["a"], "lax_ms": ms1["b"], "flax_ms": ms2["b"],
-        "clipped_ms": ms3["a"], "vmap_ms": ms4["a"],
-        "step_vs_lax": step_vs_lax, "step_vs_flax": step_vs_flax,
-        "clipped_vs_step": clip_vs_step, "vmap_vs_clipped": vmap_vs_clip,
+        "params": int(n_params), "step_ms": step_vs_lax.ms,
+        "lax_ms": step_vs_lax.baseline_ms, "flax_ms": step_vs_flax.baseline_ms,
+        "clipped_ms": clip_vs_step.ms, "vmap_ms": vmap_vs_clip.ms,
+        "step_vs_lax": step_vs_lax.as_json(), "step_vs_flax": step_vs_flax.as_json(),
+        "clipped_vs_step": clip_vs_step.as_json(), "vmap_vs_clipped": vmap_vs_clip.as_json(),
         "temp_bytes": {k: B.temp_bytes(e) for k, e in
                        {"lax": lax_exe, "flax": flax_exe, "step": step, "clipped": clip,
                         "vmap": vmap_exe}.items()},

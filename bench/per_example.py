@@ -150,27 +150,24 @@ def run_case(case, *, budget, rounds, vmap_rounds, tol, log):
         checks["clipped vs vmap"] = B.max_rel_err(clip(params, X, Y, C), vmap_exe(params, X, Y, C))
     B.check_agreement(name, checks, tol, log)
 
-    def pair(a, b, n):
-        t = B.paired_rounds({"a": a, "b": b}, rounds=n)
-        r = B.ratio_interval(t.seconds["a"], t.seconds["b"])
-        ms = {k: 1e3 * sorted(v)[len(v) // 2] for k, v in t.seconds.items()}
-        return {**r.as_json(), "calls": t.calls}, ms
-
-    step_vs_jax, ms1 = pair(lambda: step(params, X, Y), lambda: base(params, X, Y), rounds)
-    clip_vs_step, ms2 = pair(lambda: clip(params, X, Y, C), lambda: step(params, X, Y), rounds)
+    run_step = lambda: step(params, X, Y)  # noqa: E731
+    run_clip = lambda: clip(params, X, Y, C)  # noqa: E731
+    step_vs_jax = B.paired_ratio(run_step, lambda: base(params, X, Y), rounds=rounds)
+    clip_vs_step = B.paired_ratio(run_clip, run_step, rounds=rounds)
     row = {
         "kind": "case", "case": name, "dims": dims, "m": m, "loss": loss,
-        "step_ms": ms1["a"], "jax_ms": ms1["b"], "clipped_ms": ms2["a"],
-        "step_vs_jax": step_vs_jax, "clipped_vs_step": clip_vs_step,
+        "step_ms": step_vs_jax.ms, "jax_ms": step_vs_jax.baseline_ms,
+        "clipped_ms": clip_vs_step.ms,
+        "step_vs_jax": step_vs_jax.as_json(), "clipped_vs_step": clip_vs_step.as_json(),
         "temp_bytes": {"jax": B.temp_bytes(base), "step": B.temp_bytes(step),
                        "clipped": B.temp_bytes(clip), "vmap": vmap_temp},
         "vmap_note": note, "checks": checks,
     }  # fmt: skip
     if vmap_exe is not None:
-        vmap_vs_clip, ms3 = pair(
-            lambda: vmap_exe(params, X, Y, C), lambda: clip(params, X, Y, C), vmap_rounds
+        vmap_vs_clip = B.paired_ratio(
+            lambda: vmap_exe(params, X, Y, C), run_clip, rounds=vmap_rounds
         )
-        row |= {"vmap_ms": ms3["a"], "vmap_vs_clipped": vmap_vs_clip}
+        row |= {"vmap_ms": vmap_vs_clip.ms, "vmap_vs_clipped": vmap_vs_clip.as_json()}
     return row
 
 

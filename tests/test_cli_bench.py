@@ -93,6 +93,17 @@ def test_rounds_alternate_the_order_of_the_variants():
     assert [len(v) for v in timings.seconds.values()] == [4, 4]
 
 
+def test_paired_ratio_times_the_thunk_against_its_baseline_in_shared_rounds():
+    calls = []
+    pairing = benchmark.paired_ratio(
+        lambda: calls.append("t"), lambda: calls.append("b"), rounds=3, calls=2
+    )
+    assert calls.count("t") == calls.count("b")  # warm-up and every round call both
+    assert pairing.ratio.rounds == 3 and pairing.calls == 2
+    assert pairing.ms > 0 and pairing.baseline_ms > 0
+    assert pairing.as_json() == {**pairing.ratio.as_json(), "calls": 2}
+
+
 # --------------------------------------------------------------------------- checks
 
 

@@ -54,6 +54,7 @@ from manualgrad.benchmark._grid import (
 )
 from manualgrad.benchmark._hlo import AllReduceStats, all_reduce_stats
 from manualgrad.benchmark._measure import (
+    Pairing,
     Ratio,
     Timings,
     aot_compile,
@@ -63,6 +64,7 @@ from manualgrad.benchmark._measure import (
     device_name,
     machine,
     max_rel_err,
+    paired_ratio,
     paired_rounds,
     ratio_interval,
     temp_bytes,
@@ -81,6 +83,7 @@ __all__ = [
     "TOLERANCES",
     "AllReduceStats",
     "Case",
+    "Pairing",
     "Ratio",
     "Step",
     "Timings",
@@ -101,6 +104,7 @@ __all__ = [
     "max_rel_err",
     "model_flops",
     "network_label",
+    "paired_ratio",
     "paired_rounds",
     "parse_case",
     "policy_context",

@@ -251,6 +251,39 @@ def ratio_interval(
     return Ratio(median, float(ci.low), float(ci.high), int(ratios.size))
 
 
+class Pairing(NamedTuple):
+    """One thunk against a baseline in rounds of their own (:func:`paired_ratio`).
+
+    `ratio`: thunk / baseline (:class:`Ratio`); `ms`, `baseline_ms`: the median
+    milliseconds per call over the rounds; `calls`: calls per thunk and round.
+    """
+
+    ratio: Ratio
+    ms: float
+    baseline_ms: float
+    calls: int
+
+    def as_json(self) -> dict[str, Any]:
+        """The ratio's JSON fields (:meth:`Ratio.as_json`) and `calls`."""
+        return {**self.ratio.as_json(), "calls": self.calls}
+
+
+def paired_ratio(
+    thunk: Callable[[], Any],
+    baseline: Callable[[], Any],
+    *,
+    rounds: int,
+    calls: int | None = None,
+    slot_s: float = 0.05,
+) -> Pairing:
+    """`thunk` against `baseline` in one paired rotation (:func:`compare` for one variant)."""
+    ratio, timings = compare({"thunk": thunk}, baseline, rounds=rounds, calls=calls, slot_s=slot_s)[
+        "thunk"
+    ]
+    ms = {k: 1e3 * float(np.median(v)) for k, v in timings.seconds.items()}
+    return Pairing(ratio, ms["thunk"], ms["baseline"], timings.calls)
+
+
 def compare(
     variants: Mapping[str, Callable[[], Any]],
     baseline: Callable[[], Any],
