@@ -21,8 +21,8 @@ classic mistake it equals (:mod:`manualgrad.checking._layer_mistakes`): "padding
 "stride ignored", "da_prev not carried", …. As in the course, dW and db are sums over the m
 examples (no 1/m) and every gradient is the vjp with the upstream dZ, dA or da passed.
 
->>> from manualgrad.checking import _layer_mistakes as course_loops
->>> report = check_layer_backward(course_loops.rnn_backward, kind="rnn")
+>>> from manualgrad import course
+>>> report = check_layer_backward(course.rnn_backward, kind="rnn")
 >>> report.passed, len(report.results)
 (True, 3)
 """
@@ -39,8 +39,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from manualgrad._errors import ConfigError, plural
-from manualgrad.checking import _layer_mistakes as loops
 from manualgrad.checking._layer_mistakes import BY_ID, mistakes_of
+from manualgrad.checking._layer_mistakes import conv_backward as conv_with_mistake
+from manualgrad.checking._layer_mistakes import lstm_backward as lstm_with_mistake
+from manualgrad.checking._layer_mistakes import pool_backward as pool_with_mistake
+from manualgrad.checking._layer_mistakes import rnn_backward as rnn_with_mistake
 from manualgrad.checking._layer_oracles import conv_vjp, pool_vjp, sequence_vjp
 from manualgrad.checking._user_code import exception_line
 from manualgrad.checking.gradcheck import relative_difference
@@ -90,7 +93,7 @@ def _conv_case(rng, name, m, n, f, stride, pad, n_C_prev, n_C) -> LayerCase:
     dZ = rng.standard_normal((m, n_out, n_out, n_C))
     cache = (A_prev, W, b, {"stride": stride, "pad": pad})
     wrong = {
-        mistake.id: loops.conv_backward(dZ, A_prev, W, b, stride, pad, mistake.id)
+        mistake.id: conv_with_mistake(dZ, A_prev, W, b, stride, pad, mistake.id)
         for mistake in mistakes_of("conv")
     }
     return LayerCase(
@@ -108,7 +111,7 @@ def _pool_case(rng, name, m, n, f, stride, n_C, mode) -> LayerCase:
     dA = rng.standard_normal((m, n_out, n_out, n_C))
     cache = (A_prev, {"f": f, "stride": stride})
     wrong = {
-        mistake.id: loops.pool_backward(dA, A_prev, f, stride, mode, mistake.id)
+        mistake.id: pool_with_mistake(dA, A_prev, f, stride, mode, mistake.id)
         for mistake in mistakes_of("pool")
     }
     return LayerCase(
@@ -134,7 +137,7 @@ def _sequence_case(rng, kind, name, n_x, n_a, m, T_x) -> LayerCase:
         {"Wya": (n_y, n_a), "by": (n_y, 1)} if kind == "rnn" else {"Wy": (n_y, n_a), "by": (n_y, 1)}
     )
     parameters = p | {k: rng.standard_normal(s) for k, s in extra.items()}
-    backward = loops.rnn_backward if kind == "rnn" else loops.lstm_backward
+    backward = rnn_with_mistake if kind == "rnn" else lstm_with_mistake
     caches = _course_caches(kind, x, a0, parameters)
     da = rng.standard_normal((n_a, m, T_x))
     wrong = {mistake.id: backward(da, caches, mistake.id) for mistake in mistakes_of(kind)}
