@@ -98,6 +98,18 @@ def example_norms(per_example):
     )
 
 
+def sum_of_squares(per_example):
+    """Σ_i g_i ⊙ g_i per parameter, from leaves of shape (m, …)."""
+    return jax.tree.map(lambda x: jnp.sum(x * x, axis=0), per_example)
+
+
+def variance(per_example):
+    """(1/m) Σ_i (g_i − ḡ)² per parameter (the biased variance), from leaves of shape (m, …)."""
+    return jax.tree.map(
+        lambda x: jnp.mean((x - jnp.mean(x, axis=0, keepdims=True)) ** 2, axis=0), per_example
+    )
+
+
 def clipped_mean(per_example, clip_norm):
     """(1/m) Σ_i min(1, C/‖g_i‖) g_i, explicitly (C/0 = inf, min(1, inf) = 1)."""
     s = jnp.minimum(1.0, clip_norm / example_norms(per_example))

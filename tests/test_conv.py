@@ -32,6 +32,8 @@ from helpers import (
     labels_for,
     reference_losses,
     rel_err,
+    sum_of_squares,
+    variance,
 )
 from manualgrad._core.activations import get_activation
 from manualgrad._core.losses import get_loss
@@ -404,10 +406,8 @@ def extension_results():
             "per_example_norms": example_norms(g),
             "clipped_grads": clipped,
             "dp_grads_sigma0": clipped,
-            "sum_grad_squared": jax.tree.map(lambda x: jnp.sum(x * x, axis=0), g),
-            "grad_variance": jax.tree.map(
-                lambda x: jnp.mean((x - jnp.mean(x, axis=0, keepdims=True)) ** 2, axis=0), g
-            ),
+            "sum_grad_squared": sum_of_squares(g),
+            "grad_variance": variance(g),
             "gradient_gram": G @ G.T,
             "diag_ggn": unravel(jnp.diag(ggn)),
             "ggn_vector_product": unravel(ggn @ ravel_pytree(v)[0]),

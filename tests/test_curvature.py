@@ -30,7 +30,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import manualgrad as mg
-from helpers import REFERENCE_ACTIVATIONS
+from helpers import REFERENCE_ACTIVATIONS, sum_of_squares, variance
 from manualgrad import curvature
 from manualgrad._core import activations as acts_module
 from manualgrad._core.layer import Layer, Product
@@ -233,10 +233,8 @@ def oracle(params, X, Y, v, case: Case) -> dict:
     hess = dense_hessian(params, X, Y, case, L2)
     vf = ravel_pytree(v)[0]
     return {
-        "sum_grad_squared": jax.tree.map(lambda x: jnp.sum(x * x, axis=0), g),
-        "grad_variance": jax.tree.map(
-            lambda x: jnp.mean((x - jnp.mean(x, axis=0, keepdims=True)) ** 2, axis=0), g
-        ),
+        "sum_grad_squared": sum_of_squares(g),
+        "grad_variance": variance(g),
         "gradient_gram": G @ G.T,
         "gradient_noise_scale": curvature.NoiseScale(trace_cov / grad_sq, trace_cov, grad_sq),
         "norms_sq": jnp.sum(G * G, axis=1),
@@ -705,10 +703,8 @@ def shared_oracle(params, X, Y, v, loss) -> dict:
     J2 = jax.vmap(jax.jacfwd(out_act if loss == "mse" else lambda z: z), in_axes=1)(z2)
     G2 = jnp.einsum("iku,ikl,ilv->uv", J2, H, J2) / m
     return {
-        "sum_grad_squared": jax.tree.map(lambda x: jnp.sum(x * x, axis=0), g),
-        "grad_variance": jax.tree.map(
-            lambda x: jnp.mean((x - jnp.mean(x, axis=0, keepdims=True)) ** 2, axis=0), g
-        ),
+        "sum_grad_squared": sum_of_squares(g),
+        "grad_variance": variance(g),
         "gradient_gram": G @ G.T,
         "gradient_noise_scale": curvature.NoiseScale(trace_cov / grad_sq, trace_cov, grad_sq),
         "diag_ggn": jnp.diag(ggn),

@@ -23,7 +23,15 @@ from jax.flatten_util import ravel_pytree
 from jax.test_util import check_grads
 
 import manualgrad as mg
-from helpers import F64_TOL, REFERENCE_ACTIVATIONS, clipped_mean, example_norms, rel_err
+from helpers import (
+    F64_TOL,
+    REFERENCE_ACTIVATIONS,
+    clipped_mean,
+    example_norms,
+    rel_err,
+    sum_of_squares,
+    variance,
+)
 from helpers import reference_losses as head_losses
 
 L = mg.layers
@@ -264,10 +272,8 @@ def extension_results(case):
             "per_example_norms": example_norms(g),
             "clipped_grads": clipped,
             "dp_grads_sigma0": clipped,
-            "sum_grad_squared": jax.tree.map(lambda x: jnp.sum(x * x, axis=0), g),
-            "grad_variance": jax.tree.map(
-                lambda x: jnp.mean((x - jnp.mean(x, axis=0, keepdims=True)) ** 2, axis=0), g
-            ),
+            "sum_grad_squared": sum_of_squares(g),
+            "grad_variance": variance(g),
             "diag_ggn": unravel(jnp.diag(ggn)),
         }
 
