@@ -473,6 +473,15 @@ def _check_real_scalar(name: str, x: Any, example: str) -> float | None:
     return _concrete(x)
 
 
+def check_layer_int(layer: str, name: str, value: Any, *, minimum: int = 1) -> None:
+    """Raise a ConfigError unless a layer's option `name` is an int ≥ `minimum` (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            f"`{layer}({name}=...)` must be an int ≥ {minimum}, got {value!r}: e.g. "
+            f"{layer}(..., {name}={max(minimum, 1)})"
+        )
+
+
 def check_key(key: Any) -> None:
     """Check `key` is a PRNG key: `jax.random.key(seed)` (or a legacy uint32 (2,) key)."""
     ok = _is_array(key) and (

@@ -61,6 +61,7 @@ import jax.numpy as jnp
 from manualgrad._core import dense
 from manualgrad._core.activations import HIDDEN_ACTIVATIONS, Activation, get_activation
 from manualgrad._core.layer import Layer, Params, Product, Shape
+from manualgrad._core.validation import check_layer_int
 from manualgrad._errors import ConfigError, ShapeError
 from manualgrad.layers._dense import INIT_SCALES, check_activation, check_init_method
 from manualgrad.layers._patches import fold, output_size, unfold, zero_pad
@@ -78,17 +79,7 @@ __all__ = [
     "conv_pre_activation_jvp",
     "fold_patches",
     "patches",
-    "positive_int",
 ]
-
-
-def positive_int(layer: str, name: str, value: Any, *, minimum: int = 1) -> None:
-    """Raise a ConfigError unless `value` is an int ≥ `minimum` (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(
-            f"`{layer}({name}=...)` must be an int ≥ {minimum}, got {value!r}: e.g. "
-            f"{layer}(..., {name}={max(minimum, 1)})"
-        )
 
 
 def check_images(layer: str, shape: tuple[int, ...], *, batch: bool) -> None:
@@ -228,10 +219,10 @@ class Conv2D(Layer):
     init_method: str = "he"
 
     def __post_init__(self) -> None:
-        positive_int("Conv2D", "channels", self.channels)
-        positive_int("Conv2D", "kernel", self.kernel)
-        positive_int("Conv2D", "stride", self.stride)
-        positive_int("Conv2D", "pad", self.pad, minimum=0)
+        check_layer_int("Conv2D", "channels", self.channels)
+        check_layer_int("Conv2D", "kernel", self.kernel)
+        check_layer_int("Conv2D", "stride", self.stride)
+        check_layer_int("Conv2D", "pad", self.pad, minimum=0)
         check_activation("Conv2D", self.activation, HIDDEN_ACTIVATIONS)
         if self.activation == "softmax":
             raise ConfigError(

@@ -42,8 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from manualgrad._core.layer import Layer, Lookup, Params, Product, Shape
+from manualgrad._core.validation import check_layer_int
 from manualgrad._errors import DataError, DTypeError, ShapeError
-from manualgrad.layers._conv import positive_int
 
 Array = jax.Array
 
@@ -70,8 +70,8 @@ class Embedding(Layer):
     dim: int
 
     def __post_init__(self) -> None:
-        positive_int("Embedding", "vocab_size", self.vocab_size)
-        positive_int("Embedding", "dim", self.dim)
+        check_layer_int("Embedding", "vocab_size", self.vocab_size)
+        check_layer_int("Embedding", "dim", self.dim)
 
     @property
     def param_names(self) -> tuple[str, ...]:

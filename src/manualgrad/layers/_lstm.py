@@ -40,7 +40,7 @@ import jax.numpy as jnp
 
 from manualgrad._core import dense, recurrent
 from manualgrad._core.layer import Layer, Params, Product, Shape
-from manualgrad.layers._conv import positive_int
+from manualgrad._core.validation import check_layer_int
 from manualgrad.layers._dense import INIT_SCALES, check_init_method
 from manualgrad.layers._rnn import check_sequence, check_sequences, previous_states
 
@@ -79,7 +79,7 @@ class LSTM(Layer):
     init_method: str = "xavier"
 
     def __post_init__(self) -> None:
-        positive_int("LSTM", "units", self.units)
+        check_layer_int("LSTM", "units", self.units)
         check_init_method("LSTM", self.init_method)
 
     @property

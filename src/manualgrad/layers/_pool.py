@@ -47,7 +47,8 @@ import jax
 import jax.numpy as jnp
 
 from manualgrad._core.layer import Layer, Params, Product, Shape
-from manualgrad.layers._conv import check_images, positive_int
+from manualgrad._core.validation import check_layer_int
+from manualgrad.layers._conv import check_images
 from manualgrad.layers._patches import fold, output_size, unfold
 
 Array = jax.Array
@@ -143,9 +144,9 @@ class _Pool(Layer):
 
     def __post_init__(self) -> None:
         kind = type(self).__name__
-        positive_int(kind, "size", self.size)
+        check_layer_int(kind, "size", self.size)
         if self.stride is not None:
-            positive_int(kind, "stride", self.stride)
+            check_layer_int(kind, "stride", self.stride)
 
     @property
     def step(self) -> int:

@@ -43,8 +43,8 @@ import jax.numpy as jnp
 from manualgrad._core import dense, recurrent
 from manualgrad._core.activations import HIDDEN_ACTIVATIONS, Activation, get_activation
 from manualgrad._core.layer import Layer, Params, Product, Shape
+from manualgrad._core.validation import check_layer_int
 from manualgrad._errors import ConfigError, ShapeError
-from manualgrad.layers._conv import positive_int
 from manualgrad.layers._dense import INIT_SCALES, check_activation, check_init_method
 
 Array = jax.Array
@@ -128,7 +128,7 @@ class RNN(Layer):
     init_method: str = "xavier"
 
     def __post_init__(self) -> None:
-        positive_int("RNN", "units", self.units)
+        check_layer_int("RNN", "units", self.units)
         check_activation("RNN", self.activation, HIDDEN_ACTIVATIONS)
         if self.activation == "softmax":
             raise ConfigError(
