@@ -6,8 +6,10 @@ For each P in `--sizes` it compiles `jax.random.normal(key, (P,), float32)` for 
 implementations threefry2x32 (jax's default), rbg and unsafe_rbg
 (:class:`manualgrad.privacy.DPConfig`'s `rng`) as `jax.random.normal` draws them by
 default (threefry: one 32-bit word per Threefry block, the partitionable scheme), threefry
-with both words of every block (`jax.threefry_partitionable(False)`), what the private step
-runs (`privacy.add_noise`: that draw plus the add, float32), and, for scale, `x + 1.0` on
+with both words of every block (`jax.threefry_partitionable(False)`), the same numbers with
+the Threefry rounds unrolled (`manualgrad._core.threefry.normal`, which XLA fuses into one
+kernel where jax's CPU lowering runs a loop), what the private step runs
+(`privacy.add_noise`: the unrolled draw plus the add, float32), and, for scale, `x + 1.0` on
 P floats (one pass over the memory the noise is added to). Each size times all of them in one
 rotation of interleaved rounds (the order alternating, `manualgrad.benchmark.paired_rounds`),
 and reports the median ms, the normals per second, and the median per-round ratio to
@@ -27,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from manualgrad import privacy
+from manualgrad._core import threefry
 from manualgrad.benchmark import aot_compile, machine, paired_rounds, ratio_interval
 
 IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
@@ -49,6 +52,8 @@ def _thunks(P: int) -> dict:
     key = jax.random.key(0)
     f = aot_compile(_normal(P, False), key)
     thunks["threefry, both words"] = lambda: f(key)
+    g = aot_compile(lambda k: threefry.normal(k, (P,), jnp.float32, partitionable=False), key)
+    thunks["both words, unrolled"] = lambda: g(key)
     x = jnp.zeros((P,), jnp.float32)
     noise = aot_compile(lambda g, k: privacy.add_noise({"w": g}, k, 1.0, 1.0, 1.0), x, key)
     thunks["privacy.add_noise"] = lambda: noise(x, key)

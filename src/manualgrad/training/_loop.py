@@ -54,7 +54,7 @@ import optax
 from jax import lax
 from jax.typing import ArrayLike
 
-from manualgrad._core import engine
+from manualgrad._core import engine, threefry
 from manualgrad._core.engine import check
 from manualgrad._errors import ConfigError, DataError
 from manualgrad.training._callbacks import Callback, Progress, Run, TrainResult, as_callback
@@ -235,7 +235,8 @@ def private_step(net: Network, optimizer: optax.GradientTransformation, plan: DP
                 "make it with privacy.plan(dp, n=X.shape[-1], steps=...)"
             )
         q, C, sigma, B = (jnp.asarray(v, Y_held.dtype) for v in scalars)  # the params' dtype
-        k_sample, k_noise, k_dropout = jax.random.split(jax.random.fold_in(key, t), 3)
+        # jax.random.split(jax.random.fold_in(key, t), 3), its hash unrolled (one kernel)
+        k_sample, k_noise, k_dropout = threefry.split(threefry.fold_in(key, t), 3)
         batch = privacy.poisson_batch(k_sample, plan.n, q, plan.capacity)
         cost, grads = privacy.masked_dp_value_and_grad(
             net,
