@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import manualgrad as mg
-from manualgrad import privacy
+from manualgrad import privacy, threefry
 from manualgrad.benchmark import aot_compile, machine, max_rel_err, paired_rounds, ratio_interval
 
 #: name, layer dims, N, q
@@ -69,7 +69,7 @@ def make_network(dims) -> mg.Network:
     return mg.network(["relu"] * (len(dims) - 2) + ["softmax"], "ce")
 
 
-def _variants(dims, n, q, K):
+def variants(dims, n, q, K):
     net = make_network(dims)
     B = round(q * n)
     normaliser = q * n
@@ -78,7 +78,7 @@ def _variants(dims, n, q, K):
         return {k: params[k] - LR * grads[k] for k in params}
 
     def private(params, X_held, Y_held, key, sigma, clip):
-        k_sample, k_noise = jax.random.split(key)
+        k_sample, k_noise = threefry.split(key)  # = jax.random.split, as mg.train draws it
         batch = privacy.poisson_batch(k_sample, n, q, K)
         grads = privacy.masked_dp_grads(
             net,
@@ -178,7 +178,7 @@ def _check(dims, n, q, K, X, Y, params, opacus_ok):
 
 def bench_case(name, dims, n, q, rounds, reps, use_opacus):
     K = privacy.batch_capacity(n, q, overflow=1e-12)
-    _, B, private, step = _variants(dims, n, q, K)
+    _, B, private, step = variants(dims, n, q, K)
     X, Y = make_data(dims, n)
     params = make_network(dims).init(dims, jax.random.key(1), method="he")
     opacus_ok = False

@@ -7,7 +7,7 @@ implementations threefry2x32 (jax's default), rbg and unsafe_rbg
 (:class:`manualgrad.privacy.DPConfig`'s `rng`) as `jax.random.normal` draws them by
 default (threefry: one 32-bit word per Threefry block, the partitionable scheme), threefry
 with both words of every block (`jax.threefry_partitionable(False)`), the same numbers with
-the Threefry rounds unrolled (`manualgrad._core.threefry.normal`, which XLA fuses into one
+the Threefry rounds unrolled (`mg.threefry.normal`, which XLA fuses into one
 kernel where jax's CPU lowering runs a loop), what the private step runs
 (`privacy.add_noise`: the unrolled draw plus the add, float32), and, for scale, `x + 1.0` on
 P floats (one pass over the memory the noise is added to). Each size times all of them in one
@@ -28,8 +28,7 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from manualgrad import privacy
-from manualgrad._core import threefry
+from manualgrad import privacy, threefry
 from manualgrad.benchmark import aot_compile, machine, paired_rounds, ratio_interval
 
 IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")

@@ -18,8 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import manualgrad as mg
-from manualgrad import privacy
-from manualgrad._core import threefry
+from manualgrad import privacy, threefry
 
 SIZES = (1, 2, 3, 1024, 1025)
 

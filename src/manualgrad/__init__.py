@@ -18,6 +18,7 @@ gradients and clipping, and training. Everything else lives in sub-namespaces:
 | `mg.per_example` | per-example gradients, norms, clipping, DP noise                 |
 | `mg.curvature`   | gradient statistics, GGN/Hessian products and diagonals, KFAC    |
 | `mg.privacy`     | DP-SGD: Poisson sampling, accounting, the private step          |
+| `mg.threefry`    | jax.random's Threefry draws with the hash unrolled (same numbers) |
 | `mg.training`    | the training loop, its callbacks, checkpoints, the figure        |
 | `mg.parallel`    | data parallelism over a device mesh                              |
 | `mg.checking`    | gradcheck, check-your-backward, value checks                     |
@@ -76,6 +77,7 @@ _NAMESPACES = {
     "dense": "manualgrad._core.dense",
     "precision": "manualgrad._core.precision",
     "regularization": "manualgrad._core.regularization",
+    "threefry": "manualgrad._core.threefry",
 }
 
 __all__ = [
@@ -128,7 +130,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         privacy,
         training,
     )
-    from manualgrad._core import activations, dense, losses, precision, regularization
+    from manualgrad._core import activations, dense, losses, precision, regularization, threefry
     from manualgrad._errors import ManualgradError
     from manualgrad._network import Network, network
     from manualgrad.functional import (
