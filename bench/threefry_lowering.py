@@ -3,7 +3,7 @@
     PYTHONPATH=src python bench/threefry_lowering.py [--rounds R] [--json FILE]
 
 The two programs compute the same numbers (checked bit for bit before timing): the
-private step of bench/privacy.py (key split, Poisson sampler's uniforms, the noise),
+private step of bench/privacy.py (fold_in, key split, the sampler's uniforms, the noise),
 once with `jax.random.split` / `uniform` / `normal` (whose Threefry hash jax lowers on
 CPU as a 5-iteration loop) and once with `mg.threefry` (the same hash,
 its 20 rounds unrolled; what the library runs). Per MLP of bench/privacy.py: the
@@ -32,13 +32,14 @@ from manualgrad.benchmark import machine, paired_rounds, ratio_interval
 
 def _with_jax_random(build):
     """`build()` with mg.threefry's draws replaced by jax.random's own (same numbers)."""
-    saved = {k: getattr(threefry, k) for k in ("split", "uniform", "normal")}
+    saved = {k: getattr(threefry, k) for k in ("split", "fold_in", "uniform", "normal")}
 
     def normal(key, shape, dtype=float, *, partitionable=None):
         with jax.threefry_partitionable(bool(partitionable)):
             return jax.random.normal(key, shape, dtype)
 
     threefry.split = lambda key, num=2, *, partitionable=None: jax.random.split(key, num)
+    threefry.fold_in = jax.random.fold_in
     threefry.uniform = lambda key, shape, dtype=float, *, partitionable=None: jax.random.uniform(
         key, shape, dtype
     )
@@ -52,11 +53,11 @@ def _with_jax_random(build):
 
 def bench_case(name, dims, n, q, rounds, reps):
     K = privacy.batch_capacity(n, q, overflow=1e-12)
-    _, _, private, step = bench_privacy.variants(dims, n, q, K)
+    _, _, private, _, step = bench_privacy.variants(dims, n, q, K)
     X, Y = bench_privacy.make_data(dims, n)
     params = bench_privacy.make_network(dims).init(dims, jax.random.key(1), method="he")
     X_held, Y_held = privacy.examples_first(X, Y)
-    args = (params, X_held, Y_held, jax.random.key(2), jnp.float32(1), jnp.float32(1))
+    args = (params, X_held, Y_held, jax.random.key(2), jnp.int32(0), jnp.float32(1), jnp.float32(1))
 
     def build():  # a fresh function each time: jit's trace cache is keyed on it
         return jax.jit(lambda *a: private(*a)).lower(*args).compile()

@@ -9,6 +9,7 @@ float64 to 1e-12 relative.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -521,3 +522,63 @@ def test_cli_privacy_options_without_dp_are_refused(capsys):
     rc = main(["train", "--quiet", "--target-epsilon", "3"])
     _, err = capsys.readouterr()
     assert rc == 2 and "add --dp" in err
+
+
+def test_batch_capacities_are_the_batch_size_quantiles_below_k():
+    from scipy.stats import binom
+
+    n, q, K = 60000, 256 / 60000, 376
+    shapes = privacy.batch_capacities(n, q, K, (0.9, 0.999))
+    assert len(shapes) == 3 and shapes[-1] == K and list(shapes) == sorted(set(shapes))
+    for k, p in zip(shapes[:-1], (0.9, 0.999), strict=True):  # the smallest k with cdf ≥ p
+        assert binom.cdf(k, n, q) >= p > binom.cdf(k - 1, n, q)
+    assert privacy.batch_capacities(n, q, K, ()) == (K,)
+    assert privacy.batch_capacities(n, q, 280, (0.9, 0.999)) == (277, 280)  # none ≥ K kept
+    for bad in [(1.0,), (0.0,), ("0.9",), (True,), 0.9]:
+        with pytest.raises(mg.errors.ConfigError, match="quantile"):
+            privacy.batch_capacities(n, q, K, bad)
+
+
+def test_the_smallest_capacity_that_holds_the_batch_runs():
+    capacities = (3, 5, 8)
+    shape_of = jax.jit(
+        lambda batch: privacy.in_smallest_capacity(
+            capacities, batch, lambda index, mask: (index.shape[0], jnp.sum(mask))
+        )
+    )
+    for size in range(9):
+        batch = privacy.PoissonBatch(
+            index=jnp.arange(8), mask=jnp.arange(8) < size
+        )  # the sampled examples come first, as poisson_batch returns them
+        shape, seen = shape_of(batch)
+        assert int(shape) == min(c for c in capacities if c >= size)
+        assert int(seen) == size  # the whole batch, whichever shape
+    with pytest.raises(mg.errors.ConfigError, match="must end with the batch's capacity"):
+        privacy.in_smallest_capacity(
+            (3, 5), privacy.PoissonBatch(jnp.arange(8), jnp.ones(8, bool)), None
+        )
+
+
+def test_training_on_the_smaller_shapes_gives_the_params_of_the_capacity_alone(x64):
+    params, X, Y = _problem(m=40)
+    one = dict(dp=dataclasses.replace(DP, batch_quantiles=()))
+    many = dict(dp=dataclasses.replace(DP, batch_quantiles=(0.5,)))
+    plan = privacy.plan(many["dp"], n=40, steps=12)
+    assert len(plan.batch_shapes) == 2
+    # the run's batches fall on both sides of the smaller shape (so both branches ran)
+    sizes = [
+        int(
+            jnp.sum(
+                privacy.poisson_batch(
+                    jax.random.split(jax.random.fold_in(jax.random.key(3), t), 3)[0],
+                    40,
+                    0.25,
+                    plan.capacity,
+                ).mask
+            )
+        )
+        for t in range(12)
+    ]
+    assert min(sizes) <= plan.batch_shapes[0] < max(sizes)
+    a, b = _train(X, Y, params, **one), _train(X, Y, params, **many)
+    assert max_relative_error(b.params, a.params) <= 1e-12

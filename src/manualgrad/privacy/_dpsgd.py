@@ -44,6 +44,17 @@ not matter to the bound), and the guarantee of the run degrades to
 overflowed — :func:`plan` chooses K so that this extra term is at most
 δ/1000 and reports it.
 
+**Smaller shapes for most batches.** A batch holds about q·N ± √(q(1−q)N) examples,
+and K sits many standard deviations above q·N, so most of the K columns of most steps
+are filler that costs a full column of compute. The training step is therefore
+compiled for a few capacities K_1 < … < K_b = K (:func:`batch_capacities`: by default
+the 0.9 and 0.999 quantiles of the batch size, and K) and each step runs the smallest
+that holds its batch (:func:`in_smallest_capacity`, a `lax.switch`). A batch's
+examples are the first entries of its sorted index, so the smaller shape drops filler
+only: the same examples, the same clipped sum, the same noise, the same guarantee
+(what the step time reveals about the batch size is outside the model, as for every
+implementation with data-dependent batch shapes, Opacus' among them).
+
 **Non-finite gradients.** An example whose gradient norm is not finite in the working
 dtype (a NaN or Inf anywhere in its g_i) is dropped from the sum: it contributes
 zero, exactly like a column outside the batch. This depends on that example alone,
@@ -466,6 +477,65 @@ def batch_capacity(n: int, sampling_rate: float, *, overflow: float) -> int:
     return max(lo, 1)
 
 
+#: The batch-size quantiles at which the private step is compiled besides K (:class:`DPConfig`).
+BATCH_QUANTILES = (0.9, 0.999)
+
+
+def batch_capacities(n: int, sampling_rate: float, capacity: int, quantiles=BATCH_QUANTILES):
+    """K_1 < … < K_b = `capacity`: the shapes the private step is compiled for.
+
+    K_j = the `quantiles[j]` quantile of the batch size Binomial(n, q) (the smallest k
+    with P[Binomial ≤ k] ≥ p), kept when it is below `capacity`, then `capacity`
+    itself. E.g. n = 60000, q·n = 256: (277, 307, 376), and the expected shape of a
+    step is 280 columns instead of 376. `quantiles` = () gives (capacity,).
+    """
+    from scipy.stats import binom
+
+    q = _in_range("sampling_rate", sampling_rate)
+    if not isinstance(quantiles, tuple | list):
+        raise ConfigError(
+            f"`batch_quantiles` must be a tuple of numbers in (0, 1), got {quantiles!r}: "
+            "e.g. (0.9, 0.999), or () for the capacity K alone"
+        )
+    shapes = {capacity}
+    for p in quantiles:
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 < float(p) < 1:
+            raise ConfigError(
+                f"each batch-size quantile must be a number in (0, 1), got {p!r}: "
+                "e.g. batch_quantiles=(0.9, 0.999), or () for the capacity K alone"
+            )
+        k = int(binom.ppf(float(p), n, q))
+        if 1 <= k < capacity:
+            shapes.add(k)
+    return tuple(sorted(shapes))
+
+
+def in_smallest_capacity(
+    capacities: Sequence[int], batch: PoissonBatch, fn: Callable[[Array, Array], Any]
+) -> Any:
+    """`fn(index[:K_j], mask[:K_j])` for the smallest K_j in `capacities` that holds the batch.
+
+    The sampled examples are the first |𝓑| entries of `batch.index` (sorted positions,
+    the filler after them), so every K_j ≥ |𝓑| sees the whole batch. One
+    `lax.switch` over the shapes (each branch compiled once); `capacities`: sorted,
+    the last one the batch's K (:func:`batch_capacities`). `fn` must return the same
+    structure for every shape.
+    """
+    capacities = tuple(capacities)
+    if not capacities or capacities[-1] != batch.index.shape[0]:
+        raise ConfigError(
+            f"`capacities` must end with the batch's capacity K = {batch.index.shape[0]}, "
+            f"got {capacities}"
+        )
+    if len(capacities) == 1:
+        return fn(batch.index, batch.mask)
+    which = jnp.searchsorted(jnp.asarray(capacities), jnp.sum(batch.mask))  # K_j ≥ |𝓑|
+    branches = [
+        functools.partial(lambda k, _: fn(batch.index[:k], batch.mask[:k]), k) for k in capacities
+    ]
+    return lax.switch(which, branches, None)
+
+
 # --------------------------------------------------------------------------------------
 # The private step: the engine's products, clipped, masked, formula (2) with q·N, noise
 # --------------------------------------------------------------------------------------
@@ -670,6 +740,8 @@ class DPConfig:
     |                    | is None; with both, training refuses to exceed it           |
     | `accountant`       | "pld" (default) or "rdp", see :func:`epsilon`               |
     | `rng`              | the `jax.random` implementation of the noise, see below     |
+    | `batch_quantiles`  | the batch-size quantiles at which the step is compiled      |
+    |                    | besides K (:func:`batch_capacities`); () for K alone        |
 
     **The noise generator** (`rng`). The guarantee needs ξ ~ N(0, I) independent of
     the data; which pseudo-random generator draws it is a choice of speed against
@@ -699,6 +771,7 @@ class DPConfig:
     target_epsilon: float | None = None
     accountant: str = "pld"
     rng: str = "threefry2x32"
+    batch_quantiles: tuple[float, ...] = BATCH_QUANTILES
 
 
 class DPPlan(NamedTuple):
@@ -708,7 +781,8 @@ class DPPlan(NamedTuple):
     capacity: K columns per batch; overflow: the probability that any batch of the
     run overflows (≤ OVERFLOW_SHARE_OF_DELTA · δ / (1 + e^ε)); delta_overflow: the
     (1 + e^ε) · overflow that truncation may add to δ; rng: the noise generator
-    (:class:`DPConfig`); normaliser: q·N.
+    (:class:`DPConfig`); capacities: the shapes K_1 < … < K the step is compiled for
+    (:func:`batch_capacities`; () means K alone); normaliser: q·N.
     """
 
     n: int
@@ -723,10 +797,16 @@ class DPPlan(NamedTuple):
     overflow: float
     delta_overflow: float
     rng: str = "threefry2x32"
+    capacities: tuple[int, ...] = ()
 
     @property
     def normaliser(self) -> float:
         return self.sampling_rate * self.n
+
+    @property
+    def batch_shapes(self) -> tuple[int, ...]:
+        """The capacities the step is compiled for, the last one K."""
+        return self.capacities or (self.capacity,)
 
 
 def plan(dp: DPConfig, *, n: int, steps: int) -> DPPlan:
@@ -736,7 +816,8 @@ def plan(dp: DPConfig, *, n: int, steps: int) -> DPPlan:
     * ε: :func:`epsilon` after T steps; with both σ and a target given, ε above the
       target is refused (the error says how many steps fit);
     * K: the smallest capacity with T · P[Binomial(N + 1, q) > K] · (1 + e^ε) ≤
-      δ / 1000 (N + 1: the bound holds for a neighbour with one more example too).
+      δ / 1000 (N + 1: the bound holds for a neighbour with one more example too);
+    * the smaller shapes below K: :func:`batch_capacities` at `dp.batch_quantiles`.
     """
     if not isinstance(dp, DPConfig):
         raise ConfigError(f"`dp` must be a manualgrad.privacy.DPConfig, got {type(dp).__name__}")
@@ -797,6 +878,7 @@ def plan(dp: DPConfig, *, n: int, steps: int) -> DPPlan:
         overflow=overflow,
         delta_overflow=(1 + _exp(eps)) * overflow,
         rng=dp.rng,
+        capacities=batch_capacities(n, q, capacity, dp.batch_quantiles),
     )
 
 

@@ -218,7 +218,9 @@ def private_step(net: Network, optimizer: optax.GradientTransformation, plan: DP
     r"""One DP-SGD step (:mod:`manualgrad.privacy`) per unit: Poisson batch, clip, noise.
 
     Step t splits `fold_in(key, t)` into the sampling, noise and dropout keys, draws a
-    batch of K = plan.capacity columns (:func:`~manualgrad.privacy.poisson_batch`) and
+    batch of K = plan.capacity columns (:func:`~manualgrad.privacy.poisson_batch`), runs
+    the smallest of `plan.batch_shapes` that holds it
+    (:func:`~manualgrad.privacy.in_smallest_capacity`) and
     applies (1/(qN))(Σ_{i ∈ 𝓑} clip_C(g_i) + σCξ) by
     :func:`~manualgrad.privacy.masked_dp_grads`' rule. An epoch is 1/q units. The
     cost is the mean loss of the batch (private data: *not* covered by the guarantee).
@@ -238,17 +240,21 @@ def private_step(net: Network, optimizer: optax.GradientTransformation, plan: DP
         # jax.random.split(jax.random.fold_in(key, t), 3), its hash unrolled (one kernel)
         k_sample, k_noise, k_dropout = threefry.split(threefry.fold_in(key, t), 3)
         batch = privacy.poisson_batch(k_sample, plan.n, q, plan.capacity)
-        cost, grads = privacy.masked_dp_value_and_grad(
-            net,
-            params,
-            *privacy.gather_batch(X_held, Y_held, batch.index),
-            batch.mask,
-            privacy.key_for_noise(k_noise, plan.rng),
-            C,
-            sigma,
-            B,
-            k_dropout if net.keep_prob < 1 else None,
-        )
+
+        def clipped_noised(index, mask):  # on the smallest compiled shape that holds 𝓑
+            return privacy.masked_dp_value_and_grad(
+                net,
+                params,
+                *privacy.gather_batch(X_held, Y_held, index),
+                mask,
+                privacy.key_for_noise(k_noise, plan.rng),
+                C,
+                sigma,
+                B,
+                k_dropout if net.keep_prob < 1 else None,
+            )
+
+        cost, grads = privacy.in_smallest_capacity(plan.batch_shapes, batch, clipped_noised)
         return *_apply(optimizer, params, opt_state, grads), cost
 
     facts = {
@@ -260,6 +266,7 @@ def private_step(net: Network, optimizer: optax.GradientTransformation, plan: DP
             "accountant": plan.accountant,
             "steps": plan.steps,
             "rng": plan.rng,
+            "batch_shapes": list(plan.batch_shapes),
         }
     }
     return Step(
