@@ -37,6 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+__all__ = ["fold_in", "normal", "split", "threefry2x32", "uniform"]
+
 Array = jax.Array
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
