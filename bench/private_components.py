@@ -21,7 +21,8 @@ columns) in the same rounds.
 | `noise:<impl>:flat`  | one flat draw of P normals, cut into the arrays (`privacy.noise`) |
 | `clipped_grads`      | `per_example.clipped_grads` on the K columns: clipping, no mask   |
 | `masked_dp_grads`    | the private gradient on K given columns: clip, mask, (2), noise   |
-| `private`            | the whole private step (`mg.training.private_step`'s gradient)    |
+| `private`            | the whole private step (`mg.training.private_step` with SGD, on   |
+|                      | the smallest of its compiled shapes that holds step 0's batch)    |
 
 `--rng` chooses the implementation of the private step's noise (threefry, rbg,
 unsafe_rbg); the noise rows are timed for all three.
@@ -115,21 +116,24 @@ def components(dims, n, q, rng):
         overflow=0.0,
         delta_overflow=0.0,
         rng=rng,
+        capacities=privacy.batch_capacities(n, q, K),  # the shapes mg.train compiles
     )
-    step = mg.training.private_step(net, _identity_optimizer(), plan).step
+    private = mg.training.private_step(net, _plain_sgd(), plan)
+    opt_state = private.init(params)
     fns["private"] = (
-        lambda p, a, b, k: step(p, (), jnp.int32(0), a, b, k),
-        (params, X_held, Y_held, key),
+        lambda p, s, a, b, k: private.step(p, s, jnp.int32(0), a, b, k),
+        (params, opt_state, X_held, Y_held, key),
     )
     compiled = {name: aot_compile(fn, *args) for name, (fn, args) in fns.items()}
     thunks = {name: (lambda c=c, a=fns[name][1]: c(*a)) for name, c in compiled.items()}
     return K, thunks
 
 
-def _identity_optimizer():
+def _plain_sgd():
+    """SGD, so that the gradient is used: with `optax.set_to_zero` XLA drops the backward pass."""
     import optax
 
-    return optax.set_to_zero()
+    return optax.sgd(1e-3)
 
 
 def main(argv=None) -> int:
