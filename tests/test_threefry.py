@@ -35,10 +35,27 @@ def same(a, b):
 
 
 @functools.cache
-def jitted(name, *static):
-    """One compiled program per (function, shape, dtype, scheme): the key is traced."""
-    ours, theirs = getattr(threefry, name), getattr(jax.random, name)
-    return jax.jit(lambda k: ours(k, *static)), jax.jit(lambda k: theirs(k, *static))
+def draws(partitionable, dtype, sizes):
+    """One compiled program per scheme and dtype (the key traced): both sides of every draw."""
+
+    def both(key):
+        return {
+            (name, n, side): getattr(module, name)(key, (n,), dtype)
+            for name in ("normal", "uniform")
+            for n in sizes
+            for side, module in (("ours", threefry), ("jax", jax.random))
+        }
+
+    with jax.threefry_partitionable(partitionable):
+        return jax.jit(both)
+
+
+def assert_draws_agree(key, partitionable, dtype=jnp.float32, sizes=SIZES):
+    with jax.threefry_partitionable(partitionable):
+        out = draws(partitionable, dtype, sizes)(key)
+    for name in ("normal", "uniform"):
+        for n in sizes:
+            assert same(out[name, n, "ours"], out[name, n, "jax"]), (name, n)
 
 
 words = st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
@@ -48,37 +65,40 @@ words = st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
 @pytest.mark.parametrize("typed", [True, False])
 @given(words=words)
 def test_bits_turned_into_normals_and_uniforms_are_jax_randoms(words, typed, partitionable):
-    key = key_of(words, typed)
-    with jax.threefry_partitionable(partitionable):
-        for n in SIZES:
-            for name in ("normal", "uniform"):
-                ours, theirs = jitted(name, (n,), jnp.float32)
-                assert same(ours(key), theirs(key)), (name, n)
+    assert_draws_agree(key_of(words, typed), partitionable)
 
 
 @pytest.mark.parametrize("partitionable", [True, False])
 def test_float64_normals_and_uniforms_are_jax_randoms(x64, partitionable):
+    for seed in (0, 2**31 + 5):
+        assert_draws_agree(jax.random.key(seed), partitionable, jnp.float64, (1, 3, 1024))
+
+
+@functools.cache
+def keys_program(partitionable, nums, ts):
+    def both(key):
+        split = {num: (threefry.split(key, num), jax.random.split(key, num)) for num in nums}
+        fold = {
+            t: (threefry.fold_in(key, jnp.int32(t)), jax.random.fold_in(key, jnp.int32(t)))
+            for t in ts
+        }
+        return split, fold
+
     with jax.threefry_partitionable(partitionable):
-        for seed in (0, 2**31 + 5):
-            key = jax.random.key(seed)
-            for n in (1, 3, 1024):
-                for name in ("normal", "uniform"):
-                    got = getattr(threefry, name)(key, (n,), jnp.float64)
-                    want = getattr(jax.random, name)(key, (n,), jnp.float64)
-                    assert same(got, want), (name, n)
+        return jax.jit(both)
 
 
 @pytest.mark.parametrize("partitionable", [True, False])
 @pytest.mark.parametrize("typed", [True, False])
 def test_split_and_fold_in_give_jax_randoms_keys(typed, partitionable):
     key = key_of((0x12345678, 0x9ABCDEF0), typed)
+    nums, ts = (1, 2, 3, 5), (0, 1, 12345, -3, 2**31 - 1)
     with jax.threefry_partitionable(partitionable):
-        for num in (1, 2, 3, 5):
-            assert same(threefry.split(key, num), jax.random.split(key, num)), num
-        fold = jax.jit(threefry.fold_in)
-        for t in (0, 1, 12345, -3, 2**31 - 1):
-            data = jnp.int32(t)
-            assert same(fold(key, data), jax.random.fold_in(key, data)), t
+        split, fold = keys_program(partitionable, nums, ts)(key)
+    for num, (ours, theirs) in split.items():
+        assert same(ours, theirs), num
+    for t, (ours, theirs) in fold.items():
+        assert same(ours, theirs), t
 
 
 def test_the_scheme_argument_overrides_jaxs_setting():
