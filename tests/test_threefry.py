@@ -121,6 +121,9 @@ def test_other_generators_and_dtypes_are_handed_to_jax_random():
     rbg = jax.random.key(0, impl="rbg")
     assert same(threefry.normal(rbg, (5,)), jax.random.normal(rbg, (5,)))
     assert same(threefry.split(rbg, 3), jax.random.split(rbg, 3))
+    assert same(
+        threefry.split(jax.random.key(0), (2, 3)), jax.random.split(jax.random.key(0), (2, 3))
+    )
     key = jax.random.key(0)
     got = threefry.normal(key, (5,), jnp.bfloat16)
     assert same(got, jax.random.normal(key, (5,), jnp.bfloat16))

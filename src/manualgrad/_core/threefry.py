@@ -179,8 +179,8 @@ def normal(
 
 
 def split(key: Array, num: int = 2, *, partitionable: bool | None = None) -> Array:
-    """`jax.random.split(key, num)`: `num` new keys, the same ones."""
-    if not _handles(key, size=2 * num):
+    """`jax.random.split(key, num)`: `num` new keys, the same ones (a shape `num`: jax.random's)."""
+    if isinstance(num, bool) or not isinstance(num, int) or not _handles(key, size=2 * num):
         with _scheme(partitionable):
             return jax.random.split(key, num)
     k1, k2 = _words(key)
