@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import re
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from manualgrad.benchmark import (
     CPU_GRID,
     QUICK_GRID,
     aot_compile,
+    append_json_lines,
     machine,
     max_rel_err,
     network_label,
@@ -168,9 +168,7 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
     if args.json:
-        with open(args.json, "a") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
+        append_json_lines(args.json, rows, header=False)
 
 
 if __name__ == "__main__":

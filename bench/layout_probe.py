@@ -28,7 +28,6 @@ a sigmoid + BCE output (the grid's networks).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 
 import jax
@@ -37,8 +36,8 @@ import numpy as np
 from jax import lax
 
 from manualgrad.benchmark import (
+    append_json_lines,
     equinox_step,
-    machine,
     max_rel_err,
     paired_rounds,
     problem,
@@ -112,12 +111,9 @@ def main(argv=None) -> int:
             {"step": name, "median_ms": 1e3 * statistics.median(secs), "per_eqx": r.as_json()}
         )
     if args.json:
-        with open(args.json, "a") as f:
-            f.write(
-                json.dumps({"machine": machine(), "case": args.case, "rounds": args.rounds}) + "\n"
-            )
-            for row in rows_out:
-                f.write(json.dumps(row) + "\n")
+        append_json_lines(
+            args.json, [{"case": args.case, "rounds": args.rounds, **r} for r in rows_out]
+        )
     return 0
 
 

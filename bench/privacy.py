@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import statistics
 import sys
@@ -52,7 +51,14 @@ import numpy as np
 
 import manualgrad as mg
 from manualgrad import privacy, threefry
-from manualgrad.benchmark import aot_compile, machine, max_rel_err, paired_rounds, ratio_interval
+from manualgrad.benchmark import (
+    aot_compile,
+    append_json_lines,
+    machine,
+    max_rel_err,
+    paired_rounds,
+    ratio_interval,
+)
 
 #: name, layer dims, N, q
 CASES = [
@@ -290,9 +296,7 @@ def main(argv=None) -> int:
         results.append(bench_case(name, dims, n, q, args.rounds, args.reps, not args.no_opacus))
     print_table(results)
     if args.json:
-        with open(args.json, "a") as f:
-            for res in results:
-                f.write(json.dumps(res) + "\n")
+        append_json_lines(args.json, results, header=False)  # each result holds its machine
     if not math.isfinite(sum(r["median_ms"]["private"] for r in results)):
         return 1
     return 0

@@ -31,7 +31,6 @@ unsafe_rbg); the noise rows are timed for all three.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -46,7 +45,7 @@ import privacy as bench_privacy
 
 import manualgrad as mg
 from manualgrad import per_example, privacy
-from manualgrad.benchmark import aot_compile, machine, paired_rounds
+from manualgrad.benchmark import aot_compile, append_json_lines, machine, paired_rounds
 
 IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 
@@ -172,9 +171,7 @@ def main(argv=None) -> int:
             }
         )
     if args.json:
-        with open(args.json, "a") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+        append_json_lines(args.json, rows, header=False)
     return 0
 
 

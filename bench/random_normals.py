@@ -21,7 +21,6 @@ the default sizes suit a CPU, and bench/run_gpu.sh adds P = 1e8 on a GPU.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 
@@ -29,7 +28,12 @@ import jax
 import jax.numpy as jnp
 
 from manualgrad import privacy, threefry
-from manualgrad.benchmark import aot_compile, machine, paired_rounds, ratio_interval
+from manualgrad.benchmark import (
+    aot_compile,
+    append_json_lines,
+    paired_rounds,
+    ratio_interval,
+)
 
 IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 
@@ -92,10 +96,7 @@ def main(argv=None) -> int:
                 }
             )
     if args.json:
-        with open(args.json, "a") as f:
-            f.write(json.dumps({"machine": machine()}) + "\n")
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+        append_json_lines(args.json, rows)
     return 0
 
 

@@ -15,7 +15,6 @@ rounds whose order alternates (`manualgrad.benchmark.paired_rounds`).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import privacy as bench_privacy
 
 from manualgrad import privacy, threefry
-from manualgrad.benchmark import machine, paired_rounds, ratio_interval
+from manualgrad.benchmark import append_json_lines, paired_rounds, ratio_interval
 
 
 def _with_jax_random(build):
@@ -108,10 +107,7 @@ def main(argv=None) -> int:
         )
         rows.append(r)
     if args.json:
-        with open(args.json, "a") as f:
-            f.write(json.dumps({"machine": machine()}) + "\n")
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+        append_json_lines(args.json, rows)
     return 0
 
 

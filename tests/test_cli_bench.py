@@ -266,3 +266,12 @@ def test_only_manualgrad_bench_imports_the_benchmark_harness(code):
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_json_lines_append_the_machine_then_each_row(tmp_path):
+    path = tmp_path / "run.jsonl"
+    benchmark.append_json_lines(str(path), [{"a": 1}, {"b": [2.5, None]}])
+    benchmark.append_json_lines(str(path), [{"c": "x"}], header=False)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert set(lines[0]) == {"machine"} and lines[0]["machine"]["cores"] >= 1
+    assert lines[1:] == [{"a": 1}, {"b": [2.5, None]}, {"c": "x"}]

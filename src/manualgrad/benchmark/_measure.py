@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import math
 import os
 import platform
@@ -172,6 +173,19 @@ def machine() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
     }
+
+
+def append_json_lines(path: str, rows: Sequence[Mapping[str, Any]], *, header: bool = True) -> None:
+    """Append to `path` one JSON object per line: :func:`machine` first (`header`), then `rows`.
+
+    The bench scripts' `--json FILE`: appending, so that several runs collect in one file,
+    each after the machine it ran on.
+    """
+    with open(path, "a") as f:
+        if header:
+            f.write(json.dumps({"machine": machine()}) + "\n")
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
 
 
 def paired_rounds(
