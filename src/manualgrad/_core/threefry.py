@@ -14,8 +14,9 @@ runs four such loops. Written here with jax.numpy's uint32 arithmetic, unrolled,
 hash fuses with what consumes it into one loop kernel. The numbers are the same, bit
 for bit (tests/test_threefry.py compares every function with jax.random, under both
 settings of `jax_threefry_partitionable`); only the compiled program differs. On the
-quiet 2-core CPU, P = 270 336 float32 normals took 0.24 ms of bits against jax's
-0.98 ms, and 0.66 ms for the normals against 1.34 ms (bench/random_normals.py).
+quiet 2-core CPU, P = 270 336 float32 normals took 0.66 ms, against 1.26 ms for
+jax.random's same draw and 1.41 ms for its default scheme (bench/random_normals.py,
+bench/RESULTS.md).
 
 Each function takes a key of jax's "threefry2x32" implementation, typed
 (`jax.random.key`) or raw (`jax.random.PRNGKey`, when that is the default
