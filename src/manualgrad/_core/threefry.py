@@ -117,12 +117,17 @@ def _original_blocks(k1: Array, k2: Array, n: int) -> tuple[Array, Array]:
     return threefry2x32(k1, k2, c, x1)
 
 
+def _indexed_blocks(k1: Array, k2: Array, n: int) -> tuple[Array, Array]:
+    """jax's partitionable scheme: block i is the hash of the counters (0, i), i < n < 2³²."""
+    c = lax.iota(jnp.uint32, n)
+    return threefry2x32(k1, k2, jnp.zeros_like(c), c)
+
+
 def _bits(key: Array, n: int, width: int, partitionable: bool) -> Array:
     """jax.random.bits(key, (n,), uint{width}) for width 32 or 64."""
     k1, k2 = _words(key)
     if partitionable:  # one block per number: counters (high, low) word of its index
-        c = lax.iota(jnp.uint32, n)
-        y0, y1 = threefry2x32(k1, k2, jnp.zeros_like(c), c)
+        y0, y1 = _indexed_blocks(k1, k2, n)
         if width == 32:
             return y0 ^ y1
     else:
@@ -184,13 +189,10 @@ def split(key: Array, num: int = 2, *, partitionable: bool | None = None) -> Arr
     if isinstance(num, bool) or not isinstance(num, int) or not _handles(key, size=2 * num):
         with _scheme(partitionable):
             return jax.random.split(key, num)
-    k1, k2 = _words(key)
     if _partitionable(partitionable):  # key i: the block of counters (0, i)
-        c = lax.iota(jnp.uint32, num)
-        y0, y1 = threefry2x32(k1, k2, jnp.zeros_like(c), c)
-        words = jnp.stack([y0, y1], axis=-1)
+        words = jnp.stack(_indexed_blocks(*_words(key), num), axis=-1)
     else:  # the 2·num words of counters 0 … 2·num − 1, in pairs
-        words = jnp.concatenate(_original_blocks(k1, k2, 2 * num)).reshape(num, 2)
+        words = _bits(key, 2 * num, 32, partitionable=False).reshape(num, 2)
     return _as_keys(words, key)
 
 
