@@ -240,6 +240,7 @@ def private_step(net: Network, optimizer: optax.GradientTransformation, plan: DP
         # jax.random.split(jax.random.fold_in(key, t), 3), its hash unrolled (one kernel)
         k_sample, k_noise, k_dropout = threefry.split(threefry.fold_in(key, t), 3)
         batch = privacy.poisson_batch(k_sample, plan.n, q, plan.capacity)
+        noise_key = privacy.key_for_noise(k_noise, plan.rng)
 
         def clipped_noised(index, mask):  # on the smallest compiled shape that holds 𝓑
             return privacy.masked_dp_value_and_grad(
@@ -247,7 +248,7 @@ def private_step(net: Network, optimizer: optax.GradientTransformation, plan: DP
                 params,
                 *privacy.gather_batch(X_held, Y_held, index),
                 mask,
-                privacy.key_for_noise(k_noise, plan.rng),
+                noise_key,
                 C,
                 sigma,
                 B,
