@@ -8,13 +8,14 @@ training step (gradient and SGD update):
 
 | variant      | one step                                                                 |
 |--------------|--------------------------------------------------------------------------|
-| `private`    | step t as `mg.train` runs it: `mg.threefry` key of step t →              |
-|              | `privacy.poisson_batch` (K geometric gaps) → on the smallest of the      |
-|              | shapes `privacy.batch_capacities` (quantiles 0.9, 0.999, and K) that     |
-|              | holds the batch (`privacy.in_smallest_capacity`): `privacy.gather_batch` |
-|              | (rows of the set held by `privacy.examples_first`, transposed once,      |
-|              | outside the timing) → `privacy.masked_dp_grads` (clip, mask, (2) with    |
-|              | q·N, noise) → SGD. Each call is the next step t: a new batch each time   |
+| `private`    | step t of `mg.training.private_step` with SGD, as `mg.train` runs it:    |
+|              | `mg.threefry` keys of step t → `privacy.poisson_batch` (K geometric      |
+|              | gaps) → on the smallest of the shapes `privacy.batch_capacities`         |
+|              | (quantiles 0.9, 0.999, and K) that holds the batch                       |
+|              | (`privacy.in_smallest_capacity`): `privacy.gather_batch` (rows of the    |
+|              | set held by `privacy.examples_first`, transposed once, outside the       |
+|              | timing) → the masked clipped gradient (clip, mask, (2) with q·N, noise)  |
+|              | → SGD. Each call is the next step t: a new batch each time               |
 | `private@K`  | the same compiled for K alone (`batch_quantiles=()`)                     |
 | `step@K`     | `mg.value_and_grad` on K given columns → SGD: the same network and       |
 |              | columns without privacy, so private / step@K is the cost of the mask,   |
@@ -48,9 +49,10 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import manualgrad as mg
-from manualgrad import privacy, threefry
+from manualgrad import privacy
 from manualgrad.benchmark import (
     aot_compile,
     append_json_lines,
@@ -82,35 +84,40 @@ def make_network(dims) -> mg.Network:
     return mg.network(["relu"] * (len(dims) - 2) + ["softmax"], "ce")
 
 
+def bench_plan(n, q, K, capacities, rng="threefry2x32"):
+    """A DPPlan with σ = SIGMA, C = CLIP, capacity K and the given shapes (no accounting)."""
+    return privacy.DPPlan(
+        n=n,
+        steps=1,
+        sampling_rate=q,
+        clip_norm=CLIP,
+        delta=1e-5,
+        noise_multiplier=SIGMA,
+        epsilon=float("nan"),  # not accounted: the bench times steps
+        accountant="pld",
+        capacity=K,
+        overflow=0.0,
+        delta_overflow=0.0,
+        rng=rng,
+        capacities=tuple(capacities),
+    )
+
+
 def variants(dims, n, q, K):
     net = make_network(dims)
     B = round(q * n)
-    normaliser = q * n
 
     def sgd(params, grads):
         return {k: params[k] - LR * grads[k] for k in params}
 
     def private_on(shapes):
-        def private(params, X_held, Y_held, key, t, sigma, clip):
-            # the keys of step t as mg.train draws them (jax.random's numbers)
-            k_sample, k_noise = threefry.split(threefry.fold_in(key, t))
-            batch = privacy.poisson_batch(k_sample, n, q, K)
+        # mg.train's own private step (plain SGD), so that the bench times its code
+        private = mg.training.private_step(net, optax.sgd(LR), bench_plan(n, q, K, shapes))
 
-            def clipped_noised(index, mask):
-                return privacy.masked_dp_grads(
-                    net,
-                    params,
-                    *privacy.gather_batch(X_held, Y_held, index),
-                    mask,
-                    k_noise,
-                    clip_norm=clip,
-                    noise_multiplier=sigma,
-                    normaliser=normaliser,
-                )
+        def step_t(params, X_held, Y_held, key, t):  # SGD's state is empty: init per call
+            return private.step(params, private.init(params), t, X_held, Y_held, key)
 
-            return sgd(params, privacy.in_smallest_capacity(shapes, batch, clipped_noised))
-
-        return private
+        return step_t
 
     private = private_on(privacy.batch_capacities(n, q, K))
     private_K = private_on((K,))
@@ -215,12 +222,11 @@ def bench_case(name, dims, n, q, rounds, reps, use_opacus):
             print("opacus/torch not installed: no Opacus column", file=sys.stderr)
     errs = _check(dims, n, q, K, X, Y, params, opacus_ok)
 
-    sigma, clip = jnp.float32(SIGMA), jnp.float32(CLIP)
     key = jax.random.key(2)
     X_held, Y_held = privacy.examples_first(X, Y)  # once, as mg.train does
     t0 = jnp.int32(0)
-    priv_c = aot_compile(private, params, X_held, Y_held, key, t0, sigma, clip)
-    priv_K = aot_compile(private_K, params, X_held, Y_held, key, t0, sigma, clip)
+    priv_c = aot_compile(private, params, X_held, Y_held, key, t0)
+    priv_K = aot_compile(private_K, params, X_held, Y_held, key, t0)
     idx_K, idx_B = jnp.arange(K), jnp.arange(B)
     step_K = aot_compile(step, params, X, Y, idx_K)
     step_B = aot_compile(step, params, X, Y, idx_B)
@@ -228,9 +234,7 @@ def bench_case(name, dims, n, q, rounds, reps, use_opacus):
     counters = {"private": itertools.count(), "private@K": itertools.count()}
 
     def run_private(compiled, name):
-        return lambda: compiled(
-            params, X_held, Y_held, key, steps[next(counters[name]) % 997], sigma, clip
-        )
+        return lambda: compiled(params, X_held, Y_held, key, steps[next(counters[name]) % 997])
 
     calls = {
         "private": run_private(priv_c, "private"),

@@ -102,21 +102,7 @@ def components(dims, n, q, rng):
         lambda p, a, b, mk, k: privacy.masked_dp_grads(net, p, a, b, mk, k, clip, 1.0, normaliser),
         (params, XK, YK, mask, key),
     )
-    plan = privacy.DPPlan(
-        n=n,
-        steps=1,
-        sampling_rate=q,
-        clip_norm=1.0,
-        delta=1e-5,
-        noise_multiplier=1.0,
-        epsilon=1.0,
-        accountant="pld",
-        capacity=K,
-        overflow=0.0,
-        delta_overflow=0.0,
-        rng=rng,
-        capacities=privacy.batch_capacities(n, q, K),  # the shapes mg.train compiles
-    )
+    plan = bench_privacy.bench_plan(n, q, K, privacy.batch_capacities(n, q, K), rng)
     private = mg.training.private_step(net, _plain_sgd(), plan)
     opt_state = private.init(params)
     fns["private"] = (
